@@ -1,0 +1,137 @@
+// CE + temperature-scaled divergence over one chunk of rows of logits, fused with the
+// gradient: each row is read a few times from cache and written once as d loss / d s.
+// Row passes: (1) maxima, (2) normalisers, (3) [JSD only] KL(q‖m), (4) value + gradient.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/common/kd_math.h"
+#include "kernels/common/scalar_math.h"
+#include "kernels/kernels.h"
+
+namespace kd::kern {
+
+namespace {
+
+template <class T>
+T row_max(const T* x, int v) {
+  T m = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int i = 0; i < v; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+template <class T>
+LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, const DistillLossParams& p) {
+  using common::exp_t;
+  LossRow out;
+  if (y < 0) {
+    std::fill_n(g, v, T(0));
+    return out;
+  }
+  const T ms = row_max(s, v);
+  T z1 = 0;
+#pragma omp simd reduction(+ : z1)
+  for (int i = 0; i < v; ++i) z1 += exp_t<T>(s[i] - ms);
+  const T lse1 = ms + std::log(z1);
+  out.ce = double(lse1) - double(s[y]);
+  const T ce = T(p.ce_scale);
+
+  if (t == nullptr) {
+#pragma omp simd
+    for (int i = 0; i < v; ++i) g[i] = ce * exp_t<T>(s[i] - lse1);
+    g[y] -= ce;
+    return out;
+  }
+
+  const T it = T(1.0 / p.temperature);
+  const T kw = T(p.kd_scale);
+  const T mt = row_max(t, v);
+  T zs = 0, zt = 0, acc = 0;
+  if (p.divergence == Divergence::reverse_kl) {
+#pragma omp simd reduction(+ : zs, zt, acc)
+    for (int i = 0; i < v; ++i) {
+      const T es = exp_t<T>((s[i] - ms) * it);
+      zs += es;
+      zt += exp_t<T>((t[i] - mt) * it);
+      acc += es * (s[i] - t[i]);
+    }
+  } else {
+#pragma omp simd reduction(+ : zs, zt)
+    for (int i = 0; i < v; ++i) {
+      zs += exp_t<T>((s[i] - ms) * it);
+      zt += exp_t<T>((t[i] - mt) * it);
+    }
+  }
+  // log q_i = (s_i − ms)·it − lzs ;  log p_i = (t_i − mt)·it − lzt
+  const T lzs = std::log(zs), lzt = std::log(zt);
+  T d = 0;
+  switch (p.divergence) {
+    case Divergence::forward_kl: {
+#pragma omp simd reduction(+ : d)
+      for (int i = 0; i < v; ++i) {
+        const T lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
+        const T q = exp_t<T>(lq), pp = exp_t<T>(lp);
+        d += pp * (lp - lq);
+        g[i] = ce * exp_t<T>(s[i] - lse1) + kw * common::forward_kl_grad(q, pp, it);
+      }
+      break;
+    }
+    case Divergence::reverse_kl: {
+      // KL(q‖p) from pass 2 (used only inside the gradient, where its rounding
+      // cancels: Σ q = 1); the reported value is summed element by element below.
+      const T c = (ms - mt) * it + lzs - lzt;  // log p_i − log q_i = (t_i − s_i)·it + c
+      const T kl = acc * it / zs - c;
+#pragma omp simd reduction(+ : d)
+      for (int i = 0; i < v; ++i) {
+        const T lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
+        const T q = exp_t<T>(lq);
+        d += q * (lq - lp);
+        g[i] = ce * exp_t<T>(s[i] - lse1) + kw * common::reverse_kl_grad(q, lq - lp, kl, it);
+      }
+      break;
+    }
+    case Divergence::jensen_shannon: {
+      const T beta = T(p.jsd_beta), omb = T(1) - beta;
+      const T lb = std::log(beta), lomb = std::log(omb);
+      T kl_pm = 0, kl_qm = 0;
+      for (int i = 0; i < v; ++i) {
+        const T lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
+        const T lm = common::log_add_exp(lb + lp, lomb + lq);
+        kl_pm += exp_t<T>(lp) * (lp - lm);
+        kl_qm += exp_t<T>(lq) * (lq - lm);
+      }
+      d = beta * kl_pm + omb * kl_qm;
+      for (int i = 0; i < v; ++i) {
+        const T lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
+        const T lm = common::log_add_exp(lb + lp, lomb + lq);
+        g[i] = ce * exp_t<T>(s[i] - lse1) +
+               kw * common::jsd_grad(exp_t<T>(lq), lq - lm, kl_qm, omb, it);
+      }
+      break;
+    }
+  }
+  g[y] -= ce;
+  out.kd = double(d);
+  return out;
+}
+
+}  // namespace
+
+template <class T>
+void distill_loss_rows(T* dlogits, LossRow* rows, const T* student, const T* teacher,
+                       const std::int32_t* labels, int r, int v, const DistillLossParams& p) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < r; ++i) {
+    const std::size_t off = std::size_t(i) * v;
+    rows[i] = loss_row<T>(dlogits + off, student + off, teacher ? teacher + off : nullptr,
+                          labels[i], v, p);
+  }
+}
+
+template void distill_loss_rows<float>(float*, LossRow*, const float*, const float*,
+                                       const std::int32_t*, int, int, const DistillLossParams&);
+template void distill_loss_rows<double>(double*, LossRow*, const double*, const double*,
+                                        const std::int32_t*, int, int, const DistillLossParams&);
+
+}  // namespace kd::kern

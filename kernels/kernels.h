@@ -1,0 +1,150 @@
+// kdtrain's math, one declaration per op family, forward and backward side by side.
+//
+// Conventions (all ops):
+//  * Row-major. "Rows" are tokens: row r is batch r / T, position r % T.
+//  * Outputs first, then inputs, then what the forward saved, then dimensions.
+//  * Gradient contract: parameter gradients ACCUMULATE (+=); activation gradients
+//    OVERWRITE (=) unless a parameter says otherwise (residual inputs are explicit).
+//  * Every op is a template on the scalar type; float is the production type and the
+//    double instantiation is the finite-difference reference of the same code.
+//  * Work is split over the caller's OpenMP pool; BLAS calls inside a parallel region
+//    run single-threaded (the OpenMP build of OpenBLAS checks omp_in_parallel()).
+//
+// The CPU backend (kernels/cpu) implements these; it is the spec the other backends
+// are tested against.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kd::kern {
+
+// ---------------------------------------------------------------- GEMM
+// C = alpha op(A) op(B) + beta C, row-major, op = transpose when the flag is set.
+template <class T>
+void gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a, int lda,
+          const T* b, int ldb, T beta, T* c, int ldc);
+
+// Linear layer without bias, weights in [out, in] (Hugging Face) layout.
+// y (M,N) = x (M,K) · w(N,K)^T, plus y when accumulate (a residual add for free).
+template <class T>
+void linear_forward(T* y, const T* x, const T* w, int m, int n, int k, bool accumulate);
+// dx (M,K) = dy · w (skipped when dx is null; += when accumulate_dx);  dw (N,K) += dy^T · x
+template <class T>
+void linear_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, int m, int n, int k,
+                     bool accumulate_dx);
+
+// ---------------------------------------------------------------- embedding
+// x (M,d) = emb[tokens]
+template <class T>
+void embedding_forward(T* x, const T* emb, const std::int32_t* tokens, int m, int d);
+// demb (V,d) += scatter(dx); deterministic: each thread owns a slice of the d columns.
+template <class T>
+void embedding_backward(T* demb, const T* dx, const std::int32_t* tokens, int m, int d);
+
+// ---------------------------------------------------------------- RMSNorm
+// y (M,d) = x · rsqrt(mean(x²) + eps) · w ; rstd (M) saved for the backward.
+template <class T>
+void rmsnorm_forward(T* y, T* rstd, const T* x, const T* w, int m, int d, T eps);
+// dx (M,d) = dresid + RMSNorm'(dy) (dresid may be null);  dw (d) += Σ_rows dy·x̂.
+// dw is reduced from per-thread partials in a fixed order: deterministic for a thread count.
+template <class T>
+void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* dresid, const T* x, const T* rstd,
+                      const T* w, int m, int d);
+
+// ---------------------------------------------------------------- RoPE
+// Rotate-half (Hugging Face Llama) rotary embedding, in place on `heads` heads of
+// head_dim hd starting at column col0 of rows with stride ld. Tables: cos/sin (T, hd/2).
+template <class T>
+void rope_table(T* cos, T* sin, int seq, int hd, double theta);
+template <class T>
+void rope_forward(T* x, const T* cos, const T* sin, int rows, int seq, int heads, int hd,
+                  int ld, int col0);
+// The inverse rotation: dx = R^T dy, in place.
+template <class T>
+void rope_backward(T* dx, const T* cos, const T* sin, int rows, int seq, int heads, int hd,
+                   int ld, int col0);
+
+// ---------------------------------------------------------------- attention
+// Causal grouped-query attention over a fused qkv buffer (M, ld_qkv): columns
+// [q_col, q_col + H·hd) hold q, [k_col, ...) hold k (Hkv heads), [v_col, ...) hold v.
+// Tiled by blocks of `block` query rows: a thread holds the scores of one block of
+// rows (block × T) at a time; the backward recomputes them from the saved logsumexp.
+struct AttnShape {
+  int batch, seq, heads, kv_heads, head_dim;
+  int ld_qkv, q_col, k_col, v_col;
+  int block = 64;
+};
+// Scratch elements a call needs for `threads` OpenMP threads.
+std::size_t attention_scratch_elems(const AttnShape& s, int threads);
+// out (M, H·hd); lse (B, H, T) = logsumexp of each row's scaled scores.
+template <class T>
+void attention_forward(T* out, T* lse, const T* qkv, const AttnShape& s, T* scratch);
+// dqkv (M, ld_qkv) = gradient of q, k and v in the same columns (overwrite).
+template <class T>
+void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
+                        const AttnShape& s, T* scratch);
+
+// ---------------------------------------------------------------- SwiGLU
+// gu (M, 2F): gate in columns [0,F), up in [F,2F) (one fused GEMM). act (M,F) = silu(g)·u
+template <class T>
+void swiglu_forward(T* act, const T* gu, int m, int f);
+// dgu (M,2F) from dact (M,F)
+template <class T>
+void swiglu_backward(T* dgu, const T* dact, const T* gu, int m, int f);
+
+// ---------------------------------------------------------------- distillation loss
+enum class Divergence : int { forward_kl = 0, reverse_kl = 1, jensen_shannon = 2 };
+
+struct DistillLossParams {
+  double temperature = 1.0;   // tau
+  Divergence divergence = Divergence::forward_kl;
+  double jsd_beta = 0.5;      // mixture weight of the teacher in generalized JSD
+  double ce_scale = 1.0;      // d loss / d (Σ_rows CE_row): alpha / N
+  double kd_scale = 0.0;      // d loss / d (Σ_rows D_row):  (1 - alpha) tau² / N
+};
+// Per-row results, summed by the caller in row order (deterministic).
+struct LossRow {
+  double ce = 0;
+  double kd = 0;
+};
+// One chunk of R rows of logits: student (R,V), teacher (R,V) or null (CE only),
+// labels (R) (< 0: row ignored, gradient 0). Writes d loss / d student logits into
+// dlogits, which may alias `student`. Rows are independent, split over threads.
+template <class T>
+void distill_loss_rows(T* dlogits, LossRow* rows, const T* student, const T* teacher,
+                       const std::int32_t* labels, int r, int v, const DistillLossParams& p);
+
+// ---------------------------------------------------------------- feature loss
+enum class FeatureLoss : int { mse = 0, cosine = 1 };
+// target (M, ds) = h_teacher (M, dt) · proj (ds, dt)^T is computed by the caller (GEMM).
+// Returns the loss  (mse: mean over M·ds of (hs - target)²; cosine: mean over M of
+// 1 - cos(hs_r, target_r)) and writes  dhs += scale · dL/dhs,  dtarget = scale · dL/dtarget.
+template <class T>
+double feature_loss(T* dhs, T* dtarget, const T* hs, const T* target, int m, int d,
+                    FeatureLoss kind, double scale);
+
+// ---------------------------------------------------------------- optimizer
+struct AdamWStep {
+  double lr, beta1, beta2, eps, weight_decay;
+  double bias_correction1, bias_correction2;  // 1 - beta^t
+  double grad_scale;                          // clipping factor folded into the update
+};
+// One AdamW update on a contiguous range (decoupled decay: p -= lr·wd·p first).
+template <class T>
+void adamw_update(T* param, const T* grad, T* m, T* v, std::size_t n, const AdamWStep& s);
+
+// ---------------------------------------------------------------- reductions
+// Σ x² in double (deterministic for a thread count).
+template <class T>
+double sum_squares(const T* x, std::size_t n);
+// Index of the first non-finite element, or -1.
+template <class T>
+std::ptrdiff_t first_non_finite(const T* x, std::size_t n);
+template <class T>
+void scale_inplace(T* x, std::size_t n, T s);
+// y += x
+template <class T>
+void add_inplace(T* y, const T* x, std::size_t n);
+
+}  // namespace kd::kern

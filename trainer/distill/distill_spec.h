@@ -1,0 +1,31 @@
+// What the distillation loss is made of:
+//   loss = alpha·CE(student, labels) + (1 − alpha)·T²·D(teacher_T ‖ student_T) + beta·feature
+#pragma once
+
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace kd {
+
+// A student hidden state matched to a projected teacher hidden state. Index k names the
+// residual stream after block k−1 (0 = the embeddings), as Hugging Face hidden_states.
+struct FeaturePair {
+  int student_hidden = 0;
+  int teacher_hidden = 0;
+};
+
+struct DistillSpec {
+  double alpha = 0.5;
+  double temperature = 2.0;
+  kern::Divergence divergence = kern::Divergence::forward_kl;
+  double jsd_beta = 0.5;
+  double feature_beta = 0.0;
+  kern::FeatureLoss feature_kind = kern::FeatureLoss::mse;
+  std::vector<FeaturePair> pairs;
+  // Rows of logits computed, reduced and back-propagated at a time: bounds the
+  // [rows × vocab] buffers of both models (2 × rows × vocab floats in all).
+  int logit_chunk_rows = 256;
+};
+
+}  // namespace kd

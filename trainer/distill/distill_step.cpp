@@ -1,0 +1,174 @@
+#include "trainer/distill/distill_step.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "trainer/util/errors.h"
+
+namespace kd {
+
+std::vector<std::size_t> declare_feature_projections(ParamTable& table, const DistillSpec& spec,
+                                                     const ModelSpec& student,
+                                                     const ModelSpec* teacher) {
+  std::vector<std::size_t> offsets;
+  if (spec.feature_beta <= 0.0 || spec.pairs.empty()) return offsets;
+  KD_CHECK_INPUT(teacher != nullptr, "distill.feature: a feature loss needs a teacher");
+  for (std::size_t k = 0; k < spec.pairs.size(); ++k) {
+    const auto& p = spec.pairs[k];
+    KD_CHECK_INPUT(p.student_hidden >= 0 && p.student_hidden <= student.n_layers,
+                   "distill.feature.layers[{}]: student hidden index {} is outside 0..{}", k,
+                   p.student_hidden, student.n_layers);
+    KD_CHECK_INPUT(p.teacher_hidden >= 0 && p.teacher_hidden <= teacher->n_layers,
+                   "distill.feature.layers[{}]: teacher hidden index {} is outside 0..{}", k,
+                   p.teacher_hidden, teacher->n_layers);
+    const auto i = table.add("distill.feature_proj." + std::to_string(k) + ".weight",
+                             {student.d_model, teacher->d_model}, kAuxiliary);
+    offsets.push_back(table[i].offset);
+  }
+  return offsets;
+}
+
+template <class T>
+DistillStep<T>::DistillStep(const LlamaLayout& student, const LlamaLayout* teacher,
+                            DistillSpec spec, std::vector<std::size_t> proj, int batch, int seq,
+                            int threads)
+    : student_(student), teacher_(teacher), spec_(std::move(spec)), proj_(std::move(proj)),
+      batch_(batch), seq_(seq) {
+  const ModelSpec& s = student.spec();
+  if (teacher_ != nullptr) {
+    KD_CHECK_INPUT(teacher_->spec().vocab == s.vocab,
+                   "teacher vocab ({}) and student vocab ({}) differ", teacher_->spec().vocab,
+                   s.vocab);
+  }
+  const bool feature = !proj_.empty();
+  KD_ASSERT(!feature || proj_.size() == spec_.pairs.size(), "one projection per feature pair");
+  std::vector<int> capture;
+  if (feature) {
+    for (const auto& p : spec_.pairs) capture.push_back(p.teacher_hidden);
+    std::sort(capture.begin(), capture.end());
+    capture.erase(std::unique(capture.begin(), capture.end()), capture.end());
+  }
+  sact_.build(s, batch, seq, threads);
+  if (teacher_ != nullptr) tact_.build(teacher_->spec(), batch, seq, threads, capture);
+
+  const std::size_t m = std::size_t(batch) * seq;
+  spec_.logit_chunk_rows = std::max(1, std::min<int>(spec_.logit_chunk_rows, int(m)));
+  const std::size_t rv = std::size_t(spec_.logit_chunk_rows) * s.vocab;
+  std::vector<bool> used(s.n_layers + 1, false);
+  for (const auto& p : spec_.pairs) {
+    if (feature) used[p.student_hidden] = true;
+  }
+  loss_arena_.build([&](Arena<T>& ar) {
+    zs_ = ar.take(rv);
+    zt_ = uses_teacher_logits() ? ar.take(rv) : nullptr;
+    dfinal_ = ar.take(m * s.d_model);
+    target_ = feature ? ar.take(m * s.d_model) : nullptr;
+    dtarget_ = feature ? ar.take(m * s.d_model) : nullptr;
+    dhidden_.assign(s.n_layers + 1, nullptr);
+    for (int k = 0; k <= s.n_layers; ++k) {
+      if (used[k]) dhidden_[k] = ar.take(m * s.d_model);
+    }
+  });
+  dhidden_view_.assign(dhidden_.begin(), dhidden_.end());
+  rows_.resize(m);
+}
+
+template <class T>
+std::size_t DistillStep<T>::arena_bytes() const {
+  return sact_.arena.bytes() + tact_.arena.bytes() + loss_arena_.bytes();
+}
+
+template <class T>
+void DistillStep<T>::logits_chunk(T* out, const T* hidden, const T* head, int rows, int vocab,
+                                  int d) const {
+  kern::linear_forward<T>(out, hidden, head, rows, vocab, d, false);
+}
+
+template <class T>
+StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t* tokens,
+                             const std::int32_t* labels, double loss_scale, PhaseTimes* times) {
+  const ModelSpec& s = student_.spec();
+  const int m = batch_ * seq_, d = s.d_model, v = s.vocab;
+  double t0 = omp_get_wtime();
+  StepLoss out;
+  for (int i = 0; i < m; ++i) out.tokens += labels[i] >= 0 ? 1 : 0;
+  KD_CHECK_INPUT(out.tokens > 0, "a micro-batch has no labelled tokens");
+  const double n = double(out.tokens);
+
+  if (teacher_ != nullptr) llama_forward_frozen<T>(*teacher_, tp, tokens, tact_);
+  double t1 = omp_get_wtime();
+  llama_forward_train<T>(student_, sp, tokens, sact_);
+  double t2 = omp_get_wtime();
+
+  // Feature loss first: it fills the extra hidden-state gradients the backward adds.
+  const bool feature = !proj_.empty();
+  if (feature) {
+    for (T* dh : dhidden_) {
+      if (dh) std::memset(dh, 0, sizeof(T) * std::size_t(m) * d);
+    }
+    const int dt = teacher_->spec().d_model;
+    const double scale = spec_.feature_beta / double(spec_.pairs.size()) * loss_scale;
+    for (std::size_t k = 0; k < spec_.pairs.size(); ++k) {
+      const auto& pr = spec_.pairs[k];
+      const T* ht = tact_.hidden(pr.teacher_hidden);
+      kern::linear_forward<T>(target_, ht, sp + proj_[k], m, d, dt, false);
+      out.feat += kern::feature_loss<T>(dhidden_[pr.student_hidden], dtarget_,
+                                        sact_.hidden[pr.student_hidden], target_, m, d,
+                                        spec_.feature_kind, scale);
+      kern::linear_backward<T>(nullptr, sg + proj_[k], dtarget_, ht, sp + proj_[k], m, d, dt,
+                               false);
+    }
+    out.feat /= double(spec_.pairs.size());
+  }
+
+  kern::DistillLossParams lp;
+  const bool kd = uses_teacher_logits();
+  const double alpha = teacher_ != nullptr ? spec_.alpha : 1.0;
+  lp.temperature = spec_.temperature;
+  lp.divergence = spec_.divergence;
+  lp.jsd_beta = spec_.jsd_beta;
+  lp.ce_scale = alpha / n * loss_scale;
+  lp.kd_scale = kd ? (1.0 - alpha) * spec_.temperature * spec_.temperature / n * loss_scale : 0.0;
+  const T* shead = sp + student_.head();
+  T* dshead = sg + student_.head();
+  const int rows = spec_.logit_chunk_rows;
+  for (int r0 = 0; r0 < m; r0 += rows) {
+    const int r = std::min(rows, m - r0);
+    const T* hs = sact_.final_norm + std::size_t(r0) * d;
+    logits_chunk(zs_, hs, shead, r, v, d);
+    if (kd) {
+      const int dtm = teacher_->spec().d_model;
+      logits_chunk(zt_, tact_.final_norm + std::size_t(r0) * dtm, tp + teacher_->head(), r, v, dtm);
+    }
+    kern::distill_loss_rows<T>(zs_, rows_.data() + r0, zs_, kd ? zt_ : nullptr, labels + r0, r, v,
+                               lp);
+    kern::linear_backward<T>(dfinal_ + std::size_t(r0) * d, dshead, zs_, hs, shead, r, v, d, false);
+  }
+  for (int i = 0; i < m; ++i) {
+    out.ce += rows_[i].ce;
+    out.kd += rows_[i].kd;
+  }
+  out.ce /= n;
+  out.kd /= n;
+  double t3 = omp_get_wtime();
+
+  llama_backward<T>(student_, sp, sg, tokens, sact_, dfinal_, dhidden_view_);
+  double t4 = omp_get_wtime();
+
+  out.loss = alpha * out.ce + (kd ? (1.0 - alpha) * spec_.temperature * spec_.temperature * out.kd : 0.0) +
+             (feature ? spec_.feature_beta * out.feat : 0.0);
+  if (times != nullptr) {
+    times->teacher_fwd += t1 - t0;
+    times->student_fwd += t2 - t1;
+    times->loss += t3 - t2;
+    times->backward += t4 - t3;
+  }
+  return out;
+}
+
+template class DistillStep<float>;
+template class DistillStep<double>;
+
+}  // namespace kd

@@ -1,0 +1,64 @@
+// One forward + backward of knowledge distillation on a micro-batch:
+// teacher trunk (frozen) → student trunk → [row chunks: both heads → CE + divergence →
+// head backward] → feature loss → student backward. Gradients accumulate.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "trainer/distill/distill_spec.h"
+#include "trainer/model/llama.h"
+
+namespace kd {
+
+struct StepLoss {
+  double loss = 0;  // alpha·ce + (1−alpha)·T²·kd + beta·feat
+  double ce = 0;    // mean over labelled tokens
+  double kd = 0;    // mean divergence (0 without a teacher term)
+  double feat = 0;  // mean over pairs of the feature loss
+  std::int64_t tokens = 0;
+};
+
+struct PhaseTimes {
+  double teacher_fwd = 0, student_fwd = 0, loss = 0, backward = 0;
+};
+
+// The feature-loss projections: auxiliary tensors "distill.feature_proj.{k}.weight"
+// [d_student, d_teacher] appended to the student's table. Returns their offsets.
+std::vector<std::size_t> declare_feature_projections(ParamTable& table, const DistillSpec& spec,
+                                                     const ModelSpec& student,
+                                                     const ModelSpec* teacher);
+
+template <class T>
+class DistillStep {
+ public:
+  // teacher may be null: the student trains on CE alone (alpha is then ignored).
+  DistillStep(const LlamaLayout& student, const LlamaLayout* teacher, DistillSpec spec,
+              std::vector<std::size_t> projection_offsets, int batch, int seq, int threads);
+
+  // tokens, labels: (batch, seq). Adds loss_scale · ∂loss/∂θ to grads.
+  StepLoss run(const T* student_params, T* student_grads, const T* teacher_params,
+               const std::int32_t* tokens, const std::int32_t* labels, double loss_scale,
+               PhaseTimes* times = nullptr);
+
+  std::size_t arena_bytes() const;
+
+ private:
+  bool uses_teacher_logits() const { return teacher_ != nullptr && spec_.alpha < 1.0; }
+  void logits_chunk(T* out, const T* hidden, const T* head, int rows, int vocab, int d) const;
+
+  const LlamaLayout& student_;
+  const LlamaLayout* teacher_;
+  DistillSpec spec_;
+  std::vector<std::size_t> proj_;
+  int batch_, seq_;
+  TrainActivations<T> sact_;
+  FrozenActivations<T> tact_;
+  Arena<T> loss_arena_;
+  T *zs_ = nullptr, *zt_ = nullptr, *dfinal_ = nullptr, *target_ = nullptr, *dtarget_ = nullptr;
+  std::vector<T*> dhidden_;  // per student hidden index (null when unused)
+  std::vector<const T*> dhidden_view_;
+  std::vector<kern::LossRow> rows_;
+};
+
+}  // namespace kd

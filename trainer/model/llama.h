@@ -1,0 +1,93 @@
+// A Llama-style decoder over the flat parameter buffer: token embedding, pre-norm
+// RMSNorm, causal GQA attention with RoPE, SwiGLU MLP, final RMSNorm, tied or untied
+// head, no biases. Tensor names follow Hugging Face's Llama layout one to one.
+//
+// The forward and backward here run the trunk (embedding → final norm). The output
+// head is applied by the loss stage in row chunks, so [tokens × vocab] logits are
+// never materialised for the whole batch (see trainer/distill/distill_step.h).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "trainer/model/model_spec.h"
+#include "trainer/model/param_table.h"
+#include "trainer/util/arena.h"
+
+namespace kd {
+
+// Offsets of one model's tensors in a table. q/k/v and gate/up are declared back to
+// back, so each pair of rows (q;k;v) and (gate;up) is one matrix: one GEMM each.
+class LlamaLayout {
+ public:
+  // Declares the tensors in `table` (names prefixed with `prefix`, e.g. "" for HF).
+  LlamaLayout(const ModelSpec& spec, ParamTable& table, const std::string& prefix = "");
+
+  struct Layer {
+    std::size_t ln1, wqkv, wo, ln2, wgu, wdown;
+  };
+  const ModelSpec& spec() const { return spec_; }
+  std::size_t embed() const { return embed_; }
+  std::size_t final_norm() const { return final_norm_; }
+  std::size_t head() const { return head_; }  // == embed() when tied
+  const std::vector<Layer>& layers() const { return layers_; }
+
+  // Initialises parameters at `base`: N(0, std) for matrices, 1 for norm weights.
+  void init(float* base, std::uint64_t seed, double std) const;
+
+ private:
+  ModelSpec spec_;
+  std::size_t embed_ = 0, final_norm_ = 0, head_ = 0;
+  std::vector<Layer> layers_;
+};
+
+// Buffers of a training forward: everything the backward needs, per layer.
+template <class T>
+struct TrainActivations {
+  int batch = 0, seq = 0;
+  std::vector<T*> hidden;  // L+1 residual states (M,d): [0] embeddings, [k] after block k-1
+  struct Layer {
+    T *xn1, *rstd1, *qkv, *att, *lse, *mid, *xn2, *rstd2, *gu, *act;
+  };
+  std::vector<Layer> layers;
+  T *final_norm = nullptr, *final_rstd = nullptr;  // (M,d), (M)
+  // backward scratch, shared by all layers
+  T *dx, *dmid, *dxn, *dqkv, *datt, *dgu, *dact, *attn_scratch;
+  T *rope_cos, *rope_sin;
+  Arena<T> arena;
+  void build(const ModelSpec& s, int batch, int seq, int threads);
+};
+
+// Buffers of a frozen (teacher) forward: one layer's scratch, reused by every layer,
+// plus the final normed states and the hidden states the feature loss asked for.
+template <class T>
+struct FrozenActivations {
+  int batch = 0, seq = 0;
+  T *x, *xn, *rstd, *qkv, *att, *lse, *gu, *act, *attn_scratch, *rope_cos, *rope_sin;
+  T* final_norm = nullptr;                 // (M,d)
+  std::vector<int> captured_index;         // hidden-state indices kept
+  std::vector<T*> captured;                // (M,d) each
+  Arena<T> arena;
+  void build(const ModelSpec& s, int batch, int seq, int threads, std::vector<int> capture);
+  const T* hidden(int index) const;        // a captured hidden state
+};
+
+template <class T>
+void llama_forward_train(const LlamaLayout& lay, const T* params, const std::int32_t* tokens,
+                         TrainActivations<T>& a);
+
+// Backward of the trunk. dfinal (M,d): gradient w.r.t. the final normed states.
+// dhidden[k] (nullable, size L+1): extra gradient w.r.t. hidden state k (feature loss).
+// Parameter gradients accumulate into grads (same offsets as params).
+template <class T>
+void llama_backward(const LlamaLayout& lay, const T* params, T* grads, const std::int32_t* tokens,
+                    TrainActivations<T>& a, const T* dfinal, std::span<const T* const> dhidden);
+
+template <class T>
+void llama_forward_frozen(const LlamaLayout& lay, const T* params, const std::int32_t* tokens,
+                          FrozenActivations<T>& a);
+
+}  // namespace kd

@@ -1,0 +1,28 @@
+#include "trainer/model/model_spec.h"
+
+#include "trainer/util/errors.h"
+
+namespace kd {
+
+std::int64_t ModelSpec::matmul_params() const {
+  const std::int64_t d = d_model, f = d_ff;
+  const std::int64_t attn = d * q_dim() + 2 * d * kv_dim() + q_dim() * d;
+  return n_layers * (attn + 3 * d * f) + d * std::int64_t(vocab);
+}
+
+void ModelSpec::validate(const std::string& where) const {
+  KD_CHECK_INPUT(vocab > 0 && d_model > 0 && n_layers > 0 && n_heads > 0 && n_kv_heads > 0 &&
+                     d_ff > 0,
+                 "{}: vocab, d_model, n_layers, n_heads, n_kv_heads and d_ff must all be > 0", where);
+  KD_CHECK_INPUT(d_model % n_heads == 0, "{}: d_model ({}) must be divisible by n_heads ({})", where,
+                 d_model, n_heads);
+  KD_CHECK_INPUT(head_dim() % 2 == 0, "{}: head_dim = d_model / n_heads = {} must be even for RoPE",
+                 where, head_dim());
+  KD_CHECK_INPUT(n_heads % n_kv_heads == 0,
+                 "{}: n_heads ({}) must be a multiple of n_kv_heads ({}) (grouped-query attention)",
+                 where, n_heads, n_kv_heads);
+  KD_CHECK_INPUT(rope_theta > 0, "{}: rope_theta must be > 0", where);
+  KD_CHECK_INPUT(norm_eps > 0, "{}: norm_eps must be > 0", where);
+}
+
+}  // namespace kd

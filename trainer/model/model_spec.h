@@ -1,0 +1,30 @@
+// The shape of a Llama-style decoder (teacher or student).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace kd {
+
+struct ModelSpec {
+  int vocab = 0;
+  int d_model = 0;
+  int n_layers = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;  // grouped-query attention: n_heads % n_kv_heads == 0
+  int d_ff = 0;
+  bool tie_embeddings = false;
+  double rope_theta = 10000.0;
+  double norm_eps = 1e-5;
+
+  int head_dim() const { return d_model / n_heads; }
+  int q_dim() const { return n_heads * head_dim(); }
+  int kv_dim() const { return n_kv_heads * head_dim(); }
+  int qkv_dim() const { return q_dim() + 2 * kv_dim(); }
+  // Weights that take part in matmuls, head included (the FLOP count's N).
+  std::int64_t matmul_params() const;
+  // Throws InputError naming `where` (e.g. "student") when the shape is inconsistent.
+  void validate(const std::string& where) const;
+};
+
+}  // namespace kd

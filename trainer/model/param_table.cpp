@@ -1,0 +1,41 @@
+#include "trainer/model/param_table.h"
+
+#include "trainer/util/errors.h"
+
+namespace kd {
+
+std::size_t ParamTable::add(std::string name, std::vector<std::int64_t> shape,
+                            std::uint32_t flags) {
+  KD_ASSERT(!find(name), "tensor {} declared twice", name);
+  std::size_t n = 1;
+  for (auto d : shape) {
+    KD_ASSERT(d > 0, "tensor {} has a non-positive dimension", name);
+    n *= std::size_t(d);
+  }
+  tensors_.push_back({std::move(name), std::move(shape), total_, n, flags});
+  total_ += n;
+  return tensors_.size() - 1;
+}
+
+std::optional<std::size_t> ParamTable::find(const std::string& name) const {
+  for (std::size_t i = 0; i < tensors_.size(); ++i) {
+    if (tensors_[i].name == name) return i;
+  }
+  return std::nullopt;
+}
+
+const TensorInfo& ParamTable::at(const std::string& name) const {
+  auto i = find(name);
+  KD_CHECK_INPUT(i.has_value(), "no tensor named '{}' in the parameter table", name);
+  return tensors_[*i];
+}
+
+std::size_t ParamTable::count(std::uint32_t all_of, std::uint32_t none_of) const {
+  std::size_t n = 0;
+  for (const auto& t : tensors_) {
+    if ((t.flags & all_of) == all_of && (t.flags & none_of) == 0) n += t.numel;
+  }
+  return n;
+}
+
+}  // namespace kd

@@ -1,0 +1,44 @@
+// A fixed-size, 64-byte aligned, zero-initialised array: parameters, gradients,
+// optimizer state and activation arenas. Allocated once, never resized in a step.
+#pragma once
+
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+
+namespace kd {
+
+template <class T>
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(std::size_t n) { resize(n); }
+
+  void resize(std::size_t n) {
+    const std::size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
+    T* p = n ? static_cast<T*>(std::aligned_alloc(64, bytes)) : nullptr;
+    if (n && p == nullptr) throw std::bad_alloc();
+    if (n) std::memset(p, 0, bytes);
+    data_.reset(p);
+    size_ = n;
+  }
+  void zero() {
+    if (size_) std::memset(data_.get(), 0, size_ * sizeof(T));
+  }
+  T* data() { return data_.get(); }
+  const T* data() const { return data_.get(); }
+  std::size_t size() const { return size_; }
+  T& operator[](std::size_t i) { return data_.get()[i]; }
+  const T& operator[](std::size_t i) const { return data_.get()[i]; }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> data_;
+  std::size_t size_ = 0;
+};
+
+}  // namespace kd

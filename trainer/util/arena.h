@@ -1,0 +1,40 @@
+// An activation arena: every buffer a step needs is carved out of one allocation made
+// once per (batch, seq) shape. Layout code runs twice: first to measure, then to assign.
+#pragma once
+
+#include <cstddef>
+
+#include "trainer/util/aligned_buffer.h"
+
+namespace kd {
+
+template <class T>
+class Arena {
+ public:
+  // Layout: a callable taking an Arena& and calling take() for each buffer.
+  template <class Layout>
+  void build(Layout&& layout) {
+    measuring_ = true;
+    used_ = 0;
+    layout(*this);
+    buf_.resize(used_);
+    measuring_ = false;
+    used_ = 0;
+    layout(*this);
+  }
+  // Hands out n elements, 64-byte aligned.
+  T* take(std::size_t n) {
+    constexpr std::size_t kAlign = 64 / sizeof(T);
+    const std::size_t at = used_;
+    used_ += ((n + kAlign - 1) / kAlign) * kAlign;
+    return measuring_ ? nullptr : buf_.data() + at;
+  }
+  std::size_t bytes() const { return buf_.size() * sizeof(T); }
+
+ private:
+  AlignedBuffer<T> buf_;
+  std::size_t used_ = 0;
+  bool measuring_ = false;
+};
+
+}  // namespace kd
