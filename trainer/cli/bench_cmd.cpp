@@ -1,0 +1,111 @@
+// kdtrain bench: times the full KD step (teacher forward, student forward + loss,
+// backward, optimizer) with the analytic FLOP count of the PyTorch reference script
+// (scripts/torch_kd_ref.py), so that both print comparable tokens/s, GFLOP/s and MFU.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "data/synthetic.h"
+#include "trainer/cli/commands.h"
+#include "trainer/train/trainer.h"
+
+namespace kd::cli {
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// As in the reference: dense matmul FLOPs, causal mask not halved.
+double train_flops(const ModelSpec& s, double tokens, int seq) {
+  const double attn_fwd = 4.0 * s.n_layers * seq * double(s.d_model) * tokens;
+  return 6.0 * double(s.matmul_params()) * tokens + 3.0 * attn_fwd;
+}
+double forward_flops(const ModelSpec& s, double tokens, int seq) {
+  const double attn_fwd = 4.0 * s.n_layers * seq * double(s.d_model) * tokens;
+  return 2.0 * double(s.matmul_params()) * tokens + attn_fwd;
+}
+
+std::string loadavg() {
+  std::ifstream f("/proc/loadavg");
+  std::string s;
+  std::getline(f, s);
+  return s;
+}
+
+}  // namespace
+
+int run_bench(const BenchOptions& o) {
+  std::vector<std::string> ov = o.overrides;
+  if (o.threads > 0) ov.push_back(fmt::format("train.threads={}", o.threads));
+  Config cfg = load_config(o.config, ov);
+  if (o.student_only) cfg.has_teacher = false;
+  const int threads = set_threads(cfg.train.threads);
+  Trainer trainer(cfg);
+  const auto& tr = cfg.train;
+  const double tokens = double(tr.batch_size) * tr.seq_len * tr.grad_accum;
+  const double f_s = train_flops(cfg.student, tokens, tr.seq_len);
+  const double f_t = cfg.has_teacher ? forward_flops(cfg.teacher, tokens, tr.seq_len) : 0.0;
+  const double f_total = f_s + f_t;
+  const std::string variant = cfg.has_teacher ? "kd" : "student-only";
+
+  fmt::print("kdtrain bench: variant={} config={} threads={} B={} T={} V={} accum={}\n", variant,
+             o.config, threads, tr.batch_size, tr.seq_len, cfg.student.vocab, tr.grad_accum);
+  fmt::print("blas: {}\n", blas_description());
+  fmt::print("student N_matmul={:.3f}M  teacher N_matmul={:.3f}M\n",
+             cfg.student.matmul_params() / 1e6,
+             cfg.has_teacher ? cfg.teacher.matmul_params() / 1e6 : 0.0);
+  fmt::print("FLOPs/step: student train {:.2f} G + teacher fwd {:.2f} G = {:.2f} G\n", f_s / 1e9,
+             f_t / 1e9, f_total / 1e9);
+  fmt::print("activation arena: {:.1f} MiB\n", trainer.arena_bytes() / 1048576.0);
+  fmt::print("loadavg before: {}\n", loadavg());
+
+  // Random tokens, four batches cycled, as the reference does.
+  data::SyntheticTokens source(data::SyntheticKind::random, cfg.student.vocab, 1,
+                               std::uint64_t(tr.seed), std::uint64_t(tr.seed));
+  std::vector<double> times, tf, sf, ls, bw, op;
+  for (int i = 0; i < cfg.bench.warmup + cfg.bench.steps; ++i) {
+    const StepReport r = trainer.step(source);
+    const bool timed = i >= cfg.bench.warmup;
+    fmt::print("{} {}: loss {:.4f} {:.0f} ms\n", timed ? "step" : "warmup",
+               timed ? i - cfg.bench.warmup : i, r.loss.loss, r.seconds * 1e3);
+    std::fflush(stdout);
+    if (!timed) continue;
+    times.push_back(r.seconds);
+    tf.push_back(r.phases.teacher_fwd);
+    sf.push_back(r.phases.student_fwd);
+    ls.push_back(r.phases.loss);
+    bw.push_back(r.phases.backward);
+    op.push_back(r.optim_seconds);
+  }
+  const double med = median(times);
+  const double tps = tokens / med;
+  const double gfs = f_total / med / 1e9;
+  const double mfu = o.peak_gflops > 0 ? gfs / o.peak_gflops : std::numeric_limits<double>::quiet_NaN();
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  fmt::print(
+      "phase medians (ms): teacher_fwd={:.0f} student_fwd={:.0f} loss(heads+CE+KD+head bwd)={:.0f} "
+      "backward={:.0f} optim={:.0f}\n",
+      median(tf) * 1e3, median(sf) * 1e3, median(ls) * 1e3, median(bw) * 1e3, median(op) * 1e3);
+  fmt::print("median step {:.1f} ms (min {:.1f}, max {:.1f}); tokens/s {:.1f}; achieved {:.1f} GFLOP/s\n",
+             med * 1e3, *std::min_element(times.begin(), times.end()) * 1e3,
+             *std::max_element(times.begin(), times.end()) * 1e3, tps, gfs);
+  fmt::print("peak RSS {} KiB\n", ru.ru_maxrss);
+  fmt::print(
+      "RESULT impl=kdtrain variant={} step_ms={:.1f} tokens_per_s={:.1f} gflop_per_step={:.2f} "
+      "gflops={:.1f} mfu={:.3f} peak_rss_kib={} threads={}\n",
+      variant, med * 1e3, tps, f_total / 1e9, gfs, mfu, ru.ru_maxrss, threads);
+  return 0;
+}
+
+}  // namespace kd::cli

@@ -1,0 +1,138 @@
+#include "trainer/config/config.h"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "trainer/util/errors.h"
+
+namespace kd {
+
+void Config::validate() const {
+  student.validate("student");
+  if (has_teacher) {
+    teacher.validate("teacher");
+    KD_CHECK_INPUT(teacher.vocab == student.vocab,
+                   "teacher.vocab ({}) must equal student.vocab ({}): the divergence compares "
+                   "distributions over the same tokens",
+                   teacher.vocab, student.vocab);
+  }
+  const auto& f = distill.feature;
+  if (f.beta > 0) {
+    KD_CHECK_INPUT(has_teacher, "distill.feature.beta > 0 needs a teacher section");
+    KD_CHECK_INPUT(!f.layers.empty(), "distill.feature.beta > 0 needs distill.feature.layers");
+    for (std::size_t k = 0; k < f.layers.size(); ++k) {
+      const auto [s, t] = f.layers[k];
+      KD_CHECK_INPUT(s >= 0 && s <= student.n_layers,
+                     "distill.feature.layers[{}]: student hidden index {} is outside 0..{}", k, s,
+                     student.n_layers);
+      KD_CHECK_INPUT(t >= 0 && t <= teacher.n_layers,
+                     "distill.feature.layers[{}]: teacher hidden index {} is outside 0..{}", k, t,
+                     teacher.n_layers);
+    }
+  }
+  KD_CHECK_INPUT(optim.warmup_steps <= train.steps,
+                 "optim.warmup_steps ({}) exceeds train.steps ({})", optim.warmup_steps, train.steps);
+  if (data.kind == DataKind::markov) {
+    KD_CHECK_INPUT(data.markov_support <= student.vocab,
+                   "data.markov_support ({}) exceeds student.vocab ({})", data.markov_support,
+                   student.vocab);
+  }
+}
+
+DistillSpec Config::distill_spec() const {
+  DistillSpec d;
+  d.alpha = distill.alpha;
+  d.temperature = distill.temperature;
+  d.divergence = distill.divergence;
+  d.jsd_beta = distill.jsd_beta;
+  d.logit_chunk_rows = distill.logit_chunk_rows;
+  d.feature_beta = distill.feature.beta;
+  d.feature_kind = distill.feature.kind;
+  for (const auto& [s, t] : distill.feature.layers) d.pairs.push_back({s, t});
+  return d;
+}
+
+namespace {
+
+void apply_override(YAML::Node root, const std::string& kv) {
+  const auto eq = kv.find('=');
+  KD_CHECK_INPUT(eq != std::string::npos && eq > 0, "--set '{}': expected key.path=value", kv);
+  const std::string path = kv.substr(0, eq), value = kv.substr(eq + 1);
+  std::vector<std::string> keys;
+  std::stringstream ss(path);
+  for (std::string k; std::getline(ss, k, '.');) {
+    KD_CHECK_INPUT(!k.empty(), "--set '{}': empty key in the path", kv);
+    keys.push_back(k);
+  }
+  // yaml-cpp's operator[] returns handles; walk with reset() to descend by value.
+  std::vector<YAML::Node> chain{root};
+  for (std::size_t i = 0; i + 1 < keys.size(); ++i) {
+    YAML::Node next = chain.back()[keys[i]];
+    if (!next.IsDefined() || next.IsNull()) {
+      chain.back()[keys[i]] = YAML::Node(YAML::NodeType::Map);
+      next = chain.back()[keys[i]];
+    }
+    KD_CHECK_INPUT(next.IsMap(), "--set '{}': '{}' is not a section", kv, keys[i]);
+    chain.push_back(next);
+  }
+  YAML::Node parsed;
+  try {
+    parsed = YAML::Load(value);
+  } catch (const YAML::Exception& e) {
+    throw InputError(fmt::format("--set '{}': value is not valid YAML: {}", kv, e.msg));
+  }
+  chain.back()[keys.back()] = parsed;
+}
+
+}  // namespace
+
+Config load_config_text(const std::string& text, const std::string& name,
+                        const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    throw InputError(fmt::format("{}:{}:{}: YAML syntax error: {}", name, e.mark.line + 1,
+                                 e.mark.column + 1, e.msg));
+  }
+  if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  KD_CHECK_INPUT(root.IsMap(), "{}: the config must be a mapping of sections", name);
+  for (const auto& o : overrides) apply_override(root, o);
+  Config c;
+  config::YamlLoader loader(name, root);
+  c.visit(loader);
+  loader.reject_unknown();
+  c.validate();
+  return c;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  KD_CHECK_INPUT(in.good(), "{}: cannot open the config file", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return load_config_text(ss.str(), path, overrides);
+}
+
+std::string config_doc() {
+  Config c;
+  c.has_teacher = true;
+  std::string out;
+  config::DocPrinter p(out);
+  c.visit(p);
+  return out;
+}
+
+std::string config_to_yaml(const Config& c0) {
+  Config c = c0;
+  YAML::Emitter e;
+  e << YAML::BeginMap;
+  config::YamlEmitter em(e);
+  c.visit(em);
+  e << YAML::EndMap;
+  return std::string(e.c_str()) + "\n";
+}
+
+}  // namespace kd

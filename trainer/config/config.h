@@ -1,0 +1,190 @@
+// kdtrain's configuration: one struct per YAML section, each field named once with its
+// doc string and range in a visit(). Loading rejects unknown keys, wrong types and
+// out-of-range values before any work starts; validate() rejects bad combinations.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/synthetic.h"
+#include "trainer/config/schema.h"
+#include "trainer/distill/distill_spec.h"
+#include "trainer/model/model_spec.h"
+
+namespace kd {
+
+template <class V>
+void visit(V& v, ModelSpec& s) {
+  using namespace config;
+  v.field("vocab", s.vocab, "vocabulary size (rows of the embedding and the head)", between(1, 1 << 24));
+  v.field("d_model", s.d_model, "hidden size", between(2, 1 << 16));
+  v.field("n_layers", s.n_layers, "number of decoder blocks", between(1, 1024));
+  v.field("n_heads", s.n_heads, "attention (query) heads", between(1, 1024));
+  v.field("n_kv_heads", s.n_kv_heads, "key/value heads (grouped-query attention; divides n_heads)", between(1, 1024));
+  v.field("d_ff", s.d_ff, "SwiGLU inner size", between(1, 1 << 20));
+  v.field("tie_embeddings", s.tie_embeddings, "the output head reuses the token embedding");
+  v.field("rope_theta", s.rope_theta, "RoPE base frequency", above(0));
+  v.field("norm_eps", s.norm_eps, "RMSNorm epsilon", above(0));
+}
+
+struct FeatureSection {
+  double beta = 0.0;
+  kern::FeatureLoss kind = kern::FeatureLoss::mse;
+  std::vector<std::pair<int, int>> layers;  // [student_hidden, teacher_hidden]
+  template <class V>
+  void visit(V& v) {
+    using namespace config;
+    v.field("beta", beta, "weight of the feature loss (0 = off)", at_least(0));
+    v.choice("kind", kind, "distance between student and projected teacher hidden states",
+             Choices<kern::FeatureLoss>{{"mse", kern::FeatureLoss::mse}, {"cosine", kern::FeatureLoss::cosine}});
+    v.field("layers", layers,
+            "layer map: [student_hidden, teacher_hidden] pairs; index k = residual stream after "
+            "block k-1, 0 = embeddings (Hugging Face hidden_states numbering)");
+  }
+};
+
+struct DistillSection {
+  double alpha = 0.5;
+  double temperature = 2.0;
+  kern::Divergence divergence = kern::Divergence::forward_kl;
+  double jsd_beta = 0.5;
+  int logit_chunk_rows = 256;
+  std::int64_t teacher_pretrain_steps = 0;
+  FeatureSection feature;
+  template <class V>
+  void visit(V& v) {
+    using namespace config;
+    v.field("alpha", alpha, "weight of CE on the labels; the divergence gets 1 - alpha", between(0, 1));
+    v.field("temperature", temperature, "softmax temperature T of both models (loss scaled by T^2)", open_between(0, 100));
+    v.choice("divergence", divergence,
+             "forward_kl: KL(teacher||student) (Hinton); reverse_kl: KL(student||teacher) (MiniLLM); "
+             "jsd: generalized Jensen-Shannon (GKD, DistiLLM)",
+             Choices<kern::Divergence>{{"forward_kl", kern::Divergence::forward_kl},
+                                       {"reverse_kl", kern::Divergence::reverse_kl},
+                                       {"jsd", kern::Divergence::jensen_shannon}});
+    v.field("jsd_beta", jsd_beta, "teacher weight in the JSD mixture m = beta p + (1-beta) q", open_between(0, 0.999999));
+    v.field("logit_chunk_rows", logit_chunk_rows, "token rows whose logits are held at once (both models)", between(1, 1 << 20));
+    v.field("teacher_pretrain_steps", teacher_pretrain_steps,
+            "train the teacher from scratch on labels for this many steps before distilling "
+            "(synthetic tasks without a trained teacher); 0 = use the teacher as given", at_least(0));
+    v.section("feature", feature, "hidden-state matching through a learned projection (TinyBERT)");
+  }
+};
+
+enum class Schedule { constant, cosine, linear };
+
+struct OptimSection {
+  double lr = 3e-4;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  double grad_clip = 1.0;
+  std::int64_t warmup_steps = 0;
+  Schedule schedule = Schedule::cosine;
+  double min_lr_ratio = 0.1;
+  template <class V>
+  void visit(V& v) {
+    using namespace config;
+    v.field("lr", lr, "peak learning rate", open_between(0, 10));
+    v.field("beta1", beta1, "AdamW first-moment decay", between(0, 0.999999));
+    v.field("beta2", beta2, "AdamW second-moment decay", between(0, 0.999999999));
+    v.field("eps", eps, "AdamW epsilon", above(0));
+    v.field("weight_decay", weight_decay, "decoupled weight decay on tensors flagged decayed", at_least(0));
+    v.field("grad_clip", grad_clip, "global gradient-norm clip (0 = off)", at_least(0));
+    v.field("warmup_steps", warmup_steps, "linear warmup steps", at_least(0));
+    v.choice("schedule", schedule, "decay after warmup, to min_lr_ratio * lr at train.steps",
+             Choices<Schedule>{{"constant", Schedule::constant}, {"cosine", Schedule::cosine}, {"linear", Schedule::linear}});
+    v.field("min_lr_ratio", min_lr_ratio, "floor of the decay as a fraction of lr", between(0, 1));
+  }
+};
+
+enum class NanPolicy { stop, skip };
+
+struct TrainSection {
+  std::int64_t steps = 100;
+  int batch_size = 8;
+  int seq_len = 256;
+  int grad_accum = 1;
+  std::int64_t seed = 1234;
+  int threads = 0;
+  NanPolicy nan_policy = NanPolicy::stop;
+  int log_every = 10;
+  double init_std = 0.02;
+  template <class V>
+  void visit(V& v) {
+    using namespace config;
+    v.field("steps", steps, "optimizer steps", at_least(1));
+    v.field("batch_size", batch_size, "sequences per micro-batch", between(1, 1 << 20));
+    v.field("seq_len", seq_len, "tokens per sequence", between(1, 1 << 20));
+    v.field("grad_accum", grad_accum, "micro-batches accumulated per optimizer step", between(1, 1 << 20));
+    v.field("seed", seed, "seed of initialisation and data order", at_least(0));
+    v.field("threads", threads, "OpenMP/BLAS threads (0 = OMP_NUM_THREADS or all cores)", between(0, 4096));
+    v.choice("nan_policy", nan_policy,
+             "on a non-finite loss or gradient: stop (exit 3 naming the step and tensor) or skip the step",
+             Choices<NanPolicy>{{"stop", NanPolicy::stop}, {"skip", NanPolicy::skip}});
+    v.field("log_every", log_every, "steps between progress lines", between(1, 1 << 30));
+    v.field("init_std", init_std, "std of the normal initialisation of matrices", above(0));
+  }
+};
+
+using DataKind = data::SyntheticKind;
+
+struct DataSection {
+  DataKind kind = DataKind::markov;
+  int markov_support = 4;
+  template <class V>
+  void visit(V& v) {
+    using namespace config;
+    v.choice("kind", kind,
+             "synthetic tokens: random (uniform), markov (a fixed random chain), copy (second half repeats the first)",
+             Choices<DataKind>{{"random", DataKind::random}, {"markov", DataKind::markov}, {"copy", DataKind::copy}});
+    v.field("markov_support", markov_support, "next-token choices per state of the markov chain", between(1, 1 << 20));
+  }
+};
+
+struct BenchSection {
+  int steps = 6;
+  int warmup = 2;
+  template <class V>
+  void visit(V& v) {
+    using namespace config;
+    v.field("steps", steps, "timed steps", between(1, 100000));
+    v.field("warmup", warmup, "untimed steps first", between(0, 100000));
+  }
+};
+
+struct Config {
+  bool has_teacher = false;
+  ModelSpec teacher;
+  ModelSpec student;
+  DistillSection distill;
+  OptimSection optim;
+  TrainSection train;
+  DataSection data;
+  BenchSection bench;
+  template <class V>
+  void visit(V& v) {
+    v.optional_section("teacher", has_teacher, teacher, "the frozen teacher (absent: train the student on labels only)");
+    v.section("student", student, "the student being trained");
+    v.section("distill", distill, "the distillation loss");
+    v.section("optim", optim, "AdamW, clipping and the learning-rate schedule");
+    v.section("train", train, "steps, batch shape, seed, threads, NaN policy");
+    v.section("data", data, "training data");
+    v.section("bench", bench, "kdtrain bench");
+  }
+
+  // Cross-field checks (after loading). Throws InputError naming the keys.
+  void validate() const;
+  DistillSpec distill_spec() const;
+};
+
+// Loads a YAML file, applies `--set a.b=value` overrides, validates. Throws InputError.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+Config load_config_text(const std::string& text, const std::string& name,
+                        const std::vector<std::string>& overrides = {});
+std::string config_doc();
+std::string config_to_yaml(const Config& c);
+
+}  // namespace kd

@@ -1,0 +1,129 @@
+#include "trainer/config/schema.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "trainer/util/errors.h"
+
+namespace kd::config {
+
+std::string YamlLoader::where(const YAML::Node& n) const {
+  const YAML::Mark m = n.Mark();
+  if (m.is_null()) return file_;
+  return fmt::format("{}:{}:{}", file_, m.line + 1, m.column + 1);
+}
+
+std::string YamlLoader::key_path(const char* key) const {
+  return path_.empty() ? std::string(key) : path_ + "." + key;
+}
+
+YAML::Node YamlLoader::get(const char* key) {
+  seen_.emplace_back(key);
+  return node_[key];
+}
+
+void YamlLoader::fail(const YAML::Node& n, const char* key, const std::string& what) const {
+  throw InputError(fmt::format("{}: {} {}", where(n.IsDefined() ? n : node_), key_path(key), what));
+}
+
+void YamlLoader::fail_choice(const char* key, const std::string& got,
+                             const std::string& allowed) const {
+  throw InputError(fmt::format("{}: {} is '{}'; allowed values: {}", where(node_[key]),
+                               key_path(key), got, allowed));
+}
+
+template <class T>
+T YamlLoader::scalar(const char* key, const YAML::Node& n, const char* type_name) const {
+  if (!n.IsScalar()) fail(n, key, fmt::format("must be {}", type_name));
+  try {
+    return n.as<T>();
+  } catch (const YAML::Exception&) {
+    fail(n, key, fmt::format("must be {} (got '{}')", type_name, n.Scalar()));
+  }
+}
+
+void YamlLoader::check_range(const char* key, const YAML::Node& n, double x, Range r) const {
+  const bool low_ok = r.lo_open ? x > r.lo : x >= r.lo;
+  if (!low_ok || x > r.hi || std::isnan(x)) {
+    fail(n, key,
+         fmt::format("= {} is out of range: must be {} {} and <= {}", x, r.lo_open ? ">" : ">=",
+                     r.lo, r.hi));
+  }
+}
+
+void YamlLoader::field(const char* key, int& v, const char*, Range r) {
+  const YAML::Node n = get(key);
+  if (!n.IsDefined()) return;
+  v = scalar<int>(key, n, "an integer");
+  check_range(key, n, v, r);
+}
+
+void YamlLoader::field(const char* key, std::int64_t& v, const char*, Range r) {
+  const YAML::Node n = get(key);
+  if (!n.IsDefined()) return;
+  v = scalar<std::int64_t>(key, n, "an integer");
+  check_range(key, n, double(v), r);
+}
+
+void YamlLoader::field(const char* key, double& v, const char*, Range r) {
+  const YAML::Node n = get(key);
+  if (!n.IsDefined()) return;
+  v = scalar<double>(key, n, "a number");
+  check_range(key, n, v, r);
+}
+
+void YamlLoader::field(const char* key, bool& v, const char*) {
+  const YAML::Node n = get(key);
+  if (!n.IsDefined()) return;
+  v = scalar<bool>(key, n, "true or false");
+}
+
+void YamlLoader::field(const char* key, std::string& v, const char*) {
+  const YAML::Node n = get(key);
+  if (!n.IsDefined()) return;
+  v = scalar<std::string>(key, n, "a string");
+}
+
+void YamlLoader::field(const char* key, std::vector<std::pair<int, int>>& v, const char*) {
+  const YAML::Node n = get(key);
+  if (!n.IsDefined()) return;
+  if (!n.IsSequence()) fail(n, key, "must be a list of [int, int] pairs");
+  v.clear();
+  for (const auto& item : n) {
+    if (!item.IsSequence() || item.size() != 2) fail(item, key, "entries must be [int, int] pairs");
+    v.emplace_back(scalar<int>(key, item[0], "an integer"), scalar<int>(key, item[1], "an integer"));
+  }
+}
+
+void YamlLoader::reject_unknown() const {
+  if (!node_.IsMap()) return;
+  for (const auto& kv : node_) {
+    const std::string k = kv.first.as<std::string>();
+    if (std::find(seen_.begin(), seen_.end(), k) == seen_.end()) {
+      throw InputError(fmt::format("{}: unknown key '{}'", where(kv.first), key_path(k.c_str())));
+    }
+  }
+}
+
+void DocPrinter::line(const char* key, const std::string& type, const std::string& def,
+                      const char* doc, Range r) {
+  const std::string p = path_.empty() ? key : path_ + "." + key;
+  std::string range;
+  if (std::isfinite(r.lo) || std::isfinite(r.hi)) {
+    range = fmt::format(", {} {}", r.lo_open ? ">" : ">=", r.lo);
+    if (std::isfinite(r.hi)) range += fmt::format(", <= {}", r.hi);
+  }
+  out_ += fmt::format("  {} ({}, default {}{}): {}\n", p, type, def, range, doc);
+}
+
+std::string DocPrinter::value_text(double v) { return fmt::format("{}", v); }
+
+std::string DocPrinter::value_text(const std::vector<std::pair<int, int>>& v) {
+  std::string s = "[";
+  for (const auto& [a, b] : v) s += fmt::format("{}[{}, {}]", s.size() > 1 ? ", " : "", a, b);
+  return s + "]";
+}
+
+}  // namespace kd::config

@@ -1,0 +1,46 @@
+#include "trainer/optim/adamw.h"
+
+#include <cmath>
+
+namespace kd {
+
+AdamW::AdamW(const ParamTable& table, const OptimSection& o)
+    : o_(o), m_(table.total()), v_(table.total()) {
+  for (const auto& t : table.tensors()) {
+    const bool decayed = t.has(kDecayed) && !t.has(kAuxiliary);
+    if (!ranges_.empty() && ranges_.back().end == t.offset && ranges_.back().decayed == decayed) {
+      ranges_.back().end += t.numel;
+    } else {
+      ranges_.push_back({t.offset, t.offset + t.numel, decayed});
+    }
+  }
+}
+
+void AdamW::step(float* params, const float* grads, double lr, double grad_scale) {
+  ++t_;
+  kern::AdamWStep s{};
+  s.lr = lr;
+  s.beta1 = o_.beta1;
+  s.beta2 = o_.beta2;
+  s.eps = o_.eps;
+  s.bias_correction1 = 1.0 - std::pow(o_.beta1, double(t_));
+  s.bias_correction2 = 1.0 - std::pow(o_.beta2, double(t_));
+  s.grad_scale = grad_scale;
+  for (const auto& r : ranges_) {
+    s.weight_decay = r.decayed ? o_.weight_decay : 0.0;
+    kern::adamw_update<float>(params + r.begin, grads + r.begin, m_.data() + r.begin,
+                              v_.data() + r.begin, r.end - r.begin, s);
+  }
+}
+
+double global_norm(const float* grads, std::size_t n) {
+  return std::sqrt(kern::sum_squares<float>(grads, n));
+}
+
+double clip_factor(double norm, double max_norm) {
+  if (max_norm <= 0) return 1.0;
+  const double c = max_norm / (norm + 1e-6);
+  return c < 1.0 ? c : 1.0;
+}
+
+}  // namespace kd

@@ -1,0 +1,132 @@
+#include "trainer/train/trainer.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "trainer/optim/lr_schedule.h"
+#include "trainer/util/errors.h"
+
+namespace kd {
+
+int set_threads(int threads) {
+  if (threads > 0) omp_set_num_threads(threads);
+  const int n = omp_get_max_threads();
+  openblas_set_num_threads(n);
+  return n;
+}
+
+std::string blas_description() {
+  const int par = openblas_get_parallel();  // 0 sequential, 1 pthreads, 2 OpenMP
+  const char* model = par == 2 ? "openmp" : par == 1 ? "pthread" : "sequential";
+  return fmt::format("{} | core {} | threading {} | threads {}", openblas_get_config(),
+                     openblas_get_corename(), model, openblas_get_num_threads());
+}
+
+Trainer::Trainer(const Config& cfg) : cfg_(cfg) {
+  const auto& tr = cfg_.train;
+  student_ = std::make_unique<LlamaLayout>(cfg_.student, stable_);
+  if (cfg_.has_teacher) teacher_ = std::make_unique<LlamaLayout>(cfg_.teacher, ttable_);
+  const DistillSpec spec = cfg_.distill_spec();
+  proj_ = declare_feature_projections(stable_, spec, cfg_.student,
+                                      cfg_.has_teacher ? &cfg_.teacher : nullptr);
+  sparams_.resize(stable_.total());
+  grads_.resize(stable_.total());
+  student_->init(sparams_.data(), std::uint64_t(tr.seed), tr.init_std);
+  {
+    // projections: N(0, 1/sqrt(d_teacher)) so the target starts at the teacher's scale
+    std::mt19937_64 rng(std::uint64_t(tr.seed) ^ 0x9e3779b97f4a7c15ull);
+    for (std::size_t k = 0; k < proj_.size(); ++k) {
+      const auto& t = stable_.at("distill.feature_proj." + std::to_string(k) + ".weight");
+      std::normal_distribution<float> nd(0.0f, 1.0f / std::sqrt(float(t.shape[1])));
+      for (std::size_t i = 0; i < t.numel; ++i) sparams_[t.offset + i] = nd(rng);
+    }
+  }
+  if (teacher_) {
+    tparams_.resize(ttable_.total());
+    teacher_->init(tparams_.data(), std::uint64_t(tr.seed) + 1, tr.init_std);
+  }
+  adamw_ = std::make_unique<AdamW>(stable_, cfg_.optim);
+  const int threads = omp_get_max_threads();
+  dstep_ = std::make_unique<DistillStep<float>>(*student_, teacher_.get(), spec, proj_,
+                                                tr.batch_size, tr.seq_len, threads);
+  tokens_.resize(std::size_t(tr.batch_size) * tr.seq_len);
+  labels_.resize(tokens_.size());
+}
+
+std::string Trainer::first_nonfinite_tensor() const {
+  for (const auto& t : stable_.tensors()) {
+    const auto i = kern::first_non_finite<float>(grads_.data() + t.offset, t.numel);
+    if (i >= 0) return fmt::format("gradient of '{}' (element {})", t.name, i);
+  }
+  return {};
+}
+
+StepReport Trainer::step(data::BatchSource& source) {
+  const auto& tr = cfg_.train;
+  const double t0 = omp_get_wtime();
+  StepReport rep;
+  rep.step = step_;
+  grads_.zero();
+  const double scale = 1.0 / tr.grad_accum;
+  std::string bad;
+  for (int micro = 0; micro < tr.grad_accum; ++micro) {
+    source.next(tokens_.data(), labels_.data(), tr.batch_size, tr.seq_len);
+    const StepLoss l = dstep_->run(sparams_.data(), grads_.data(), tparams_.data(),
+                                   tokens_.data(), labels_.data(), scale, &rep.phases);
+    rep.loss.loss += l.loss * scale;
+    rep.loss.ce += l.ce * scale;
+    rep.loss.kd += l.kd * scale;
+    rep.loss.feat += l.feat * scale;
+    rep.loss.tokens += l.tokens;
+    if (bad.empty() && !std::isfinite(l.loss)) {
+      bad = fmt::format("loss (micro-batch {}: ce={} kd={} feat={})", micro, l.ce, l.kd, l.feat);
+    }
+  }
+  const double t1 = omp_get_wtime();
+  if (bad.empty()) bad = first_nonfinite_tensor();
+  if (!bad.empty()) {
+    const std::string grad = bad.rfind("loss", 0) == 0 ? first_nonfinite_tensor() : std::string();
+    const std::string what = grad.empty() ? bad : bad + "; first non-finite " + grad;
+    if (tr.nan_policy == NanPolicy::stop) {
+      throw RuntimeFailure(fmt::format("step {}: non-finite {} (train.nan_policy: stop)", step_, what));
+    }
+    rep.skipped = true;
+    rep.nonfinite = what;
+    ++skipped_;
+  } else {
+    rep.grad_norm = global_norm(grads_.data(), grads_.size());
+    rep.lr = lr_at(cfg_.optim, tr.steps, step_);
+    adamw_->step(sparams_.data(), grads_.data(), rep.lr, clip_factor(rep.grad_norm, cfg_.optim.grad_clip));
+  }
+  ++step_;
+  const double t2 = omp_get_wtime();
+  rep.optim_seconds = t2 - t1;
+  rep.seconds = t2 - t0;
+  return rep;
+}
+
+double Trainer::evaluate(data::BatchSource& source, int batches) {
+  const auto& tr = cfg_.train;
+  if (!eval_step_) {
+    DistillSpec ce_only;
+    eval_step_ = std::make_unique<DistillStep<float>>(*student_, nullptr, ce_only,
+                                                      std::vector<std::size_t>{}, tr.batch_size,
+                                                      tr.seq_len, omp_get_max_threads());
+    eval_grads_.resize(stable_.total());
+  }
+  double total = 0;
+  std::int64_t n = 0;
+  for (int b = 0; b < batches; ++b) {
+    source.next(tokens_.data(), labels_.data(), tr.batch_size, tr.seq_len);
+    const StepLoss l = eval_step_->run(sparams_.data(), eval_grads_.data(), nullptr,
+                                       tokens_.data(), labels_.data(), 1.0);
+    total += l.ce * double(l.tokens);
+    n += l.tokens;
+  }
+  return total / double(n);
+}
+
+}  // namespace kd
