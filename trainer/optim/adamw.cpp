@@ -4,7 +4,8 @@
 
 namespace kd {
 
-AdamW::AdamW(const ParamTable& table, const OptimSection& o)
+template <class T>
+AdamW<T>::AdamW(const ParamTable& table, const OptimSection& o)
     : o_(o), m_(table.total()), v_(table.total()) {
   for (const auto& t : table.tensors()) {
     const bool decayed = t.has(kDecayed) && !t.has(kAuxiliary);
@@ -16,7 +17,8 @@ AdamW::AdamW(const ParamTable& table, const OptimSection& o)
   }
 }
 
-void AdamW::step(float* params, const float* grads, double lr, double grad_scale) {
+template <class T>
+void AdamW<T>::step(T* params, const T* grads, double lr, double grad_scale) {
   ++t_;
   kern::AdamWStep s{};
   s.lr = lr;
@@ -28,13 +30,14 @@ void AdamW::step(float* params, const float* grads, double lr, double grad_scale
   s.grad_scale = grad_scale;
   for (const auto& r : ranges_) {
     s.weight_decay = r.decayed ? o_.weight_decay : 0.0;
-    kern::adamw_update<float>(params + r.begin, grads + r.begin, m_.data() + r.begin,
+    kern::adamw_update<T>(params + r.begin, grads + r.begin, m_.data() + r.begin,
                               v_.data() + r.begin, r.end - r.begin, s);
   }
 }
 
-double global_norm(const float* grads, std::size_t n) {
-  return std::sqrt(kern::sum_squares<float>(grads, n));
+template <class T>
+double global_norm(const T* grads, std::size_t n) {
+  return std::sqrt(kern::sum_squares<T>(grads, n));
 }
 
 double clip_factor(double norm, double max_norm) {
@@ -42,5 +45,10 @@ double clip_factor(double norm, double max_norm) {
   const double c = max_norm / (norm + 1e-6);
   return c < 1.0 ? c : 1.0;
 }
+
+template class AdamW<float>;
+template class AdamW<double>;
+template double global_norm<float>(const float*, std::size_t);
+template double global_norm<double>(const double*, std::size_t);
 
 }  // namespace kd

@@ -12,14 +12,15 @@
 
 namespace kd {
 
+template <class T>
 class AdamW {
  public:
   AdamW(const ParamTable& table, const OptimSection& o);
   // One update with learning rate lr; grad_scale multiplies every gradient (clipping).
-  void step(float* params, const float* grads, double lr, double grad_scale);
+  void step(T* params, const T* grads, double lr, double grad_scale);
   std::int64_t steps_taken() const { return t_; }
-  float* m() { return m_.data(); }
-  float* v() { return v_.data(); }
+  T* m() { return m_.data(); }
+  T* v() { return v_.data(); }
 
  private:
   struct Range {
@@ -28,13 +29,14 @@ class AdamW {
   };
   OptimSection o_;
   std::vector<Range> ranges_;  // contiguous tensors with the same decay merged
-  AlignedBuffer<float> m_, v_;
+  AlignedBuffer<T> m_, v_;
   std::int64_t t_ = 0;
 };
 
 // Global L2 norm of the gradients (double, deterministic) and the torch-style clip
 // factor: max_norm / (norm + 1e-6) when that is < 1, else 1.
-double global_norm(const float* grads, std::size_t n);
+template <class T>
+double global_norm(const T* grads, std::size_t n);
 double clip_factor(double norm, double max_norm);
 
 }  // namespace kd

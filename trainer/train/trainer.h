@@ -44,7 +44,7 @@ class Trainer {
   float* student_params() { return sparams_.data(); }
   float* teacher_params() { return tparams_.data(); }
   const float* grads() const { return grads_.data(); }
-  AdamW& optimizer() { return *adamw_; }
+  AdamW<float>& optimizer() { return *adamw_; }
   std::int64_t steps_done() const { return step_; }
   std::int64_t skipped_steps() const { return skipped_; }
   std::size_t arena_bytes() const { return dstep_->arena_bytes(); }
@@ -60,7 +60,7 @@ class Trainer {
   std::unique_ptr<LlamaLayout> student_, teacher_;
   std::vector<std::size_t> proj_;
   AlignedBuffer<float> sparams_, tparams_, grads_;
-  std::unique_ptr<AdamW> adamw_;
+  std::unique_ptr<AdamW<float>> adamw_;
   std::unique_ptr<DistillStep<float>> dstep_;
   std::unique_ptr<DistillStep<float>> eval_step_;  // student-only CE, same shapes
   AlignedBuffer<float> eval_grads_;
