@@ -4,8 +4,8 @@
 //    path must match to 1e-10 (only summation order differs); the float path's losses to
 //    1e-4 (float rounding of the loss, ~1e-6, grows through 4 Adam steps whose update
 //    lr·m/√v is insensitive to gradient scale but not to the sign of tiny gradients).
-XX
-//    p(1 − lr·wd) − lr·g/(|g| + eps·√(1−β2))... computed independently below.
+//  * One step in closed form: from m = v = 0 the bias-corrected moments are g and g²,
+//    so the first update is exactly p(1 − lr·wd) − lr·g/(|g| + eps).
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -56,7 +56,8 @@ DistillSpec Config::distill_spec() const {
 
 namespace {
 
-void apply_override(YAML::Node root, const std::string& kv) {
+// Returns the key path it set.
+std::string apply_override(YAML::Node root, const std::string& kv) {
   const auto eq = kv.find('=');
   KD_CHECK_INPUT(eq != std::string::npos && eq > 0, "--set '{}': expected key.path=value", kv);
   const std::string path = kv.substr(0, eq), value = kv.substr(eq + 1);
@@ -84,6 +85,7 @@ void apply_override(YAML::Node root, const std::string& kv) {
     throw InputError(fmt::format("--set '{}': value is not valid YAML: {}", kv, e.msg));
   }
   chain.back()[keys.back()] = parsed;
+  return path;
 }
 
 }  // namespace
@@ -99,9 +101,10 @@ Config load_config_text(const std::string& text, const std::string& name,
   }
   if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
   KD_CHECK_INPUT(root.IsMap(), "{}: the config must be a mapping of sections", name);
-  for (const auto& o : overrides) apply_override(root, o);
+  std::vector<std::string> overridden;
+  for (const auto& o : overrides) overridden.push_back(apply_override(root, o));
   Config c;
-  config::YamlLoader loader(name, root);
+  config::YamlLoader loader(name, root, "", &overridden);
   c.visit(loader);
   loader.reject_unknown();
   c.validate();

@@ -9,7 +9,13 @@
 
 namespace kd::config {
 
-std::string YamlLoader::where(const YAML::Node& n) const {
+std::string YamlLoader::where(const YAML::Node& n, const char* key) const {
+  if (key != nullptr && overridden_ != nullptr) {
+    const std::string p = key_path(key);
+    for (const auto& o : *overridden_) {
+      if (o == p) return "--set " + p;
+    }
+  }
   const YAML::Mark m = n.Mark();
   if (m.is_null()) return file_;
   return fmt::format("{}:{}:{}", file_, m.line + 1, m.column + 1);
@@ -25,12 +31,12 @@ YAML::Node YamlLoader::get(const char* key) {
 }
 
 void YamlLoader::fail(const YAML::Node& n, const char* key, const std::string& what) const {
-  throw InputError(fmt::format("{}: {} {}", where(n.IsDefined() ? n : node_), key_path(key), what));
+  throw InputError(fmt::format("{}: {} {}", where(n.IsDefined() ? n : node_, key), key_path(key), what));
 }
 
 void YamlLoader::fail_choice(const char* key, const std::string& got,
                              const std::string& allowed) const {
-  throw InputError(fmt::format("{}: {} is '{}'; allowed values: {}", where(node_[key]),
+  throw InputError(fmt::format("{}: {} is '{}'; allowed values: {}", where(node_[key], key),
                                key_path(key), got, allowed));
 }
 
@@ -47,9 +53,9 @@ T YamlLoader::scalar(const char* key, const YAML::Node& n, const char* type_name
 void YamlLoader::check_range(const char* key, const YAML::Node& n, double x, Range r) const {
   const bool low_ok = r.lo_open ? x > r.lo : x >= r.lo;
   if (!low_ok || x > r.hi || std::isnan(x)) {
-    fail(n, key,
-         fmt::format("= {} is out of range: must be {} {} and <= {}", x, r.lo_open ? ">" : ">=",
-                     r.lo, r.hi));
+    std::string bound = fmt::format("{} {}", r.lo_open ? ">" : ">=", r.lo);
+    if (std::isfinite(r.hi)) bound += fmt::format(" and <= {}", r.hi);
+    fail(n, key, fmt::format("= {} is out of range: must be {}", x, bound));
   }
 }
 

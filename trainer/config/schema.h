@@ -32,8 +32,11 @@ inline constexpr Range kAny{};
 // range throw InputError naming file:line:column and the key path.
 class YamlLoader {
  public:
-  YamlLoader(std::string file, YAML::Node node, std::string path = "")
-      : file_(std::move(file)), node_(std::move(node)), path_(std::move(path)) {}
+  // `overridden`: key paths set on the command line (--set), named as such in errors.
+  YamlLoader(std::string file, YAML::Node node, std::string path = "",
+             const std::vector<std::string>* overridden = nullptr)
+      : file_(std::move(file)), node_(std::move(node)), path_(std::move(path)),
+        overridden_(overridden) {}
 
   void field(const char* key, int& v, const char* doc, Range r = kAny);
   void field(const char* key, std::int64_t& v, const char* doc, Range r = kAny);
@@ -75,7 +78,7 @@ class YamlLoader {
   [[noreturn]] void fail_choice(const char* key, const std::string& got,
                                 const std::string& allowed) const;
   YAML::Node get(const char* key);
-  std::string where(const YAML::Node& n) const;
+  std::string where(const YAML::Node& n, const char* key = nullptr) const;
   std::string key_path(const char* key) const;
   void check_range(const char* key, const YAML::Node& n, double x, Range r) const;
   template <class T>
@@ -85,6 +88,7 @@ class YamlLoader {
   YAML::Node node_;
   std::string path_;
   std::vector<std::string> seen_;
+  const std::vector<std::string>* overridden_ = nullptr;
 };
 
 // Prints every field: key path, type, default and doc (`kdtrain config --doc`).
@@ -179,7 +183,7 @@ template <class S>
 void YamlLoader::section(const char* key, S& s, const char*) {
   YAML::Node n = get(key);
   YamlLoader sub(file_, n.IsDefined() && !n.IsNull() ? n : YAML::Node(YAML::NodeType::Map),
-                 key_path(key));
+                 key_path(key), overridden_);
   if (n.IsDefined() && !n.IsNull() && !n.IsMap()) fail(n, key, "must be a mapping of keys");
   visit_section(sub, s);
   sub.reject_unknown();

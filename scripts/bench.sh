@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# kdtrain's KD step against the PyTorch reference of the same step (scripts/torch_kd_ref.py,
+# Debian's python3-torch), in the same run, at the same thread count, on configs/bench-cpu.yaml.
+#  1. the sgemm peak of the BLAS kdtrain links (the MFU denominator), measured now;
+#  2. kdtrain bench, kd and student-only;
+#  3. PyTorch at its fastest setting found here (OMP_WAIT_POLICY=passive), kd and student-only.
+# Last line (machine-readable):
+#   RESULT kd_speedup=<kdtrain/pytorch tokens/s> student_speedup=<...> mfu=<kdtrain kd MFU> rss_ratio=<kdtrain/pytorch peak RSS>
+# Usage: scripts/bench.sh [threads (default 2)] [peak seconds per size (default 3)]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+threads=${1:-2}
+peak_seconds=${2:-3}
+"$root/scripts/deps.sh" python3-torch
+"$root/scripts/build.sh"
+cd "$root"
+log=$(mktemp -d)
+trap 'rm -rf "$log"' EXIT
+py=/usr/bin/python3   # Debian's interpreter: python3-torch lives there
+
+field() { grep '^RESULT' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+
+echo "== sgemm peak (kdtrain bench-peak, ${threads} threads)"
+./build/kdtrain bench-peak --threads "$threads" --seconds "$peak_seconds" | tee "$log/peak"
+peak=$(sed -n 's/^PEAK gflops=\([0-9.]*\).*/\1/p' "$log/peak")
+
+for variant in kd student-only; do
+  flag=""; [ "$variant" = student-only ] && flag="--student-only"
+  echo "== kdtrain $variant"
+  ./build/kdtrain bench --config configs/bench-cpu.yaml --threads "$threads" --peak-gflops "$peak" $flag \
+    | tee "$log/kdtrain-$variant"
+  echo "== pytorch $variant (OMP_WAIT_POLICY=passive)"
+  OMP_WAIT_POLICY=passive OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" \
+    "$py" scripts/torch_kd_ref.py --threads "$threads" --peak-gflops "$peak" $flag | tee "$log/torch-$variant"
+done
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+kd_k=$(field "$log/kdtrain-kd" tokens_per_s); kd_t=$(field "$log/torch-kd" tokens_per_s)
+so_k=$(field "$log/kdtrain-student-only" tokens_per_s); so_t=$(field "$log/torch-student-only" tokens_per_s)
+rss_k=$(field "$log/kdtrain-kd" peak_rss_kib); rss_t=$(field "$log/torch-kd" peak_rss_kib)
+mfu=$(field "$log/kdtrain-kd" mfu)
+
+echo
+echo "== summary (${threads} threads, sgemm peak ${peak} GFLOP/s)"
+printf '%-22s %14s %14s %9s\n' "" kdtrain pytorch ratio
+printf '%-22s %14s %14s %9s\n' "kd tokens/s" "$kd_k" "$kd_t" "$(ratio "$kd_k" "$kd_t")"
+printf '%-22s %14s %14s %9s\n' "student-only tokens/s" "$so_k" "$so_t" "$(ratio "$so_k" "$so_t")"
+printf '%-22s %14s %14s %9s\n' "kd MFU" "$mfu" "$(field "$log/torch-kd" mfu)" ""
+printf '%-22s %14s %14s %9s\n' "kd peak RSS KiB" "$rss_k" "$rss_t" "$(ratio "$rss_k" "$rss_t")"
+echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t")"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs the whole test suite (GoogleTest under
+# CTest), printing the time per CTest label. Exit status: CTest's.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/deps.sh"
+# full build output on failure
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$root/build" -j "$(nproc)"
+cd "$root/build"
+start=$(date +%s)
+ctest --output-on-failure --timeout 900 "$@"
+echo "test.sh: suite took $(( $(date +%s) - start )) s"

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Every bad input a user can give the CLI exits 2 with a message naming the file,
+# key or flag; a run that goes non-finite under nan_policy: stop exits 3.
+# Usage: test_cli_errors.sh <kdtrain binary> <repo root>
+set -u
+bin=$1
+root=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+
+# expect <code> <stderr substring> <args...>
+expect() {
+  local code=$1 want=$2
+  shift 2
+  "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  if [ "$rc" -ne "$code" ] || ! grep -qF -- "$want" "$tmp/err"; then
+    echo "FAIL: kdtrain $* -> rc=$rc (want $code), stderr:"
+    sed 's/^/    /' "$tmp/err"
+    echo "    (wanted to see: $want)"
+    fails=$((fails + 1))
+  else
+    echo "ok:   kdtrain $* -> $rc: $(head -1 "$tmp/err")"
+  fi
+}
+
+good=$root/configs/demo-synthetic.yaml
+printf 'student: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ntrain:\n  stepz: 3\n' >"$tmp/unknown.yaml"
+expect 2 "unknown.yaml:3:3: unknown key 'train.stepz'" validate "$tmp/unknown.yaml"
+
+printf 'student: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ntrain: {steps: many}\n' >"$tmp/type.yaml"
+expect 2 "type.yaml:2:16: train.steps must be an integer (got 'many')" validate "$tmp/type.yaml"
+
+printf 'student: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ndistill: {alpha: 1.5}\n' >"$tmp/range.yaml"
+expect 2 "range.yaml:2:18: distill.alpha = 1.5 is out of range" validate "$tmp/range.yaml"
+
+printf 'student: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ndistill: {divergence: kl}\n' >"$tmp/choice.yaml"
+expect 2 "distill.divergence is 'kl'; allowed values: forward_kl, reverse_kl, jsd" validate "$tmp/choice.yaml"
+
+printf 'student: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 3, n_kv_heads: 1, d_ff: 8}\n' >"$tmp/heads.yaml"
+expect 2 "student: d_model (8) must be divisible by n_heads (3)" validate "$tmp/heads.yaml"
+
+printf 'student: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\nteacher: {vocab: 9, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\n' >"$tmp/vocab.yaml"
+expect 2 "teacher.vocab (9) must equal student.vocab (8)" validate "$tmp/vocab.yaml"
+
+printf 'student: {vocab: 8, d_model: 8\n' >"$tmp/syntax.yaml"
+expect 2 "syntax.yaml:" validate "$tmp/syntax.yaml"
+
+expect 2 "cannot open the config file" validate "$tmp/missing.yaml"
+expect 2 "--set 'train.steps': expected key.path=value" validate "$good" --set train.steps
+expect 2 "--set train.steps: train.steps = 0 is out of range: must be >= 1" validate "$good" --set train.steps=0
+expect 2 "distill.feature.layers[0]: teacher hidden index 9 is outside 0..3" validate "$good" --set "distill.feature.layers=[[1, 9]]"
+expect 2 "The following argument was not expected" validate "$good" extra-arg
+expect 2 "--config: File does not exist" distill --config "$tmp/missing.yaml"
+expect 2 "A subcommand is required" 
+
+# Runtime failure: weights ~1e25 overflow the attention scores to inf -> NaN loss.
+expect 3 "non-finite" distill --config "$good" --set train.init_std=1e25 --set distill.teacher_pretrain_steps=0 --set optim.warmup_steps=0 \
+  --set train.steps=2 --set train.nan_policy=stop
+
+# The skip policy keeps going and reports the skipped steps.
+"$bin" distill --config "$good" --set train.init_std=1e25 --set distill.teacher_pretrain_steps=0 --set optim.warmup_steps=0 \
+  --set train.steps=3 --set train.nan_policy=skip --set train.log_every=1 >"$tmp/out" 2>&1
+rc=$?
+if [ $rc -ne 0 ] || ! grep -q "SKIPPED non-finite" "$tmp/out" || ! grep -q "skipped steps 3" "$tmp/out"; then
+  echo "FAIL: nan_policy=skip run: rc=$rc"; sed 's/^/    /' "$tmp/out"; fails=$((fails + 1))
+else
+  echo "ok:   nan_policy=skip: 3 steps skipped, exit 0"
+fi
+
+[ $fails -eq 0 ] && echo "all CLI error checks passed" || echo "$fails CLI check(s) failed"
+exit $((fails > 0))
