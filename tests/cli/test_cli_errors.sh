@@ -53,7 +53,8 @@ expect 2 "--set train.steps: train.steps = 0 is out of range: must be >= 1" vali
 expect 2 "distill.feature.layers[0]: teacher hidden index 9 is outside 0..3" validate "$good" --set "distill.feature.layers=[[1, 9]]"
 expect 2 "The following argument was not expected" validate "$good" extra-arg
 expect 2 "--config: File does not exist" distill --config "$tmp/missing.yaml"
-expect 2 "A subcommand is required" 
+expect 2 "A subcommand is required"
+expect 2 "help: no subcommand named 'nope'" help nope
 
 # Runtime failure: weights ~1e25 overflow the attention scores to inf -> NaN loss.
 expect 3 "non-finite" distill --config "$good" --set train.init_std=1e25 --set distill.teacher_pretrain_steps=0 --set optim.warmup_steps=0 \

@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
   auto* c = app.add_subcommand("config", "describe the config schema");
   c->add_flag("--doc", doc, "every key with its type, default, range and meaning")->required();
 
+  auto* h = app.add_subcommand("help", "print help for kdtrain or for one subcommand");
+  std::string help_topic;
+  h->add_option("subcommand", help_topic, "subcommand to describe");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -51,6 +55,18 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : kExitBadInput;
   }
   try {
+    if (h->parsed()) {
+      if (help_topic.empty()) {
+        std::cout << app.help();
+        return 0;
+      }
+      try {
+        std::cout << app.get_subcommand(help_topic)->help();
+      } catch (const CLI::OptionNotFound&) {
+        throw InputError("help: no subcommand named '" + help_topic + "'");
+      }
+      return 0;
+    }
     if (b->parsed()) return cli::run_bench(bench);
     if (p->parsed()) return cli::run_bench_peak(peak);
     if (d->parsed()) return cli::run_train(train);
