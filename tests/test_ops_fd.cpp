@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -457,6 +458,8 @@ kern::AttnShape packed(int b, int t, int h, int hkv, int hd, int block) {
   return s;
 }
 
+void PrintTo(const AttnCase& c, std::ostream* os) { *os << c.name; }
+
 std::vector<AttnCase> attn_cases() {
   std::vector<AttnCase> v;
   v.push_back({"GqaSeqNotMultipleOfBlock", packed(2, 7, 4, 2, 4, 3)});
@@ -654,6 +657,8 @@ struct DistillCase {
   bool teacher;
   kern::Divergence div;
 };
+
+void PrintTo(const DistillCase& c, std::ostream* os) { *os << c.name; }
 
 constexpr int kDR = 4, kDV = 11;  // three scored rows and one ignored row (label −1)
 

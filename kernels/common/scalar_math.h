@@ -70,11 +70,11 @@ KD_HD inline T silu_grad(T x) {
   return s * (T(1) + x * (T(1) - s));
 }
 
-// log(exp(a) + exp(b)) without overflow; -inf inputs handled.
+// log(exp(a) + exp(b)) without overflow; infinite inputs handled.
 template <class T>
 KD_HD inline T log_add_exp(T a, T b) {
   const T m = a > b ? a : b;
-  if (m == -std::numeric_limits<T>::infinity()) return m;
+  if (m == -std::numeric_limits<T>::infinity() || m == std::numeric_limits<T>::infinity()) return m;
   const T d = a > b ? b - a : a - b;
   return m + std::log1p(std::exp(d));
 }
