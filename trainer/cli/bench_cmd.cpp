@@ -13,6 +13,7 @@
 
 #include "data/synthetic.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/sgemm_peak.h"
 #include "trainer/train/trainer.h"
 
 namespace kd::cli {
@@ -50,6 +51,11 @@ int run_bench(const BenchOptions& o) {
   Config cfg = load_config(o.config, ov);
   if (o.student_only) cfg.has_teacher = false;
   const int threads = set_threads(cfg.train.threads);
+  double peak = o.peak_gflops;
+  if (peak <= 0) {
+    fmt::print("measuring the sgemm peak (no --peak-gflops given)...\n");
+    peak = measure_sgemm_peak_in_child(1.0);
+  }
   Trainer trainer(cfg);
   const auto& tr = cfg.train;
   const double tokens = double(tr.batch_size) * tr.seq_len * tr.grad_accum;
@@ -73,13 +79,19 @@ int run_bench(const BenchOptions& o) {
   data::SyntheticTokens source(data::SyntheticKind::random, cfg.student.vocab, 1,
                                std::uint64_t(tr.seed), std::uint64_t(tr.seed));
   std::vector<double> times, tf, sf, ls, bw, op;
+  long faults_timed = 0;
   for (int i = 0; i < cfg.bench.warmup + cfg.bench.steps; ++i) {
+    rusage before{};
+    getrusage(RUSAGE_SELF, &before);
     const StepReport r = trainer.step(source);
+    rusage after{};
+    getrusage(RUSAGE_SELF, &after);
     const bool timed = i >= cfg.bench.warmup;
     fmt::print("{} {}: loss {:.4f} {:.0f} ms\n", timed ? "step" : "warmup",
                timed ? i - cfg.bench.warmup : i, r.loss.loss, r.seconds * 1e3);
     std::fflush(stdout);
     if (!timed) continue;
+    faults_timed += after.ru_minflt - before.ru_minflt;
     times.push_back(r.seconds);
     tf.push_back(r.phases.teacher_fwd);
     sf.push_back(r.phases.student_fwd);
@@ -90,7 +102,7 @@ int run_bench(const BenchOptions& o) {
   const double med = median(times);
   const double tps = tokens / med;
   const double gfs = f_total / med / 1e9;
-  const double mfu = o.peak_gflops > 0 ? gfs / o.peak_gflops : std::numeric_limits<double>::quiet_NaN();
+  const double mfu = peak > 0 ? gfs / peak : std::numeric_limits<double>::quiet_NaN();
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   fmt::print(
@@ -100,7 +112,8 @@ int run_bench(const BenchOptions& o) {
   fmt::print("median step {:.1f} ms (min {:.1f}, max {:.1f}); tokens/s {:.1f}; achieved {:.1f} GFLOP/s\n",
              med * 1e3, *std::min_element(times.begin(), times.end()) * 1e3,
              *std::max_element(times.begin(), times.end()) * 1e3, tps, gfs);
-  fmt::print("peak RSS {} KiB\n", ru.ru_maxrss);
+  fmt::print("MFU {:.3f} of sgemm peak {:.1f} GFLOP/s\n", mfu, peak);
+  fmt::print("peak RSS {} KiB; minor page faults in the timed steps: {}\n", ru.ru_maxrss, faults_timed);
   fmt::print(
       "RESULT impl=kdtrain variant={} step_ms={:.1f} tokens_per_s={:.1f} gflop_per_step={:.2f} "
       "gflops={:.1f} mfu={:.3f} peak_rss_kib={} threads={}\n",

@@ -26,6 +26,7 @@ struct TrainOptions {
   std::string config;
   std::vector<std::string> overrides;
   int eval_batches = 4;
+  std::string loss_log;  // every step's losses at full precision (%.17g), one line each
 };
 int run_train(const TrainOptions& o);
 

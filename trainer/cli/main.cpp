@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   auto* d = app.add_subcommand("distill", "train a student (distilling from the teacher, if the config has one)");
   d->add_option("--config", train.config, "YAML config")->required()->check(CLI::ExistingFile);
   d->add_option("--set", train.overrides, "override a config key: a.b=value (repeatable)");
+  d->add_option("--loss-log", train.loss_log, "write every step's losses at full precision to this file");
   d->add_option("--eval-batches", train.eval_batches, "held-out batches evaluated at the end")->check(CLI::PositiveNumber);
 
   std::string validate_path;

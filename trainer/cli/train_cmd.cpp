@@ -10,6 +10,7 @@
 #include "trainer/cli/commands.h"
 #include "trainer/train/teacher_pretrain.h"
 #include "trainer/train/trainer.h"
+#include "trainer/util/errors.h"
 
 namespace kd::cli {
 
@@ -37,11 +38,21 @@ int run_train(const TrainOptions& o) {
   }
   fmt::print("student: {} parameters ({} trained incl. auxiliary)\n",
              trainer.student_table().count(0, kAuxiliary), trainer.student_table().total());
+  std::FILE* loss_log = nullptr;
+  if (!o.loss_log.empty()) {
+    loss_log = std::fopen(o.loss_log.c_str(), "w");
+    KD_CHECK_INPUT(loss_log != nullptr, "--loss-log {}: cannot open for writing", o.loss_log);
+    std::fprintf(loss_log, "step loss ce kd feat grad_norm lr skipped\n");
+  }
   const double tokens_per_step = double(tr.batch_size) * tr.seq_len * tr.grad_accum;
   double window = 0;
   for (std::int64_t s = 0; s < tr.steps; ++s) {
     const StepReport r = trainer.step(train_data);
     window += r.seconds;
+    if (loss_log != nullptr) {
+      std::fprintf(loss_log, "%lld %.17g %.17g %.17g %.17g %.17g %.17g %d\n", static_cast<long long>(s + 1),
+                   r.loss.loss, r.loss.ce, r.loss.kd, r.loss.feat, r.grad_norm, r.lr, r.skipped ? 1 : 0);
+    }
     if (r.skipped) {
       fmt::print("step {:>6}: SKIPPED non-finite {} ({} skipped so far)\n", s + 1, r.nonfinite,
                  trainer.skipped_steps());
@@ -56,6 +67,7 @@ int run_train(const TrainOptions& o) {
       window = 0;
     }
   }
+  if (loss_log != nullptr) std::fclose(loss_log);
   const double held_out = trainer.evaluate(eval_data, o.eval_batches);
   fmt::print("held-out CE {:.4f} over {} batches; skipped steps {}\n", held_out, o.eval_batches,
              trainer.skipped_steps());
