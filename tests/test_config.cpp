@@ -17,12 +17,12 @@ TEST(Config, EffectiveYamlRoundTrips) {
   ASSERT_EQ(b.distill.feature.layers.size(), 2u);
   EXPECT_EQ(b.distill.feature.layers[1], std::make_pair(2, 3));
   EXPECT_TRUE(b.has_teacher);
-  EXPECT_EQ(b.teacher.d_model, 48);
+  EXPECT_EQ(b.teacher.spec.d_model, 48);
 }
 
 TEST(Config, TeacherIsOptional) {
   const kd::Config c = kd::load_config_text(
-      "student: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\n", "s.yaml");
+      "model: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\n", "s.yaml");
   EXPECT_FALSE(c.has_teacher);
   EXPECT_EQ(c.train.batch_size, 8);  // defaults fill the rest
 }
@@ -42,7 +42,7 @@ TEST(Config, OverrideCreatesNestedKeysAndIsNamedInErrors) {
 
 TEST(Config, DocNamesEveryKey) {
   const std::string doc = kd::config_doc();
-  for (const char* key : {"teacher.vocab", "student.tie_embeddings", "distill.alpha", "distill.temperature",
+  for (const char* key : {"teacher.vocab", "model.tie_embeddings", "distill.alpha", "distill.temperature",
                           "distill.divergence", "distill.jsd_beta", "distill.feature.layers",
                           "optim.weight_decay", "optim.grad_clip", "optim.schedule", "train.grad_accum",
                           "train.nan_policy", "train.threads", "data.kind", "bench.steps"}) {

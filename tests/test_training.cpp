@@ -6,6 +6,7 @@
 
 #include "data/synthetic.h"
 #include "tests/support/tiny_config.h"
+#include "trainer/train/batch_sources.h"
 #include "trainer/train/teacher_pretrain.h"
 #include "trainer/train/trainer.h"
 #include "trainer/util/errors.h"
@@ -13,7 +14,7 @@
 namespace {
 
 kd::data::SyntheticTokens stream(const kd::Config& c, std::uint64_t stream_seed) {
-  return kd::data::SyntheticTokens(c.data.kind, c.student.vocab, c.data.markov_support,
+  return kd::data::SyntheticTokens(kd::synthetic_kind(c.data.kind), c.model.vocab, c.data.markov_support,
                                    std::uint64_t(c.train.seed), stream_seed);
 }
 

@@ -26,25 +26,25 @@ expect() {
 }
 
 good=$root/configs/demo-synthetic.yaml
-printf 'student: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ntrain:\n  stepz: 3\n' >"$tmp/unknown.yaml"
+printf 'model: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ntrain:\n  stepz: 3\n' >"$tmp/unknown.yaml"
 expect 2 "unknown.yaml:3:3: unknown key 'train.stepz'" validate "$tmp/unknown.yaml"
 
-printf 'student: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ntrain: {steps: many}\n' >"$tmp/type.yaml"
+printf 'model: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ntrain: {steps: many}\n' >"$tmp/type.yaml"
 expect 2 "type.yaml:2:16: train.steps must be an integer (got 'many')" validate "$tmp/type.yaml"
 
-printf 'student: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ndistill: {alpha: 1.5}\n' >"$tmp/range.yaml"
+printf 'model: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ndistill: {alpha: 1.5}\n' >"$tmp/range.yaml"
 expect 2 "range.yaml:2:18: distill.alpha = 1.5 is out of range" validate "$tmp/range.yaml"
 
-printf 'student: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ndistill: {divergence: kl}\n' >"$tmp/choice.yaml"
+printf 'model: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ndistill: {divergence: kl}\n' >"$tmp/choice.yaml"
 expect 2 "distill.divergence is 'kl'; allowed values: forward_kl, reverse_kl, jsd" validate "$tmp/choice.yaml"
 
-printf 'student: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 3, n_kv_heads: 1, d_ff: 8}\n' >"$tmp/heads.yaml"
-expect 2 "student: d_model (8) must be divisible by n_heads (3)" validate "$tmp/heads.yaml"
+printf 'model: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 3, n_kv_heads: 1, d_ff: 8}\n' >"$tmp/heads.yaml"
+expect 2 "model: d_model (8) must be divisible by n_heads (3)" validate "$tmp/heads.yaml"
 
-printf 'student: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\nteacher: {vocab: 9, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\n' >"$tmp/vocab.yaml"
-expect 2 "teacher.vocab (9) must equal student.vocab (8)" validate "$tmp/vocab.yaml"
+printf 'model: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\nteacher: {vocab: 9, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\n' >"$tmp/vocab.yaml"
+expect 2 "teacher.vocab (9) must equal model.vocab (8)" validate "$tmp/vocab.yaml"
 
-printf 'student: {vocab: 8, d_model: 8\n' >"$tmp/syntax.yaml"
+printf 'model: {vocab: 8, d_model: 8\n' >"$tmp/syntax.yaml"
 expect 2 "syntax.yaml:" validate "$tmp/syntax.yaml"
 
 expect 2 "cannot open the config file" validate "$tmp/missing.yaml"

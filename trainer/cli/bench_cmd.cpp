@@ -59,24 +59,24 @@ int run_bench(const BenchOptions& o) {
   Trainer trainer(cfg);
   const auto& tr = cfg.train;
   const double tokens = double(tr.batch_size) * tr.seq_len * tr.grad_accum;
-  const double f_s = train_flops(cfg.student, tokens, tr.seq_len);
-  const double f_t = cfg.has_teacher ? forward_flops(cfg.teacher, tokens, tr.seq_len) : 0.0;
+  const double f_s = train_flops(cfg.model, tokens, tr.seq_len);
+  const double f_t = cfg.has_teacher ? forward_flops(cfg.teacher.spec, tokens, tr.seq_len) : 0.0;
   const double f_total = f_s + f_t;
   const std::string variant = cfg.has_teacher ? "kd" : "student-only";
 
   fmt::print("kdtrain bench: variant={} config={} threads={} B={} T={} V={} accum={}\n", variant,
-             o.config, threads, tr.batch_size, tr.seq_len, cfg.student.vocab, tr.grad_accum);
+             o.config, threads, tr.batch_size, tr.seq_len, cfg.model.vocab, tr.grad_accum);
   fmt::print("blas: {}\n", blas_description());
   fmt::print("student N_matmul={:.3f}M  teacher N_matmul={:.3f}M\n",
-             cfg.student.matmul_params() / 1e6,
-             cfg.has_teacher ? cfg.teacher.matmul_params() / 1e6 : 0.0);
+             cfg.model.matmul_params() / 1e6,
+             cfg.has_teacher ? cfg.teacher.spec.matmul_params() / 1e6 : 0.0);
   fmt::print("FLOPs/step: student train {:.2f} G + teacher fwd {:.2f} G = {:.2f} G\n", f_s / 1e9,
              f_t / 1e9, f_total / 1e9);
   fmt::print("activation arena: {:.1f} MiB\n", trainer.arena_bytes() / 1048576.0);
   fmt::print("loadavg before: {}\n", loadavg());
 
   // Random tokens, four batches cycled, as the reference does.
-  data::SyntheticTokens source(data::SyntheticKind::random, cfg.student.vocab, 1,
+  data::SyntheticTokens source(data::SyntheticKind::random, cfg.model.vocab, 1,
                                std::uint64_t(tr.seed), std::uint64_t(tr.seed));
   std::vector<double> times, tf, sf, ls, bw, op;
   long faults_timed = 0;

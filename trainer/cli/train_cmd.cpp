@@ -8,6 +8,7 @@
 
 #include "data/synthetic.h"
 #include "trainer/cli/commands.h"
+#include "trainer/train/batch_sources.h"
 #include "trainer/train/teacher_pretrain.h"
 #include "trainer/train/trainer.h"
 #include "trainer/util/errors.h"
@@ -18,20 +19,18 @@ int run_train(const TrainOptions& o) {
   const Config cfg = load_config(o.config, o.overrides);
   const int threads = set_threads(cfg.train.threads);
   const auto& tr = cfg.train;
-  const auto seed = std::uint64_t(tr.seed);
-  auto stream = [&](std::uint64_t s) {
-    return data::SyntheticTokens(cfg.data.kind, cfg.student.vocab, cfg.data.markov_support, seed, s);
-  };
-  data::SyntheticTokens train_data = stream(seed + 1), eval_data = stream(seed + 2);
+  auto train_src = make_synthetic(cfg, Stream::train), eval_src = make_synthetic(cfg, Stream::validation);
+  data::SyntheticTokens& train_data = *train_src;
+  data::SyntheticTokens& eval_data = *eval_src;
   fmt::print("kdtrain: config {} | threads {} | {}\n", o.config, threads, blas_description());
-  if (cfg.data.kind == data::SyntheticKind::markov) {
+  if (cfg.data.kind == DataKind::markov) {
     fmt::print("data: markov chain, vocab {}, support {}; entropy rate {:.4f} nats (the lowest CE)\n",
-               cfg.student.vocab, cfg.data.markov_support, train_data.entropy_rate());
+               cfg.model.vocab, cfg.data.markov_support, train_data.entropy_rate());
   }
   Trainer trainer(cfg);
   if (cfg.has_teacher && cfg.distill.teacher_pretrain_steps > 0) {
-    data::SyntheticTokens teacher_data = stream(seed + 3);
-    const double ce = pretrain_teacher(cfg, cfg.distill.teacher_pretrain_steps, teacher_data,
+    auto teacher_data = make_synthetic(cfg, Stream::teacher_pretrain);
+    const double ce = pretrain_teacher(cfg, cfg.distill.teacher_pretrain_steps, *teacher_data,
                                        trainer.teacher_params());
     fmt::print("teacher: pretrained {} steps on labels, last CE {:.4f}\n",
                cfg.distill.teacher_pretrain_steps, ce);

@@ -10,13 +10,13 @@
 namespace kd {
 
 void Config::validate() const {
-  student.validate("student");
-  if (has_teacher) {
-    teacher.validate("teacher");
-    KD_CHECK_INPUT(teacher.vocab == student.vocab,
-                   "teacher.vocab ({}) must equal student.vocab ({}): the divergence compares "
+  model.validate("model");
+  if (has_teacher && teacher.checkpoint.empty()) {
+    teacher.spec.validate("teacher");
+    KD_CHECK_INPUT(teacher.spec.vocab == model.vocab,
+                   "teacher.vocab ({}) must equal model.vocab ({}): the divergence compares "
                    "distributions over the same tokens",
-                   teacher.vocab, student.vocab);
+                   teacher.spec.vocab, model.vocab);
   }
   const auto& f = distill.feature;
   if (f.beta > 0) {
@@ -24,21 +24,27 @@ void Config::validate() const {
     KD_CHECK_INPUT(!f.layers.empty(), "distill.feature.beta > 0 needs distill.feature.layers");
     for (std::size_t k = 0; k < f.layers.size(); ++k) {
       const auto [s, t] = f.layers[k];
-      KD_CHECK_INPUT(s >= 0 && s <= student.n_layers,
+      KD_CHECK_INPUT(s >= 0 && s <= model.n_layers,
                      "distill.feature.layers[{}]: student hidden index {} is outside 0..{}", k, s,
-                     student.n_layers);
-      KD_CHECK_INPUT(t >= 0 && t <= teacher.n_layers,
+                     model.n_layers);
+      KD_CHECK_INPUT(!teacher.checkpoint.empty() || (t >= 0 && t <= teacher.spec.n_layers),
                      "distill.feature.layers[{}]: teacher hidden index {} is outside 0..{}", k, t,
-                     teacher.n_layers);
+                     teacher.spec.n_layers);
     }
   }
   KD_CHECK_INPUT(optim.warmup_steps <= train.steps,
                  "optim.warmup_steps ({}) exceeds train.steps ({})", optim.warmup_steps, train.steps);
   if (data.kind == DataKind::markov) {
-    KD_CHECK_INPUT(data.markov_support <= student.vocab,
-                   "data.markov_support ({}) exceeds student.vocab ({})", data.markov_support,
-                   student.vocab);
+    KD_CHECK_INPUT(data.markov_support <= model.vocab,
+                   "data.markov_support ({}) exceeds model.vocab ({})", data.markov_support,
+                   model.vocab);
   }
+  if (data.kind == DataKind::shards) {
+    KD_CHECK_INPUT(!data.train.empty(), "data.kind is shards but data.train is not set");
+  }
+  KD_CHECK_INPUT(data.format == "auto" || data.format == "kdtrain" || data.format == "nanogpt" ||
+                     data.format == "llmc",
+                 "data.format is '{}'; allowed values: auto, kdtrain, nanogpt, llmc", data.format);
 }
 
 DistillSpec Config::distill_spec() const {

@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "data/synthetic.h"
 #include "trainer/config/schema.h"
 #include "trainer/distill/distill_spec.h"
 #include "trainer/model/model_spec.h"
@@ -27,6 +26,18 @@ void visit(V& v, ModelSpec& s) {
   v.field("rope_theta", s.rope_theta, "RoPE base frequency", above(0));
   v.field("norm_eps", s.norm_eps, "RMSNorm epsilon", above(0));
 }
+
+// The frozen teacher: a kdtrain checkpoint (its shape is read from it), or a shape given
+// here (randomly initialised: benchmarks, synthetic tasks with teacher_pretrain_steps).
+struct TeacherSection {
+  std::string checkpoint;
+  ModelSpec spec;
+  template <class V>
+  void visit(V& v) {
+    v.field("checkpoint", checkpoint, "kdtrain checkpoint of a trained teacher (its model shape overrides the keys below)");
+    kd::visit(v, spec);
+  }
+};
 
 struct FeatureSection {
   double beta = 0.0;
@@ -112,6 +123,10 @@ struct TrainSection {
   NanPolicy nan_policy = NanPolicy::stop;
   int log_every = 10;
   double init_std = 0.02;
+  std::int64_t eval_every = 0;
+  std::int64_t eval_tokens = 0;
+  std::int64_t checkpoint_every = 0;
+  int keep_checkpoints = 2;
   template <class V>
   void visit(V& v) {
     using namespace config;
@@ -126,21 +141,43 @@ struct TrainSection {
              Choices<NanPolicy>{{"stop", NanPolicy::stop}, {"skip", NanPolicy::skip}});
     v.field("log_every", log_every, "steps between progress lines", between(1, 1 << 30));
     v.field("init_std", init_std, "std of the normal initialisation of matrices", above(0));
+    v.field("eval_every", eval_every, "steps between validation evaluations (0 = only at the end)", at_least(0));
+    v.field("eval_tokens", eval_tokens, "validation tokens per evaluation (0 = the whole validation shard)", at_least(0));
+    v.field("checkpoint_every", checkpoint_every, "steps between checkpoints (0 = only at the end)", at_least(0));
+    v.field("keep_checkpoints", keep_checkpoints, "how many of the newest checkpoints to keep", between(1, 1000));
   }
 };
 
-using DataKind = data::SyntheticKind;
+enum class DataKind { shards, random, markov, copy };
 
 struct DataSection {
   DataKind kind = DataKind::markov;
+  std::string train;
+  std::string val;
+  std::string format = "auto";
   int markov_support = 4;
   template <class V>
   void visit(V& v) {
     using namespace config;
     v.choice("kind", kind,
-             "synthetic tokens: random (uniform), markov (a fixed random chain), copy (second half repeats the first)",
-             Choices<DataKind>{{"random", DataKind::random}, {"markov", DataKind::markov}, {"copy", DataKind::copy}});
+             "shards: token shards from `kdtrain prepare` (or nanoGPT / llm.c); synthetic: random "
+             "(uniform), markov (a fixed random chain), copy (second half repeats the first)",
+             Choices<DataKind>{{"shards", DataKind::shards}, {"random", DataKind::random},
+                               {"markov", DataKind::markov}, {"copy", DataKind::copy}});
+    v.field("train", train, "training token shard (kind: shards)");
+    v.field("val", val, "validation token shard (kind: shards)");
+    v.field("format", format, "shard format: auto, kdtrain, nanogpt, llmc");
     v.field("markov_support", markov_support, "next-token choices per state of the markov chain", between(1, 1 << 20));
+  }
+};
+
+struct RunSection {
+  std::string dir = "runs";
+  std::string name;
+  template <class V>
+  void visit(V& v) {
+    v.field("dir", dir, "parent folder of run directories");
+    v.field("name", name, "run name: the run lives in <dir>/<name> (default: the config file's stem)");
   }
 };
 
@@ -157,21 +194,23 @@ struct BenchSection {
 
 struct Config {
   bool has_teacher = false;
-  ModelSpec teacher;
-  ModelSpec student;
+  TeacherSection teacher;
+  ModelSpec model;
   DistillSection distill;
   OptimSection optim;
   TrainSection train;
   DataSection data;
+  RunSection run;
   BenchSection bench;
   template <class V>
   void visit(V& v) {
-    v.optional_section("teacher", has_teacher, teacher, "the frozen teacher (absent: train the student on labels only)");
-    v.section("student", student, "the student being trained");
+    v.section("model", model, "the model being trained (for distill: the student)");
+    v.optional_section("teacher", has_teacher, teacher, "the frozen teacher (absent: the model trains on labels only)");
     v.section("distill", distill, "the distillation loss");
     v.section("optim", optim, "AdamW, clipping and the learning-rate schedule");
     v.section("train", train, "steps, batch shape, seed, threads, NaN policy");
-    v.section("data", data, "training data");
+    v.section("data", data, "training and validation data");
+    v.section("run", run, "where the run directory goes");
     v.section("bench", bench, "kdtrain bench");
   }
 

@@ -9,7 +9,7 @@ namespace kd {
 double pretrain_teacher(const Config& cfg, std::int64_t steps, data::BatchSource& source,
                         float* teacher_params) {
   Config tc = cfg;
-  tc.student = cfg.teacher;
+  tc.model = cfg.teacher.spec;
   tc.has_teacher = false;
   tc.distill.feature.beta = 0;
   tc.distill.feature.layers.clear();

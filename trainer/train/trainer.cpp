@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <random>
 
 #include "trainer/optim/lr_schedule.h"
 #include "trainer/util/errors.h"
@@ -27,11 +28,11 @@ std::string blas_description() {
 
 Trainer::Trainer(const Config& cfg) : cfg_(cfg) {
   const auto& tr = cfg_.train;
-  student_ = std::make_unique<LlamaLayout>(cfg_.student, stable_);
-  if (cfg_.has_teacher) teacher_ = std::make_unique<LlamaLayout>(cfg_.teacher, ttable_);
+  student_ = std::make_unique<LlamaLayout>(cfg_.model, stable_);
+  if (cfg_.has_teacher) teacher_ = std::make_unique<LlamaLayout>(cfg_.teacher.spec, ttable_);
   const DistillSpec spec = cfg_.distill_spec();
-  proj_ = declare_feature_projections(stable_, spec, cfg_.student,
-                                      cfg_.has_teacher ? &cfg_.teacher : nullptr);
+  proj_ = declare_feature_projections(stable_, spec, cfg_.model,
+                                      cfg_.has_teacher ? &cfg_.teacher.spec : nullptr);
   sparams_.resize(stable_.total());
   grads_.resize(stable_.total());
   student_->init(sparams_.data(), std::uint64_t(tr.seed), tr.init_std);

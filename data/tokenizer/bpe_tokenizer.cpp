@@ -1,0 +1,155 @@
+#include "data/tokenizer/bpe_tokenizer.h"
+
+#include <algorithm>
+
+#include "data/tokenizer/pretokenize.h"
+#include "trainer/util/errors.h"
+
+namespace kd::data {
+
+namespace {
+
+constexpr std::size_t kMaxCachedPiece = 256;
+
+struct Fnv1a64 {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  void byte(unsigned char b) { h = (h ^ b) * 0x100000001b3ULL; }
+  void u32(std::uint32_t v) {
+    for (int k = 0; k < 4; ++k) byte(static_cast<unsigned char>(v >> (8 * k)));
+  }
+  void text0(std::string_view s) {  // the string and a terminating 0 byte
+    for (char c : s) byte(static_cast<unsigned char>(c));
+    byte(0);
+  }
+};
+
+}  // namespace
+
+BpeTokenizer BpeTokenizer::from_merges(std::vector<BpeMerge> merges, const std::string& source) {
+  const std::int64_t vocab = std::int64_t(merges.size()) + 258;
+  KD_CHECK_INPUT(vocab >= kMinBpeVocab && vocab <= kMaxBpeVocab,
+                 "{}: {} merges give vocab_size {}, outside [{}, {}]", source, merges.size(), vocab,
+                 kMinBpeVocab, kMaxBpeVocab);
+  BpeTokenizer t;
+  t.ranks_.reserve(merges.size());
+  t.bytes_.reserve(std::size_t(vocab));
+  for (int b = 0; b < 256; ++b) t.bytes_.emplace_back(1, static_cast<char>(b));
+  for (std::size_t k = 0; k < merges.size(); ++k) {
+    const BpeMerge m = merges[k];
+    const std::int64_t limit = 256 + std::int64_t(k);
+    KD_CHECK_INPUT(m.left >= 0 && m.left < limit && m.right >= 0 && m.right < limit,
+                   "{}: merges[{}] = [{}, {}] uses an id outside [0, {}) (a merge may only use "
+                   "bytes and tokens made by earlier merges)",
+                   source, k, m.left, m.right, limit);
+    const bool fresh = t.ranks_.emplace(pair_key(m.left, m.right), std::int32_t(k)).second;
+    KD_CHECK_INPUT(fresh, "{}: merges[{}] = [{}, {}] repeats an earlier merge", source, k, m.left, m.right);
+    t.bytes_.push_back(t.bytes_[std::size_t(m.left)] + t.bytes_[std::size_t(m.right)]);
+  }
+  t.bytes_.emplace_back(kEotText);
+  t.bytes_.emplace_back(kPadText);
+  t.merges_ = std::move(merges);
+
+  Fnv1a64 h;
+  h.text0(kPretokenizerName);
+  for (const BpeMerge& m : t.merges_) h.u32(std::uint32_t(m.left)), h.u32(std::uint32_t(m.right));
+  h.u32(std::uint32_t(t.eot_id())), h.text0(kEotText);
+  h.u32(std::uint32_t(t.pad_id())), h.text0(kPadText);
+  t.hash_ = h.h;
+  return t;
+}
+
+void BpeTokenizer::encode_piece(std::string_view piece, std::vector<std::int32_t>& out) const {
+  const int n = int(piece.size());
+  if (n == 1) {
+    out.push_back(static_cast<unsigned char>(piece[0]));
+    return;
+  }
+  // Symbols as a linked list over the piece's bytes; a min-heap of (rank, position) picks the
+  // next merge. Equal ranks go leftmost first, which is the left-to-right, non-overlapping
+  // order in which training merged each pair, so encode reproduces the training segmentation.
+  thread_local std::vector<std::int32_t> id, next, prev;
+  id.resize(std::size_t(n)), next.resize(std::size_t(n)), prev.resize(std::size_t(n));
+  for (int i = 0; i < n; ++i) {
+    id[i] = static_cast<unsigned char>(piece[std::size_t(i)]);
+    next[i] = i + 1;  // n = end
+    prev[i] = i - 1;
+  }
+  using Cand = std::pair<std::int32_t, std::int32_t>;  // (rank, position)
+  thread_local std::vector<Cand> heap;  // min-heap via std::greater; reused across calls
+  heap.clear();
+  const auto push = [](Cand c) {
+    heap.push_back(c);
+    std::push_heap(heap.begin(), heap.end(), std::greater<>{});
+  };
+  for (int i = 0; i + 1 < n; ++i)
+    if (const std::int32_t r = rank_of(id[i], id[i + 1]); r >= 0) push({r, i});
+  while (!heap.empty()) {
+    std::pop_heap(heap.begin(), heap.end(), std::greater<>{});
+    const auto [r, i] = heap.back();
+    heap.pop_back();
+    if (id[i] < 0 || next[i] >= n) continue;  // erased or now last
+    const int j = next[i];
+    const BpeMerge m = merges_[std::size_t(r)];
+    if (id[i] != m.left || id[j] != m.right) continue;  // stale: the pair here changed
+    id[i] = 256 + r;
+    id[j] = -1;
+    next[i] = next[j];
+    if (next[j] < n) prev[next[j]] = i;
+    if (prev[i] >= 0)
+      if (const std::int32_t rl = rank_of(id[prev[i]], id[i]); rl >= 0) push({rl, prev[i]});
+    if (next[i] < n)
+      if (const std::int32_t rr = rank_of(id[i], id[next[i]]); rr >= 0) push({rr, i});
+  }
+  for (int i = 0; i < n; i = next[i]) out.push_back(id[i]);
+}
+
+void BpeTokenizer::encode_append(std::string_view text, std::vector<std::int32_t>& out,
+                                 BpeEncodeCache* cache) const {
+  BpeEncodeCache local(std::size_t(1) << 16);
+  BpeEncodeCache& c = cache ? *cache : local;
+  thread_local std::vector<std::string_view> pieces;
+  pieces.clear();
+  pretokenize(text, pieces);
+  for (std::string_view p : pieces) {
+    if (p.size() == 1) {
+      out.push_back(static_cast<unsigned char>(p[0]));
+      continue;
+    }
+    if (const auto it = c.map_.find(p); it != c.map_.end()) {
+      const auto [off, cnt] = it->second;
+      out.insert(out.end(), c.ids_.begin() + off, c.ids_.begin() + off + cnt);
+      continue;
+    }
+    const std::size_t before = out.size();
+    encode_piece(p, out);
+    if (p.size() > kMaxCachedPiece) continue;  // long pieces (blobs, runs) rarely repeat
+    if (c.map_.size() >= c.max_pieces_ || c.ids_.size() > (std::size_t(1) << 24)) {
+      c.map_.clear();  // bounded memory: start over rather than track recency
+      c.ids_.clear();
+    }
+    const auto off = std::uint32_t(c.ids_.size());
+    c.ids_.insert(c.ids_.end(), out.begin() + std::ptrdiff_t(before), out.end());
+    c.map_.emplace(std::string(p), std::make_pair(off, std::uint32_t(out.size() - before)));
+  }
+}
+
+std::vector<std::int32_t> BpeTokenizer::encode(std::string_view text, BpeEncodeCache* cache) const {
+  std::vector<std::int32_t> out;
+  out.reserve(text.size() / 3 + 8);
+  encode_append(text, out, cache);
+  return out;
+}
+
+std::string_view BpeTokenizer::token_bytes(std::int32_t id) const {
+  KD_CHECK_INPUT(id >= 0 && std::int64_t(id) < vocab_size(), "token id {} is outside the tokenizer's vocabulary [0, {})",
+                 id, vocab_size());
+  return bytes_[std::size_t(id)];
+}
+
+std::string BpeTokenizer::decode(std::span<const std::int32_t> ids) const {
+  std::string out;
+  for (std::int32_t id : ids) out += token_bytes(id);
+  return out;
+}
+
+}  // namespace kd::data
