@@ -10,6 +10,10 @@ class BatchSource {
  public:
   virtual ~BatchSource() = default;
   virtual void next(std::int32_t* tokens, std::int32_t* labels, int batch, int seq) = 0;
+  // Sequences drawn so far: the data cursor a checkpoint stores.
+  virtual std::int64_t position() const = 0;
+  // Continues as if `sequences` sequences of length `seq` had been drawn (exact resume).
+  virtual void seek(std::int64_t sequences, int seq) = 0;
 };
 
 }  // namespace kd::data

@@ -8,7 +8,7 @@ namespace kd::data {
 
 SyntheticTokens::SyntheticTokens(SyntheticKind kind, int vocab, int support,
                                  std::uint64_t chain_seed, std::uint64_t stream_seed)
-    : kind_(kind), vocab_(vocab), rng_(stream_seed) {
+    : kind_(kind), vocab_(vocab), rng_(stream_seed), stream_seed_(stream_seed) {
   if (kind_ != SyntheticKind::markov) return;
   std::mt19937_64 crng(chain_seed);
   std::vector<int> ids(vocab);
@@ -36,6 +36,7 @@ std::vector<double> SyntheticTokens::transition(int state) const {
 
 void SyntheticTokens::next(std::int32_t* tokens, std::int32_t* labels, int batch, int seq) {
   seq_buf_.resize(std::size_t(seq) + 1);
+  drawn_ += batch;
   std::uniform_int_distribution<int> uni(0, vocab_ - 1);
   for (int b = 0; b < batch; ++b) {
     std::int32_t* x = seq_buf_.data();
@@ -63,6 +64,13 @@ void SyntheticTokens::next(std::int32_t* tokens, std::int32_t* labels, int batch
       for (int t = 0; t + 1 < half; ++t) lab[t] = -1;
     }
   }
+}
+
+void SyntheticTokens::seek(std::int64_t sequences, int seq) {
+  rng_.seed(stream_seed_);
+  drawn_ = 0;
+  std::vector<std::int32_t> t(seq), l(seq);
+  for (std::int64_t i = 0; i < sequences; ++i) next(t.data(), l.data(), 1, seq);
 }
 
 double SyntheticTokens::entropy_rate() const {

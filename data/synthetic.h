@@ -19,6 +19,9 @@ class SyntheticTokens : public BatchSource {
   SyntheticTokens(SyntheticKind kind, int vocab, int support, std::uint64_t chain_seed,
                   std::uint64_t stream_seed);
   void next(std::int32_t* tokens, std::int32_t* labels, int batch, int seq) override;
+  std::int64_t position() const override { return drawn_; }
+  // Replays the stream from its start (a synthetic stream has no random access).
+  void seek(std::int64_t sequences, int seq) override;
 
   // Markov only: the next-token distribution of `state` (vocab entries) and the chain's
   // entropy rate in nats under its stationary distribution — the lowest possible CE.
@@ -34,6 +37,8 @@ class SyntheticTokens : public BatchSource {
   std::vector<std::vector<double>> prob_;
   std::vector<std::discrete_distribution<int>> next_;
   std::mt19937_64 rng_;
+  std::uint64_t stream_seed_;
+  std::int64_t drawn_ = 0;
   std::vector<std::int32_t> seq_buf_;
 };
 

@@ -57,14 +57,14 @@ expect 2 "A subcommand is required"
 expect 2 "help: no subcommand named 'nope'" help nope
 
 # Runtime failure: weights ~1e25 overflow the attention scores to inf -> NaN loss.
-expect 3 "non-finite" distill --config "$good" --set train.init_std=1e25 --set distill.teacher_pretrain_steps=0 --set optim.warmup_steps=0 \
+expect 3 "non-finite" distill --config "$good" --set run.dir="$tmp/runs" --set train.init_std=1e25 --set distill.teacher_pretrain_steps=0 --set optim.warmup_steps=0 \
   --set train.steps=2 --set train.nan_policy=stop
 
 # The skip policy keeps going and reports the skipped steps.
-"$bin" distill --config "$good" --set train.init_std=1e25 --set distill.teacher_pretrain_steps=0 --set optim.warmup_steps=0 \
+"$bin" distill --config "$good" --set run.dir="$tmp/runs" --set run.name=skip --set train.init_std=1e25 --set distill.teacher_pretrain_steps=0 --set optim.warmup_steps=0 \
   --set train.steps=3 --set train.nan_policy=skip --set train.log_every=1 >"$tmp/out" 2>&1
 rc=$?
-if [ $rc -ne 0 ] || ! grep -q "SKIPPED non-finite" "$tmp/out" || ! grep -q "skipped steps 3" "$tmp/out"; then
+if [ $rc -ne 0 ] || ! grep -q "SKIPPED non-finite" "$tmp/out" || ! grep -q "done: 3 steps, 3 skipped" "$tmp/out"; then
   echo "FAIL: nan_policy=skip run: rc=$rc"; sed 's/^/    /' "$tmp/out"; fails=$((fails + 1))
 else
   echo "ok:   nan_policy=skip: 3 steps skipped, exit 0"

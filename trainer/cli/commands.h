@@ -2,6 +2,7 @@
 // InputError (exit 2) or RuntimeFailure (exit 3) and reported by main().
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -22,12 +23,38 @@ struct PeakOptions {
 };
 int run_bench_peak(const PeakOptions& o);
 
-struct TrainOptions {
-  std::string config;
-  std::vector<std::string> overrides;
-  int eval_batches = 4;
-  std::string loss_log;  // every step's losses at full precision (%.17g), one line each
+struct EvalOptions {
+  std::string checkpoint;
+  std::string data;     // validation shard (default: the run's data.val)
+  std::string teacher;  // teacher checkpoint for agreement/KL (default: the run's teacher, if any)
+  bool no_teacher = false;
+  std::int64_t tokens = 0;
+  int threads = 0;
+  bool json = false;
 };
-int run_train(const TrainOptions& o);
+int run_eval(const EvalOptions& o);
+
+struct GenerateOptions {
+  std::string checkpoint;
+  std::string prompt;
+  int max_new_tokens = 100;
+  double temperature = 0.8;
+  int top_k = 40;
+  double top_p = 0.95;
+  std::uint64_t seed = 1;
+  int threads = 0;
+};
+int run_generate(const GenerateOptions& o);
+
+int run_inspect(const std::string& checkpoint);
+
+struct PrepareOptions {
+  std::vector<std::string> inputs;
+  std::string out;
+  int vocab_size = 4096;
+  int val_every = 20;
+  int threads = 0;
+};
+int run_prepare(const PrepareOptions& o);
 
 }  // namespace kd::cli

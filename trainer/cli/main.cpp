@@ -1,5 +1,5 @@
 // kdtrain: one binary, one subcommand per job. Exit codes: 0 done, 2 bad input
-// (config, data, command line), 3 runtime failure.
+// (config, data, checkpoint, command line), 3 runtime failure.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -7,7 +7,19 @@
 
 #include "trainer/cli/commands.h"
 #include "trainer/config/config.h"
+#include "trainer/run/training_run.h"
 #include "trainer/util/errors.h"
+
+namespace {
+
+void add_run_options(CLI::App* c, kd::TrainCommand& t) {
+  c->add_option("--config", t.config, "YAML config (kdtrain config --doc lists every key)")->check(CLI::ExistingFile);
+  c->add_option("--set", t.overrides, "override a config key: a.b=value (repeatable; applied last)");
+  c->add_option("--resume", t.resume, "continue the run in this run directory from its newest checkpoint");
+  c->add_flag("--overwrite", t.overwrite, "replace an existing run directory of the same name");
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace kd;
@@ -15,25 +27,58 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "help for every subcommand");
 
+  cli::PrepareOptions prep;
+  auto* pr = app.add_subcommand("prepare", "text files, directories or JSONL -> BPE tokenizer + token shards");
+  pr->add_option("inputs", prep.inputs, "text files, directories (recursed), or .jsonl files with a \"text\" field")->required();
+  pr->add_option("--out", prep.out, "output directory: tokenizer.json, train.bin, val.bin")->required();
+  pr->add_option("--vocab-size", prep.vocab_size, "tokenizer size, 256 bytes + merges + 2 special tokens")->check(CLI::Range(259, 1 << 24));
+  pr->add_option("--val-every", prep.val_every, "every Nth document (in path order) goes to validation; 0 = none")->check(CLI::NonNegativeNumber);
+  pr->add_option("--threads", prep.threads, "threads (0 = all)")->check(CLI::NonNegativeNumber);
+
+  TrainCommand train, distill;
+  distill.distill = true;
+  auto* t = app.add_subcommand("train", "train a model on its labels (CE): a teacher, or a baseline");
+  add_run_options(t, train);
+  auto* d = app.add_subcommand("distill", "distill a student from the teacher the config names");
+  add_run_options(d, distill);
+
+  cli::EvalOptions ev;
+  auto* e = app.add_subcommand("eval", "validation loss, perplexity, bits per byte, agreement with the teacher");
+  e->add_option("checkpoint", ev.checkpoint, "kdtrain checkpoint (.h5)")->required();
+  e->add_option("--data", ev.data, "validation shard (default: the run's data.val)");
+  e->add_option("--teacher", ev.teacher, "teacher checkpoint for agreement and KL (default: the run's teacher)");
+  e->add_flag("--no-teacher", ev.no_teacher, "skip the teacher metrics");
+  e->add_option("--tokens", ev.tokens, "validation tokens to score (default: the run's train.eval_tokens; 0 = all)");
+  e->add_option("--threads", ev.threads, "threads")->check(CLI::NonNegativeNumber);
+  e->add_flag("--json", ev.json, "print one JSON object");
+
+  cli::GenerateOptions gen;
+  auto* g = app.add_subcommand("generate", "prompt -> text from a checkpoint");
+  g->add_option("checkpoint", gen.checkpoint, "kdtrain checkpoint (.h5)")->required();
+  g->add_option("--prompt", gen.prompt, "text to continue (empty: start a new document)");
+  g->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20));
+  g->add_option("--temperature", gen.temperature, "sampling temperature (0 = greedy)")->check(CLI::NonNegativeNumber);
+  g->add_option("--top-k", gen.top_k, "sample among the k most likely tokens (0 = all)")->check(CLI::NonNegativeNumber);
+  g->add_option("--top-p", gen.top_p, "nucleus: the smallest set of tokens with this much probability")->check(CLI::Range(0.0, 1.0));
+  g->add_option("--seed", gen.seed, "sampling seed");
+  g->add_option("--threads", gen.threads, "threads")->check(CLI::NonNegativeNumber);
+
+  std::string inspect_path;
+  auto* in = app.add_subcommand("inspect", "what a checkpoint holds");
+  in->add_option("checkpoint", inspect_path, "kdtrain checkpoint (.h5)")->required();
+
   cli::BenchOptions bench;
   auto* b = app.add_subcommand("bench", "time the full KD step on a config (default configs/bench-cpu.yaml)");
   b->add_option("--config", bench.config, "YAML config")->check(CLI::ExistingFile);
   b->add_option("--set", bench.overrides, "override a config key: a.b=value (repeatable)");
   b->add_flag("--student-only", bench.student_only, "drop the teacher: time the student's CE step");
   b->add_option("--threads", bench.threads, "threads (overrides train.threads)")->check(CLI::NonNegativeNumber);
-  b->add_option("--peak-gflops", bench.peak_gflops, "MFU denominator (kdtrain bench-peak)")->check(CLI::NonNegativeNumber);
+  b->add_option("--peak-gflops", bench.peak_gflops, "MFU denominator (default: measured now)")->check(CLI::NonNegativeNumber);
 
   cli::PeakOptions peak;
   auto* p = app.add_subcommand("bench-peak", "measure the sgemm peak of the linked BLAS (the MFU denominator)");
   p->add_option("--seconds", peak.seconds, "seconds per matrix size")->check(CLI::PositiveNumber);
   p->add_option("--threads", peak.threads, "threads")->check(CLI::NonNegativeNumber);
-
-  cli::TrainOptions train;
-  auto* d = app.add_subcommand("distill", "train a student (distilling from the teacher, if the config has one)");
-  d->add_option("--config", train.config, "YAML config")->required()->check(CLI::ExistingFile);
-  d->add_option("--set", train.overrides, "override a config key: a.b=value (repeatable)");
-  d->add_option("--loss-log", train.loss_log, "write every step's losses at full precision to this file");
-  d->add_option("--eval-batches", train.eval_batches, "held-out batches evaluated at the end")->check(CLI::PositiveNumber);
 
   std::string validate_path;
   std::vector<std::string> validate_overrides;
@@ -51,14 +96,14 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    const int rc = app.exit(e);
+  } catch (const CLI::ParseError& err) {
+    const int rc = app.exit(err);
     return rc == 0 ? 0 : kExitBadInput;
   }
   try {
     if (h->parsed()) {
       if (help_topic.empty()) {
-        std::cout << app.help();
+        std::cout << app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal);
         return 0;
       }
       try {
@@ -68,9 +113,14 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    if (pr->parsed()) return cli::run_prepare(prep);
+    if (t->parsed()) return run_training(train);
+    if (d->parsed()) return run_training(distill);
+    if (e->parsed()) return cli::run_eval(ev);
+    if (g->parsed()) return cli::run_generate(gen);
+    if (in->parsed()) return cli::run_inspect(inspect_path);
     if (b->parsed()) return cli::run_bench(bench);
     if (p->parsed()) return cli::run_bench_peak(peak);
-    if (d->parsed()) return cli::run_train(train);
     if (v->parsed()) {
       std::cout << config_to_yaml(load_config(validate_path, validate_overrides));
       return 0;
@@ -79,14 +129,14 @@ int main(int argc, char** argv) {
       std::cout << config_doc();
       return 0;
     }
-  } catch (const InputError& e) {
-    std::fprintf(stderr, "kdtrain: error: %s\n", e.what());
+  } catch (const InputError& err) {
+    std::fprintf(stderr, "kdtrain: error: %s\n", err.what());
     return kExitBadInput;
-  } catch (const RuntimeFailure& e) {
-    std::fprintf(stderr, "kdtrain: runtime failure: %s\n", e.what());
+  } catch (const RuntimeFailure& err) {
+    std::fprintf(stderr, "kdtrain: runtime failure: %s\n", err.what());
     return kExitRuntime;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "kdtrain: runtime failure: %s\n", e.what());
+  } catch (const std::exception& err) {
+    std::fprintf(stderr, "kdtrain: runtime failure: %s\n", err.what());
     return kExitRuntime;
   }
   return 0;

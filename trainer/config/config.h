@@ -155,6 +155,8 @@ struct DataSection {
   std::string train;
   std::string val;
   std::string format = "auto";
+  std::string tokenizer;
+  std::int64_t synthetic_eval_batches = 8;
   int markov_support = 4;
   template <class V>
   void visit(V& v) {
@@ -167,6 +169,8 @@ struct DataSection {
     v.field("train", train, "training token shard (kind: shards)");
     v.field("val", val, "validation token shard (kind: shards)");
     v.field("format", format, "shard format: auto, kdtrain, nanogpt, llmc");
+    v.field("tokenizer", tokenizer, "tokenizer.json (default: the one beside data.train, if any)");
+    v.field("synthetic_eval_batches", synthetic_eval_batches, "validation batches of a synthetic stream", at_least(1));
     v.field("markov_support", markov_support, "next-token choices per state of the markov chain", between(1, 1 << 20));
   }
 };

@@ -19,6 +19,7 @@ class AdamW {
   // One update with learning rate lr; grad_scale multiplies every gradient (clipping).
   void step(T* params, const T* grads, double lr, double grad_scale);
   std::int64_t steps_taken() const { return t_; }
+  void set_steps_taken(std::int64_t t) { t_ = t; }  // resume: bias corrections continue
   T* m() { return m_.data(); }
   T* v() { return v_.data(); }
 

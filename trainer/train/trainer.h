@@ -46,6 +46,11 @@ class Trainer {
   const float* grads() const { return grads_.data(); }
   AdamW<float>& optimizer() { return *adamw_; }
   std::int64_t steps_done() const { return step_; }
+  // Resume: the step counter and skipped-step count of the checkpoint.
+  void restore_counters(std::int64_t steps_done, std::int64_t skipped) {
+    step_ = steps_done;
+    skipped_ = skipped;
+  }
   std::int64_t skipped_steps() const { return skipped_; }
   std::size_t arena_bytes() const { return dstep_->arena_bytes(); }
 

@@ -1,0 +1,56 @@
+#include "data/token_dataset.h"
+
+#include <vector>
+
+#include "trainer/util/errors.h"
+
+namespace kd::data {
+
+namespace {
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+void check_shard(const TokenShard& shard, int vocab, int seq, const std::string& role) {
+  KD_CHECK_INPUT(shard.size() > std::size_t(seq) + 1,
+                 "{} shard {}: {} tokens, fewer than one sequence of seq_len + 1 = {}", role,
+                 shard.path(), shard.size(), seq + 1);
+  KD_CHECK_INPUT(shard.max_token() < std::uint32_t(vocab),
+                 "{} shard {}: holds token id {}, outside the model's vocabulary of {} (was it "
+                 "prepared with another tokenizer?)",
+                 role, shard.path(), shard.max_token(), vocab);
+}
+
+std::uint64_t shard_hash(const TokenShard& shard) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (std::size_t i = 0; i < shard.size(); ++i) {
+    h = (h ^ std::uint32_t(shard[i])) * 1099511628211ull;
+  }
+  return h;
+}
+
+TokenDataset::TokenDataset(std::shared_ptr<const TokenShard> shard, int vocab, int seq,
+                           std::uint64_t seed)
+    : shard_(std::move(shard)), seed_(seed) {
+  check_shard(*shard_, vocab, seq, "training");
+}
+
+void TokenDataset::next(std::int32_t* tokens, std::int32_t* labels, int batch, int seq) {
+  const std::size_t span = shard_->size() - std::size_t(seq);  // window starts 0 .. span-1
+  for (int b = 0; b < batch; ++b) {
+    const std::uint64_t start = splitmix64(seed_ ^ splitmix64(std::uint64_t(drawn_ + b))) % span;
+    std::int32_t* t = tokens + std::size_t(b) * seq;
+    std::int32_t* l = labels + std::size_t(b) * seq;
+    for (int i = 0; i < seq; ++i) {
+      t[i] = (*shard_)[start + i];
+      l[i] = (*shard_)[start + i + 1];
+    }
+  }
+  drawn_ += batch;
+}
+
+}  // namespace kd::data

@@ -1,0 +1,37 @@
+// Training batches from a token shard: each sequence is a window of seq+1 tokens whose
+// start is a hash of (seed, sequence index). The sampler is stateless, so the data cursor
+// of a checkpoint is just the number of sequences drawn, and resuming is exact.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "data/batch_source.h"
+#include "data/shards/token_shard.h"
+
+namespace kd::data {
+
+class TokenDataset : public BatchSource {
+ public:
+  // The shard must hold more than seq+1 tokens and ids below `vocab` (InputError naming
+  // the shard otherwise).
+  TokenDataset(std::shared_ptr<const TokenShard> shard, int vocab, int seq, std::uint64_t seed);
+  void next(std::int32_t* tokens, std::int32_t* labels, int batch, int seq) override;
+  std::int64_t position() const override { return drawn_; }
+  void seek(std::int64_t sequences, int) override { drawn_ = sequences; }
+  const TokenShard& shard() const { return *shard_; }
+
+ private:
+  std::shared_ptr<const TokenShard> shard_;
+  std::uint64_t seed_;
+  std::int64_t drawn_ = 0;
+};
+
+// Checks a shard against the model's vocabulary and context; InputError naming it.
+void check_shard(const TokenShard& shard, int vocab, int seq, const std::string& role);
+
+// FNV-1a 64 of the shard's tokens (provenance: which data a run trained on).
+std::uint64_t shard_hash(const TokenShard& shard);
+
+}  // namespace kd::data

@@ -1,0 +1,86 @@
+// Checkpoints: one HDF5 file holding a run's config, tokenizer, metrics, provenance, integer
+// state and named float32 tensors (model, Adam moments, ...). The layout is documented in
+// docs/checkpoint-format.md so that h5py/h5dump users can read a file without kdtrain.
+//
+// Writing is atomic: the file is built under `path + ".tmp"`, fsync'ed, then renamed over
+// `path`; a failed write removes the .tmp and leaves any previous `path` untouched.
+// Errors: a write that fails -> RuntimeFailure (exit 3); a file that is missing, not a
+// kdtrain checkpoint, of another format version or damaged -> InputError (exit 2). Both name
+// the path (and the tensor or key concerned).
+//
+// HDF5 types stay out of this header (trainer/checkpoint/h5_util.h is internal). Not
+// thread-safe: Debian's parallel HDF5 is built without its thread-safety lock, so call this
+// module from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kd::ckpt {
+
+// A tensor to write: `data` holds prod(shape) floats, row-major (shape {} = one scalar).
+struct TensorView {
+  std::string name;  // used verbatim as the dataset name: dots fine, no '/', not "." or ""
+  std::vector<std::int64_t> shape;
+  const float* data = nullptr;  // may be null only when the tensor has no elements
+};
+
+struct CheckpointContents {
+  std::string kind;                               // e.g. "train"
+  std::string config_yaml;                        // effective config text
+  std::string tokenizer_json;                     // empty = none (no /tokenizer dataset)
+  std::string metrics_jsonl;                      // the run's metrics so far
+  std::map<std::string, std::string> provenance;  // kdtrain_version, blas, threads, ...
+  std::map<std::string, std::int64_t> state;      // step, skipped_steps, adam_step, data_cursor, ...
+  // group -> tensors in the order they are stored (and listed back by tensor_names):
+  // "model", "adam_m", "adam_v", later "teacher", masks, ...
+  std::map<std::string, std::vector<TensorView>> tensors;
+};
+
+// Writes `c` to `path` atomically (see above). Contents kdtrain cannot store (an empty or
+// '/'-containing name, a duplicate tensor, a negative dimension, null data) are rejected
+// before anything touches the disk. Throws RuntimeFailure naming the path on any failure.
+void write_checkpoint(const std::string& path, const CheckpointContents& c);
+
+// An open checkpoint. Every accessor reads the file on demand; errors are InputErrors that
+// name the path and the thing read.
+class CheckpointReader {
+ public:
+  // InputError: missing file, not HDF5 (or truncated), not a kdtrain checkpoint (no or a
+  // different `format` attribute), unsupported `format_version`.
+  explicit CheckpointReader(const std::string& path);
+  ~CheckpointReader();
+  CheckpointReader(CheckpointReader&&) noexcept;
+  CheckpointReader& operator=(CheckpointReader&&) noexcept;
+  CheckpointReader(const CheckpointReader&) = delete;
+  CheckpointReader& operator=(const CheckpointReader&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string kind() const;
+  std::string config_yaml() const;
+  std::string tokenizer_json() const;  // "" when the checkpoint has none
+  std::string metrics_jsonl() const;
+  std::map<std::string, std::string> provenance() const;
+  std::int64_t state(const std::string& key) const;  // InputError naming the key if absent
+  bool has_state(const std::string& key) const;
+
+  // The group's tensors in stored order; empty when the group is absent.
+  std::vector<std::string> tensor_names(const std::string& group) const;
+  bool has_tensor(const std::string& group, const std::string& name) const;
+  std::vector<std::int64_t> shape(const std::string& group, const std::string& name) const;
+  // Reads the tensor into `out` (prod(expected_shape) floats). InputError naming the path,
+  // group and tensor on: a missing tensor, a shape other than expected_shape (both printed),
+  // a dtype other than float32, a Fletcher-32 checksum failure or any other read error.
+  void read(const std::string& group, const std::string& name,
+            const std::vector<std::int64_t>& expected_shape, float* out) const;
+
+ private:
+  struct File;  // the open HDF5 file (h5_util.h)
+  std::string path_;
+  std::unique_ptr<File> file_;
+};
+
+}  // namespace kd::ckpt

@@ -1,0 +1,67 @@
+#include "trainer/checkpoint/h5_util.h"
+
+#include <algorithm>
+
+namespace kd::ckpt::h5 {
+
+bool Handle::close() {
+  if (id_ < 0) return true;
+  const hid_t id = release();
+  herr_t status = -1;
+  switch (H5Iget_type(id)) {
+    case H5I_FILE: status = H5Fclose(id); break;
+    case H5I_GROUP: status = H5Gclose(id); break;
+    case H5I_DATASET: status = H5Dclose(id); break;
+    case H5I_DATASPACE: status = H5Sclose(id); break;
+    case H5I_DATATYPE: status = H5Tclose(id); break;
+    case H5I_ATTR: status = H5Aclose(id); break;
+    case H5I_GENPROP_LST: status = H5Pclose(id); break;
+    default: status = H5Idec_ref(id) < 0 ? -1 : 0; break;
+  }
+  return status >= 0;
+}
+
+void silence_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+namespace {
+
+herr_t first_entry(unsigned n, const H5E_error2_t* e, void* out) {
+  if (n != 0) return 0;
+  auto& text = *static_cast<std::string*>(out);
+  text = std::string(e->func_name ? e->func_name : "?") + "(): " + (e->desc ? e->desc : "");
+  char minor[256] = {0};
+  H5E_type_t type;
+  if (H5Eget_msg(e->min_num, &type, minor, sizeof minor) > 0) text += std::string(" [") + minor + "]";
+  return 1;  // stop: only the most specific entry
+}
+
+}  // namespace
+
+std::string error_detail() {
+  std::string text;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first_entry, &text);
+  H5Eclear2(H5E_DEFAULT);
+  return text.empty() ? std::string() : " (HDF5: " + text + ")";
+}
+
+Handle file_access_plist(bool for_writing) {
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
+  if (!fapl.valid() || H5Pset_fapl_sec2(fapl.get()) < 0 ||
+      H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
+      H5Pset_file_locking(fapl.get(), true, true) < 0 ||
+      (for_writing && H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI) < 0)) {
+    return Handle();
+  }
+  return fapl;
+}
+
+Handle string_type(std::size_t bytes) {
+  Handle t(H5Tcopy(H5T_C_S1));
+  if (!t.valid() || H5Tset_size(t.get(), std::max<std::size_t>(bytes, 1)) < 0 ||
+      H5Tset_strpad(t.get(), H5T_STR_NULLPAD) < 0 || H5Tset_cset(t.get(), H5T_CSET_UTF8) < 0) {
+    return Handle();
+  }
+  return t;
+}
+
+}  // namespace kd::ckpt::h5

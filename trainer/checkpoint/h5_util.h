@@ -1,0 +1,61 @@
+// Internal to trainer/checkpoint: RAII for HDF5 identifiers, HDF5's error stack turned into
+// one line of text, and the property lists and string type every checkpoint file uses.
+// (hdf5.h includes mpi.h in Debian's parallel build; nothing here needs MPI_Init.)
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstddef>
+#include <string>
+
+namespace kd::ckpt::h5 {
+
+// Owns one HDF5 identifier (file, group, dataset, dataspace, datatype, attribute, property
+// list) and closes it with the matching H5?close.
+class Handle {
+ public:
+  Handle() = default;
+  explicit Handle(hid_t id) : id_(id) {}
+  ~Handle() { close(); }
+  Handle(Handle&& o) noexcept : id_(o.release()) {}
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) {
+      close();
+      id_ = o.release();
+    }
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  hid_t release() {
+    const hid_t id = id_;
+    id_ = H5I_INVALID_HID;
+    return id;
+  }
+  // Closes now; false when HDF5 reports a failure (for a file: the final flush failed).
+  bool close();
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+};
+
+// Turns off HDF5's printing of its error stack to stderr (failures become our exceptions).
+void silence_errors();
+
+// The most specific entry of HDF5's current error stack as " (HDF5: func(): description)",
+// or "" when the stack is empty; clears the stack.
+std::string error_detail();
+
+// File access: the default sec2 driver, the HDF5 1.8 file format (readable by HDF5 >= 1.8
+// and h5py) and file locking that is skipped where the file system has it disabled. For
+// writing, also a strict close (it fails if an object is still open, as MPI-IO requires);
+// reading keeps HDF5's default close degree, so other code may open the same file meanwhile.
+Handle file_access_plist(bool for_writing);
+
+// A fixed-length UTF-8 string type of `bytes` bytes (at least 1), null-padded.
+Handle string_type(std::size_t bytes);
+
+}  // namespace kd::ckpt::h5

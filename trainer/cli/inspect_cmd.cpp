@@ -1,0 +1,36 @@
+// kdtrain inspect: what a checkpoint holds.
+#include <fmt/format.h>
+
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/cli/commands.h"
+
+namespace kd::cli {
+
+int run_inspect(const std::string& path) {
+  ckpt::CheckpointReader r(path);
+  fmt::print("checkpoint {}\nkind: {}\n", path, r.kind());
+  fmt::print("\nstate:\n");
+  for (const char* k : {"step", "skipped_steps", "adam_step", "data_cursor", "tokens_seen", "time_ms"}) {
+    if (r.has_state(k)) fmt::print("  {}: {}\n", k, r.state(k));
+  }
+  fmt::print("\nprovenance:\n");
+  for (const auto& [k, v] : r.provenance()) fmt::print("  {}: {}\n", k, v);
+  fmt::print("\ntokenizer: {}\n", r.tokenizer_json().empty() ? "none" : fmt::format("{} bytes of JSON", r.tokenizer_json().size()));
+  for (const char* g : {"model", "adam_m", "adam_v", "teacher"}) {
+    const auto names = r.tensor_names(g);
+    if (names.empty()) continue;
+    std::int64_t total = 0;
+    for (const auto& n : names) {
+      std::int64_t c = 1;
+      for (auto d : r.shape(g, n)) c *= d;
+      total += c;
+    }
+    fmt::print("\ntensors/{}: {} tensors, {} values\n", g, names.size(), total);
+    if (std::string(g) != "model") continue;
+    for (const auto& n : names) fmt::print("  {} {}\n", n, fmt::join(r.shape(g, n), "x"));
+  }
+  fmt::print("\nconfig:\n{}", r.config_yaml());
+  return 0;
+}
+
+}  // namespace kd::cli

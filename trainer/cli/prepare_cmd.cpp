@@ -1,0 +1,41 @@
+// kdtrain prepare: text files, directories or JSONL -> BPE tokenizer + token shards.
+#include <unistd.h>
+
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "data/prepare/prepare_corpus.h"
+#include "trainer/cli/commands.h"
+
+namespace kd::cli {
+
+int run_prepare(const PrepareOptions& o) {
+  data::PrepareSpec s;
+  s.inputs = o.inputs;
+  s.out_dir = o.out;
+  s.vocab_size = o.vocab_size;
+  s.val_every = o.val_every;
+  s.threads = o.threads;
+  const bool tty = isatty(fileno(stdout)) != 0;
+  s.progress = [&](const std::string& line) {
+    if (tty) {
+      fmt::print("\r\033[K{}", line);
+    } else if (line.find('%') == std::string::npos || line.find("100%") != std::string::npos) {
+      fmt::print("{}\n", line);  // logs get each stage and its end, not every percent
+    }
+    std::fflush(stdout);
+  };
+  const data::PrepareResult r = data::prepare_corpus(s);
+  if (tty) fmt::print("\n");
+  fmt::print("tokenizer: {}/tokenizer.json ({} tokens, hash {:016x})\n", o.out, r.vocab_size, r.tokenizer_hash);
+  fmt::print("train: {}/train.bin  {} documents, {} tokens, {} bytes ({:.2f} bytes/token)\n", o.out, r.train_docs,
+             r.train_tokens, r.train_bytes, double(r.train_bytes) / double(std::max<std::size_t>(1, r.train_tokens)));
+  if (r.val_docs > 0) {
+    fmt::print("val:   {}/val.bin    {} documents, {} tokens, {} bytes\n", o.out, r.val_docs, r.val_tokens, r.val_bytes);
+  }
+  fmt::print("took {:.1f} s\n", r.seconds);
+  return 0;
+}
+
+}  // namespace kd::cli

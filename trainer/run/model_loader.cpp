@@ -1,0 +1,34 @@
+#include "trainer/run/model_loader.h"
+
+#include "trainer/util/errors.h"
+
+namespace kd {
+
+void read_tensors(const ckpt::CheckpointReader& r, const std::string& group, const ParamTable& table,
+                  float* dst, std::uint32_t skip_flags) {
+  for (const auto& t : table.tensors()) {
+    if ((t.flags & skip_flags) != 0) continue;
+    r.read(group, t.name, t.shape, dst + t.offset);
+  }
+}
+
+std::unique_ptr<LoadedModel> load_model(const std::string& path) {
+  auto m = std::make_unique<LoadedModel>();
+  m->path = path;
+  ckpt::CheckpointReader r(path);
+  try {
+    m->config = load_config_text(r.config_yaml(), path + ":/config");
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("{}: the stored config does not load: {}", path, e.what()));
+  }
+  const std::string tok = r.tokenizer_json();
+  if (!tok.empty()) m->tokenizer = data::BpeTokenizer::from_json_text(tok, path + ":/tokenizer");
+  m->provenance = r.provenance();
+  m->step = r.has_state("step") ? r.state("step") : 0;
+  m->layout = std::make_unique<LlamaLayout>(m->config.model, m->table);
+  m->params.resize(m->table.total());
+  read_tensors(r, "model", m->table, m->params.data());
+  return m;
+}
+
+}  // namespace kd

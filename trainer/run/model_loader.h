@@ -1,0 +1,36 @@
+// A trained model read back from a kdtrain checkpoint: its config, tokenizer (if any),
+// tensor table, layout and weights. Used by distill (the teacher), eval and generate.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "data/tokenizer/bpe_tokenizer.h"
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/config/config.h"
+#include "trainer/model/llama.h"
+#include "trainer/run/provenance.h"
+#include "trainer/util/aligned_buffer.h"
+
+namespace kd {
+
+struct LoadedModel {
+  std::string path;
+  Config config;  // the run's effective config; config.model is the model's shape
+  std::optional<data::BpeTokenizer> tokenizer;
+  Provenance provenance;
+  std::int64_t step = 0;
+  ParamTable table;
+  std::unique_ptr<LlamaLayout> layout;
+  AlignedBuffer<float> params;
+};
+
+// InputError naming the checkpoint (and the tensor) on anything missing or malformed.
+std::unique_ptr<LoadedModel> load_model(const std::string& checkpoint_path);
+
+// Reads the "model" group tensors of `table` (by name) from a checkpoint into params.
+void read_tensors(const ckpt::CheckpointReader& r, const std::string& group, const ParamTable& table,
+                  float* dst, std::uint32_t skip_flags = 0);
+
+}  // namespace kd

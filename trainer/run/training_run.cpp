@@ -1,0 +1,293 @@
+#include "trainer/run/training_run.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "data/token_dataset.h"
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/eval/evaluator.h"
+#include "trainer/run/model_loader.h"
+#include "trainer/run/progress.h"
+#include "trainer/run/provenance.h"
+#include "trainer/run/run_dir.h"
+#include "trainer/train/batch_sources.h"
+#include "trainer/train/teacher_pretrain.h"
+#include "trainer/train/trainer.h"
+#include "trainer/util/errors.h"
+
+namespace kd {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// Everything read and checked before the run directory is touched.
+struct Inputs {
+  Config cfg;
+  std::string run_path;
+  std::optional<std::string> resume_from;  // checkpoint
+  std::unique_ptr<LoadedModel> teacher;
+  std::shared_ptr<const data::TokenShard> train_shard, val_shard;
+  std::optional<data::BpeTokenizer> tokenizer;
+  Provenance provenance;
+};
+
+data::ShardFormat shard_format(const std::string& s) {
+  if (s == "kdtrain") return data::ShardFormat::kdtrain;
+  if (s == "nanogpt") return data::ShardFormat::nanogpt;
+  if (s == "llmc") return data::ShardFormat::llmc;
+  return data::ShardFormat::auto_detect;
+}
+
+std::string latest_in(const std::string& dir) {
+  RunDir::check(dir, RunMode::resume);
+  // check() guarantees a checkpoint exists; find it without creating anything
+  std::string best;
+  for (const auto& e : fs::directory_iterator(fs::path(dir) / "checkpoints")) {
+    const std::string n = e.path().string();
+    if (e.path().extension() == ".h5" && n > best) best = n;
+  }
+  return best;
+}
+
+Inputs gather(const TrainCommand& cmd) {
+  Inputs in;
+  if (!cmd.resume.empty()) {
+    in.resume_from = latest_in(cmd.resume);
+    ckpt::CheckpointReader r(*in.resume_from);
+    in.cfg = load_config_text(r.config_yaml(), *in.resume_from + ":/config", cmd.overrides);
+    in.run_path = cmd.resume;
+  } else {
+    KD_CHECK_INPUT(!cmd.config.empty(), "give --config FILE (or --resume RUN_DIR)");
+    in.cfg = load_config(cmd.config, cmd.overrides);
+    const std::string name = in.cfg.run.name.empty() ? fs::path(cmd.config).stem().string() : in.cfg.run.name;
+    in.run_path = (fs::path(in.cfg.run.dir) / name).string();
+    RunDir::check(in.run_path, cmd.overwrite ? RunMode::overwrite : RunMode::fresh);
+  }
+  Config& cfg = in.cfg;
+  if (cmd.distill) {
+    KD_CHECK_INPUT(cfg.has_teacher, "distill: the config has no teacher section");
+  } else {
+    KD_CHECK_INPUT(!cfg.has_teacher, "train: the config has a teacher section; use `kdtrain distill`");
+  }
+  if (cfg.has_teacher && !cfg.teacher.checkpoint.empty()) {
+    in.teacher = load_model(cfg.teacher.checkpoint);
+    cfg.teacher.spec = in.teacher->config.model;
+    KD_CHECK_INPUT(cfg.teacher.spec.vocab == cfg.model.vocab,
+                   "teacher {} has a vocabulary of {} tokens but model.vocab is {}: the divergence "
+                   "compares distributions over the same tokens",
+                   cfg.teacher.checkpoint, cfg.teacher.spec.vocab, cfg.model.vocab);
+    for (const auto& [s, t] : cfg.distill.feature.layers) {
+      KD_CHECK_INPUT(cfg.distill.feature.beta <= 0 || t <= cfg.teacher.spec.n_layers,
+                     "distill.feature.layers: teacher hidden index {} is outside 0..{} of {}", t,
+                     cfg.teacher.spec.n_layers, cfg.teacher.checkpoint);
+    }
+  }
+  if (cfg.data.kind == DataKind::shards) {
+    const auto fmt_ = shard_format(cfg.data.format);
+    in.train_shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(cfg.data.train, fmt_));
+    data::check_shard(*in.train_shard, cfg.model.vocab, cfg.train.seq_len, "training");
+    if (!cfg.data.val.empty()) {
+      in.val_shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(cfg.data.val, fmt_));
+      data::check_shard(*in.val_shard, cfg.model.vocab, cfg.train.seq_len, "validation");
+    }
+    std::string tok = cfg.data.tokenizer;
+    const fs::path beside = fs::path(cfg.data.train).parent_path() / "tokenizer.json";
+    if (tok.empty() && fs::exists(beside)) tok = beside.string();
+    if (!tok.empty()) {
+      in.tokenizer = data::BpeTokenizer::load(tok);
+      KD_CHECK_INPUT(in.tokenizer->vocab_size() <= cfg.model.vocab,
+                     "tokenizer {} has {} tokens but model.vocab is {}", tok, in.tokenizer->vocab_size(),
+                     cfg.model.vocab);
+      const auto h = in.train_shard->tokenizer_hash();
+      KD_CHECK_INPUT(h == 0 || h == in.tokenizer->hash(),
+                     "training shard {} was made with another tokenizer than {} (hash {:016x} vs {:016x})",
+                     cfg.data.train, tok, h, in.tokenizer->hash());
+    }
+    in.provenance["train_data_hash"] = fmt::format("{:016x}", data::shard_hash(*in.train_shard));
+    if (in.val_shard) in.provenance["val_data_hash"] = fmt::format("{:016x}", data::shard_hash(*in.val_shard));
+    if (in.tokenizer) in.provenance["tokenizer_hash"] = fmt::format("{:016x}", in.tokenizer->hash());
+    if (in.teacher) {
+      auto it = in.teacher->provenance.find("tokenizer_hash");
+      if (it != in.teacher->provenance.end() && in.provenance.count("tokenizer_hash")) {
+        KD_CHECK_INPUT(it->second == in.provenance["tokenizer_hash"],
+                       "teacher {} was trained with another tokenizer (hash {} vs {})", cfg.teacher.checkpoint,
+                       it->second, in.provenance["tokenizer_hash"]);
+      }
+    }
+  }
+  return in;
+}
+
+std::string fields_text(const StepReport& r, bool kd) {
+  std::string s = fmt::format("loss {:.4f} ce {:.4f}", r.loss.loss, r.loss.ce);
+  if (kd) s += fmt::format(" kd {:.4f}", r.loss.kd);
+  if (r.loss.feat != 0) s += fmt::format(" feat {:.4f}", r.loss.feat);
+  return s + fmt::format(" | lr {:.2e} grad {:.3f}", r.lr, r.grad_norm);
+}
+
+}  // namespace
+
+int run_training(const TrainCommand& cmd) {
+  Inputs in = gather(cmd);
+  Config& cfg = in.cfg;
+  const auto& tr = cfg.train;
+  const int threads = set_threads(tr.threads);
+  Provenance prov = runtime_provenance(threads);
+  prov.insert(in.provenance.begin(), in.provenance.end());
+  if (in.teacher) prov["teacher_checkpoint"] = in.teacher->path;
+
+  Trainer trainer(cfg);
+  std::unique_ptr<data::BatchSource> source;
+  if (cfg.data.kind == DataKind::shards) {
+    source = std::make_unique<data::TokenDataset>(in.train_shard, cfg.model.vocab, tr.seq_len, std::uint64_t(tr.seed));
+  } else {
+    source = make_synthetic(cfg, Stream::train);
+  }
+
+  // From here on the run directory exists.
+  const RunDir dir = RunDir::open(in.run_path, in.resume_from ? RunMode::resume : cmd.overwrite ? RunMode::overwrite : RunMode::fresh);
+  Progress progress(tr.steps, tr.log_every);
+  progress.line(fmt::format("kdtrain {}: run {} | threads {} | {}", cmd.distill ? "distill" : "train", dir.path(),
+                            threads, blas_description()));
+
+  if (in.teacher) {
+    read_tensors(ckpt::CheckpointReader(in.teacher->path), "model", trainer.teacher_table(), trainer.teacher_params());
+    progress.line(fmt::format("teacher: {} (step {}, {} parameters)", in.teacher->path, in.teacher->step,
+                              trainer.teacher_table().total()));
+  } else if (cfg.has_teacher && cfg.distill.teacher_pretrain_steps > 0 && !in.resume_from) {
+    auto tsrc = cfg.data.kind == DataKind::shards
+                    ? std::unique_ptr<data::BatchSource>(std::make_unique<data::TokenDataset>(
+                          in.train_shard, cfg.model.vocab, tr.seq_len, std::uint64_t(tr.seed) + 3))
+                    : std::unique_ptr<data::BatchSource>(make_synthetic(cfg, Stream::teacher_pretrain));
+    const double ce = pretrain_teacher(cfg, cfg.distill.teacher_pretrain_steps, *tsrc, trainer.teacher_params());
+    progress.line(fmt::format("teacher: pretrained {} steps on labels, last CE {:.4f}", cfg.distill.teacher_pretrain_steps, ce));
+  }
+
+  std::string metrics;  // the whole metrics.jsonl, also stored in each checkpoint
+  std::int64_t tokens_seen = 0;
+  double time_offset = 0;
+  if (in.resume_from) {
+    ckpt::CheckpointReader r(*in.resume_from);
+    for (const auto& w : check_provenance(r.provenance(), prov, *in.resume_from)) progress.line("warning: " + w);
+    read_tensors(r, "model", trainer.student_table(), trainer.student_params());
+    read_tensors(r, "adam_m", trainer.student_table(), trainer.optimizer().m());
+    read_tensors(r, "adam_v", trainer.student_table(), trainer.optimizer().v());
+    if (cfg.has_teacher && !in.teacher) read_tensors(r, "teacher", trainer.teacher_table(), trainer.teacher_params());
+    trainer.optimizer().set_steps_taken(r.state("adam_step"));
+    trainer.restore_counters(r.state("step"), r.state("skipped_steps"));
+    source->seek(r.state("data_cursor"), tr.seq_len);
+    tokens_seen = r.state("tokens_seen");
+    time_offset = double(r.state("time_ms")) / 1000.0;
+    metrics = r.metrics_jsonl();
+    progress.line(fmt::format("resumed from {} at step {}", *in.resume_from, trainer.steps_done()));
+  }
+  dir.write_text(dir.config_path(), config_to_yaml(cfg));
+  std::ofstream metrics_out(dir.metrics_path(), std::ios::trunc);
+  metrics_out << metrics;
+  auto emit = [&](const json& j) {
+    const std::string line = j.dump() + "\n";
+    metrics += line;
+    metrics_out << line;
+    metrics_out.flush();
+  };
+
+  std::unique_ptr<Evaluator> evaluator;
+  if (in.val_shard) {
+    evaluator = std::make_unique<Evaluator>(trainer.student(), trainer.teacher(), tr.batch_size, tr.seq_len, threads);
+  }
+  const double t_start = omp_get_wtime() - time_offset;
+  auto evaluate = [&](std::int64_t step) {
+    json j{{"type", "eval"}, {"step", step}, {"tokens", tokens_seen}, {"time_s", omp_get_wtime() - t_start}};
+    std::string text;
+    if (evaluator) {
+      const EvalResult e = evaluator->run(trainer.student_params(), trainer.teacher_params(), *in.val_shard, tr.eval_tokens);
+      j["val_loss"] = e.loss;
+      j["val_ppl"] = e.ppl;
+      j["val_tokens"] = e.tokens;
+      if (std::isfinite(e.bpb)) j["val_bpb"] = e.bpb;
+      if (std::isfinite(e.agreement)) {
+        j["agreement"] = e.agreement;
+        j["val_kl"] = e.kl;
+      }
+      text = fmt::format("eval @ step {}: val loss {:.4f} ppl {:.2f} bpb {:.4f}", step, e.loss, e.ppl, e.bpb);
+      if (std::isfinite(e.agreement)) text += fmt::format(" agreement {:.3f} KL {:.4f}", e.agreement, e.kl);
+    } else if (cfg.data.kind != DataKind::shards) {
+      auto val = make_synthetic(cfg, Stream::validation);
+      const double loss = trainer.evaluate(*val, int(cfg.data.synthetic_eval_batches));
+      j["val_loss"] = loss;
+      j["val_ppl"] = std::exp(loss);
+      text = fmt::format("eval @ step {}: val loss {:.4f} ppl {:.2f}", step, loss, std::exp(loss));
+    } else {
+      return;
+    }
+    emit(j);
+    progress.line(text);
+  };
+  auto save = [&](std::int64_t step) {
+    ckpt::CheckpointContents c;
+    c.kind = "train";
+    c.config_yaml = config_to_yaml(cfg);
+    if (in.tokenizer) c.tokenizer_json = in.tokenizer->to_json_text();
+    c.metrics_jsonl = metrics;
+    c.provenance = prov;
+    c.state = {{"step", step},
+               {"skipped_steps", trainer.skipped_steps()},
+               {"adam_step", trainer.optimizer().steps_taken()},
+               {"data_cursor", source->position()},
+               {"tokens_seen", tokens_seen},
+               {"time_ms", std::int64_t((omp_get_wtime() - t_start) * 1000)}};
+    auto views = [&](const float* base) {
+      std::vector<ckpt::TensorView> v;
+      for (const auto& t : trainer.student_table().tensors()) v.push_back({t.name, t.shape, base + t.offset});
+      return v;
+    };
+    c.tensors["model"] = views(trainer.student_params());
+    c.tensors["adam_m"] = views(trainer.optimizer().m());
+    c.tensors["adam_v"] = views(trainer.optimizer().v());
+    if (cfg.has_teacher && !in.teacher) {  // a teacher made in this run has no checkpoint of its own
+      std::vector<ckpt::TensorView> v;
+      for (const auto& t : trainer.teacher_table().tensors()) v.push_back({t.name, t.shape, trainer.teacher_params() + t.offset});
+      c.tensors["teacher"] = v;
+    }
+    ckpt::write_checkpoint(dir.checkpoint_path(step), c);
+    dir.prune_checkpoints(tr.keep_checkpoints);
+  };
+
+  const double tokens_per_step = double(tr.batch_size) * tr.seq_len * tr.grad_accum;
+  const bool kd_terms = cfg.has_teacher && cfg.distill.alpha < 1.0;
+  for (std::int64_t s = trainer.steps_done(); s < tr.steps; ++s) {
+    const StepReport r = trainer.step(*source);
+    tokens_seen += std::int64_t(tokens_per_step);
+    const std::int64_t step = s + 1;
+    const double tps = tokens_per_step / r.seconds;
+    emit(json{{"type", "train"}, {"step", step}, {"tokens", tokens_seen}, {"time_s", omp_get_wtime() - t_start},
+              {"loss", r.loss.loss}, {"ce", r.loss.ce}, {"kd", r.loss.kd}, {"feat", r.loss.feat}, {"lr", r.lr},
+              {"grad_norm", r.grad_norm}, {"tokens_per_s", tps}, {"skipped", r.skipped}});
+    if (r.skipped) {
+      progress.line(fmt::format("step {}: SKIPPED non-finite {} ({} skipped so far)", step, r.nonfinite,
+                                trainer.skipped_steps()));
+    }
+    progress.step(step, fields_text(r, kd_terms), tps, omp_get_wtime() - t_start);
+    if (tr.eval_every > 0 && step % tr.eval_every == 0 && step != tr.steps) evaluate(step);
+    if (tr.checkpoint_every > 0 && step % tr.checkpoint_every == 0 && step != tr.steps) save(step);
+  }
+  progress.finish();
+  evaluate(tr.steps);
+  save(tr.steps);
+  progress.line(fmt::format("done: {} steps, {} skipped, {} tokens in {}; checkpoint {}", tr.steps,
+                            trainer.skipped_steps(), tokens_seen, format_duration(omp_get_wtime() - t_start),
+                            dir.checkpoint_path(tr.steps)));
+  return 0;
+}
+
+}  // namespace kd
