@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libopenblas-openmp-dev   # the OpenMP build of OpenBLAS: one thread pool with our loops
-  libyaml-cpp-dev libcli11-dev libfmt-dev
+  libyaml-cpp-dev libcli11-dev libfmt-dev nlohmann-json3-dev
+  libhdf5-openmpi-dev      # parallel HDF5 (checkpoints); pulls in OpenMPI
   libgtest-dev
   "$@"
 )

@@ -244,6 +244,24 @@ TEST(Checkpoint, RoundTripIsBitExact) {
   EXPECT_EQ(moved.state("step"), 1234);
 }
 
+// Writing closes everything it opens; a reader holds one file until it is destroyed.
+TEST(Checkpoint, NoHdf5ObjectLeftOpen) {
+  TempDir dir;
+  Fixture f;
+  fill(f);
+  const std::string path = dir.file("ckpt.h5");
+  write_checkpoint(path, f.c);
+  EXPECT_EQ(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
+  {
+    const CheckpointReader r(path);
+    expect_tensors_equal(r, f.c);
+    (void)r.provenance();
+    (void)r.metrics_jsonl();
+    EXPECT_EQ(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 1);  // the file itself
+  }
+  EXPECT_EQ(H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL), 0);
+}
+
 TEST(Checkpoint, EmptyPartsAndNoTokenizer) {
   TempDir dir;
   const std::string path = dir.file("empty.h5");
@@ -367,7 +385,10 @@ TEST(Checkpoint, IoFailureMidWriteRemovesTmp) {
     write_checkpoint(path, c);
     ADD_FAILURE() << "write past the file-size limit succeeded";
   } catch (const RuntimeFailure& e) {
-    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(path), std::string::npos) << msg;
+    EXPECT_NE(msg.find("model/big"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("File too large"), std::string::npos) << msg;
   }
   ::setrlimit(RLIMIT_FSIZE, &saved);
   ::signal(SIGXFSZ, old_handler);

@@ -27,7 +27,10 @@ expect() {
 
 good=$root/configs/demo-synthetic.yaml
 printf 'model: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ntrain:\n  stepz: 3\n' >"$tmp/unknown.yaml"
-expect 2 "unknown.yaml:3:3: unknown key 'train.stepz'" validate "$tmp/unknown.yaml"
+expect 2 "unknown.yaml:3:3: unknown key 'train.stepz' (did you mean 'train.steps'?)" validate "$tmp/unknown.yaml"
+
+printf 'model: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ntrain:\n  steps: 3\n  seed: 1\n  steps: 4\n' >"$tmp/dup.yaml"
+expect 2 "dup.yaml:5:3: duplicate key 'train.steps' (first given at line 3)" validate "$tmp/dup.yaml"
 
 printf 'model: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ntrain: {steps: many}\n' >"$tmp/type.yaml"
 expect 2 "type.yaml:2:16: train.steps must be an integer (got 'many')" validate "$tmp/type.yaml"

@@ -53,7 +53,7 @@ class CheckpointReader {
   // different `format` attribute), unsupported `format_version`.
   explicit CheckpointReader(const std::string& path);
   ~CheckpointReader();
-  CheckpointReader(CheckpointReader&&) noexcept;
+  CheckpointReader(CheckpointReader&&) noexcept;  // a moved-from reader may only be destroyed or assigned
   CheckpointReader& operator=(CheckpointReader&&) noexcept;
   CheckpointReader(const CheckpointReader&) = delete;
   CheckpointReader& operator=(const CheckpointReader&) = delete;

@@ -20,10 +20,11 @@ namespace {
 using h5::Handle;
 
 constexpr const char* kDamagedHint =
-    "hint: the file is damaged (a bad disk, an interrupted copy); resume from the checkpoint before it";
+    "the file is damaged (a bad disk, an interrupted copy or transfer); resume from the checkpoint before it";
 
-[[noreturn]] void bad(const std::string& path, const std::string& what) {
-  throw InputError(fmt::format("{}: {}{}", path, what, h5::error_detail()));
+// "path: what (HDF5: its reason); hint: ..."
+[[noreturn]] void bad(const std::string& path, const std::string& what, const char* hint = nullptr) {
+  throw InputError(fmt::format("{}: {}{}{}{}", path, what, h5::error_detail(), hint ? "; hint: " : "", hint ? hint : ""));
 }
 
 // True when every component of `a/b/...` exists (H5Lexists fails on a missing parent).
@@ -52,7 +53,7 @@ std::string read_fixed_string(const std::string& path, const std::string& what, 
   std::string text(size, '\0');
   const herr_t rc = is_attr ? H5Aread(obj, type, text.data())
                             : H5Dread(obj, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data());
-  if (rc < 0) bad(path, fmt::format("reading {} failed; {}", what, kDamagedHint));
+  if (rc < 0) bad(path, fmt::format("reading {} failed", what), kDamagedHint);
   while (!text.empty() && text.back() == '\0') text.pop_back();  // null padding
   return text;
 }
@@ -73,7 +74,7 @@ std::int64_t read_int64_attr(const std::string& path, hid_t loc, const std::stri
   if (!type.valid() || H5Tget_class(type.get()) != H5T_INTEGER) bad(path, what + " is not an integer");
   if (!space.valid() || H5Sget_simple_extent_npoints(space.get()) != 1) bad(path, what + " is not a single integer");
   std::int64_t v = 0;
-  if (H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0) bad(path, fmt::format("reading {} failed; {}", what, kDamagedHint));
+  if (H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0) bad(path, fmt::format("reading {} failed", what), kDamagedHint);
   return v;
 }
 
@@ -109,13 +110,18 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path), file_
   Handle fapl = h5::file_access_plist(false);
   if (!fapl.valid()) bad(path, "setting up the file access property list");
   file_->id = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()));
-  if (!file_->id.valid()) bad(path, fmt::format("cannot open the checkpoint (truncated or damaged HDF5 file?); {}", kDamagedHint));
+  if (!file_->id.valid()) bad(path, "cannot open the checkpoint (a truncated or damaged HDF5 file)", kDamagedHint);
   const hid_t root = file_->id.get();
 
   KD_CHECK_INPUT(attr_exists(root, layout::kFormatAttr),
                  "{}: not a kdtrain checkpoint: an HDF5 file without the root attribute \"{}\"", path,
                  layout::kFormatAttr);
-  const std::string format = read_string_attr(path, root, layout::kFormatAttr, "root attribute \"format\"");
+  std::string format;
+  try {
+    format = read_string_attr(path, root, layout::kFormatAttr, "root attribute \"format\"");
+  } catch (const InputError&) {  // e.g. a number, or a variable-length string written by h5py
+    throw InputError(fmt::format("{}: not a kdtrain checkpoint: its root attribute \"format\" is not a fixed-length string", path));
+  }
   KD_CHECK_INPUT(format == layout::kFormat, "{}: not a kdtrain checkpoint: format is \"{}\", expected \"{}\"", path,
                  format, layout::kFormat);
   KD_CHECK_INPUT(attr_exists(root, layout::kFormatVersionAttr), "{}: kdtrain checkpoint without a \"{}\" attribute",
@@ -259,7 +265,7 @@ void CheckpointReader::read(const std::string& group, const std::string& name,
   for (const std::int64_t d : stored) numel *= static_cast<std::uint64_t>(d);
   if (numel == 0) return;
   if (H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-    bad(path_, fmt::format("{}: reading failed (Fletcher-32 checksum mismatch or read error); {}", who, kDamagedHint));
+    bad(path_, fmt::format("{}: reading failed (Fletcher-32 checksum mismatch or read error)", who), kDamagedHint);
   }
 }
 

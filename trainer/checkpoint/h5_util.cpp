@@ -3,6 +3,15 @@
 #include <algorithm>
 
 namespace kd::ckpt::h5 {
+namespace {
+
+// HDF5 1.10.8 crashes at exit (H5F_term_package, use after free) on a file whose H5Fclose
+// failed, e.g. a checkpoint being written when the disk fills up. Its shutdown at exit is
+// therefore turned off, before anything initialises the library, so such a run still exits
+// with its own code (3). Every file kdtrain opens is closed explicitly, so nothing is lost.
+[[maybe_unused]] const bool kNoShutdownAtExit = (H5dont_atexit(), true);
+
+}  // namespace
 
 bool Handle::close() {
   if (id_ < 0) return true;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "trainer/util/errors.h"
 
@@ -103,13 +104,50 @@ void YamlLoader::field(const char* key, std::vector<std::pair<int, int>>& v, con
   }
 }
 
+namespace {
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+}  // namespace
+
 void YamlLoader::reject_unknown() const {
   if (!node_.IsMap()) return;
+  // yaml-cpp keeps both entries of a repeated key but lookups see only one: name both lines.
+  std::vector<std::pair<std::string, YAML::Node>> keys;
   for (const auto& kv : node_) {
     const std::string k = kv.first.as<std::string>();
-    if (std::find(seen_.begin(), seen_.end(), k) == seen_.end()) {
-      throw InputError(fmt::format("{}: unknown key '{}'", where(kv.first), key_path(k.c_str())));
+    for (const auto& [prev, prev_node] : keys) {
+      if (prev == k) {
+        throw InputError(fmt::format("{}: duplicate key '{}' (first given at line {})", where(kv.first),
+                                     key_path(k.c_str()), prev_node.Mark().line + 1));
+      }
     }
+    keys.emplace_back(k, kv.first);
+  }
+  for (const auto& [k, knode] : keys) {
+    if (std::find(seen_.begin(), seen_.end(), k) != seen_.end()) continue;
+    std::string best;
+    std::size_t best_d = 3;  // suggest only close names
+    for (const auto& s : seen_) {
+      const std::size_t d = edit_distance(k, s);
+      if (d < best_d) {
+        best_d = d;
+        best = s;
+      }
+    }
+    const std::string hint = best.empty() ? "" : fmt::format(" (did you mean '{}'?)", key_path(best.c_str()));
+    throw InputError(fmt::format("{}: unknown key '{}'{}", where(knode), key_path(k.c_str()), hint));
   }
 }
 

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# A checkpoint's validation loss, three ways, on a tiny real run (prepare -> train -> eval):
+#  (1) `kdtrain eval CKPT --json --tokens 0` prints exactly (as text) the val_loss that the run
+#      logged in its last eval line of metrics.jsonl: the same Evaluator on the same weights,
+#      the same threads and the same windows, so bit-identical;
+#  (2) scripts/check_checkpoint_torch.py, which reads the checkpoint with h5py, the shard with
+#      numpy and runs scripts/torch_ref/llama.py in float64 (no kdtrain code), agrees with
+#      kdtrain's eval on val_loss and val_bpb to a relative 1e-5.
+# Exit 0 pass, 1 fail, 77 skip (Debian's python3 lacks h5py, torch, numpy or yaml).
+# Usage: test_checkpoint_torch.sh <kdtrain binary> <repo root>
+set -eu
+bin=$1
+root=$2
+py=/usr/bin/python3
+
+if ! "$py" -c 'import h5py, torch, numpy, yaml' 2>/dev/null; then
+  echo "SKIP: $py cannot import h5py, torch, numpy and yaml (Debian: python3-h5py python3-torch python3-numpy python3-yaml)"
+  exit 77
+fi
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export OMP_NUM_THREADS=2
+
+"$bin" prepare "$root/tests/data" --out "$tmp/prep" --vocab-size 300 --val-every 3 >"$tmp/prepare.out"
+for f in tokenizer.json train.bin val.bin; do
+  if [ ! -s "$tmp/prep/$f" ]; then echo "FAIL: prepare wrote no $f"; cat "$tmp/prepare.out"; exit 1; fi
+done
+
+cat >"$tmp/t.yaml" <<EOF
+model:
+  vocab: 300
+  d_model: 32
+  n_layers: 2
+  n_heads: 4
+  n_kv_heads: 2
+  d_ff: 64
+  tie_embeddings: true
+train:
+  steps: 8
+  batch_size: 4
+  seq_len: 32
+  seed: 3
+  threads: 2
+  eval_every: 4
+  checkpoint_every: 4
+optim:
+  warmup_steps: 2
+data:
+  kind: shards
+  train: $tmp/prep/train.bin
+  val: $tmp/prep/val.bin
+run:
+  dir: $tmp/runs
+  name: t
+EOF
+
+if ! "$bin" train --config "$tmp/t.yaml" >"$tmp/train.out" 2>&1; then
+  echo "FAIL: kdtrain train"; cat "$tmp/train.out"; exit 1
+fi
+ckpt="$tmp/runs/t/checkpoints/step-00000008.h5"
+if [ ! -f "$ckpt" ]; then echo "FAIL: no final checkpoint $ckpt"; ls -R "$tmp/runs"; exit 1; fi
+
+# the raw JSON text of a number field (no float parsing: the comparison in (1) is textual)
+field() { sed -nE "s/.*\"$1\":([^,}]*).*/\1/p"; }
+
+logged=$(grep '"type":"eval"' "$tmp/runs/t/metrics.jsonl" | tail -1)
+logged_step=$(printf '%s\n' "$logged" | field step)
+logged_loss=$(printf '%s\n' "$logged" | field val_loss)
+if [ "$logged_step" != 8 ] || [ -z "$logged_loss" ]; then
+  echo "FAIL: the last eval line of metrics.jsonl is not step 8 with a val_loss: $logged"; exit 1
+fi
+
+"$bin" eval "$ckpt" --json --tokens 0 >"$tmp/eval.json"
+kd_loss=$(field val_loss <"$tmp/eval.json")
+kd_bpb=$(field val_bpb <"$tmp/eval.json")
+kd_tokens=$(field val_tokens <"$tmp/eval.json")
+echo "kdtrain run log (step 8): val_loss=$logged_loss"
+echo "kdtrain eval            : val_loss=$kd_loss val_bpb=$kd_bpb tokens=$kd_tokens"
+status=0
+if [ "$kd_loss" != "$logged_loss" ]; then
+  echo "FAIL: kdtrain eval val_loss $kd_loss differs from the run's logged $logged_loss (same code path: must be identical)"
+  status=1
+fi
+
+if ! "$py" "$root/scripts/check_checkpoint_torch.py" "$ckpt" "$tmp/prep/val.bin" --tokens 0 >"$tmp/torch.out" 2>&1; then
+  echo "FAIL: check_checkpoint_torch.py"; cat "$tmp/torch.out"; exit 1
+fi
+result=$(grep '^RESULT ' "$tmp/torch.out" | tail -1)
+echo "torch float64           : ${result#RESULT }"
+
+# Tolerance 1e-5 relative. kdtrain computes the forward pass in float32 (each op rounds at
+# ~6e-8 relative; a few hundred ops deep here: embedding, 2 blocks of norm / projections / RoPE /
+# softmax attention / SwiGLU, final norm, head, log-softmax) and sums the per-token CE of a few
+# thousand tokens in double; the torch side is float64 throughout. Rounding leaves the mean loss
+# ~1e-6 relative off at most, with margin under 1e-5. A wrong tensor (name, transpose, tie),
+# layout, RoPE convention, GQA head mapping or window choice moves it by >= 1e-2.
+"$py" - "$kd_loss" "$kd_bpb" "$kd_tokens" "$result" <<'EOF' || status=1
+import sys
+kd_loss, kd_bpb, kd_tokens = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+f = dict(kv.split("=", 1) for kv in sys.argv[4].split()[1:])
+th_loss, th_bpb, th_tokens = float(f["val_loss"]), float(f["val_bpb"]), int(f["tokens"])
+ok = True
+if th_tokens != kd_tokens:
+    print(f"FAIL: torch scored {th_tokens} tokens, kdtrain {kd_tokens}")
+    ok = False
+for name, a, b in (("val_loss", kd_loss, th_loss), ("val_bpb", kd_bpb, th_bpb)):
+    rel = abs(a - b) / abs(b)
+    verdict = "ok" if rel <= 1e-5 else "FAIL"
+    print(f"{verdict}: {name} kdtrain {a:.10f} torch {b:.10f} relative difference {rel:.3e} (tolerance 1e-5)")
+    ok = ok and rel <= 1e-5
+sys.exit(0 if ok else 1)
+EOF
+if [ "$status" -eq 0 ]; then echo "ok: kdtrain eval = run log, and = independent float64 PyTorch"; fi
+exit "$status"

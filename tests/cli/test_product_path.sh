@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The product path on the small corpus in tests/data: prepare -> train a teacher ->
+# eval reproduces the logged validation loss -> exact resume -> distill (agreement with
+# the teacher) -> generate; and every bad input on that path: exit 2, a message naming
+# the thing, and no run directory left behind.
+# Usage: test_product_path.sh <kdtrain binary> <repo root>
+set -u
+bin=$1
+root=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+ok() { echo "ok:   $*"; }
+export OMP_NUM_THREADS=2
+
+# expect <code> <stderr substring> <args...>
+expect() {
+  local code=$1 want=$2
+  shift 2
+  "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  if [ "$rc" -ne "$code" ] || ! grep -qF -- "$want" "$tmp/err"; then
+    fail "kdtrain $* -> rc=$rc (want $code); stderr: $(head -3 "$tmp/err")"
+  else
+    ok "kdtrain ${1} ... -> $rc: $(head -1 "$tmp/err" | cut -c1-160)"
+  fi
+}
+strip() { sed -E 's/"(time_s|tokens_per_s)":[^,}]*,?//g' "$1"; }
+
+"$bin" prepare "$root/tests/data" --out "$tmp/prep" --vocab-size 300 --val-every 3 >/dev/null || fail "prepare"
+cat >"$tmp/teacher.yaml" <<YAML
+model: {vocab: 300, d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 64, tie_embeddings: true}
+optim: {lr: 3.0e-3, warmup_steps: 2}
+train: {steps: 8, batch_size: 4, seq_len: 32, seed: 3, threads: 2, log_every: 4, eval_every: 4, checkpoint_every: 4, keep_checkpoints: 5}
+data: {kind: shards, train: $tmp/prep/train.bin, val: $tmp/prep/val.bin}
+run: {dir: $tmp/runs, name: teacher}
+YAML
+"$bin" train --config "$tmp/teacher.yaml" >"$tmp/teacher.log" 2>&1 || { fail "teacher training"; cat "$tmp/teacher.log"; }
+tckpt=$tmp/runs/teacher/checkpoints/step-00000008.h5
+[ -f "$tckpt" ] && [ -f "$tmp/runs/teacher/config.yaml" ] && [ -f "$tmp/runs/teacher/metrics.jsonl" ] \
+  && ok "run directory holds config.yaml, metrics.jsonl and checkpoints" || fail "run directory incomplete"
+
+# eval on the checkpoint reproduces the loss the run logged at that step, exactly
+logged=$(grep '"type":"eval"' "$tmp/runs/teacher/metrics.jsonl" | tail -1 | sed -E 's/.*"val_loss":([^,}]*).*/\1/')
+evald=$("$bin" eval "$tckpt" --json | sed -E 's/.*"val_loss":([^,}]*).*/\1/')
+[ -n "$logged" ] && [ "$logged" = "$evald" ] && ok "eval reproduces the logged val loss $logged" \
+  || fail "eval gives $evald, the run logged $logged"
+
+# exact resume: drop the final checkpoint, continue from step 4, compare every line
+cp -r "$tmp/runs/teacher" "$tmp/runs/resumed"
+rm "$tmp/runs/resumed/checkpoints/step-00000008.h5"
+"$bin" train --resume "$tmp/runs/resumed" >/dev/null 2>&1 || fail "resume"
+if cmp -s <(strip "$tmp/runs/teacher/metrics.jsonl") <(strip "$tmp/runs/resumed/metrics.jsonl"); then
+  ok "resume from step 4 gives the same losses, bit for bit, as the uninterrupted run"
+else
+  fail "resumed run differs"; diff <(strip "$tmp/runs/teacher/metrics.jsonl") <(strip "$tmp/runs/resumed/metrics.jsonl") | head -4
+fi
+
+# distill a smaller student from the teacher checkpoint
+cat >"$tmp/student.yaml" <<YAML
+model: {vocab: 300, d_model: 16, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 32, tie_embeddings: true}
+teacher: {checkpoint: $tckpt}
+distill: {alpha: 0.5, temperature: 1.0, feature: {beta: 0.1, kind: mse, layers: [[1, 2]]}}
+optim: {lr: 3.0e-3, warmup_steps: 2}
+train: {steps: 4, batch_size: 4, seq_len: 32, seed: 3, threads: 2}
+data: {kind: shards, train: $tmp/prep/train.bin, val: $tmp/prep/val.bin}
+run: {dir: $tmp/runs, name: student}
+YAML
+"$bin" distill --config "$tmp/student.yaml" >"$tmp/student.log" 2>&1 || { fail "distill"; cat "$tmp/student.log"; }
+grep -q '"agreement"' "$tmp/runs/student/metrics.jsonl" && ok "distill logs agreement with the teacher" \
+  || fail "no agreement in the student's metrics"
+"$bin" generate "$tmp/runs/student/checkpoints/step-00000004.h5" --prompt "The" --max-new-tokens 5 >/dev/null \
+  && ok "generate" || fail "generate"
+
+# --- bad input: exit 2, named, and no run directory left behind
+expect 2 "already holds a run: pass --resume" train --config "$tmp/teacher.yaml"
+expect 2 "nope.bin" train --config "$tmp/teacher.yaml" --set run.name=x1 --set data.train="$tmp/nope.bin"
+[ ! -e "$tmp/runs/x1" ] && ok "no run directory after a missing shard" || fail "run directory x1 left behind"
+head -c 100 "$tmp/prep/train.bin" >"$tmp/short.bin"
+expect 2 "short.bin" train --config "$tmp/teacher.yaml" --set run.name=x2 --set data.train="$tmp/short.bin"
+[ ! -e "$tmp/runs/x2" ] && ok "no run directory after a truncated shard" || fail "run directory x2 left behind"
+expect 2 "outside the model's vocabulary of 100" train --config "$tmp/teacher.yaml" --set run.name=x3 --set model.vocab=100
+expect 2 "has a vocabulary of 300 tokens but model.vocab is 320" distill --config "$tmp/student.yaml" --set run.name=x4 --set model.vocab=320
+[ ! -e "$tmp/runs/x4" ] && ok "no run directory after a teacher vocabulary mismatch" || fail "run directory x4 left behind"
+expect 2 "not a kdtrain checkpoint" eval "$tmp/prep/tokenizer.json"
+# a checkpoint cut short (an interrupted copy); flipped bytes inside tensors are caught by
+# their Fletcher-32 checksums (tests/test_checkpoint.cpp)
+head -c $(( $(stat -c %s "$tckpt") / 2 )) "$tckpt" >"$tmp/corrupt.h5"
+expect 2 "corrupt.h5" eval "$tmp/corrupt.h5"
+expect 2 "no checkpoint to resume" train --resume "$tmp/prep"
+long=$(printf 'the people of the union %.0s' $(seq 1 40))
+expect 2 "longer than the model's context of 32 tokens" generate "$tckpt" --prompt "$long"
+expect 2 "train: the config has a teacher section" train --config "$tmp/student.yaml" --set run.name=x5
+
+[ $fails -eq 0 ] && echo "all product-path checks passed" || echo "$fails product-path check(s) failed"
+exit $((fails > 0))
