@@ -47,6 +47,9 @@ expect 2 "model: d_model (8) must be divisible by n_heads (3)" validate "$tmp/he
 printf 'model: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\nteacher: {vocab: 9, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\n' >"$tmp/vocab.yaml"
 expect 2 "teacher.vocab (9) must equal model.vocab (8)" validate "$tmp/vocab.yaml"
 
+printf 'model: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, d_ff: 8}\n' >"$tmp/required.yaml"
+expect 2 "model.n_kv_heads is required (the model shape has no default)" validate "$tmp/required.yaml"
+
 printf 'model: {vocab: 8, d_model: 8\n' >"$tmp/syntax.yaml"
 expect 2 "syntax.yaml:" validate "$tmp/syntax.yaml"
 

@@ -1,5 +1,7 @@
 #include "trainer/model/model_spec.h"
 
+#include <utility>
+
 #include "trainer/util/errors.h"
 
 namespace kd {
@@ -11,9 +13,12 @@ std::int64_t ModelSpec::matmul_params() const {
 }
 
 void ModelSpec::validate(const std::string& where) const {
-  KD_CHECK_INPUT(vocab > 0 && d_model > 0 && n_layers > 0 && n_heads > 0 && n_kv_heads > 0 &&
-                     d_ff > 0,
-                 "{}: vocab, d_model, n_layers, n_heads, n_kv_heads and d_ff must all be > 0", where);
+  const std::pair<const char*, int> required[] = {{"vocab", vocab},     {"d_model", d_model},
+                                                  {"n_layers", n_layers}, {"n_heads", n_heads},
+                                                  {"n_kv_heads", n_kv_heads}, {"d_ff", d_ff}};
+  for (const auto& [key, value] : required) {
+    KD_CHECK_INPUT(value > 0, "{}.{} is required (the model shape has no default)", where, key);
+  }
   KD_CHECK_INPUT(d_model % n_heads == 0, "{}: d_model ({}) must be divisible by n_heads ({})", where,
                  d_model, n_heads);
   KD_CHECK_INPUT(head_dim() % 2 == 0, "{}: head_dim = d_model / n_heads = {} must be even for RoPE",
