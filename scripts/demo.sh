@@ -13,7 +13,7 @@ cd "$root"
 command -v npm >/dev/null && command -v node >/dev/null || "$root/scripts/deps.sh" nodejs npm
 "$root/scripts/build.sh"
 kd=./build/kdtrain
-teacher_steps=${TEACHER_STEPS:-500}
+teacher_steps=${TEACHER_STEPS:-1000}
 student_steps=${STUDENT_STEPS:-300}
 runs=runs/demo
 start=$(date +%s)
@@ -64,7 +64,7 @@ for run in demo-teacher kd-seed1 kd-seed2 ce-seed1 ce-seed2 ce-wallclock; do
   rows+=("$(printf '%-14s %9s %6s %8.0f %9.2f %9.4f %10s %9.0f' "$run" "$params" "$steps" "$wall" \
     "$(field "$j" val_ppl)" "$(field "$j" val_bpb)" "$(printf '%.3f' "$(field "$j" agreement)")" \
     "$(awk -v t="$tokens" -v w="$wall" 'BEGIN { print t / w }')")")
-  echo "-- $run: $($kd generate "$c" --prompt "Fellow citizens, " --max-new-tokens 40 --seed 1 | tr '\n' ' ')"
+  echo "-- $run: $($kd generate "$c" --prompt "Fellow citizens," --max-new-tokens 40 --seed 1 | tr '\n' ' ')"
 done
 
 /usr/bin/python3 scripts/plot.py $runs/kd-seed1 $runs/kd-seed2 $runs/ce-seed1 $runs/ce-seed2 $runs/ce-wallclock \

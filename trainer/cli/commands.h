@@ -28,7 +28,7 @@ struct EvalOptions {
   std::string data;     // validation shard (default: the run's data.val)
   std::string teacher;  // teacher checkpoint for agreement/KL (default: the run's teacher, if any)
   bool no_teacher = false;
-  std::int64_t tokens = 0;
+  std::int64_t tokens = -1;  // -1: the run's train.eval_tokens; 0: the whole shard
   int threads = 0;
   bool json = false;
 };

@@ -29,7 +29,7 @@ int run_eval(const EvalOptions& o) {
   const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads);
   Evaluator ev(*model->layout, teacher ? teacher->layout.get() : nullptr, cfg.train.batch_size, cfg.train.seq_len,
                threads);
-  const std::int64_t tokens = o.tokens > 0 ? o.tokens : cfg.train.eval_tokens;
+  const std::int64_t tokens = o.tokens >= 0 ? o.tokens : cfg.train.eval_tokens;
   const EvalResult r = ev.run(model->params.data(), teacher ? teacher->params.data() : nullptr, shard, tokens);
   if (o.json) {
     nlohmann::json j{{"checkpoint", o.checkpoint}, {"step", model->step}, {"data", data}, {"val_loss", r.loss},

@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   e->add_option("--data", ev.data, "validation shard (default: the run's data.val)");
   e->add_option("--teacher", ev.teacher, "teacher checkpoint for agreement and KL (default: the run's teacher)");
   e->add_flag("--no-teacher", ev.no_teacher, "skip the teacher metrics");
-  e->add_option("--tokens", ev.tokens, "validation tokens to score (default: the run's train.eval_tokens; 0 = all)");
+  e->add_option("--tokens", ev.tokens, "validation tokens to score (default: the run's train.eval_tokens; 0 = the whole shard)")->check(CLI::NonNegativeNumber);
   e->add_option("--threads", ev.threads, "threads")->check(CLI::NonNegativeNumber);
   e->add_flag("--json", ev.json, "print one JSON object");
 
