@@ -76,6 +76,6 @@ TEST_P(ModelVsTorch, DoubleMatchesFixture) { check_case<double>(GetParam(), kDou
 
 INSTANTIATE_TEST_SUITE_P(Cases, ModelVsTorch,
                          ::testing::Values("fkl", "rkl", "jsd", "mse", "cosine", "ce"),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& param_info) { return param_info.param; });
 
 }  // namespace

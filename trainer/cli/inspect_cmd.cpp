@@ -27,7 +27,14 @@ int run_inspect(const std::string& path) {
     }
     fmt::print("\ntensors/{}: {} tensors, {} values\n", g, names.size(), total);
     if (std::string(g) != "model") continue;
-    for (const auto& n : names) fmt::print("  {} {}\n", n, fmt::join(r.shape(g, n), "x"));
+    for (const auto& n : names) {
+      std::string shape;
+      for (auto d : r.shape(g, n)) {
+        if (!shape.empty()) shape.push_back('x');
+        shape.append(std::to_string(d));
+      }
+      fmt::print("  {} {}\n", n, shape);
+    }
   }
   fmt::print("\nconfig:\n{}", r.config_yaml());
   return 0;

@@ -15,18 +15,17 @@
 namespace kd {
 
 Provenance runtime_provenance(int threads) {
-  Provenance p;
-  p["kdtrain_version"] = KDTRAIN_VERSION;
-  p["compiler"] = fmt::format("gcc {}", __VERSION__);
-  p["blas"] = openblas_get_config();
-  p["blas_core"] = openblas_get_corename();
-  p["threads"] = std::to_string(threads);
-  p["world_size"] = "1";
   char buf[32];
   const std::time_t t = std::time(nullptr);
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  p["created_utc"] = buf;
-  return p;
+  // built as pairs of std::string: assigning char* into the map trips a GCC 12 -Wrestrict false positive
+  return Provenance{{"kdtrain_version", std::string(KDTRAIN_VERSION)},
+                    {"compiler", fmt::format("gcc {}", __VERSION__)},
+                    {"blas", std::string(openblas_get_config())},
+                    {"blas_core", std::string(openblas_get_corename())},
+                    {"threads", std::to_string(threads)},
+                    {"world_size", std::string("1")},
+                    {"created_utc", std::string(buf)}};
 }
 
 std::vector<std::string> check_provenance(const Provenance& saved, const Provenance& now,
