@@ -21,11 +21,16 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/temp_files.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/checkpoint/layout.h"
 #include "trainer/util/errors.h"
 
 namespace {
+
+using kdtest::TempDir;
+using kdtest::slurp;
+using kdtest::write_bytes;
 
 using kd::InputError;
 using kd::RuntimeFailure;
@@ -35,30 +40,6 @@ using kd::ckpt::TensorView;
 using kd::ckpt::write_checkpoint;
 
 const std::string kH5pyScript = std::string(KD_FIXTURES_DIR) + "/../checkpoint_h5py_check.py";
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "kd_ckpt_XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
 
 std::int64_t numel(const std::vector<std::int64_t>& shape) {
   return std::accumulate(shape.begin(), shape.end(), std::int64_t{1}, std::multiplies<>());

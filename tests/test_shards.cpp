@@ -12,12 +12,17 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/temp_files.h"
 #include "data/prepare/prepare_corpus.h"
 #include "data/shards/token_shard.h"
 #include "data/tokenizer/bpe_tokenizer.h"
 #include "trainer/util/errors.h"
 
 namespace {
+
+using kdtest::TempDir;
+using kdtest::slurp;
+using kdtest::write_bytes;
 
 using kd::data::ShardFormat;
 using kd::data::TokenShard;
@@ -27,31 +32,6 @@ const std::string kShardFixtures = std::string(KD_FIXTURES_DIR) + "/shards";
 // to the public domain: English prose, numbers and punctuation, accented words, Greek,
 // Cyrillic, CJK, emoji, tabs and Unicode spaces, plus corpus.jsonl.
 const std::string kDataDir = std::string(KD_FIXTURES_DIR) + "/../data";
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "kd_shard_XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
 
 std::string le32(std::uint32_t v) {
   std::string s(4, '\0');

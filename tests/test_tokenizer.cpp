@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/temp_files.h"
 #include "data/tokenizer/bpe_tokenizer.h"
 #include "data/tokenizer/bpe_trainer.h"
 #include "data/tokenizer/pretoken_counts.h"
@@ -20,6 +21,8 @@
 #include "trainer/util/errors.h"
 
 namespace {
+
+using kdtest::TempDir;
 
 using kd::data::BpeMerge;
 using kd::data::BpeTokenizer;
@@ -355,19 +358,6 @@ TEST(BpeEncode, RoundTripOnTextAndArbitraryBytes) {
 }
 
 // ---------------------------------------------------------------- file format
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "kd_tok_XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 TEST(BpeFile, SaveLoadRoundTrip) {
   const BpeTokenizer& tok = trained();
