@@ -1,10 +1,12 @@
 #include "trainer/run/provenance.h"
 
 #include <cblas.h>
+#include <hdf5.h>
 
 #include <ctime>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "trainer/util/errors.h"
 
@@ -15,6 +17,8 @@
 namespace kd {
 
 Provenance runtime_provenance(int threads) {
+  unsigned h5_major = 0, h5_minor = 0, h5_release = 0;
+  H5get_libversion(&h5_major, &h5_minor, &h5_release);
   char buf[32];
   const std::time_t t = std::time(nullptr);
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
@@ -25,7 +29,11 @@ Provenance runtime_provenance(int threads) {
                     {"blas_core", std::string(openblas_get_corename())},
                     {"threads", std::to_string(threads)},
                     {"world_size", std::string("1")},
-                    {"created_utc", std::string(buf)}};
+                    {"created_utc", std::string(buf)},
+                    {"hdf5_version", fmt::format("{}.{}.{}", h5_major, h5_minor, h5_release)},
+                    {"fmt_version", std::to_string(FMT_VERSION)},
+                    {"json_version", fmt::format("{}.{}.{}", NLOHMANN_JSON_VERSION_MAJOR, NLOHMANN_JSON_VERSION_MINOR,
+                                                 NLOHMANN_JSON_VERSION_PATCH)}};
 }
 
 std::vector<std::string> check_provenance(const Provenance& saved, const Provenance& now,

@@ -11,7 +11,7 @@ namespace kd {
 
 using Provenance = std::map<std::string, std::string>;
 
-// kdtrain_version, compiler, blas, blas_core, threads, world_size, created_utc.
+// kdtrain_version, compiler, blas, blas_core, threads, world_size, created_utc, library versions.
 Provenance runtime_provenance(int threads);
 
 // Compares a checkpoint's provenance with the current one. Throws InputError naming the
