@@ -102,13 +102,18 @@ struct DistillLossParams {
   double jsd_beta = 0.5;      // mixture weight of the teacher in generalized JSD
   double ce_scale = 1.0;      // d loss / d (Σ_rows CE_row): alpha / N
   double kd_scale = 0.0;      // d loss / d (Σ_rows D_row):  (1 - alpha) tau² / N
+  // Padded vocabularies: the divergence compares the first kd_vocab logits of both models
+  // (0 = all V); entries beyond it are padding rows no token uses, and only CE sees the
+  // student's. teacher_ld: the teacher's row length (0 = V, the student's).
+  int kd_vocab = 0;
+  int teacher_ld = 0;
 };
 // Per-row results, summed by the caller in row order (deterministic).
 struct LossRow {
   double ce = 0;
   double kd = 0;
 };
-// One chunk of R rows of logits: student (R,V), teacher (R,V) or null (CE only),
+// One chunk of R rows of logits: student (R,V), teacher (R,teacher_ld) or null (CE only),
 // labels (R) (< 0: row ignored, gradient 0). Writes d loss / d student logits into
 // dlogits, which may alias `student`. Rows are independent, split over threads.
 template <class T>

@@ -22,18 +22,18 @@ T row_max(const T* x, int v) {
 }
 
 template <class T>
-LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, const DistillLossParams& p) {
+LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, int vk, const DistillLossParams& p) {
   using common::exp_t;
   LossRow out;
   if (y < 0) {
     std::fill_n(g, v, T(0));
     return out;
   }
-  const T ms = row_max(s, v);
+  const T ms_all = row_max(s, v);  // CE's max, over every logit
   T z1 = 0;
 #pragma omp simd reduction(+ : z1)
-  for (int i = 0; i < v; ++i) z1 += exp_t<T>(s[i] - ms);
-  const T lse1 = ms + std::log(z1);
+  for (int i = 0; i < v; ++i) z1 += exp_t<T>(s[i] - ms_all);
+  const T lse1 = ms_all + std::log(z1);
   out.ce = double(lse1) - double(s[y]);
   const T ce = T(p.ce_scale);
 
@@ -44,13 +44,17 @@ LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, const Dist
     return out;
   }
 
+  // The divergence runs over the first vk entries (padding beyond them is ignored);
+  // CE, above, over all v. Past vk the gradient is CE's alone.
+  for (int i = vk; i < v; ++i) g[i] = ce * exp_t<T>(s[i] - lse1);
+  const T ms = vk == v ? ms_all : row_max(s, vk);
   const T it = T(1.0 / p.temperature);
   const T kw = T(p.kd_scale);
-  const T mt = row_max(t, v);
+  const T mt = row_max(t, vk);
   T zs = 0, zt = 0, acc = 0;
   if (p.divergence == Divergence::reverse_kl) {
 #pragma omp simd reduction(+ : zs, zt, acc)
-    for (int i = 0; i < v; ++i) {
+    for (int i = 0; i < vk; ++i) {
       const T es = exp_t<T>((s[i] - ms) * it);
       zs += es;
       zt += exp_t<T>((t[i] - mt) * it);
@@ -58,7 +62,7 @@ LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, const Dist
     }
   } else {
 #pragma omp simd reduction(+ : zs, zt)
-    for (int i = 0; i < v; ++i) {
+    for (int i = 0; i < vk; ++i) {
       zs += exp_t<T>((s[i] - ms) * it);
       zt += exp_t<T>((t[i] - mt) * it);
     }
@@ -69,7 +73,7 @@ LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, const Dist
   switch (p.divergence) {
     case Divergence::forward_kl: {
 #pragma omp simd reduction(+ : d)
-      for (int i = 0; i < v; ++i) {
+      for (int i = 0; i < vk; ++i) {
         const T lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
         const T q = exp_t<T>(lq), pp = exp_t<T>(lp);
         d += pp * (lp - lq);
@@ -83,7 +87,7 @@ LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, const Dist
       const T c = (ms - mt) * it + lzs - lzt;  // log p_i − log q_i = (t_i − s_i)·it + c
       const T kl = acc * it / zs - c;
 #pragma omp simd reduction(+ : d)
-      for (int i = 0; i < v; ++i) {
+      for (int i = 0; i < vk; ++i) {
         const T lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
         const T q = exp_t<T>(lq);
         d += q * (lq - lp);
@@ -95,14 +99,14 @@ LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, const Dist
       const T beta = T(p.jsd_beta), omb = T(1) - beta;
       const T lb = std::log(beta), lomb = std::log(omb);
       T kl_pm = 0, kl_qm = 0;
-      for (int i = 0; i < v; ++i) {
+      for (int i = 0; i < vk; ++i) {
         const T lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
         const T lm = common::log_add_exp(lb + lp, lomb + lq);
         kl_pm += exp_t<T>(lp) * (lp - lm);
         kl_qm += exp_t<T>(lq) * (lq - lm);
       }
       d = beta * kl_pm + omb * kl_qm;
-      for (int i = 0; i < v; ++i) {
+      for (int i = 0; i < vk; ++i) {
         const T lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
         const T lm = common::log_add_exp(lb + lp, lomb + lq);
         g[i] = ce * exp_t<T>(s[i] - lse1) +
@@ -121,11 +125,13 @@ LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, const Dist
 template <class T>
 void distill_loss_rows(T* dlogits, LossRow* rows, const T* student, const T* teacher,
                        const std::int32_t* labels, int r, int v, const DistillLossParams& p) {
+  const int vk = p.kd_vocab > 0 ? p.kd_vocab : v;
+  const std::size_t tld = p.teacher_ld > 0 ? std::size_t(p.teacher_ld) : std::size_t(v);
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < r; ++i) {
     const std::size_t off = std::size_t(i) * v;
-    rows[i] = loss_row<T>(dlogits + off, student + off, teacher ? teacher + off : nullptr,
-                          labels[i], v, p);
+    rows[i] = loss_row<T>(dlogits + off, student + off, teacher ? teacher + i * tld : nullptr,
+                          labels[i], v, vk, p);
   }
 }
 

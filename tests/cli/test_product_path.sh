@@ -81,7 +81,18 @@ head -c 100 "$tmp/prep/train.bin" >"$tmp/short.bin"
 expect 2 "short.bin" train --config "$tmp/teacher.yaml" --set run.name=x2 --set data.train="$tmp/short.bin"
 [ ! -e "$tmp/runs/x2" ] && ok "no run directory after a truncated shard" || fail "run directory x2 left behind"
 expect 2 "outside the model's vocabulary of 100" train --config "$tmp/teacher.yaml" --set run.name=x3 --set model.vocab=100
-expect 2 "has a vocabulary of 300 tokens but model.vocab is 320" distill --config "$tmp/student.yaml" --set run.name=x4 --set model.vocab=320
+# a student whose vocabulary is padded past the tokenizer's distills from the 300-token teacher
+"$bin" distill --config "$tmp/student.yaml" --set run.name=padded --set model.vocab=320 >"$tmp/padded.log" 2>&1 \
+  && grep -q '"agreement"' "$tmp/runs/padded/metrics.jsonl" \
+  && ok "a padded-vocabulary student (320 rows, tokenizer <= 300) distills from a 300-row teacher" \
+  || { fail "padded vocabulary distillation"; tail -3 "$tmp/padded.log"; }
+# without a tokenizer nothing says the extra rows are padding: refused, naming both sizes
+mkdir -p "$tmp/notok" && cp "$tmp/prep/train.bin" "$tmp/prep/val.bin" "$tmp/notok/"
+"$bin" train --config "$tmp/teacher.yaml" --set run.name=teacher-notok --set data.train="$tmp/notok/train.bin" \
+  --set data.val="$tmp/notok/val.bin" --set train.steps=2 --set optim.warmup_steps=0 >/dev/null 2>&1 || fail "teacher without tokenizer"
+expect 2 "has a vocabulary of 300 tokens but model.vocab is 320" distill --config "$tmp/student.yaml" --set run.name=x4 \
+  --set model.vocab=320 --set teacher.checkpoint="$tmp/runs/teacher-notok/checkpoints/step-00000002.h5" \
+  --set data.train="$tmp/notok/train.bin" --set data.val="$tmp/notok/val.bin"
 [ ! -e "$tmp/runs/x4" ] && ok "no run directory after a teacher vocabulary mismatch" || fail "run directory x4 left behind"
 expect 2 "not a kdtrain checkpoint" eval "$tmp/prep/tokenizer.json"
 # a checkpoint cut short (an interrupted copy); flipped bytes inside tensors are caught by

@@ -25,7 +25,11 @@ int run_eval(const EvalOptions& o) {
   std::unique_ptr<LoadedModel> teacher;
   std::string tpath = o.teacher;
   if (tpath.empty() && !o.no_teacher && cfg.has_teacher) tpath = cfg.teacher.checkpoint;
-  if (!tpath.empty()) teacher = load_model(tpath);
+  if (!tpath.empty()) {
+    teacher = load_model(tpath);
+    check_teacher_vocab(cfg.model.vocab, teacher->config.model.vocab,
+                        model->tokenizer ? model->tokenizer->vocab_size() : 0, tpath);
+  }
   const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads);
   Evaluator ev(*model->layout, teacher ? teacher->layout.get() : nullptr, cfg.train.batch_size, cfg.train.seq_len,
                threads);

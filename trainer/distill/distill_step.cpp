@@ -37,11 +37,8 @@ DistillStep<T>::DistillStep(const LlamaLayout& student, const LlamaLayout* teach
     : student_(student), teacher_(teacher), spec_(std::move(spec)), proj_(std::move(proj)),
       batch_(batch), seq_(seq) {
   const ModelSpec& s = student.spec();
-  if (teacher_ != nullptr) {
-    KD_CHECK_INPUT(teacher_->spec().vocab == s.vocab,
-                   "teacher vocab ({}) and student vocab ({}) differ", teacher_->spec().vocab,
-                   s.vocab);
-  }
+  // Vocabularies may differ only by padding rows; the caller checked that no token of the
+  // tokenizer lives there (check_teacher_vocab). The divergence uses the shared prefix.
   const bool feature = !proj_.empty();
   KD_ASSERT(!feature || proj_.size() == spec_.pairs.size(), "one projection per feature pair");
   std::vector<int> capture;
@@ -62,7 +59,7 @@ DistillStep<T>::DistillStep(const LlamaLayout& student, const LlamaLayout* teach
   }
   loss_arena_.build([&](Arena<T>& ar) {
     zs_ = ar.take(rv);
-    zt_ = uses_teacher_logits() ? ar.take(rv) : nullptr;
+    zt_ = uses_teacher_logits() ? ar.take(std::size_t(spec_.logit_chunk_rows) * teacher_->spec().vocab) : nullptr;
     dfinal_ = ar.take(m * s.d_model);
     target_ = feature ? ar.take(m * s.d_model) : nullptr;
     dtarget_ = feature ? ar.take(m * s.d_model) : nullptr;
@@ -131,6 +128,10 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
   lp.jsd_beta = spec_.jsd_beta;
   lp.ce_scale = alpha / n * loss_scale;
   lp.kd_scale = kd ? (1.0 - alpha) * spec_.temperature * spec_.temperature / n * loss_scale : 0.0;
+  if (kd) {
+    lp.kd_vocab = std::min(v, teacher_->spec().vocab);
+    lp.teacher_ld = teacher_->spec().vocab;
+  }
   const T* shead = sp + student_.head();
   T* dshead = sg + student_.head();
   const int rows = spec_.logit_chunk_rows;
@@ -140,7 +141,8 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
     logits_chunk(zs_, hs, shead, r, v, d);
     if (kd) {
       const int dtm = teacher_->spec().d_model;
-      logits_chunk(zt_, tact_.final_norm + std::size_t(r0) * dtm, tp + teacher_->head(), r, v, dtm);
+      logits_chunk(zt_, tact_.final_norm + std::size_t(r0) * dtm, tp + teacher_->head(), r,
+                   teacher_->spec().vocab, dtm);
     }
     kern::distill_loss_rows<T>(zs_, rows_.data() + r0, zs_, kd ? zt_ : nullptr, labels + r0, r, v,
                                lp);

@@ -19,16 +19,12 @@ Evaluator::Evaluator(const LlamaLayout& model, const LlamaLayout* teacher, int b
                      int threads)
     : model_(model), teacher_(teacher), batch_(batch), seq_(seq) {
   act_.build(model.spec(), batch, seq, threads, {});
-  if (teacher_) {
-    KD_CHECK_INPUT(teacher_->spec().vocab == model.spec().vocab,
-                   "teacher vocab ({}) and model vocab ({}) differ", teacher_->spec().vocab,
-                   model.spec().vocab);
-    tact_.build(teacher_->spec(), batch, seq, threads, {});
-  }
+  // A teacher's vocabulary may differ by padding rows only (checked by the caller).
+  if (teacher_) tact_.build(teacher_->spec(), batch, seq, threads, {});
   const std::size_t rv = std::size_t(kChunkRows) * model.spec().vocab;
   zs_.resize(rv);
   scratch_.resize(rv);
-  if (teacher_) zt_.resize(rv);
+  if (teacher_) zt_.resize(std::size_t(kChunkRows) * teacher_->spec().vocab);
   tokens_.resize(std::size_t(batch) * seq);
   labels_.resize(tokens_.size());
   rows_.resize(kChunkRows);
@@ -39,15 +35,18 @@ void Evaluator::score_batch(const float* p, const float* tp, int rows_valid) {
   llama_forward_frozen<float>(model_, p, tokens_.data(), act_);
   if (teacher_) llama_forward_frozen<float>(*teacher_, tp, tokens_.data(), tact_);
   kern::DistillLossParams lp;  // T = 1 forward KL: kd = KL(teacher ‖ model)
+  const int vt = teacher_ ? teacher_->spec().vocab : v, vk = std::min(v, vt);
+  lp.kd_vocab = vk;
+  lp.teacher_ld = vt;
   for (int r0 = 0; r0 < m; r0 += kChunkRows) {
     const int r = std::min(kChunkRows, m - r0);
     kern::linear_forward<float>(zs_.data(), act_.final_norm + std::size_t(r0) * d, p + model_.head(), r, v, d, false);
     if (teacher_) {
       const int dt = teacher_->spec().d_model;
-      kern::linear_forward<float>(zt_.data(), tact_.final_norm + std::size_t(r0) * dt, tp + teacher_->head(), r, v, dt, false);
+      kern::linear_forward<float>(zt_.data(), tact_.final_norm + std::size_t(r0) * dt, tp + teacher_->head(), r, vt, dt, false);
       for (int i = 0; i < r; ++i) {
         if (labels_[r0 + i] < 0) continue;
-        agree_ += argmax(&zs_[std::size_t(i) * v], v) == argmax(&zt_[std::size_t(i) * v], v);
+        agree_ += argmax(&zs_[std::size_t(i) * v], vk) == argmax(&zt_[std::size_t(i) * vt], vk);
       }
     }
     kern::distill_loss_rows<float>(scratch_.data(), rows_.data(), zs_.data(), teacher_ ? zt_.data() : nullptr,

@@ -1,5 +1,7 @@
 #include "trainer/run/model_loader.h"
 
+#include <algorithm>
+
 #include "trainer/util/errors.h"
 
 namespace kd {
@@ -10,6 +12,17 @@ void read_tensors(const ckpt::CheckpointReader& r, const std::string& group, con
     if ((t.flags & skip_flags) != 0) continue;
     r.read(group, t.name, t.shape, dst + t.offset);
   }
+}
+
+void check_teacher_vocab(int model_vocab, int teacher_vocab, std::int64_t tokenizer_vocab,
+                         const std::string& teacher_path) {
+  if (model_vocab == teacher_vocab) return;
+  KD_CHECK_INPUT(tokenizer_vocab > 0 && tokenizer_vocab <= std::min(model_vocab, teacher_vocab),
+                 "teacher {} has a vocabulary of {} tokens but model.vocab is {}: the divergence compares "
+                 "distributions over the same tokens (sizes may differ only by padding rows beyond the "
+                 "tokenizer's {} tokens)",
+                 teacher_path, teacher_vocab, model_vocab,
+                 tokenizer_vocab > 0 ? std::to_string(tokenizer_vocab) : std::string("(unknown)"));
 }
 
 std::unique_ptr<LoadedModel> load_model(const std::string& path) {

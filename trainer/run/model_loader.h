@@ -29,6 +29,12 @@ struct LoadedModel {
 // InputError naming the checkpoint (and the tensor) on anything missing or malformed.
 std::unique_ptr<LoadedModel> load_model(const std::string& checkpoint_path);
 
+// A teacher may have a different vocabulary size only when the difference is padding:
+// rows beyond the tokenizer's vocabulary, which no token uses (the divergence then runs
+// over the shared prefix). Otherwise an InputError naming both sizes.
+void check_teacher_vocab(int model_vocab, int teacher_vocab, std::int64_t tokenizer_vocab,
+                         const std::string& teacher_path);
+
 // Reads the "model" group tensors of `table` (by name) from a checkpoint into params.
 void read_tensors(const ckpt::CheckpointReader& r, const std::string& group, const ParamTable& table,
                   float* dst, std::uint32_t skip_flags = 0);

@@ -82,10 +82,6 @@ Inputs gather(const TrainCommand& cmd) {
   if (cfg.has_teacher && !cfg.teacher.checkpoint.empty()) {
     in.teacher = load_model(cfg.teacher.checkpoint);
     cfg.teacher.spec = in.teacher->config.model;
-    KD_CHECK_INPUT(cfg.teacher.spec.vocab == cfg.model.vocab,
-                   "teacher {} has a vocabulary of {} tokens but model.vocab is {}: the divergence "
-                   "compares distributions over the same tokens",
-                   cfg.teacher.checkpoint, cfg.teacher.spec.vocab, cfg.model.vocab);
     for (const auto& [s, t] : cfg.distill.feature.layers) {
       KD_CHECK_INPUT(cfg.distill.feature.beta <= 0 || t <= cfg.teacher.spec.n_layers,
                      "distill.feature.layers: teacher hidden index {} is outside 0..{} of {}", t,
@@ -124,6 +120,11 @@ Inputs gather(const TrainCommand& cmd) {
                        it->second, in.provenance["tokenizer_hash"]);
       }
     }
+  }
+  if (in.teacher) {
+    const std::int64_t tok_vocab = in.tokenizer ? in.tokenizer->vocab_size()
+                                   : in.teacher->tokenizer ? in.teacher->tokenizer->vocab_size() : 0;
+    check_teacher_vocab(cfg.model.vocab, cfg.teacher.spec.vocab, tok_vocab, cfg.teacher.checkpoint);
   }
   return in;
 }
