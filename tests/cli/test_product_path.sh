@@ -57,6 +57,15 @@ else
   fail "resumed run differs"; diff <(strip "$tmp/runs/teacher/metrics.jsonl") <(strip "$tmp/runs/resumed/metrics.jsonl") | head -4
 fi
 
+# provenance on resume: other training data is an error naming the field; another thread
+# count only a warning (the run continues, just not bit for bit)
+cp -r "$tmp/runs/teacher" "$tmp/runs/prov"
+rm "$tmp/runs/prov/checkpoints/step-00000008.h5"
+expect 2 "provenance field 'train_data_hash'" train --resume "$tmp/runs/prov" --set data.train="$tmp/prep/val.bin"
+"$bin" train --resume "$tmp/runs/prov" --set train.threads=1 >"$tmp/prov.log" 2>&1 \
+  && grep -q "warning: .*threads was '2' and is '1' now" "$tmp/prov.log" \
+  && ok "resuming on another thread count warns and continues" || { fail "thread-count warning on resume"; head -3 "$tmp/prov.log"; }
+
 # distill a smaller student from the teacher checkpoint
 cat >"$tmp/student.yaml" <<YAML
 model: {vocab: 300, d_model: 16, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 32, tie_embeddings: true}
