@@ -30,8 +30,13 @@ Evaluator::Evaluator(const LlamaLayout& model, const LlamaLayout* teacher, int b
   rows_.resize(kChunkRows);
 }
 
-void Evaluator::score_batch(const float* p, const float* tp, int rows_valid) {
-  const int m = rows_valid * seq_, v = model_.spec().vocab, d = model_.spec().d_model;
+void Evaluator::reset() {
+  nats_ = kl_ = 0;
+  scored_ = agree_ = 0;
+}
+
+void Evaluator::score_batch(const float* p, const float* tp) {
+  const int m = batch_ * seq_, v = model_.spec().vocab, d = model_.spec().d_model;
   llama_forward_frozen<float>(model_, p, tokens_.data(), act_);
   if (teacher_) llama_forward_frozen<float>(*teacher_, tp, tokens_.data(), tact_);
   kern::DistillLossParams lp;  // T = 1 forward KL: kd = KL(teacher ‖ model)
@@ -67,8 +72,7 @@ EvalResult Evaluator::run(const float* p, const float* tp, const data::TokenShar
   KD_CHECK_INPUT(shard.max_token() < std::uint32_t(model_.spec().vocab),
                  "validation shard {}: holds token id {}, outside the model's vocabulary of {}", shard.path(),
                  shard.max_token(), model_.spec().vocab);
-  nats_ = kl_ = 0;
-  scored_ = agree_ = 0;
+  reset();
   std::int64_t windows = std::int64_t((shard.size() - 1) / std::size_t(seq_));
   if (max_tokens > 0) windows = std::min<std::int64_t>(windows, std::max<std::int64_t>(1, max_tokens / seq_));
   for (std::int64_t w0 = 0; w0 < windows; w0 += batch_) {
@@ -87,15 +91,28 @@ EvalResult Evaluator::run(const float* p, const float* tp, const data::TokenShar
         l[i] = shard[start + i + 1];
       }
     }
-    score_batch(p, tp, batch_);
+    score_batch(p, tp);
   }
+  return result(shard.text_bytes(), shard.size());
+}
+
+EvalResult Evaluator::run(const float* p, const float* tp, data::BatchSource& source, int batches) {
+  reset();
+  for (int b = 0; b < batches; ++b) {
+    source.next(tokens_.data(), labels_.data(), batch_, seq_);
+    score_batch(p, tp);
+  }
+  return result(0, 0);
+}
+
+EvalResult Evaluator::result(std::uint64_t text_bytes, std::size_t shard_tokens) const {
   EvalResult r;
   r.tokens = scored_;
   r.loss = nats_ / double(scored_);
   r.ppl = std::exp(r.loss);
-  if (shard.text_bytes() > 0) {
+  if (text_bytes > 0) {
     // the bytes these scored tokens stand for, in proportion of the shard
-    const double bytes = double(shard.text_bytes()) * double(scored_) / double(shard.size());
+    const double bytes = double(text_bytes) * double(scored_) / double(shard_tokens);
     r.bpb = nats_ / bytes / std::log(2.0);
   }
   if (teacher_) {

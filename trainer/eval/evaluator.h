@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "data/batch_source.h"
 #include "data/shards/token_shard.h"
 #include "trainer/model/llama.h"
 
@@ -28,9 +29,13 @@ class Evaluator {
   // (0 = the whole shard). Deterministic.
   EvalResult run(const float* params, const float* teacher_params, const data::TokenShard& shard,
                  std::int64_t max_tokens);
+  // `batches` batches drawn from a stream (synthetic tasks); bits per byte stay NaN.
+  EvalResult run(const float* params, const float* teacher_params, data::BatchSource& source, int batches);
 
  private:
-  void score_batch(const float* params, const float* teacher_params, int rows_valid);
+  void reset();
+  void score_batch(const float* params, const float* teacher_params);
+  EvalResult result(std::uint64_t text_bytes, std::size_t shard_tokens) const;
   const LlamaLayout& model_;
   const LlamaLayout* teacher_;
   int batch_, seq_;

@@ -110,24 +110,11 @@ StepReport Trainer::step(data::BatchSource& source) {
 }
 
 double Trainer::evaluate(data::BatchSource& source, int batches) {
-  const auto& tr = cfg_.train;
-  if (!eval_step_) {
-    DistillSpec ce_only;
-    eval_step_ = std::make_unique<DistillStep<float>>(*student_, nullptr, ce_only,
-                                                      std::vector<std::size_t>{}, tr.batch_size,
-                                                      tr.seq_len, omp_get_max_threads());
-    eval_grads_.resize(stable_.total());
+  if (!evaluator_) {
+    evaluator_ = std::make_unique<Evaluator>(*student_, nullptr, cfg_.train.batch_size, cfg_.train.seq_len,
+                                             omp_get_max_threads());
   }
-  double total = 0;
-  std::int64_t n = 0;
-  for (int b = 0; b < batches; ++b) {
-    source.next(tokens_.data(), labels_.data(), tr.batch_size, tr.seq_len);
-    const StepLoss l = eval_step_->run(sparams_.data(), eval_grads_.data(), nullptr,
-                                       tokens_.data(), labels_.data(), 1.0);
-    total += l.ce * double(l.tokens);
-    n += l.tokens;
-  }
-  return total / double(n);
+  return evaluator_->run(sparams_.data(), nullptr, source, batches).loss;
 }
 
 }  // namespace kd

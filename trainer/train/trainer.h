@@ -10,6 +10,7 @@
 #include "data/batch_source.h"
 #include "trainer/config/config.h"
 #include "trainer/distill/distill_step.h"
+#include "trainer/eval/evaluator.h"
 #include "trainer/model/llama.h"
 #include "trainer/optim/adamw.h"
 #include "trainer/util/aligned_buffer.h"
@@ -67,8 +68,7 @@ class Trainer {
   AlignedBuffer<float> sparams_, tparams_, grads_;
   std::unique_ptr<AdamW<float>> adamw_;
   std::unique_ptr<DistillStep<float>> dstep_;
-  std::unique_ptr<DistillStep<float>> eval_step_;  // student-only CE, same shapes
-  AlignedBuffer<float> eval_grads_;
+  std::unique_ptr<Evaluator> evaluator_;  // forward only, student alone, same shapes
   std::vector<std::int32_t> tokens_, labels_;
   std::int64_t step_ = 0, skipped_ = 0;
 };
