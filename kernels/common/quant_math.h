@@ -1,0 +1,101 @@
+// Quantization element math shared by every backend (FakeQuant, PTQ, integer inference):
+// integer quantize-dequantize with PyTorch's exact rounding, and the OCP FP8 formats.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#include "kernels/common/scalar_math.h"
+
+namespace kd::common {
+
+// ---------------------------------------------------------------- integer grids
+// PyTorch's fake_quantize_per_{tensor,channel}_affine, bit for bit: the quotient is
+// x · inv_scale with inv_scale = 1/scale computed in float (x / scale rounds differently
+// on near-ties), rounded half to even (nearbyint), shifted by the zero point, clamped.
+struct IntGrid {
+  int qmin, qmax;
+};
+KD_HD inline IntGrid int_grid(int bits, bool is_signed) {
+  return is_signed ? IntGrid{-(1 << (bits - 1)), (1 << (bits - 1)) - 1} : IntGrid{0, (1 << bits) - 1};
+}
+
+// The unclamped integer code; callers clamp and use `in_range` for the STE mask.
+KD_HD inline std::int64_t quant_code(float x, float inv_scale, std::int64_t zero_point) {
+  return static_cast<std::int64_t>(float(zero_point) + std::nearbyint(x * inv_scale));
+}
+
+KD_HD inline float fake_quant(float x, float scale, float inv_scale, std::int64_t zero_point, IntGrid g,
+                              bool* in_range = nullptr) {
+  const std::int64_t q = quant_code(x, inv_scale, zero_point);
+  if (in_range) *in_range = q >= g.qmin && q <= g.qmax;
+  const std::int64_t c = q < g.qmin ? g.qmin : (q > g.qmax ? g.qmax : q);
+  return float(c - zero_point) * scale;
+}
+
+// Straight-through estimator: the gradient passes inside the clipping range, 0 outside.
+// A product, as PyTorch's (dy · mask), so a masked negative gradient is −0 there too.
+KD_HD inline float ste_grad(float dy, bool in_range) { return dy * float(in_range); }
+
+// ---------------------------------------------------------------- FP8 (OCP 8-bit floats)
+// E4M3 ("fn"): bias 7, 3 mantissa bits, no infinities, max ±448, NaN = S.1111.111.
+// E5M2: bias 15, 2 mantissa bits, IEEE-like: ±Inf = S.11111.00, NaN = S.11111.{01,10,11}.
+// Encoding rounds to nearest, ties to even, and SATURATES: values past ±max and ±Inf
+// encode to ±max (the usual choice for training and inference casts; OCP leaves it to
+// the implementation). NaN encodes to the canonical NaN S.1111.111 / S.11111.11 with its sign.
+enum class Fp8Format { e4m3, e5m2 };
+
+struct Fp8Spec {
+  int mbits, bias;
+  std::uint8_t max_code;  // largest finite magnitude code
+  std::uint8_t nan_code;  // canonical NaN magnitude code
+};
+KD_HD inline Fp8Spec fp8_spec(Fp8Format f) {
+  return f == Fp8Format::e4m3 ? Fp8Spec{3, 7, 0x7E, 0x7F} : Fp8Spec{2, 15, 0x7B, 0x7F};
+}
+
+KD_HD inline float fp8_decode(std::uint8_t code, Fp8Format f) {
+  const Fp8Spec s = fp8_spec(f);
+  const bool neg = (code & 0x80) != 0;
+  const int mag = code & 0x7F;
+  const int e = mag >> s.mbits, m = mag & ((1 << s.mbits) - 1);
+  float v;
+  if (f == Fp8Format::e4m3 && mag == 0x7F) {
+    v = std::numeric_limits<float>::quiet_NaN();
+  } else if (f == Fp8Format::e5m2 && e == 31) {
+    v = m == 0 ? std::numeric_limits<float>::infinity() : std::numeric_limits<float>::quiet_NaN();
+  } else if (e == 0) {
+    v = std::ldexp(float(m), 1 - s.bias - s.mbits);  // subnormal: m · 2^(1-bias-mbits)
+  } else {
+    v = std::ldexp(float((1 << s.mbits) + m), e - s.bias - s.mbits);
+  }
+  return neg ? -v : v;
+}
+
+KD_HD inline std::uint8_t fp8_encode(float x, Fp8Format f) {
+  const Fp8Spec s = fp8_spec(f);
+  const std::uint8_t sign = std::signbit(x) ? 0x80 : 0x00;
+  if (std::isnan(x)) return std::uint8_t(sign | s.nan_code);
+  const float a = std::fabs(x);
+  const float max = fp8_decode(s.max_code, f);
+  if (a >= max) return std::uint8_t(sign | s.max_code);  // saturate (Inf included)
+  if (a == 0.0f) return sign;
+  const int emin = 1 - s.bias;  // exponent of the smallest normal
+  int e;
+  std::frexp(a, &e);
+  e -= 1;  // a = 1.f · 2^e
+  if (e < emin) e = emin;  // subnormals share the smallest normal's quantum
+  // q counts quanta of 2^(e - mbits): exact scaling by a power of two, then ties-to-even
+  const float q = std::nearbyint(std::ldexp(a, s.mbits - e));
+  // q in [0, 2^(mbits+1)]; q == 2^(mbits+1) carries into the next binade. The code is
+  // ((e - emin) << mbits) + q for both normals and subnormals.
+  int code = ((e - emin) << s.mbits) + int(q);
+  if (code > s.max_code) code = s.max_code;  // rounding past max saturates
+  return std::uint8_t(sign | code);
+}
+
+KD_HD inline float fp8_round(float x, Fp8Format f) { return fp8_decode(fp8_encode(x, f), f); }
+
+}  // namespace kd::common
