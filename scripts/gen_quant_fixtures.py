@@ -76,6 +76,25 @@ def main(out_dir):
     rec["pc.y"] = y.detach()
     rec["pc.w"] = w
     rec["pc.grad"] = x.grad.detach()
+    # LSQ: learnable scale and zero point (torch's private ops, present in 1.13)
+    x = (torch.randn(500, generator=gen) * 3).float().requires_grad_(True)
+    s_t = torch.tensor([0.3], requires_grad=True)
+    z_t = torch.tensor([2.0], requires_grad=True)
+    gf = 0.7
+    y = torch._fake_quantize_learnable_per_tensor_affine(x, s_t, z_t, -8, 7, gf)
+    w = torch.randn(x.shape, generator=gen)
+    y.backward(w)
+    rec["lsq_pt.config"] = torch.tensor([0.3, 2.0, -8, 7, gf], dtype=torch.float64)
+    rec["lsq_pt.x"], rec["lsq_pt.y"], rec["lsq_pt.w"] = x.detach(), y.detach(), w
+    rec["lsq_pt.dx"], rec["lsq_pt.dscale"], rec["lsq_pt.dzero"] = x.grad.detach(), s_t.grad.detach(), z_t.grad.detach()
+    x = (torch.randn(C, K, generator=gen) * scales[:, None] * 60).float().requires_grad_(True)
+    s_c = scales.clone().requires_grad_(True)
+    z_c = zps.float().clone().requires_grad_(True)
+    y = torch._fake_quantize_learnable_per_channel_affine(x, s_c, z_c, 0, -128, 127, gf)
+    w = torch.randn(x.shape, generator=gen)
+    y.backward(w)
+    rec["lsq_pc.x"], rec["lsq_pc.y"], rec["lsq_pc.w"] = x.detach(), y.detach(), w
+    rec["lsq_pc.dx"], rec["lsq_pc.dscale"], rec["lsq_pc.dzero"] = x.grad.detach(), s_c.grad.detach(), z_c.grad.detach()
     for kind, ebits, mbits, bias in [("e4m3", 4, 3, 7), ("e5m2", 5, 2, 15)]:
         rec[f"fp8.{kind}"] = torch.tensor([fp8_value(c, ebits, mbits, bias, kind) for c in range(256)], dtype=torch.float64)
     os.makedirs(out_dir, exist_ok=True)

@@ -143,3 +143,61 @@ INSTANTIATE_TEST_SUITE_P(Formats, Fp8, ::testing::Values(Fp8Format::e4m3, Fp8For
                          [](const auto& p) { return p.param == Fp8Format::e4m3 ? "E4M3" : "E5M2"; });
 
 }  // namespace
+
+namespace {
+
+// LSQ against torch._fake_quantize_learnable_per_{tensor,channel}_affine: the forward and
+// dx bit for bit; dscale and dzero are sums of signed per-element terms that torch adds in
+// float in its own order, so they agree to 1e-5 of the sum of the terms' magnitudes (float
+// rounding, ~6e-8 per addition, over tens to hundreds of terms), not of the cancelled sum.
+TEST(Lsq, PerTensorMatchesTorch) {
+  const Fixture& fx = fixture();
+  const auto& c = fx.at("lsq_pt.config").values;
+  const float s = float(c[0]);
+  const auto zp = std::int64_t(c[1]);
+  const kd::common::IntGrid g{int(c[2]), int(c[3])};
+  const float gf = float(c[4]);
+  const auto& x = fx.at("lsq_pt.x").values;
+  double ds = 0, dz = 0, ads = 0, adz = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    EXPECT_EQ(bits(kd::common::fake_quant(float(x[i]), s, 1.0f / s, zp, g)), bits(float(fx.at("lsq_pt.y").values[i])));
+    const auto lg = kd::common::lsq_grad(float(x[i]), float(fx.at("lsq_pt.w").values[i]), s, 1.0f / s, zp, g, gf);
+    EXPECT_EQ(bits(lg.dx), bits(float(fx.at("lsq_pt.dx").values[i]))) << i;
+    ds += lg.dscale;
+    dz += lg.dzero;
+    ads += std::abs(lg.dscale);
+    adz += std::abs(lg.dzero);
+  }
+  EXPECT_NEAR(ds, fx.scalar("lsq_pt.dscale"), 1e-5 * ads);
+  EXPECT_NEAR(dz, fx.scalar("lsq_pt.dzero"), 1e-5 * adz);
+}
+
+TEST(Lsq, PerChannelMatchesTorch) {
+  const Fixture& fx = fixture();
+  const auto& scales = fx.at("pc.scales").values;
+  const auto& zps = fx.at("pc.zero_points").values;
+  const auto& xr = fx.at("lsq_pc.x");
+  const int C = int(xr.shape[0]), K = int(xr.shape[1]);
+  const kd::common::IntGrid g = kd::common::int_grid(8, true);
+  for (int ch = 0; ch < C; ++ch) {
+    const float s = float(scales[ch]);
+    double ds = 0, dz = 0, ads = 0, adz = 0;
+    for (int k = 0; k < K; ++k) {
+      const std::size_t i = std::size_t(ch) * K + k;
+      EXPECT_EQ(bits(kd::common::fake_quant(float(xr.values[i]), s, 1.0f / s, std::int64_t(zps[ch]), g)),
+                bits(float(fx.at("lsq_pc.y").values[i])));
+      const auto lg = kd::common::lsq_grad(float(xr.values[i]), float(fx.at("lsq_pc.w").values[i]), s, 1.0f / s,
+                                           std::int64_t(zps[ch]), g, 0.7f);
+      EXPECT_EQ(bits(lg.dx), bits(float(fx.at("lsq_pc.dx").values[i])));
+      ds += lg.dscale;
+      dz += lg.dzero;
+      ads += std::abs(lg.dscale);
+      adz += std::abs(lg.dzero);
+    }
+    const double rs = fx.at("lsq_pc.dscale").values[ch], rz = fx.at("lsq_pc.dzero").values[ch];
+    EXPECT_NEAR(ds, rs, 1e-5 * ads) << "channel " << ch;
+    EXPECT_NEAR(dz, rz, 1e-5 * adz + 1e-12) << "channel " << ch;
+  }
+}
+
+}  // namespace

@@ -39,6 +39,23 @@ KD_HD inline float fake_quant(float x, float scale, float inv_scale, std::int64_
 // A product, as PyTorch's (dy · mask), so a masked negative gradient is −0 there too.
 KD_HD inline float ste_grad(float dy, bool in_range) { return dy * float(in_range); }
 
+// LSQ (learned step size, Esser et al. 2020) gradients of one element, as PyTorch's
+// _fake_quantize_learnable_per_{tensor,channel}_affine computes them. The caller sums
+// dscale and dzero over the elements a scale covers; grad_factor is LSQ's gradient scale
+// (1/sqrt(numel · qmax) in the paper).
+struct LsqGrad {
+  float dx, dscale, dzero;
+};
+KD_HD inline LsqGrad lsq_grad(float x, float dy, float scale, float inv_scale, std::int64_t zero_point, IntGrid g,
+                              float grad_factor) {
+  const float xs = x * inv_scale;
+  const std::int64_t q = static_cast<std::int64_t>(float(zero_point) + std::nearbyint(xs));
+  const float z = float(zero_point);
+  if (q < g.qmin) return {dy * 0.0f, dy * grad_factor * (float(g.qmin) - z), dy * grad_factor * -scale};
+  if (q > g.qmax) return {dy * 0.0f, dy * grad_factor * (float(g.qmax) - z), dy * grad_factor * -scale};
+  return {dy, dy * grad_factor * ((float(q) - z) - xs), 0.0f};
+}
+
 // ---------------------------------------------------------------- FP8 (OCP 8-bit floats)
 // E4M3 ("fn"): bias 7, 3 mantissa bits, no infinities, max ±448, NaN = S.1111.111.
 // E5M2: bias 15, 2 mantissa bits, IEEE-like: ±Inf = S.11111.00, NaN = S.11111.{01,10,11}.
