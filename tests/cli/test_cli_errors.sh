@@ -5,25 +5,7 @@
 set -u
 bin=$1
 root=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-
-# expect <code> <stderr substring> <args...>
-expect() {
-  local code=$1 want=$2
-  shift 2
-  "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  if [ "$rc" -ne "$code" ] || ! grep -qF -- "$want" "$tmp/err"; then
-    echo "FAIL: kdtrain $* -> rc=$rc (want $code), stderr:"
-    sed 's/^/    /' "$tmp/err"
-    echo "    (wanted to see: $want)"
-    fails=$((fails + 1))
-  else
-    echo "ok:   kdtrain $* -> $rc: $(head -1 "$tmp/err")"
-  fi
-}
+source "$(dirname "$0")/lib.sh"
 
 good=$root/configs/demo-synthetic.yaml
 printf 'model: {vocab: 8, d_model: 8, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 8}\ntrain:\n  stepz: 3\n' >"$tmp/unknown.yaml"

@@ -7,25 +7,8 @@
 set -u
 bin=$1
 root=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { echo "ok:   $*"; }
+source "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=2
-
-# expect <code> <stderr substring> <args...>
-expect() {
-  local code=$1 want=$2
-  shift 2
-  "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  if [ "$rc" -ne "$code" ] || ! grep -qF -- "$want" "$tmp/err"; then
-    fail "kdtrain $* -> rc=$rc (want $code); stderr: $(head -3 "$tmp/err")"
-  else
-    ok "kdtrain ${1} ... -> $rc: $(head -1 "$tmp/err" | cut -c1-160)"
-  fi
-}
 strip() { sed -E 's/"(time_s|tokens_per_s)":[^,}]*,?//g' "$1"; }
 
 "$bin" prepare "$root/tests/data" --out "$tmp/prep" --vocab-size 300 --val-every 3 >/dev/null || fail "prepare"

@@ -1,0 +1,20 @@
+# Shared by the CLI test scripts (sourced): a temp dir, a failure count, and
+# `expect <exit code> <stderr substring> <kdtrain args...>`. Needs $bin.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+ok() { echo "ok:   $*"; }
+
+expect() {
+  local code=$1 want=$2
+  shift 2
+  "$bin" "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  if [ "$rc" -ne "$code" ] || ! grep -qF -- "$want" "$tmp/err"; then
+    fail "kdtrain $* -> rc=$rc (want $code); wanted to see: $want; stderr:"
+    sed 's/^/    /' "$tmp/err"
+  else
+    ok "kdtrain $(printf '%s ' "$@" | cut -c1-60)-> $rc: $(head -1 "$tmp/err" | cut -c1-160)"
+  fi
+}
