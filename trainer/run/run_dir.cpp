@@ -66,8 +66,8 @@ std::string RunDir::checkpoint_path(std::int64_t step) const {
   return fmt::format("{}/step-{:08d}.h5", checkpoint_dir(), step);
 }
 
-std::optional<std::string> RunDir::latest_checkpoint() const {
-  const auto c = checkpoints(checkpoint_dir());
+std::optional<std::string> RunDir::latest_checkpoint(const std::string& run_path) {
+  const auto c = checkpoints(fs::path(run_path) / "checkpoints");
   if (c.empty()) return std::nullopt;
   return c.back().second.string();
 }

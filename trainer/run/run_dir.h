@@ -26,7 +26,9 @@ class RunDir {
   std::string checkpoint_dir() const { return path_ + "/checkpoints"; }
   std::string checkpoint_path(std::int64_t step) const;
   // The newest complete checkpoint (highest step), if any.
-  std::optional<std::string> latest_checkpoint() const;
+  std::optional<std::string> latest_checkpoint() const { return latest_checkpoint(path_); }
+  // The same for a run directory given by path, without opening (creating) anything.
+  static std::optional<std::string> latest_checkpoint(const std::string& run_path);
   // Deletes all but the newest `keep` checkpoints.
   void prune_checkpoints(int keep) const;
   // Writes a text file atomically (tmp + rename).

@@ -48,21 +48,11 @@ data::ShardFormat shard_format(const std::string& s) {
   return data::ShardFormat::auto_detect;
 }
 
-std::string latest_in(const std::string& dir) {
-  RunDir::check(dir, RunMode::resume);
-  // check() guarantees a checkpoint exists; find it without creating anything
-  std::string best;
-  for (const auto& e : fs::directory_iterator(fs::path(dir) / "checkpoints")) {
-    const std::string n = e.path().string();
-    if (e.path().extension() == ".h5" && n > best) best = n;
-  }
-  return best;
-}
-
 Inputs gather(const TrainCommand& cmd) {
   Inputs in;
   if (!cmd.resume.empty()) {
-    in.resume_from = latest_in(cmd.resume);
+    RunDir::check(cmd.resume, RunMode::resume);  // it has a checkpoint
+    in.resume_from = RunDir::latest_checkpoint(cmd.resume);
     ckpt::CheckpointReader r(*in.resume_from);
     in.cfg = load_config_text(r.config_yaml(), *in.resume_from + ":/config", cmd.overrides);
     in.run_path = cmd.resume;

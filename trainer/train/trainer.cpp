@@ -57,10 +57,14 @@ Trainer::Trainer(const Config& cfg) : cfg_(cfg) {
   labels_.resize(tokens_.size());
 }
 
-std::string Trainer::first_nonfinite_tensor() const {
+std::string Trainer::first_nonfinite_gradient() const {
+  // one pass over the whole flat buffer; the table only names the tensor when one is found
+  const auto i = kern::first_non_finite<float>(grads_.data(), grads_.size());
+  if (i < 0) return {};
   for (const auto& t : stable_.tensors()) {
-    const auto i = kern::first_non_finite<float>(grads_.data() + t.offset, t.numel);
-    if (i >= 0) return fmt::format("gradient of '{}' (element {})", t.name, i);
+    if (std::size_t(i) < t.offset + t.numel) {
+      return fmt::format("gradient of '{}' (element {})", t.name, std::size_t(i) - t.offset);
+    }
   }
   return {};
 }
@@ -87,10 +91,11 @@ StepReport Trainer::step(data::BatchSource& source) {
     }
   }
   const double t1 = omp_get_wtime();
-  if (bad.empty()) bad = first_nonfinite_tensor();
-  if (!bad.empty()) {
-    const std::string grad = bad.rfind("loss", 0) == 0 ? first_nonfinite_tensor() : std::string();
-    const std::string what = grad.empty() ? bad : bad + "; first non-finite " + grad;
+  const std::string bad_grad = first_nonfinite_gradient();
+  if (!bad.empty() || !bad_grad.empty()) {
+    const std::string what = bad.empty() ? bad_grad
+                             : bad_grad.empty() ? bad
+                                                : bad + "; first non-finite " + bad_grad;
     if (tr.nan_policy == NanPolicy::stop) {
       throw RuntimeFailure(fmt::format("step {}: non-finite {} (train.nan_policy: stop)", step_, what));
     }

@@ -59,7 +59,7 @@ class Trainer {
   double evaluate(data::BatchSource& source, int batches);
 
  private:
-  std::string first_nonfinite_tensor() const;
+  std::string first_nonfinite_gradient() const;  // "" when every gradient is finite
 
   Config cfg_;
   ParamTable stable_, ttable_;
