@@ -35,6 +35,33 @@ KD_HD inline float fake_quant(float x, float scale, float inv_scale, std::int64_
   return float(c - zero_point) * scale;
 }
 
+// Scale and zero point that map the clipping range [lo, hi] onto a grid, as PyTorch's
+// observers compute them (_calculate_qparams): the range is widened to include 0 so that
+// 0 is exact; symmetric grids centre it (zero point 0 on a signed grid, the middle code
+// on an unsigned one). The scale never goes below `eps` (a constant tensor still gets a
+// usable grid).
+struct Affine {
+  float scale;
+  std::int64_t zero_point;
+};
+KD_HD inline Affine affine_params(float lo, float hi, IntGrid g, bool symmetric,
+                                  float eps = 1.1920928955078125e-07f) {
+  const float min_neg = lo < 0.0f ? lo : 0.0f;
+  const float max_pos = hi > 0.0f ? hi : 0.0f;
+  if (symmetric) {
+    const float a = -min_neg > max_pos ? -min_neg : max_pos;
+    float s = a / (float(g.qmax - g.qmin) / 2.0f);
+    s = s > eps ? s : eps;
+    const std::int64_t z = g.qmin < 0 ? 0 : (g.qmin + g.qmax + 1) / 2;
+    return {s, z};
+  }
+  float s = (max_pos - min_neg) / float(g.qmax - g.qmin);
+  s = s > eps ? s : eps;
+  std::int64_t z = g.qmin - static_cast<std::int64_t>(std::nearbyint(min_neg / s));
+  z = z < g.qmin ? g.qmin : (z > g.qmax ? g.qmax : z);
+  return {s, z};
+}
+
 // Straight-through estimator: the gradient passes inside the clipping range, 0 outside.
 // A product, as PyTorch's (dy · mask), so a masked negative gradient is −0 there too.
 KD_HD inline float ste_grad(float dy, bool in_range) { return dy * float(in_range); }
