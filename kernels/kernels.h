@@ -139,6 +139,46 @@ struct AdamWStep {
 template <class T>
 void adamw_update(T* param, const T* grad, T* m, T* v, std::size_t n, const AdamWStep& s);
 
+// ---------------------------------------------------------------- fake quantization
+// Quantize-dequantize of a (rows, cols) tensor in float (QAT, calibration, simulated
+// formats), with the element math of kernels/common/quant_math.h. Weights are [out, in]:
+// a "channel" is a row and groups run along the row (the input dimension). Activations
+// are (tokens, features): a "token" scale is one per row, computed from the row itself.
+enum class QuantKind : int { none = 0, integer = 1, fp8_e4m3 = 2, fp8_e5m2 = 3 };
+enum class QuantGranularity : int { tensor = 0, channel = 1, group = 2, token = 3 };
+
+struct QuantFormat {
+  QuantKind kind = QuantKind::none;
+  int bits = 8;            // integer: 2..8
+  bool symmetric = true;   // integer: signed grid, zero point 0; else unsigned grid + zero point
+  QuantGranularity granularity = QuantGranularity::tensor;
+  int group = 0;           // group: elements of a row sharing a scale (divides cols)
+  bool enabled() const { return kind != QuantKind::none; }
+  bool is_fp8() const { return kind == QuantKind::fp8_e4m3 || kind == QuantKind::fp8_e5m2; }
+  // Scales (and zero points) a (rows, cols) tensor needs: 1, rows, rows·cols/group, rows.
+  std::size_t scale_count(int rows, int cols) const;
+  // Elements of a row one scale covers (cols for tensor/channel/token).
+  int span(int cols) const { return granularity == QuantGranularity::group ? group : cols; }
+};
+
+// y = fake_quant(x). scale/zero hold scale_count() entries (zero may be null: all 0;
+// fp8 formats ignore it). y may alias x.
+void fake_quant_forward(float* y, const float* x, const float* scale, const std::int32_t* zero,
+                        const QuantFormat& f, int rows, int cols);
+// Dynamic scales from the tensor itself, one per scale slot: symmetric absmax or
+// asymmetric min/max mapped onto the grid (PyTorch's qparams), fp8: absmax / fp8 max.
+void quant_dynamic_scales(float* scale, std::int32_t* zero, const float* x, const QuantFormat& f,
+                          int rows, int cols);
+// Straight-through estimator: dx = dy inside the clipping range, 0 outside (dx may alias dy).
+void fake_quant_backward_ste(float* dx, const float* dy, const float* x, const float* scale,
+                             const std::int32_t* zero, const QuantFormat& f, int rows, int cols);
+// LSQ (integer formats): dx as the STE; dscale[j] += grad_factor · Σ over the elements
+// scale j covers of dy · ∂fq/∂s (PyTorch's _fake_quantize_learnable_*). Deterministic:
+// each scale's sum runs in element order.
+void fake_quant_backward_lsq(float* dx, float* dscale, const float* dy, const float* x,
+                             const float* scale, const std::int32_t* zero, const QuantFormat& f,
+                             int rows, int cols, float grad_factor);
+
 // ---------------------------------------------------------------- reductions
 // Σ x² in double (deterministic for a thread count).
 template <class T>

@@ -483,7 +483,7 @@ TEST(CheckpointErrors, WrongDtype) {
   }
   const CheckpointReader r(path);
   std::vector<float> out(6);
-  expect_error<InputError>([&] { r.read("model", "d", {2, 3}, out.data()); }, {path, "model/d", "not float32"});
+  expect_error<InputError>([&] { r.read("model", "d", {2, 3}, out.data()); }, {path, "model/d", "expected float32"});
 }
 
 // Flips one byte inside a tensor's stored chunk: the Fletcher-32 check must refuse it.
@@ -498,7 +498,7 @@ TEST(CheckpointErrors, CorruptedPayloadFailsChecksum) {
   const TensorView& t = f.c.tensors["adam_v"][3];
   ASSERT_EQ(t.name, "lm_head.weight");
   std::string bytes = slurp(path);
-  const std::string needle(reinterpret_cast<const char*>(t.data + 3000), 64);
+  const std::string needle(reinterpret_cast<const char*>(static_cast<const float*>(t.data) + 3000), 64);
   const std::size_t at = bytes.find(needle);
   ASSERT_NE(at, std::string::npos);
   ASSERT_EQ(bytes.find(needle, at + 1), std::string::npos);

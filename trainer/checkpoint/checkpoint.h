@@ -21,11 +21,20 @@
 
 namespace kd::ckpt {
 
-// A tensor to write: `data` holds prod(shape) floats, row-major (shape {} = one scalar).
+// Element types a checkpoint stores: float32 for parameters and optimizer state, float64
+// for statistics that must round-trip exactly (observer histograms), integers for
+// quantized weights (int8 codes, int4 codes packed two per uint8) and zero points.
+enum class DType { f32, f64, i8, u8, i32 };
+std::size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+
+// A tensor to write: `data` holds prod(shape) elements of `dtype`, row-major (shape {} =
+// one scalar).
 struct TensorView {
   std::string name;  // used verbatim as the dataset name: dots fine, no '/', not "." or ""
   std::vector<std::int64_t> shape;
-  const float* data = nullptr;  // may be null only when the tensor has no elements
+  const void* data = nullptr;  // may be null only when the tensor has no elements
+  DType dtype = DType::f32;
 };
 
 struct CheckpointContents {
@@ -75,7 +84,13 @@ class CheckpointReader {
   // group and tensor on: a missing tensor, a shape other than expected_shape (both printed),
   // a dtype other than float32, a Fletcher-32 checksum failure or any other read error.
   void read(const std::string& group, const std::string& name,
-            const std::vector<std::int64_t>& expected_shape, float* out) const;
+            const std::vector<std::int64_t>& expected_shape, float* out) const {
+    read_typed(group, name, expected_shape, DType::f32, out);
+  }
+  // The same for the other stored types; the dataset's type must be exactly `dtype`.
+  void read_typed(const std::string& group, const std::string& name,
+                  const std::vector<std::int64_t>& expected_shape, DType dtype, void* out) const;
+  DType dtype(const std::string& group, const std::string& name) const;
 
  private:
   struct File;  // the open HDF5 file (h5_util.h)

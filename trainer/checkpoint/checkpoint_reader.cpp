@@ -248,23 +248,31 @@ std::vector<std::int64_t> CheckpointReader::shape(const std::string& group, cons
   return dataset_shape(path_, fmt::format("tensor \"{}/{}\"", group, name), ds.get());
 }
 
-void CheckpointReader::read(const std::string& group, const std::string& name,
-                            const std::vector<std::int64_t>& expected_shape, float* out) const {
+DType CheckpointReader::dtype(const std::string& group, const std::string& name) const {
   const std::string who = fmt::format("tensor \"{}/{}\"", group, name);
   Handle ds = open_tensor(path_, file_->id.get(), group, name);
   Handle type(H5Dget_type(ds.get()));
-  // float32 only: a float64 or integer dataset would be converted silently otherwise.
-  KD_CHECK_INPUT(type.valid() && H5Tget_class(type.get()) == H5T_FLOAT && H5Tget_size(type.get()) == 4,
-                 "{}: {} is not float32 (HDF5 class {}, {} bytes per element)", path_, who,
-                 type.valid() ? static_cast<int>(H5Tget_class(type.get())) : -1,
+  const auto t = type.valid() ? h5::stored_dtype(type.get()) : std::nullopt;
+  KD_CHECK_INPUT(t.has_value(), "{}: {} has an element type kdtrain does not store (HDF5 class {}, {} bytes)", path_,
+                 who, type.valid() ? static_cast<int>(H5Tget_class(type.get())) : -1,
                  type.valid() ? H5Tget_size(type.get()) : 0);
+  return *t;
+}
+
+void CheckpointReader::read_typed(const std::string& group, const std::string& name,
+                                  const std::vector<std::int64_t>& expected_shape, DType want, void* out) const {
+  const std::string who = fmt::format("tensor \"{}/{}\"", group, name);
+  Handle ds = open_tensor(path_, file_->id.get(), group, name);
+  // exactly the expected type: HDF5 would otherwise convert a float64 or integer dataset silently
+  const DType got = dtype(group, name);
+  KD_CHECK_INPUT(got == want, "{}: {} is {}, expected {}", path_, who, dtype_name(got), dtype_name(want));
   const std::vector<std::int64_t> stored = dataset_shape(path_, who, ds.get());
   KD_CHECK_INPUT(stored == expected_shape, "{}: {} has shape {} in the checkpoint, expected {}", path_, who,
                  layout::shape_text(stored), layout::shape_text(expected_shape));
   std::uint64_t numel = 1;
   for (const std::int64_t d : stored) numel *= static_cast<std::uint64_t>(d);
   if (numel == 0) return;
-  if (H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+  if (H5Dread(ds.get(), h5::memory_type(want), H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
     bad(path_, fmt::format("{}: reading failed (Fletcher-32 checksum mismatch or read error)", who), kDamagedHint);
   }
 }

@@ -184,9 +184,10 @@ class Writer {
       ok(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), "chunking of " + who);
       ok(H5Pset_fletcher32(dcpl.get()), "Fletcher-32 filter of " + who);
     }
-    Handle ds = make(H5Dcreate2(loc, t.name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+    Handle ds = make(H5Dcreate2(loc, t.name.c_str(), h5::file_type(t.dtype), space.get(), H5P_DEFAULT, dcpl.get(),
+                                H5P_DEFAULT),
                      "creating " + who);
-    if (numel > 0) ok(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data), "writing " + who);
+    if (numel > 0) ok(H5Dwrite(ds.get(), h5::memory_type(t.dtype), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data), "writing " + who);
   }
 
   std::string path_;

@@ -73,4 +73,40 @@ Handle string_type(std::size_t bytes) {
   return t;
 }
 
+hid_t file_type(DType t) {
+  switch (t) {
+    case DType::f32: return H5T_IEEE_F32LE;
+    case DType::f64: return H5T_IEEE_F64LE;
+    case DType::i8: return H5T_STD_I8LE;
+    case DType::u8: return H5T_STD_U8LE;
+    case DType::i32: return H5T_STD_I32LE;
+  }
+  return H5T_IEEE_F32LE;
+}
+
+hid_t memory_type(DType t) {
+  switch (t) {
+    case DType::f32: return H5T_NATIVE_FLOAT;
+    case DType::f64: return H5T_NATIVE_DOUBLE;
+    case DType::i8: return H5T_NATIVE_INT8;
+    case DType::u8: return H5T_NATIVE_UINT8;
+    case DType::i32: return H5T_NATIVE_INT32;
+  }
+  return H5T_NATIVE_FLOAT;
+}
+
+std::optional<DType> stored_dtype(hid_t type) {
+  const H5T_class_t c = H5Tget_class(type);
+  const std::size_t size = H5Tget_size(type);
+  if (c == H5T_FLOAT) {
+    if (size == 4) return DType::f32;
+    if (size == 8) return DType::f64;
+  } else if (c == H5T_INTEGER) {
+    const bool is_signed = H5Tget_sign(type) == H5T_SGN_2;
+    if (size == 1) return is_signed ? DType::i8 : DType::u8;
+    if (size == 4 && is_signed) return DType::i32;
+  }
+  return std::nullopt;
+}
+
 }  // namespace kd::ckpt::h5

@@ -6,7 +6,10 @@
 #include <hdf5.h>
 
 #include <cstddef>
+#include <optional>
 #include <string>
+
+#include "trainer/checkpoint/checkpoint.h"
 
 namespace kd::ckpt::h5 {
 
@@ -54,6 +57,12 @@ std::string error_detail();
 // writing, also a strict close (it fails if an object is still open, as MPI-IO requires);
 // reading keeps HDF5's default close degree, so other code may open the same file meanwhile.
 Handle file_access_plist(bool for_writing);
+
+// The little-endian file type and the native memory type of a stored element type, and
+// the stored type of a dataset's type (nullopt: one kdtrain never writes).
+hid_t file_type(DType t);
+hid_t memory_type(DType t);
+std::optional<DType> stored_dtype(hid_t type);
 
 // A fixed-length UTF-8 string type of `bytes` bytes (at least 1), null-padded.
 Handle string_type(std::size_t bytes);

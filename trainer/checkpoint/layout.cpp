@@ -1,5 +1,7 @@
 #include "trainer/checkpoint/layout.h"
 
+#include "trainer/checkpoint/checkpoint.h"
+
 #include <algorithm>
 
 namespace kd::ckpt::layout {
@@ -23,3 +25,29 @@ std::string shape_text(const std::vector<std::int64_t>& shape) {
 }
 
 }  // namespace kd::ckpt::layout
+
+namespace kd::ckpt {
+
+std::size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::f32: return 4;
+    case DType::f64: return 8;
+    case DType::i8:
+    case DType::u8: return 1;
+    case DType::i32: return 4;
+  }
+  return 4;
+}
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::f32: return "float32";
+    case DType::f64: return "float64";
+    case DType::i8: return "int8";
+    case DType::u8: return "uint8";
+    case DType::i32: return "int32";
+  }
+  return "?";
+}
+
+}  // namespace kd::ckpt

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "trainer/quant/quant_plan.h"
 #include "trainer/util/errors.h"
 
 namespace kd {
@@ -42,6 +43,7 @@ void Config::validate() const {
   if (data.kind == DataKind::shards) {
     KD_CHECK_INPUT(!data.train.empty(), "data.kind is shards but data.train is not set");
   }
+  if (has_quant) quant::plan_quantization(quant, model);  // throws naming the quant key and layer
   KD_CHECK_INPUT(data.format == "auto" || data.format == "kdtrain" || data.format == "nanogpt" ||
                      data.format == "llmc",
                  "data.format is '{}'; allowed values: auto, kdtrain, nanogpt, llmc", data.format);

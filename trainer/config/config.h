@@ -10,6 +10,7 @@
 #include "trainer/config/schema.h"
 #include "trainer/distill/distill_spec.h"
 #include "trainer/model/model_spec.h"
+#include "trainer/quant/quant_config.h"
 
 namespace kd {
 
@@ -206,6 +207,8 @@ struct Config {
   DataSection data;
   RunSection run;
   BenchSection bench;
+  bool has_quant = false;
+  QuantSection quant;
   template <class V>
   void visit(V& v) {
     v.section("model", model, "the model being trained (for distill: the student)");
@@ -216,6 +219,8 @@ struct Config {
     v.section("data", data, "training and validation data");
     v.section("run", run, "where the run directory goes");
     v.section("bench", bench, "kdtrain bench");
+    v.optional_section("quant", has_quant, quant,
+                       "quantization-aware training (absent: full precision); also kdtrain ptq's defaults");
   }
 
   // Cross-field checks (after loading). Throws InputError naming the keys.

@@ -64,6 +64,9 @@ class YamlLoader {
   // A section that may be absent; `present` tells whether it was given.
   template <class S>
   void optional_section(const char* key, bool& present, S& s, const char* doc);
+  // A mapping of user-chosen names (e.g. tensor-name patterns) to sections, kept in file order.
+  template <class S>
+  void map_section(const char* key, std::vector<std::pair<std::string, S>>& v, const char* doc);
   // After visiting: any key the schema did not name is an error.
   void reject_unknown() const;
 
@@ -113,6 +116,11 @@ class DocPrinter {
   template <class S>
   void optional_section(const char* key, bool&, S& s, const char* doc) {
     section(key, s, doc);
+  }
+  template <class S>
+  void map_section(const char* key, std::vector<std::pair<std::string, S>>&, const char* doc) {
+    S proto{};
+    section((std::string(key) + ".<name>").c_str(), proto, doc);
   }
 
  private:
@@ -164,6 +172,12 @@ class YamlEmitter {
   void optional_section(const char* key, bool& present, S& s, const char* doc) {
     if (present) section(key, s, doc);
   }
+  template <class S>
+  void map_section(const char* key, std::vector<std::pair<std::string, S>>& v, const char* doc) {
+    e_ << YAML::Key << key << YAML::Value << YAML::BeginMap;
+    for (auto& [name, s] : v) section(name.c_str(), s, doc);
+    e_ << YAML::EndMap;
+  }
 
  private:
   YAML::Emitter& e_;
@@ -196,6 +210,23 @@ void YamlLoader::optional_section(const char* key, bool& present, S& s, const ch
     section(key, s, doc);
   } else {
     seen_.emplace_back(key);
+  }
+}
+
+template <class S>
+void YamlLoader::map_section(const char* key, std::vector<std::pair<std::string, S>>& v, const char*) {
+  const YAML::Node n = get(key);
+  if (!n.IsDefined() || n.IsNull()) return;
+  if (!n.IsMap()) fail(n, key, "must be a mapping of names to sections");
+  v.clear();
+  for (const auto& entry : n) {
+    const std::string name = entry.first.as<std::string>();
+    if (!entry.second.IsMap()) fail(entry.second, key, "entry '" + name + "' must be a mapping of keys");
+    S s{};
+    YamlLoader sub(file_, entry.second, key_path(key) + "." + name, overridden_);
+    visit_section(sub, s);
+    sub.reject_unknown();
+    v.emplace_back(name, std::move(s));
   }
 }
 

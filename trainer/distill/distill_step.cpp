@@ -33,9 +33,9 @@ std::vector<std::size_t> declare_feature_projections(ParamTable& table, const Di
 template <class T>
 DistillStep<T>::DistillStep(const LlamaLayout& student, const LlamaLayout* teacher,
                             DistillSpec spec, std::vector<std::size_t> proj, int batch, int seq,
-                            int threads)
+                            int threads, LinearHook<T>* hook)
     : student_(student), teacher_(teacher), spec_(std::move(spec)), proj_(std::move(proj)),
-      batch_(batch), seq_(seq) {
+      hook_(hook), batch_(batch), seq_(seq) {
   const ModelSpec& s = student.spec();
   // Vocabularies may differ only by padding rows; the caller checked that no token of the
   // tokenizer lives there (check_teacher_vocab). The divergence uses the shared prefix.
@@ -47,7 +47,7 @@ DistillStep<T>::DistillStep(const LlamaLayout& student, const LlamaLayout* teach
     std::sort(capture.begin(), capture.end());
     capture.erase(std::unique(capture.begin(), capture.end()), capture.end());
   }
-  sact_.build(s, batch, seq, threads);
+  sact_.build(s, batch, seq, threads, hook_ != nullptr);
   if (teacher_ != nullptr) tact_.build(teacher_->spec(), batch, seq, threads, capture);
 
   const std::size_t m = std::size_t(batch) * seq;
@@ -96,7 +96,10 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
 
   if (teacher_ != nullptr) llama_forward_frozen<T>(*teacher_, tp, tokens, tact_);
   double t1 = omp_get_wtime();
-  llama_forward_train<T>(student_, sp, tokens, sact_);
+  llama_forward_train<T>(student_, sp, tokens, sact_, hook_);
+  // the head's input: the final normed states, or the hook's transform of them
+  const T* head_in = hook_ ? hook_->forward(-1, LinearInput::head, sact_.final_norm, sact_.in_head, m, d)
+                           : sact_.final_norm;
   double t2 = omp_get_wtime();
 
   // Feature loss first: it fills the extra hidden-state gradients the backward adds.
@@ -137,7 +140,7 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
   const int rows = spec_.logit_chunk_rows;
   for (int r0 = 0; r0 < m; r0 += rows) {
     const int r = std::min(rows, m - r0);
-    const T* hs = sact_.final_norm + std::size_t(r0) * d;
+    const T* hs = head_in + std::size_t(r0) * d;
     logits_chunk(zs_, hs, shead, r, v, d);
     if (kd) {
       const int dtm = teacher_->spec().d_model;
@@ -156,7 +159,8 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
   out.kd /= n;
   double t3 = omp_get_wtime();
 
-  llama_backward<T>(student_, sp, sg, tokens, sact_, dfinal_, dhidden_view_);
+  if (hook_) hook_->backward(-1, LinearInput::head, dfinal_, sact_.final_norm, m, d);
+  llama_backward<T>(student_, sp, sg, tokens, sact_, dfinal_, dhidden_view_, hook_);
   double t4 = omp_get_wtime();
 
   out.loss = alpha * out.ce + (kd ? (1.0 - alpha) * spec_.temperature * spec_.temperature * out.kd : 0.0) +

@@ -33,8 +33,11 @@ template <class T>
 class DistillStep {
  public:
   // teacher may be null: the student trains on CE alone (alpha is then ignored).
+  // hook (nullable): transforms the student's linear inputs, head included (QAT); it
+  // must outlive the step.
   DistillStep(const LlamaLayout& student, const LlamaLayout* teacher, DistillSpec spec,
-              std::vector<std::size_t> projection_offsets, int batch, int seq, int threads);
+              std::vector<std::size_t> projection_offsets, int batch, int seq, int threads,
+              LinearHook<T>* hook = nullptr);
 
   // tokens, labels: (batch, seq). Adds loss_scale · ∂loss/∂θ to grads.
   StepLoss run(const T* student_params, T* student_grads, const T* teacher_params,
@@ -51,6 +54,7 @@ class DistillStep {
   const LlamaLayout* teacher_;
   DistillSpec spec_;
   std::vector<std::size_t> proj_;
+  LinearHook<T>* hook_;
   int batch_, seq_;
   TrainActivations<T> sact_;
   FrozenActivations<T> tact_;

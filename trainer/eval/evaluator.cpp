@@ -16,8 +16,8 @@ int argmax(const float* x, int n) {
 }  // namespace
 
 Evaluator::Evaluator(const LlamaLayout& model, const LlamaLayout* teacher, int batch, int seq,
-                     int threads)
-    : model_(model), teacher_(teacher), batch_(batch), seq_(seq) {
+                     int threads, LinearHook<float>* hook)
+    : model_(model), teacher_(teacher), hook_(hook), batch_(batch), seq_(seq) {
   act_.build(model.spec(), batch, seq, threads, {});
   // A teacher's vocabulary may differ by padding rows only (checked by the caller).
   if (teacher_) tact_.build(teacher_->spec(), batch, seq, threads, {});
@@ -37,7 +37,7 @@ void Evaluator::reset() {
 
 void Evaluator::score_batch(const float* p, const float* tp) {
   const int m = batch_ * seq_, v = model_.spec().vocab, d = model_.spec().d_model;
-  llama_forward_frozen<float>(model_, p, tokens_.data(), act_);
+  llama_forward_frozen<float>(model_, p, tokens_.data(), act_, hook_);
   if (teacher_) llama_forward_frozen<float>(*teacher_, tp, tokens_.data(), tact_);
   kern::DistillLossParams lp;  // T = 1 forward KL: kd = KL(teacher ‖ model)
   const int vt = teacher_ ? teacher_->spec().vocab : v, vk = std::min(v, vt);
@@ -45,7 +45,7 @@ void Evaluator::score_batch(const float* p, const float* tp) {
   lp.teacher_ld = vt;
   for (int r0 = 0; r0 < m; r0 += kChunkRows) {
     const int r = std::min(kChunkRows, m - r0);
-    kern::linear_forward<float>(zs_.data(), act_.final_norm + std::size_t(r0) * d, p + model_.head(), r, v, d, false);
+    head_forward_frozen<float>(model_, p, zs_.data(), act_.final_norm + std::size_t(r0) * d, r, hook_);
     if (teacher_) {
       const int dt = teacher_->spec().d_model;
       kern::linear_forward<float>(zt_.data(), tact_.final_norm + std::size_t(r0) * dt, tp + teacher_->head(), r, vt, dt, false);

@@ -24,7 +24,10 @@ struct EvalResult {
 
 class Evaluator {
  public:
-  Evaluator(const LlamaLayout& model, const LlamaLayout* teacher, int batch, int seq, int threads);
+  // hook (nullable): the model's linear layers run through it (fake-quantized or integer
+  // inference); the teacher runs in float.
+  Evaluator(const LlamaLayout& model, const LlamaLayout* teacher, int batch, int seq, int threads,
+            LinearHook<float>* hook = nullptr);
   // Non-overlapping windows from the start of the shard, up to max_tokens scored tokens
   // (0 = the whole shard). Deterministic.
   EvalResult run(const float* params, const float* teacher_params, const data::TokenShard& shard,
@@ -38,6 +41,7 @@ class Evaluator {
   EvalResult result(std::uint64_t text_bytes, std::size_t shard_tokens) const;
   const LlamaLayout& model_;
   const LlamaLayout* teacher_;
+  LinearHook<float>* hook_;
   int batch_, seq_;
   FrozenActivations<float> act_, tact_;
   std::vector<float> zs_, zt_, scratch_;

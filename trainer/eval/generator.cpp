@@ -8,8 +8,8 @@
 
 namespace kd {
 
-Generator::Generator(const LlamaLayout& model, int context, int threads)
-    : model_(model), context_(context) {
+Generator::Generator(const LlamaLayout& model, int context, int threads, LinearHook<float>* hook)
+    : model_(model), hook_(hook), context_(context) {
   act_.build(model.spec(), 1, context, threads, {});
   window_.resize(context);
   logits_.resize(model.spec().vocab);
@@ -34,8 +34,8 @@ std::vector<std::int32_t> Generator::generate(const float* p, const std::vector<
     const int len = std::min<int>(int(seq.size()), context_);
     std::copy(seq.end() - len, seq.end(), window_.begin());
     std::fill(window_.begin() + len, window_.end(), 0);
-    llama_forward_frozen<float>(model_, p, window_.data(), act_);
-    kern::linear_forward<float>(logits_.data(), act_.final_norm + std::size_t(len - 1) * d, p + model_.head(), 1, v, d, false);
+    llama_forward_frozen<float>(model_, p, window_.data(), act_, hook_);
+    head_forward_frozen<float>(model_, p, logits_.data(), act_.final_norm + std::size_t(len - 1) * d, 1, hook_);
     int next = 0;
     if (s.temperature <= 0) {
       next = int(std::max_element(logits_.begin(), logits_.end()) - logits_.begin());

@@ -21,13 +21,15 @@ struct SamplingSpec {
 class Generator {
  public:
   // context: the longest sequence the model is run on (the training seq_len).
-  Generator(const LlamaLayout& model, int context, int threads);
+  // hook (nullable): the model's linear layers run through it (quantized inference).
+  Generator(const LlamaLayout& model, int context, int threads, LinearHook<float>* hook = nullptr);
   // Returns the new tokens only. A prompt longer than the context is an InputError.
   std::vector<std::int32_t> generate(const float* params, const std::vector<std::int32_t>& prompt,
                                      const SamplingSpec& s);
 
  private:
   const LlamaLayout& model_;
+  LinearHook<float>* hook_;
   int context_;
   FrozenActivations<float> act_;
   std::vector<std::int32_t> window_;

@@ -75,7 +75,7 @@ kern::AttnShape attn_shape(const ModelSpec& s, int batch, int seq) {
 }  // namespace
 
 template <class T>
-void TrainActivations<T>::build(const ModelSpec& s, int b, int t, int threads) {
+void TrainActivations<T>::build(const ModelSpec& s, int b, int t, int threads, bool input_buffers) {
   batch = b;
   seq = t;
   const std::size_t m = std::size_t(b) * t, d = s.d_model, f = s.d_ff;
@@ -98,7 +98,14 @@ void TrainActivations<T>::build(const ModelSpec& s, int b, int t, int threads) {
       L.rstd2 = ar.take(m);
       L.gu = ar.take(2 * m * f);
       L.act = ar.take(m * f);
+      if (input_buffers) {
+        L.in_qkv = ar.take(m * d);
+        L.in_o = ar.take(q_n);
+        L.in_gu = ar.take(m * d);
+        L.in_down = ar.take(m * f);
+      }
     }
+    in_head = input_buffers ? ar.take(m * d) : nullptr;
     final_norm = ar.take(m * d);
     final_rstd = ar.take(m);
     dx = ar.take(m * d);
@@ -155,45 +162,63 @@ namespace {
 
 // The attention half of a block: x -> xn (norm) -> qkv (+RoPE) -> att; returns in `out`
 // = x + att·Woᵀ. Shared by the training and the frozen forward.
+// Where a block's linear inputs go when a hook transforms them (null buffers: in place).
+template <class T>
+struct BlockInputs {
+  LinearHook<T>* hook = nullptr;
+  int layer = 0;
+  T *qkv = nullptr, *o = nullptr, *gu = nullptr, *down = nullptr;
+  T* apply(LinearInput site, T* x, T* buf, int rows, int cols) const {
+    return hook ? const_cast<T*>(hook->forward(layer, site, x, buf, rows, cols)) : x;
+  }
+  // y (+)= x·wᵀ through the hook: it may run the layer itself, else transform x first.
+  void linear(LinearInput site, T* y, T* x, T* buf, const T* w, int rows, int n, int k, bool acc) const {
+    if (hook && buf == nullptr && hook->linear(layer, site, y, x, w, rows, n, k, acc)) return;
+    kern::linear_forward<T>(y, apply(site, x, buf, rows, k), w, rows, n, k, acc);
+  }
+};
+
 template <class T>
 void attention_block(const ModelSpec& s, const LlamaLayout::Layer& L, const T* p, const T* x,
                      T* xn, T* rstd, T* qkv, T* att, T* lse, T* out, const T* cos, const T* sin,
-                     T* scratch, int batch, int seq) {
+                     T* scratch, int batch, int seq, const BlockInputs<T>& in) {
   const int m = batch * seq, d = s.d_model, hd = s.head_dim();
   kern::rmsnorm_forward<T>(xn, rstd, x, p + L.ln1, m, d, T(s.norm_eps));
-  kern::linear_forward<T>(qkv, xn, p + L.wqkv, m, s.qkv_dim(), d, false);
+  in.linear(LinearInput::qkv, qkv, xn, in.qkv, p + L.wqkv, m, s.qkv_dim(), d, false);
   kern::rope_forward<T>(qkv, cos, sin, m, seq, s.n_heads + s.n_kv_heads, hd, s.qkv_dim(), 0);
   kern::attention_forward<T>(att, lse, qkv, attn_shape(s, batch, seq), scratch);
   if (out != x) std::memcpy(out, x, sizeof(T) * std::size_t(m) * d);
-  kern::linear_forward<T>(out, att, p + L.wo, m, d, s.q_dim(), true);
+  in.linear(LinearInput::o, out, att, in.o, p + L.wo, m, d, s.q_dim(), true);
 }
 
 // The MLP half: x -> xn -> gu -> act; out = x + act·Wdownᵀ (out may alias x).
 template <class T>
 void mlp_block(const ModelSpec& s, const LlamaLayout::Layer& L, const T* p, const T* x, T* xn,
-               T* rstd, T* gu, T* act, T* out, int m) {
+               T* rstd, T* gu, T* act, T* out, int m, const BlockInputs<T>& in) {
   const int d = s.d_model, f = s.d_ff;
   kern::rmsnorm_forward<T>(xn, rstd, x, p + L.ln2, m, d, T(s.norm_eps));
-  kern::linear_forward<T>(gu, xn, p + L.wgu, m, 2 * f, d, false);
+  in.linear(LinearInput::gate_up, gu, xn, in.gu, p + L.wgu, m, 2 * f, d, false);
   kern::swiglu_forward<T>(act, gu, m, f);
   if (out != x) std::memcpy(out, x, sizeof(T) * std::size_t(m) * d);
-  kern::linear_forward<T>(out, act, p + L.wdown, m, d, f, true);
+  in.linear(LinearInput::down, out, act, in.down, p + L.wdown, m, d, f, true);
 }
 
 }  // namespace
 
 template <class T>
 void llama_forward_train(const LlamaLayout& lay, const T* p, const std::int32_t* tokens,
-                         TrainActivations<T>& a) {
+                         TrainActivations<T>& a, LinearHook<T>* hook) {
   const ModelSpec& s = lay.spec();
   const int m = a.batch * a.seq, d = s.d_model;
   kern::embedding_forward<T>(a.hidden[0], p + lay.embed(), tokens, m, d);
   for (int l = 0; l < s.n_layers; ++l) {
     const auto& L = lay.layers()[l];
     auto& A = a.layers[l];
+    KD_ASSERT(hook == nullptr || A.in_qkv != nullptr, "a linear-input hook needs activations built with input_buffers");
+    const BlockInputs<T> in{hook, l, A.in_qkv, A.in_o, A.in_gu, A.in_down};
     attention_block<T>(s, L, p, a.hidden[l], A.xn1, A.rstd1, A.qkv, A.att, A.lse, A.mid,
-                       a.rope_cos, a.rope_sin, a.attn_scratch, a.batch, a.seq);
-    mlp_block<T>(s, L, p, A.mid, A.xn2, A.rstd2, A.gu, A.act, a.hidden[l + 1], m);
+                       a.rope_cos, a.rope_sin, a.attn_scratch, a.batch, a.seq, in);
+    mlp_block<T>(s, L, p, A.mid, A.xn2, A.rstd2, A.gu, A.act, a.hidden[l + 1], m, in);
   }
   kern::rmsnorm_forward<T>(a.final_norm, a.final_rstd, a.hidden[s.n_layers], p + lay.final_norm(),
                            m, d, T(s.norm_eps));
@@ -201,7 +226,8 @@ void llama_forward_train(const LlamaLayout& lay, const T* p, const std::int32_t*
 
 template <class T>
 void llama_backward(const LlamaLayout& lay, const T* p, T* g, const std::int32_t* tokens,
-                    TrainActivations<T>& a, const T* dfinal, std::span<const T* const> dhidden) {
+                    TrainActivations<T>& a, const T* dfinal, std::span<const T* const> dhidden,
+                    LinearHook<T>* hook) {
   const ModelSpec& s = lay.spec();
   const int m = a.batch * a.seq, d = s.d_model, f = s.d_ff, hd = s.head_dim();
   const std::size_t md = std::size_t(m) * d;
@@ -214,19 +240,29 @@ void llama_backward(const LlamaLayout& lay, const T* p, T* g, const std::int32_t
   for (int l = L_n - 1; l >= 0; --l) {
     const auto& L = lay.layers()[l];
     auto& A = a.layers[l];
+    // the linears saw the hook's outputs: their weight gradients use those, and the hook
+    // maps the input gradients back (STE / LSQ)
+    auto seen = [&](T* x, T* buf) -> const T* { return hook ? buf : x; };
+    auto back = [&](LinearInput site, T* dx, const T* x, int cols) {
+      if (hook) hook->backward(l, site, dx, x, m, cols);
+    };
     // hidden[l+1] = mid + act·Wdownᵀ
-    kern::linear_backward<T>(a.dact, g + L.wdown, a.dx, A.act, p + L.wdown, m, d, f, false);
+    kern::linear_backward<T>(a.dact, g + L.wdown, a.dx, seen(A.act, A.in_down), p + L.wdown, m, d, f, false);
+    back(LinearInput::down, a.dact, A.act, f);
     kern::swiglu_backward<T>(a.dgu, a.dact, A.gu, m, f);
-    kern::linear_backward<T>(a.dxn, g + L.wgu, a.dgu, A.xn2, p + L.wgu, m, 2 * f, d, false);
+    kern::linear_backward<T>(a.dxn, g + L.wgu, a.dgu, seen(A.xn2, A.in_gu), p + L.wgu, m, 2 * f, d, false);
+    back(LinearInput::gate_up, a.dxn, A.xn2, d);
     kern::rmsnorm_backward<T>(a.dmid, g + L.ln2, a.dxn, a.dx, A.mid, A.rstd2, p + L.ln2, m, d);
     // mid = hidden[l] + att·Woᵀ
-    kern::linear_backward<T>(a.datt, g + L.wo, a.dmid, A.att, p + L.wo, m, d, s.q_dim(), false);
+    kern::linear_backward<T>(a.datt, g + L.wo, a.dmid, seen(A.att, A.in_o), p + L.wo, m, d, s.q_dim(), false);
+    back(LinearInput::o, a.datt, A.att, s.q_dim());
     kern::attention_backward<T>(a.dqkv, a.datt, A.qkv, A.att, A.lse,
                                 attn_shape(s, a.batch, a.seq), a.attn_scratch);
     kern::rope_backward<T>(a.dqkv, a.rope_cos, a.rope_sin, m, a.seq, s.n_heads + s.n_kv_heads, hd,
                            s.qkv_dim(), 0);
-    kern::linear_backward<T>(a.dxn, g + L.wqkv, a.dqkv, A.xn1, p + L.wqkv, m, s.qkv_dim(), d,
+    kern::linear_backward<T>(a.dxn, g + L.wqkv, a.dqkv, seen(A.xn1, A.in_qkv), p + L.wqkv, m, s.qkv_dim(), d,
                              false);
+    back(LinearInput::qkv, a.dxn, A.xn1, d);
     kern::rmsnorm_backward<T>(a.dx, g + L.ln1, a.dxn, a.dmid, a.hidden[l], A.rstd1, p + L.ln1, m,
                               d);
     if (const T* e = extra(l)) kern::add_inplace<T>(a.dx, e, md);
@@ -236,7 +272,7 @@ void llama_backward(const LlamaLayout& lay, const T* p, T* g, const std::int32_t
 
 template <class T>
 void llama_forward_frozen(const LlamaLayout& lay, const T* p, const std::int32_t* tokens,
-                          FrozenActivations<T>& a) {
+                          FrozenActivations<T>& a, LinearHook<T>* hook) {
   const ModelSpec& s = lay.spec();
   const int m = a.batch * a.seq, d = s.d_model;
   const std::size_t md = std::size_t(m) * d;
@@ -249,31 +285,43 @@ void llama_forward_frozen(const LlamaLayout& lay, const T* p, const std::int32_t
   capture(0);
   for (int l = 0; l < s.n_layers; ++l) {
     const auto& L = lay.layers()[l];
+    const BlockInputs<T> in{hook, l};  // frozen: transformed in place (scratch buffers)
     attention_block<T>(s, L, p, a.x, a.xn, a.rstd, a.qkv, a.att, a.lse, a.x, a.rope_cos,
-                       a.rope_sin, a.attn_scratch, a.batch, a.seq);
-    mlp_block<T>(s, L, p, a.x, a.xn, a.rstd, a.gu, a.act, a.x, m);
+                       a.rope_sin, a.attn_scratch, a.batch, a.seq, in);
+    mlp_block<T>(s, L, p, a.x, a.xn, a.rstd, a.gu, a.act, a.x, m, in);
     capture(l + 1);
   }
   kern::rmsnorm_forward<T>(a.final_norm, a.rstd, a.x, p + lay.final_norm(), m, d, T(s.norm_eps));
 }
 
+template <class T>
+void head_forward_frozen(const LlamaLayout& lay, const T* p, T* logits, T* x, int rows, LinearHook<T>* hook) {
+  const int v = lay.spec().vocab, d = lay.spec().d_model;
+  if (hook && hook->linear(-1, LinearInput::head, logits, x, p + lay.head(), rows, v, d, false)) return;
+  const T* in = hook ? hook->forward(-1, LinearInput::head, x, nullptr, rows, d) : x;
+  kern::linear_forward<T>(logits, in, p + lay.head(), rows, v, d, false);
+}
+
+template void head_forward_frozen<float>(const LlamaLayout&, const float*, float*, float*, int, LinearHook<float>*);
+template void head_forward_frozen<double>(const LlamaLayout&, const double*, double*, double*, int,
+                                          LinearHook<double>*);
 template struct TrainActivations<float>;
 template struct TrainActivations<double>;
 template struct FrozenActivations<float>;
 template struct FrozenActivations<double>;
 template void llama_forward_train<float>(const LlamaLayout&, const float*, const std::int32_t*,
-                                         TrainActivations<float>&);
+                                         TrainActivations<float>&, LinearHook<float>*);
 template void llama_forward_train<double>(const LlamaLayout&, const double*, const std::int32_t*,
-                                          TrainActivations<double>&);
+                                          TrainActivations<double>&, LinearHook<double>*);
 template void llama_backward<float>(const LlamaLayout&, const float*, float*, const std::int32_t*,
                                     TrainActivations<float>&, const float*,
-                                    std::span<const float* const>);
+                                    std::span<const float* const>, LinearHook<float>*);
 template void llama_backward<double>(const LlamaLayout&, const double*, double*,
                                      const std::int32_t*, TrainActivations<double>&, const double*,
-                                     std::span<const double* const>);
+                                     std::span<const double* const>, LinearHook<double>*);
 template void llama_forward_frozen<float>(const LlamaLayout&, const float*, const std::int32_t*,
-                                          FrozenActivations<float>&);
+                                          FrozenActivations<float>&, LinearHook<float>*);
 template void llama_forward_frozen<double>(const LlamaLayout&, const double*, const std::int32_t*,
-                                           FrozenActivations<double>&);
+                                           FrozenActivations<double>&, LinearHook<double>*);
 
 }  // namespace kd

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "trainer/model/linear_hook.h"
 #include "trainer/model/model_spec.h"
 #include "trainer/model/param_table.h"
 #include "trainer/util/arena.h"
@@ -51,14 +52,18 @@ struct TrainActivations {
   std::vector<T*> hidden;  // L+1 residual states (M,d): [0] embeddings, [k] after block k-1
   struct Layer {
     T *xn1, *rstd1, *qkv, *att, *lse, *mid, *xn2, *rstd2, *gu, *act;
+    // what the linears read when a hook transforms their inputs (null without one)
+    T *in_qkv = nullptr, *in_o = nullptr, *in_gu = nullptr, *in_down = nullptr;
   };
   std::vector<Layer> layers;
   T *final_norm = nullptr, *final_rstd = nullptr;  // (M,d), (M)
   // backward scratch, shared by all layers
   T *dx, *dmid, *dxn, *dqkv, *datt, *dgu, *dact, *attn_scratch;
   T *rope_cos, *rope_sin;
+  T* in_head = nullptr;  // (M,d) the head's transformed input (with input buffers)
   Arena<T> arena;
-  void build(const ModelSpec& s, int batch, int seq, int threads);
+  // input_buffers: room for transformed linear inputs (a LinearHook in use).
+  void build(const ModelSpec& s, int batch, int seq, int threads, bool input_buffers = false);
 };
 
 // Buffers of a frozen (teacher) forward: one layer's scratch, reused by every layer,
@@ -75,19 +80,30 @@ struct FrozenActivations {
   const T* hidden(int index) const;        // a captured hidden state
 };
 
+// hook (nullable) transforms each linear layer's input (QAT); the activations must then
+// have been built with input_buffers.
 template <class T>
 void llama_forward_train(const LlamaLayout& lay, const T* params, const std::int32_t* tokens,
-                         TrainActivations<T>& a);
+                         TrainActivations<T>& a, LinearHook<T>* hook = nullptr);
 
 // Backward of the trunk. dfinal (M,d): gradient w.r.t. the final normed states.
 // dhidden[k] (nullable, size L+1): extra gradient w.r.t. hidden state k (feature loss).
 // Parameter gradients accumulate into grads (same offsets as params).
 template <class T>
 void llama_backward(const LlamaLayout& lay, const T* params, T* grads, const std::int32_t* tokens,
-                    TrainActivations<T>& a, const T* dfinal, std::span<const T* const> dhidden);
+                    TrainActivations<T>& a, const T* dfinal, std::span<const T* const> dhidden,
+                    LinearHook<T>* hook = nullptr);
 
+// hook (nullable): as in training, applied in place (evaluation of a quantized model,
+// calibration).
 template <class T>
 void llama_forward_frozen(const LlamaLayout& lay, const T* params, const std::int32_t* tokens,
-                          FrozenActivations<T>& a);
+                          FrozenActivations<T>& a, LinearHook<T>* hook = nullptr);
+
+// Logits (rows, V) of the head on final normed states x, frozen use: the hook (nullable)
+// runs the head itself or transforms x in place first.
+template <class T>
+void head_forward_frozen(const LlamaLayout& lay, const T* params, T* logits, T* x, int rows,
+                         LinearHook<T>* hook = nullptr);
 
 }  // namespace kd

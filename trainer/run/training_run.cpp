@@ -151,6 +151,7 @@ int run_training(const TrainCommand& cmd) {
   progress.line(fmt::format("kdtrain {}: run {} | threads {} | {}", cmd.distill ? "distill" : "train", dir.path(),
                             threads, blas_description()));
 
+  if (trainer.qat()) progress.line(trainer.qat()->summary());
   if (in.teacher) {
     read_tensors(ckpt::CheckpointReader(in.teacher->path), "model", trainer.teacher_table(), trainer.teacher_params());
     progress.line(fmt::format("teacher: {} (step {}, {} parameters)", in.teacher->path, in.teacher->step,
@@ -175,6 +176,7 @@ int run_training(const TrainCommand& cmd) {
     read_tensors(r, "adam_v", trainer.student_table(), trainer.optimizer().v());
     if (cfg.has_teacher && !in.teacher) read_tensors(r, "teacher", trainer.teacher_table(), trainer.teacher_params());
     trainer.optimizer().set_steps_taken(r.state("adam_step"));
+    if (trainer.qat()) trainer.qat()->load_state(r);
     trainer.restore_counters(r.state("step"), r.state("skipped_steps"));
     source->seek(r.state("data_cursor"), tr.seq_len);
     tokens_seen = r.state("tokens_seen");
@@ -194,14 +196,18 @@ int run_training(const TrainCommand& cmd) {
 
   std::unique_ptr<Evaluator> evaluator;
   if (in.val_shard) {
-    evaluator = std::make_unique<Evaluator>(trainer.student(), trainer.teacher(), tr.batch_size, tr.seq_len, threads);
+    evaluator = std::make_unique<Evaluator>(trainer.student(), trainer.teacher(), tr.batch_size, tr.seq_len, threads,
+                                            trainer.qat());
   }
   const double t_start = omp_get_wtime() - time_offset;
   auto evaluate = [&](std::int64_t step) {
     json j{{"type", "eval"}, {"step", step}, {"tokens", tokens_seen}, {"time_s", omp_get_wtime() - t_start}};
     std::string text;
     if (evaluator) {
-      const EvalResult e = evaluator->run(trainer.student_params(), trainer.teacher_params(), *in.val_shard, tr.eval_tokens);
+      // a QAT run is evaluated as it will run: with its quantizers
+      const float* params = trainer.qat() ? trainer.qat()->begin_eval(trainer.student_params()) : trainer.student_params();
+      const EvalResult e = evaluator->run(params, trainer.teacher_params(), *in.val_shard, tr.eval_tokens);
+      if (trainer.qat()) trainer.qat()->end_eval();
       j["val_loss"] = e.loss;
       j["val_ppl"] = e.ppl;
       j["val_tokens"] = e.tokens;
@@ -245,6 +251,7 @@ int run_training(const TrainCommand& cmd) {
     c.tensors["model"] = views(trainer.student_params());
     c.tensors["adam_m"] = views(trainer.optimizer().m());
     c.tensors["adam_v"] = views(trainer.optimizer().v());
+    if (trainer.qat()) c.tensors["quant"] = trainer.qat()->state_tensors();
     if (cfg.has_teacher && !in.teacher) {  // a teacher made in this run has no checkpoint of its own
       std::vector<ckpt::TensorView> v;
       for (const auto& t : trainer.teacher_table().tensors()) v.push_back({t.name, t.shape, trainer.teacher_params() + t.offset});

@@ -33,6 +33,9 @@ Trainer::Trainer(const Config& cfg) : cfg_(cfg) {
   const DistillSpec spec = cfg_.distill_spec();
   proj_ = declare_feature_projections(stable_, spec, cfg_.model,
                                       cfg_.has_teacher ? &cfg_.teacher.spec : nullptr);
+  if (cfg_.has_quant) {
+    qat_ = std::make_unique<quant::QatState>(quant::plan_quantization(cfg_.quant, cfg_.model), stable_);
+  }
   sparams_.resize(stable_.total());
   grads_.resize(stable_.total());
   student_->init(sparams_.data(), std::uint64_t(tr.seed), tr.init_std);
@@ -52,7 +55,7 @@ Trainer::Trainer(const Config& cfg) : cfg_(cfg) {
   adamw_ = std::make_unique<AdamW<float>>(stable_, cfg_.optim);
   const int threads = omp_get_max_threads();
   dstep_ = std::make_unique<DistillStep<float>>(*student_, teacher_.get(), spec, proj_,
-                                                tr.batch_size, tr.seq_len, threads);
+                                                tr.batch_size, tr.seq_len, threads, qat_.get());
   tokens_.resize(std::size_t(tr.batch_size) * tr.seq_len);
   labels_.resize(tokens_.size());
 }
@@ -75,11 +78,13 @@ StepReport Trainer::step(data::BatchSource& source) {
   StepReport rep;
   rep.step = step_;
   grads_.zero();
+  // QAT: the forward reads fake-quantized weights
+  const float* params = qat_ ? qat_->begin_step(step_, sparams_.data(), grads_.data()) : sparams_.data();
   const double scale = 1.0 / tr.grad_accum;
   std::string bad;
   for (int micro = 0; micro < tr.grad_accum; ++micro) {
     source.next(tokens_.data(), labels_.data(), tr.batch_size, tr.seq_len);
-    const StepLoss l = dstep_->run(sparams_.data(), grads_.data(), tparams_.data(),
+    const StepLoss l = dstep_->run(params, grads_.data(), tparams_.data(),
                                    tokens_.data(), labels_.data(), scale, &rep.phases);
     rep.loss.loss += l.loss * scale;
     rep.loss.ce += l.ce * scale;
@@ -90,6 +95,7 @@ StepReport Trainer::step(data::BatchSource& source) {
       bad = fmt::format("loss (micro-batch {}: ce={} kd={} feat={})", micro, l.ce, l.kd, l.feat);
     }
   }
+  if (qat_) qat_->end_step(sparams_.data(), grads_.data());
   const double t1 = omp_get_wtime();
   const std::string bad_grad = first_nonfinite_gradient();
   if (!bad.empty() || !bad_grad.empty()) {
@@ -117,9 +123,12 @@ StepReport Trainer::step(data::BatchSource& source) {
 double Trainer::evaluate(data::BatchSource& source, int batches) {
   if (!evaluator_) {
     evaluator_ = std::make_unique<Evaluator>(*student_, nullptr, cfg_.train.batch_size, cfg_.train.seq_len,
-                                             omp_get_max_threads());
+                                             omp_get_max_threads(), qat_.get());
   }
-  return evaluator_->run(sparams_.data(), nullptr, source, batches).loss;
+  const float* params = qat_ ? qat_->begin_eval(sparams_.data()) : sparams_.data();
+  const double loss = evaluator_->run(params, nullptr, source, batches).loss;
+  if (qat_) qat_->end_eval();
+  return loss;
 }
 
 }  // namespace kd

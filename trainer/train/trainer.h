@@ -13,6 +13,7 @@
 #include "trainer/eval/evaluator.h"
 #include "trainer/model/llama.h"
 #include "trainer/optim/adamw.h"
+#include "trainer/quant/qat.h"
 #include "trainer/util/aligned_buffer.h"
 
 namespace kd {
@@ -54,6 +55,8 @@ class Trainer {
   }
   std::int64_t skipped_steps() const { return skipped_; }
   std::size_t arena_bytes() const { return dstep_->arena_bytes(); }
+  // Quantization-aware training state (null without a quant section).
+  quant::QatState* qat() { return qat_.get(); }
 
   // Held-out CE of the student on `batches` batches (no gradients kept).
   double evaluate(data::BatchSource& source, int batches);
@@ -66,6 +69,7 @@ class Trainer {
   std::unique_ptr<LlamaLayout> student_, teacher_;
   std::vector<std::size_t> proj_;
   AlignedBuffer<float> sparams_, tparams_, grads_;
+  std::unique_ptr<quant::QatState> qat_;
   std::unique_ptr<AdamW<float>> adamw_;
   std::unique_ptr<DistillStep<float>> dstep_;
   std::unique_ptr<Evaluator> evaluator_;  // forward only, student alone, same shapes

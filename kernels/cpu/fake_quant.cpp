@@ -1,0 +1,160 @@
+// Fake quantization of whole tensors: the per-element math of kernels/common/quant_math.h
+// mapped over scale slots (per tensor, per row, per group along a row).
+#include <cmath>
+#include <vector>
+
+#include "kernels/common/quant_math.h"
+#include "kernels/kernels.h"
+
+namespace kd::kern {
+
+std::size_t QuantFormat::scale_count(int rows, int cols) const {
+  switch (granularity) {
+    case QuantGranularity::tensor: return 1;
+    case QuantGranularity::channel:
+    case QuantGranularity::token: return std::size_t(rows);
+    case QuantGranularity::group: return std::size_t(rows) * std::size_t(cols / group);
+  }
+  return 1;
+}
+
+namespace {
+
+common::Fp8Format fp8_of(const QuantFormat& f) {
+  return f.kind == QuantKind::fp8_e4m3 ? common::Fp8Format::e4m3 : common::Fp8Format::e5m2;
+}
+
+float fp8_max(const QuantFormat& f) {
+  const auto fmt = fp8_of(f);
+  return common::fp8_decode(common::fp8_spec(fmt).max_code, fmt);
+}
+
+// The slot of element (r, c): rows of `span` elements share a scale.
+struct Slots {
+  int per_row;  // slots in one row (0 for a per-tensor scale)
+  int span;
+  std::size_t of(int r, int c) const { return per_row == 0 ? 0 : std::size_t(r) * per_row + c / span; }
+};
+Slots slots(const QuantFormat& f, int cols) {
+  if (f.granularity == QuantGranularity::tensor) return {0, cols};
+  const int span = f.span(cols);
+  return {cols / span, span};
+}
+
+// One element forward; `in` tells the STE whether it fell inside the clipping range.
+inline float fq(float x, float s, std::int32_t z, const QuantFormat& f, common::IntGrid g, bool* in) {
+  const float inv = 1.0f / s;
+  if (f.kind == QuantKind::integer) return common::fake_quant(x, s, inv, z, g, in);
+  const float u = x * inv;
+  if (in) *in = std::fabs(u) <= fp8_max(f);  // saturation clips like an integer grid
+  return common::fp8_round(u, fp8_of(f)) * s;
+}
+
+}  // namespace
+
+void fake_quant_forward(float* y, const float* x, const float* scale, const std::int32_t* zero,
+                        const QuantFormat& f, int rows, int cols) {
+  const Slots sl = slots(f, cols);
+  const common::IntGrid g = common::int_grid(f.bits, f.symmetric);
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const std::size_t base = std::size_t(r) * cols;
+    for (int c = 0; c < cols; ++c) {
+      const std::size_t j = sl.of(r, c);
+      y[base + c] = fq(x[base + c], scale[j], zero ? zero[j] : 0, f, g, nullptr);
+    }
+  }
+}
+
+void quant_dynamic_scales(float* scale, std::int32_t* zero, const float* x, const QuantFormat& f,
+                          int rows, int cols) {
+  const Slots sl = slots(f, cols);
+  const common::IntGrid g = common::int_grid(f.bits, f.symmetric);
+  const std::size_t n_slots = f.scale_count(rows, cols);
+  const std::size_t per_slot_rows = sl.per_row == 0 ? std::size_t(rows) : 1;
+  const int n_span = sl.per_row == 0 ? cols : sl.span;
+#pragma omp parallel for schedule(static)
+  for (std::size_t j = 0; j < n_slots; ++j) {
+    float lo = 0.0f, hi = 0.0f;
+    const std::size_t r0 = sl.per_row == 0 ? 0 : j / sl.per_row;
+    const std::size_t c0 = sl.per_row == 0 ? 0 : (j % sl.per_row) * sl.span;
+    for (std::size_t r = r0; r < r0 + per_slot_rows; ++r) {
+      const float* row = x + r * cols + c0;
+      for (int c = 0; c < n_span; ++c) {
+        lo = std::fmin(lo, row[c]);
+        hi = std::fmax(hi, row[c]);
+      }
+    }
+    if (f.is_fp8()) {
+      const float amax = std::fmax(-lo, hi);
+      scale[j] = amax > 0.0f ? amax / fp8_max(f) : 1.0f;
+      if (zero) zero[j] = 0;
+    } else {
+      const common::Affine a = common::affine_params(lo, hi, g, f.symmetric);
+      scale[j] = a.scale;
+      if (zero) zero[j] = std::int32_t(a.zero_point);
+    }
+  }
+}
+
+void fake_quant_backward_ste(float* dx, const float* dy, const float* x, const float* scale,
+                             const std::int32_t* zero, const QuantFormat& f, int rows, int cols) {
+  const Slots sl = slots(f, cols);
+  const common::IntGrid g = common::int_grid(f.bits, f.symmetric);
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const std::size_t base = std::size_t(r) * cols;
+    for (int c = 0; c < cols; ++c) {
+      const std::size_t j = sl.of(r, c);
+      bool in = false;
+      fq(x[base + c], scale[j], zero ? zero[j] : 0, f, g, &in);
+      dx[base + c] = common::ste_grad(dy[base + c], in);
+    }
+  }
+}
+
+void fake_quant_backward_lsq(float* dx, float* dscale, const float* dy, const float* x,
+                             const float* scale, const std::int32_t* zero, const QuantFormat& f,
+                             int rows, int cols, float grad_factor) {
+  const Slots sl = slots(f, cols);
+  const common::IntGrid g = common::int_grid(f.bits, f.symmetric);
+  if (sl.per_row == 0) {
+    // one scale: per-row partial sums, then added in row order (deterministic)
+    std::vector<double> part(std::size_t(rows), 0.0);
+    const float s = scale[0], inv = 1.0f / s;
+    const std::int32_t z = zero ? zero[0] : 0;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      const std::size_t base = std::size_t(r) * cols;
+      double acc = 0.0;
+      for (int c = 0; c < cols; ++c) {
+        const auto l = common::lsq_grad(x[base + c], dy[base + c], s, inv, z, g, grad_factor);
+        dx[base + c] = l.dx;
+        acc += l.dscale;
+      }
+      part[r] = acc;
+    }
+    double total = 0.0;
+    for (double p : part) total += p;
+    dscale[0] += float(total);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const std::size_t base = std::size_t(r) * cols;
+    for (int j0 = 0; j0 < sl.per_row; ++j0) {
+      const std::size_t j = std::size_t(r) * sl.per_row + j0;
+      const float s = scale[j], inv = 1.0f / s;
+      const std::int32_t z = zero ? zero[j] : 0;
+      double acc = 0.0;
+      for (int c = j0 * sl.span; c < (j0 + 1) * sl.span; ++c) {
+        const auto l = common::lsq_grad(x[base + c], dy[base + c], s, inv, z, g, grad_factor);
+        dx[base + c] = l.dx;
+        acc += l.dscale;
+      }
+      dscale[j] += float(acc);
+    }
+  }
+}
+
+}  // namespace kd::kern

@@ -1,0 +1,114 @@
+// Quantization-aware training: the quantizers of one student, their schedule and state.
+//
+// Weights: before a step's forward passes, every planned weight is fake-quantized into a
+// shadow copy of the parameter buffer, which the forward and backward read; after the
+// micro-batches, the accumulated gradient w.r.t. the quantized weight goes through the
+// straight-through estimator (or LSQ) to the real weight. Inputs of linear layers: this
+// object is the model's LinearHook, fake-quantizing each planned input on the way in.
+//
+// Schedule (PyTorch's enable_observer / enable_fake_quant / freeze pattern), at step t:
+//   observers run        while freeze_observers == 0 or t < freeze_observers
+//   fake quantization on when t >= fake_quant_start (before: the model runs in float)
+// Weight scales follow the current weights while observers run (minmax or MSE per scale
+// slot) and then stay fixed. Static (:tensor) input scales come from the activation
+// observer; :token scales are computed from each row at run time. With learn_scales
+// (LSQ), scales are auxiliary parameters "quant.<layer>.weight_scale" / ".input_scale",
+// initialised once from the calibrators when fake quantization starts and trained from
+// then on; observers never overwrite them afterwards.
+//
+// The state (scales, zero points, observer statistics and histograms, which LSQ scales
+// were initialised) is checkpointed in group "quant" (docs/checkpoint-format.md).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/model/llama.h"
+#include "trainer/quant/quant_plan.h"
+#include "trainer/util/aligned_buffer.h"
+
+namespace kd::quant {
+
+class QatState final : public LinearHook<float> {
+ public:
+  // Declares the LSQ scale tensors in `table` (auxiliary): before the optimizer is built.
+  QatState(const QuantPlan& plan, ParamTable& table);
+
+  // Before a training step's forward passes: sets the phase for `step`, updates weight
+  // scales, returns the parameters the forward must read (the shadow copy, or params
+  // itself before fake quantization starts). grads: where LSQ input-scale gradients go.
+  const float* begin_step(std::int64_t step, float* params, float* grads);
+  // After the step's micro-batches: gradients w.r.t. quantized weights → real weights
+  // (STE mask, LSQ scale gradients). Before the optimizer step.
+  void end_step(const float* params, float* grads);
+  // Evaluation with the current quantizers (no observing): the parameters to read.
+  const float* begin_eval(float* params);
+  void end_eval() { training_ = true; }
+
+  bool fake_quant_on() const { return fake_quant_; }
+  bool observing() const { return observing_; }
+  const QuantPlan& plan() const { return plan_; }
+
+  // LinearHook
+  const float* forward(int layer, LinearInput site, float* x, float* buf, int rows, int cols) override;
+  void backward(int layer, LinearInput site, float* dx, const float* x, int rows, int cols) override;
+
+  // Checkpoint group "quant": views into this object (valid until it changes).
+  std::vector<ckpt::TensorView> state_tensors() const;
+  // Restores what state_tensors wrote; InputError naming the tensor when it does not fit
+  // this plan (another quant config).
+  void load_state(const ckpt::CheckpointReader& r);
+
+  // Current scales/zero points of a weight (for PTQ export) by module name; null if absent.
+  struct WeightQuant {
+    const float* scale;
+    const std::int32_t* zero;
+    std::size_t count;
+  };
+  WeightQuant weight_quant(const std::string& module, const float* params) const;
+  // One line per quantized layer: format, scales (for logs).
+  std::string summary() const;
+
+ private:
+  struct WeightSite {
+    WeightPlan plan;
+    std::size_t offset = 0;            // the weight in the flat buffer
+    std::size_t lsq = SIZE_MAX;        // its scale tensor (LSQ) in the flat buffer
+    std::vector<float> scale;          // non-LSQ scales (LSQ: read from params)
+    std::vector<std::int32_t> zero;
+    bool calibrated = false;           // scales computed at least once (LSQ: initialised)
+  };
+  struct InputSite {
+    InputPlan plan;
+    std::size_t lsq = SIZE_MAX;
+    float scale = 1.0f;
+    std::int32_t zero = 0;
+    std::unique_ptr<Observer> observer;  // :tensor formats
+    bool calibrated = false;
+    std::vector<float> row_scale;        // :token scratch
+    std::vector<std::int32_t> row_zero;
+  };
+
+  void calibrate_weight(WeightSite& w, const float* params, float* scale_out);
+  const float* begin_eval_weights(float* params);  // the shadow copy (fake quantization on)
+  InputSite* site(int layer, LinearInput s);
+  const float* scale_of(const InputSite& s) const;
+
+  QuantPlan plan_;
+  const ParamTable* table_;
+  std::vector<WeightSite> weights_;
+  std::vector<InputSite> inputs_;
+  std::vector<int> site_index_;  // (layer + 1) * 5 + site → index in inputs_, or -1
+  AlignedBuffer<float> shadow_;
+  float* params_ = nullptr;  // of the current step / evaluation
+  float* grads_ = nullptr;
+  bool observing_ = true, fake_quant_ = false, training_ = true;
+  // what state_tensors() points into
+  mutable std::vector<std::int32_t> calibrated_flags_;
+  mutable std::vector<std::vector<double>> observer_states_;
+};
+
+}  // namespace kd::quant
