@@ -193,3 +193,6 @@ template <class T>
 void add_inplace(T* y, const T* x, std::size_t n);
 
 }  // namespace kd::kern
+
+// Integer GEMMs of quantized inference (W8A8, W4A8, W4A16).
+#include "kernels/int_gemm.h"
