@@ -31,6 +31,7 @@ struct EvalOptions {
   std::int64_t tokens = -1;  // -1: the run's train.eval_tokens; 0: the whole shard
   int threads = 0;
   bool json = false;
+  bool fp32_baseline = false;  // quantized checkpoints: also time the dequantized fp32 model
 };
 int run_eval(const EvalOptions& o);
 
@@ -47,6 +48,19 @@ struct GenerateOptions {
 int run_generate(const GenerateOptions& o);
 
 int run_inspect(const std::string& checkpoint);
+
+struct PtqOptions {
+  std::string checkpoint;
+  std::string out;
+  std::string weight, activation;       // formats ("" = the checkpoint's quant section or defaults)
+  std::string calibrator, weight_calibrator;
+  std::string data;                     // calibration shard (default: the run's data.train)
+  int batches = 16;
+  std::uint64_t seed = 7;
+  bool recalibrate = false;             // ignore a QAT checkpoint's quantizer state
+  int threads = 0;
+};
+int run_ptq(const PtqOptions& o);
 
 struct PrepareOptions {
   std::vector<std::string> inputs;

@@ -1,5 +1,7 @@
 // kdtrain eval: validation loss, perplexity, bits per byte and (given a teacher) top-1
 // agreement and KL, for a checkpoint.
+#include <omp.h>
+
 #include <cmath>
 #include <iostream>
 #include <memory>
@@ -10,6 +12,8 @@
 #include "data/shards/token_shard.h"
 #include "trainer/cli/commands.h"
 #include "trainer/eval/evaluator.h"
+#include "trainer/quant/integer_inference.h"
+#include "trainer/quant/quant_format.h"
 #include "trainer/run/model_loader.h"
 #include "trainer/train/trainer.h"
 #include "trainer/util/errors.h"
@@ -31,13 +35,44 @@ int run_eval(const EvalOptions& o) {
                         model->tokenizer ? model->tokenizer->vocab_size() : 0, tpath);
   }
   const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads);
+  // a quantized checkpoint runs its integer GEMMs (see trainer/quant/integer_inference.h)
+  std::unique_ptr<quant::IntegerInference> integer;
+  if (model->quantized) integer = std::make_unique<quant::IntegerInference>(*model->quantized, cfg.model);
   Evaluator ev(*model->layout, teacher ? teacher->layout.get() : nullptr, cfg.train.batch_size, cfg.train.seq_len,
-               threads);
+               threads, integer.get());
   const std::int64_t tokens = o.tokens >= 0 ? o.tokens : cfg.train.eval_tokens;
+  double t0 = omp_get_wtime();
   const EvalResult r = ev.run(model->params.data(), teacher ? teacher->params.data() : nullptr, shard, tokens);
+  const double seconds = omp_get_wtime() - t0;
+  // tokens/s of the model alone: a teacher's forward would be timed too, so it is left out
+  double tps = teacher ? 0.0 : double(r.tokens) / seconds;
+  double fp32_tps = 0.0;
+  EvalResult fp32{};
+  if (o.fp32_baseline && integer) {
+    Evaluator base(*model->layout, nullptr, cfg.train.batch_size, cfg.train.seq_len, threads);
+    if (teacher) {  // time the quantized model alone too
+      Evaluator alone(*model->layout, nullptr, cfg.train.batch_size, cfg.train.seq_len, threads, integer.get());
+      t0 = omp_get_wtime();
+      alone.run(model->params.data(), nullptr, shard, tokens);
+      tps = double(r.tokens) / (omp_get_wtime() - t0);
+    }
+    t0 = omp_get_wtime();
+    fp32 = base.run(model->params.data(), nullptr, shard, tokens);
+    fp32_tps = double(fp32.tokens) / (omp_get_wtime() - t0);
+  }
   if (o.json) {
     nlohmann::json j{{"checkpoint", o.checkpoint}, {"step", model->step}, {"data", data}, {"val_loss", r.loss},
                      {"val_ppl", r.ppl}, {"val_tokens", r.tokens}};
+    if (tps > 0) j["tokens_per_s"] = tps;
+    if (integer) {
+      j["quantized"] = {{"weight", cfg.quant.weight}, {"activation", cfg.quant.activation},
+                        {"execution", integer->describe()}, {"simulated", integer->any_simulated()}};
+    }
+    if (fp32_tps > 0) {
+      j["fp32_tokens_per_s"] = fp32_tps;
+      j["speedup_vs_fp32"] = tps / fp32_tps;
+      j["fp32_dequantized_val_loss"] = fp32.loss;
+    }
     if (std::isfinite(r.bpb)) j["val_bpb"] = r.bpb;
     if (teacher) {
       j["agreement"] = r.agreement;
@@ -50,6 +85,15 @@ int run_eval(const EvalOptions& o) {
   fmt::print("val loss {:.6f} nats/token | ppl {:.3f} | bits per byte {:.4f} | {} tokens\n", r.loss, r.ppl, r.bpb,
              r.tokens);
   if (teacher) fmt::print("teacher {}: top-1 agreement {:.4f} | KL(teacher||model) {:.5f}\n", tpath, r.agreement, r.kl);
+  if (integer) {
+    fmt::print("quantized: weights {}, inputs {} | {}{}\n", cfg.quant.weight, cfg.quant.activation, integer->describe(),
+               integer->any_simulated() ? " (simulated layers run fake-quantized fp32: their speed is not an integer speed)" : "");
+  }
+  if (tps > 0) fmt::print("speed {:.0f} tokens/s ({} threads)\n", tps, threads);
+  if (fp32_tps > 0) {
+    fmt::print("fp32 OpenBLAS on the dequantized weights: {:.0f} tokens/s, val loss {:.6f} | quantized/fp32 speed {:.2f}x\n",
+               fp32_tps, fp32.loss, tps / fp32_tps);
+  }
   return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "trainer/cli/commands.h"
+#include "trainer/quant/integer_inference.h"
 #include "trainer/eval/generator.h"
 #include "trainer/run/model_loader.h"
 #include "trainer/train/trainer.h"
@@ -19,7 +20,10 @@ int run_generate(const GenerateOptions& o) {
   std::vector<std::int32_t> prompt = tok.encode(o.prompt);
   if (prompt.empty()) prompt.push_back(tok.eot_id());  // an empty prompt starts a new document
   const int threads = set_threads(o.threads > 0 ? o.threads : model->config.train.threads);
-  Generator g(*model->layout, model->config.train.seq_len, threads);
+  // a quantized checkpoint generates with its integer GEMMs
+  std::unique_ptr<quant::IntegerInference> integer;
+  if (model->quantized) integer = std::make_unique<quant::IntegerInference>(*model->quantized, model->config.model);
+  Generator g(*model->layout, model->config.train.seq_len, threads, integer.get());
   SamplingSpec s;
   s.max_new_tokens = o.max_new_tokens;
   s.temperature = o.temperature;

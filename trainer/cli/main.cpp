@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   e->add_option("--tokens", ev.tokens, "validation tokens to score (default: the run's train.eval_tokens; 0 = the whole shard)")->check(CLI::NonNegativeNumber);
   e->add_option("--threads", ev.threads, "threads")->check(CLI::NonNegativeNumber);
   e->add_flag("--json", ev.json, "print one JSON object");
+  e->add_flag("--fp32-baseline", ev.fp32_baseline, "quantized checkpoint: also run the dequantized weights in fp32 (OpenBLAS) and print the speed ratio");
 
   cli::GenerateOptions gen;
   auto* g = app.add_subcommand("generate", "prompt -> text from a checkpoint");
@@ -62,6 +63,20 @@ int main(int argc, char** argv) {
   g->add_option("--top-p", gen.top_p, "nucleus: the smallest set of tokens with this much probability")->check(CLI::Range(0.0, 1.0));
   g->add_option("--seed", gen.seed, "sampling seed");
   g->add_option("--threads", gen.threads, "threads")->check(CLI::NonNegativeNumber);
+
+  cli::PtqOptions ptq;
+  auto* pq = app.add_subcommand("ptq", "post-training quantization: checkpoint + calibration batches -> quantized checkpoint");
+  pq->add_option("checkpoint", ptq.checkpoint, "trained kdtrain checkpoint (.h5); a QAT run's keeps its learned quantizers")->required();
+  pq->add_option("--out", ptq.out, "the quantized checkpoint to write (.h5)")->required();
+  pq->add_option("--weight", ptq.weight, "weight format, e.g. int8:channel, int4:g128, fp8_e4m3:channel (default: the run's quant.weight, else int8:channel)");
+  pq->add_option("--activation", ptq.activation, "linear-input format, e.g. int8:token, int8:tensor, none (default: the run's quant.activation, else int8:token)");
+  pq->add_option("--calibrator", ptq.calibrator, "static input scales: minmax | moving_average | percentile | mse | kl");
+  pq->add_option("--weight-calibrator", ptq.weight_calibrator, "weight scales: minmax | mse");
+  pq->add_option("--data", ptq.data, "calibration token shard (default: the run's data.train)");
+  pq->add_option("--batches", ptq.batches, "calibration batches (train.batch_size x train.seq_len each)")->check(CLI::NonNegativeNumber);
+  pq->add_option("--seed", ptq.seed, "seed of the calibration sample");
+  pq->add_flag("--recalibrate", ptq.recalibrate, "a QAT checkpoint: calibrate afresh instead of using its quantizer state");
+  pq->add_option("--threads", ptq.threads, "threads")->check(CLI::NonNegativeNumber);
 
   std::string inspect_path;
   auto* in = app.add_subcommand("inspect", "what a checkpoint holds");
@@ -119,6 +134,7 @@ int main(int argc, char** argv) {
     if (e->parsed()) return cli::run_eval(ev);
     if (g->parsed()) return cli::run_generate(gen);
     if (in->parsed()) return cli::run_inspect(inspect_path);
+    if (pq->parsed()) return cli::run_ptq(ptq);
     if (b->parsed()) return cli::run_bench(bench);
     if (p->parsed()) return cli::run_bench_peak(peak);
     if (v->parsed()) {

@@ -91,6 +91,55 @@ void QatState::calibrate_weight(WeightSite& w, const float* params, float* scale
   }
 }
 
+void QatState::update_input_scale(InputSite& s) {
+  if (s.observer->empty()) return;
+  const Target t = target_of(s.plan.format);
+  const common::Affine a = to_affine(s.observer->range(t), t);
+  s.scale = a.scale;
+  s.zero = std::int32_t(a.zero_point);
+  s.calibrated = true;
+  s.dirty = false;
+}
+
+void QatState::begin_calibration(float* params) {
+  training_ = true;
+  observing_ = true;
+  fake_quant_ = false;
+  params_ = params;
+  grads_ = nullptr;
+}
+
+void QatState::finish_calibration() {
+  for (WeightSite& w : weights_) {
+    calibrate_weight(w, params_, w.lsq != SIZE_MAX ? params_ + w.lsq : w.scale.data());
+    w.calibrated = true;
+  }
+  for (InputSite& s : inputs_) {
+    if (!s.observer) continue;
+    KD_CHECK_INPUT(!s.observer->empty(), "calibration saw no input of '{}' (no calibration batches?)", s.plan.module);
+    if (s.lsq == SIZE_MAX) {
+      update_input_scale(s);
+    } else {
+      const Target t = target_of(s.plan.format);
+      const common::Affine a = to_affine(s.observer->range(t), t);
+      params_[s.lsq] = a.scale;
+      s.zero = std::int32_t(a.zero_point);
+      s.calibrated = true;
+    }
+  }
+  training_ = true;
+}
+
+bool QatState::input_quant(const std::string& module, const float* params, float* scale, std::int32_t* zero) const {
+  for (const InputSite& s : inputs_) {
+    if (s.plan.module != module || !s.observer) continue;
+    *scale = s.lsq != SIZE_MAX ? params[s.lsq] : s.scale;
+    *zero = s.zero;
+    return true;
+  }
+  return false;
+}
+
 const float* QatState::begin_step(std::int64_t step, float* params, float* grads) {
   observing_ = plan_.freeze_observers == 0 || step < plan_.freeze_observers;
   fake_quant_ = step >= plan_.fake_quant_start;
@@ -167,16 +216,13 @@ const float* QatState::forward(int layer, LinearInput which, float* x, float* bu
   if (s == nullptr) return pass();
   const kern::QuantFormat& f = s->plan.format;
   if (is_static(f)) {
-    // observe while observers run (training only), and once in any case to have a scale
+    // observe while observers run (training only), and once in any case to have a scale;
+    // the range is computed only when a quantized forward needs it (KL is not cheap)
     if ((training_ && observing_) || !s->calibrated) {
       s->observer->observe(x, n);
-      if (s->lsq == SIZE_MAX) {
-        const common::Affine a = to_affine(s->observer->range(target_of(f)), target_of(f));
-        s->scale = a.scale;
-        s->zero = std::int32_t(a.zero_point);
-        s->calibrated = true;
-      }
+      s->dirty = true;
     }
+    if (s->lsq == SIZE_MAX && s->dirty && fake_quant_) update_input_scale(*s);
     if (s->lsq != SIZE_MAX && !s->calibrated && fake_quant_ && params_ != nullptr) {
       const common::Affine a = to_affine(s->observer->range(target_of(f)), target_of(f));
       params_[s->lsq] = a.scale;
@@ -232,7 +278,7 @@ std::vector<ckpt::TensorView> QatState::state_tensors() const {
   for (const InputSite& s : inputs_) {
     out.push_back({s.plan.module + ".input_scale", {1}, &s.scale, ckpt::DType::f32});
     out.push_back({s.plan.module + ".input_zero", {1}, &s.zero, ckpt::DType::i32});
-    calibrated_flags_.push_back(s.calibrated ? 1 : 0);
+    calibrated_flags_.push_back((s.calibrated ? 1 : 0) | (s.dirty ? 2 : 0));
     if (s.observer) {
       observer_states_.push_back(s.observer->state());
       const auto& st = observer_states_.back();
@@ -262,7 +308,8 @@ void QatState::load_state(const ckpt::CheckpointReader& r) {
   for (InputSite& s : inputs_) {
     r.read_typed(g, s.plan.module + ".input_scale", {1}, ckpt::DType::f32, &s.scale);
     r.read_typed(g, s.plan.module + ".input_zero", {1}, ckpt::DType::i32, &s.zero);
-    s.calibrated = flags[k++] != 0;
+    s.calibrated = (flags[k] & 1) != 0;
+    s.dirty = (flags[k++] & 2) != 0;
     if (s.observer) {
       const std::string name = s.plan.module + ".input_observer";
       KD_CHECK_INPUT(r.has_tensor(g, name), "{}: quantizer state lacks tensor \"{}/{}\" (another quant config?)",

@@ -47,6 +47,10 @@ class QatState final : public LinearHook<float> {
   // Evaluation with the current quantizers (no observing): the parameters to read.
   const float* begin_eval(float* params);
   void end_eval() { training_ = true; }
+  // PTQ: forward passes after this only observe (float model); finish_calibration then
+  // computes every scale from the observers and the weights.
+  void begin_calibration(float* params);
+  void finish_calibration();
 
   bool fake_quant_on() const { return fake_quant_; }
   bool observing() const { return observing_; }
@@ -69,6 +73,8 @@ class QatState final : public LinearHook<float> {
     std::size_t count;
   };
   WeightQuant weight_quant(const std::string& module, const float* params) const;
+  // Static input scale / zero point of a layer's input (PTQ export); false if not static.
+  bool input_quant(const std::string& module, const float* params, float* scale, std::int32_t* zero) const;
   // One line per quantized layer: format, scales (for logs).
   std::string summary() const;
 
@@ -88,6 +94,7 @@ class QatState final : public LinearHook<float> {
     std::int32_t zero = 0;
     std::unique_ptr<Observer> observer;  // :tensor formats
     bool calibrated = false;
+    bool dirty = false;                  // observed since the scale was last computed
     std::vector<float> row_scale;        // :token scratch
     std::vector<std::int32_t> row_zero;
   };
@@ -96,6 +103,7 @@ class QatState final : public LinearHook<float> {
   const float* begin_eval_weights(float* params);  // the shadow copy (fake quantization on)
   InputSite* site(int layer, LinearInput s);
   const float* scale_of(const InputSite& s) const;
+  void update_input_scale(InputSite& s);  // from its observer (non-LSQ)
 
   QuantPlan plan_;
   const ParamTable* table_;

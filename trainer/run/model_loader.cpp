@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "trainer/quant/quant_plan.h"
 #include "trainer/util/errors.h"
 
 namespace kd {
@@ -40,7 +41,21 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path) {
   m->step = r.has_state("step") ? r.state("step") : 0;
   m->layout = std::make_unique<LlamaLayout>(m->config.model, m->table);
   m->params.resize(m->table.total());
-  read_tensors(r, "model", m->table, m->params.data());
+  if (r.kind() != "quantized") {
+    read_tensors(r, "model", m->table, m->params.data());
+    return m;
+  }
+  // quantized: float tensors in "model", the rest as codes in "quantized"
+  KD_CHECK_INPUT(m->config.has_quant, "{}: a quantized checkpoint without a quant section in its config", path);
+  const quant::QuantPlan plan = quant::plan_quantization(m->config.quant, m->config.model);
+  m->quantized = std::make_unique<quant::QuantizedModel>(quant::read_quantized(r, plan));
+  for (const auto& t : m->table.tensors()) {
+    if (const auto* q = m->quantized->weight(t.name)) {
+      q->dequantize(m->params.data() + t.offset);
+    } else {
+      r.read("model", t.name, t.shape, m->params.data() + t.offset);
+    }
+  }
   return m;
 }
 

@@ -10,6 +10,7 @@
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/config/config.h"
 #include "trainer/model/llama.h"
+#include "trainer/quant/quantized_model.h"
 #include "trainer/run/provenance.h"
 #include "trainer/util/aligned_buffer.h"
 
@@ -23,7 +24,9 @@ struct LoadedModel {
   std::int64_t step = 0;
   ParamTable table;
   std::unique_ptr<LlamaLayout> layout;
-  AlignedBuffer<float> params;
+  AlignedBuffer<float> params;  // a quantized model's weights dequantized here
+  // A checkpoint of kind "quantized" (kdtrain ptq): its codes and scales.
+  std::unique_ptr<quant::QuantizedModel> quantized;
 };
 
 // InputError naming the checkpoint (and the tensor) on anything missing or malformed.

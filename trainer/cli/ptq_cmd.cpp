@@ -1,0 +1,106 @@
+// kdtrain ptq: a trained checkpoint + calibration batches + a method → a quantized
+// checkpoint (kind "quantized") holding integer (or FP8) codes, scales and zero points.
+#include <omp.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "data/shards/token_shard.h"
+#include "data/token_dataset.h"
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/cli/commands.h"
+#include "trainer/config/config.h"
+#include "trainer/quant/ptq.h"
+#include "trainer/quant/quant_format.h"
+#include "trainer/run/model_loader.h"
+#include "trainer/train/trainer.h"
+#include "trainer/util/errors.h"
+
+namespace kd::cli {
+
+int run_ptq(const PtqOptions& o) {
+  const double t0 = omp_get_wtime();
+  const auto model = load_model(o.checkpoint);
+  KD_CHECK_INPUT(!model->quantized, "ptq: {} is already quantized (kind \"quantized\"); give the float checkpoint",
+                 o.checkpoint);
+  ckpt::CheckpointReader reader(o.checkpoint);
+  const bool qat = model->config.has_quant && reader.has_tensor("quant", "calibrated");
+  Config cfg = model->config;
+  // the method: the checkpoint's own quant section (a QAT run), else the defaults, then the flags
+  QuantSection q = cfg.has_quant ? cfg.quant : QuantSection{};
+  const bool changed = !o.weight.empty() || !o.activation.empty() || !o.calibrator.empty() ||
+                       !o.weight_calibrator.empty();
+  if (!o.weight.empty()) q.weight = o.weight;
+  if (!o.activation.empty()) q.activation = o.activation;
+  if (!o.calibrator.empty()) q.activation_calibrator = o.calibrator;
+  if (!o.weight_calibrator.empty()) q.weight_calibrator = o.weight_calibrator;
+  const bool use_qat = qat && !o.recalibrate && !changed;
+  if (!use_qat) q.learn_scales = false;
+  // flags are checked under their own names
+  quant::parse_format(q.weight, o.weight.empty() ? "quant.weight" : "--weight");
+  quant::parse_format(q.activation, o.activation.empty() ? "quant.activation" : "--activation");
+  quant::parse_calibrator(q.activation_calibrator, o.calibrator.empty() ? "quant.activation_calibrator" : "--calibrator");
+  cfg.has_quant = true;
+  cfg.quant = q;
+
+  const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads);
+  std::unique_ptr<data::TokenDataset> calib;
+  std::string data_key = "--data";
+  const std::string data = !o.data.empty() ? o.data : cfg.data.kind == DataKind::shards ? cfg.data.train : "";
+  if (!data.empty() && o.batches > 0) {
+    auto shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(data));
+    calib = std::make_unique<data::TokenDataset>(shard, cfg.model.vocab, cfg.train.seq_len, std::uint64_t(o.seed));
+  } else if (o.batches == 0) {
+    data_key = "--batches > 0";
+  } else {
+    data_key = fmt::format("--data (the checkpoint's data.kind is {}, so it names no training shard)",
+                           cfg.data.kind == DataKind::shards ? "shards without data.train" : "synthetic");
+  }
+  quant::PtqInput in;
+  in.layout = model->layout.get();
+  in.table = &model->table;
+  in.params = model->params.data();
+  in.checkpoint = &reader;
+  in.use_qat_state = use_qat;
+  in.calibration = calib.get();
+  in.batches = o.batches;
+  in.batch_size = cfg.train.batch_size;
+  in.seq_len = cfg.train.seq_len;
+  in.threads = threads;
+  quant::PtqReport rep;
+  const quant::QuantizedModel qm = quant::post_training_quantize(q, cfg.model, in, data_key, &rep);
+
+  // the checkpoint: float tensors that stay float, codes of the rest
+  ckpt::CheckpointContents c;
+  c.kind = "quantized";
+  c.config_yaml = config_to_yaml(cfg);
+  c.tokenizer_json = reader.tokenizer_json();
+  c.metrics_jsonl = reader.metrics_jsonl();
+  c.provenance = reader.provenance();
+  c.state = {{"step", model->step}, {"quantized_from_qat", use_qat ? 1 : 0}, {"calibration_batches", rep.calibrated ? o.batches : 0}};
+  std::size_t float_bytes = 0, quant_bytes = 0;
+  for (const auto& t : model->table.tensors()) {
+    if (qm.weight(t.name)) continue;
+    c.tensors["model"].push_back({t.name, t.shape, model->params.data() + t.offset});
+    float_bytes += 4 * t.numel;
+  }
+  for (const auto& w : qm.weights) quant_bytes += w.stored_bytes();
+  c.tensors["quantized"] = quant::quantized_views(qm);
+  ckpt::write_checkpoint(o.out, c);
+
+  fmt::print("ptq: {} -> {}\n", o.checkpoint, o.out);
+  fmt::print("  weights {} ({} tensors, calibrator {}) | inputs {} ({} layers{})\n", q.weight, qm.weights.size(),
+             use_qat ? "QAT state" : q.weight_calibrator, q.activation, qm.inputs.size(),
+             rep.static_inputs ? fmt::format(", static scales by {}", use_qat ? "QAT state" : q.activation_calibrator)
+                               : "");
+  if (rep.calibrated) fmt::print("  calibration: {} batches from {} (float model CE {:.4f})\n", o.batches, data, rep.calib_loss);
+  fmt::print("  parameters {:.2f} MiB as float32 -> {:.2f} MiB ({:.2f} MiB quantized + {:.2f} MiB float); file {:.2f} MiB | {:.1f} s\n",
+             4.0 * model->table.total() / (1 << 20), (quant_bytes + float_bytes) / double(1 << 20),
+             quant_bytes / double(1 << 20), float_bytes / double(1 << 20),
+             double(std::filesystem::file_size(o.out)) / (1 << 20), omp_get_wtime() - t0);
+  return 0;
+}
+
+}  // namespace kd::cli
