@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kernels/common/quant_math.h"
+#include "kernels/cpu/int_gemm_tile.h"
 #include "kernels/int_gemm.h"
 
 namespace {
@@ -165,6 +166,17 @@ TEST_P(IntLinear, MatchesDequantizedDoubleGemm) {
   std::vector<float> y2 = c.accumulate ? y_init : std::vector<float>(y.size(), -7.0f);
   kd::kern::linear_int8(y2.data(), a.q.data(), a.scale.data(), a.per_row, a.zero, w.view(), c.m, c.accumulate);
   ASSERT_EQ(0, std::memcmp(y.data(), y2.data(), y.size() * sizeof(float))) << c;
+
+  // 4-bit weights run on int8_quads where they fit; the int16_pairs layout computes the
+  // same exact integers, so the same bits.
+  if (c.bits == 4) {
+    EXPECT_EQ(pw.layout, c.group % 8 == 0 || c.group == c.k ? kd::kern::IntLayout::int8_quads
+                                                             : kd::kern::IntLayout::int16_pairs);
+    const auto pairs = kd::kern::prepare_weight(w.view(), kd::kern::IntLayout::int16_pairs);
+    std::vector<float> y3 = c.accumulate ? y_init : std::vector<float>(y.size(), -7.0f);
+    kd::kern::linear_int8(y3.data(), a.q.data(), a.scale.data(), a.per_row, a.zero, pairs, c.m, c.accumulate);
+    ASSERT_EQ(0, std::memcmp(y.data(), y3.data(), y.size() * sizeof(float))) << c << " int16_pairs";
+  }
 }
 
 TEST_P(IntLinear, WeightOnlyMatchesDequantizedDoubleGemm) {
@@ -206,8 +218,9 @@ INSTANTIATE_TEST_SUITE_P(
         Case{6, 5, 2, 4, 2, true, true, false}));
 
 // K = 4096 of extreme codes: 127·127, -128·-128 and, with zero points, (-255)·255 and
-// (-255)·(±15) products. Scales 1, so every group sum and their total are integers exact in
-// float: the result must be exact.
+// (±255)·(±15) products (4 bits: on both layouts; the int8_quads one sees unsigned
+// activations 0 and 255). Scales 1, so every group sum and their total are integers exact
+// in float: the result must be exact.
 struct Extreme {
   int bits, group, xcode, xzero, wcode, wzero;
 };
@@ -216,17 +229,22 @@ TEST(IntLinearExtreme, NoSaturationAtK4096) {
   const int m = 7, n = 19, k = 4096;
   for (const Extreme e : {Extreme{8, k, 127, 0, 127, 0}, Extreme{8, k, -128, 0, -128, 0}, Extreme{8, k, -127, 0, -128, 0},
                           Extreme{8, 128, -128, 127, 127, -128}, Extreme{8, k, 127, -128, -128, 127},
-                          Extreme{4, 128, -128, 127, 7, -8}, Extreme{4, k, -128, 127, -8, 7}, Extreme{4, 128, 127, 0, -8, 0}}) {
+                          Extreme{4, 128, -128, 127, 7, -8}, Extreme{4, k, -128, 127, -8, 7}, Extreme{4, 128, 127, 0, -8, 0},
+                          Extreme{4, 128, 127, -128, 7, -8}, Extreme{4, k, 127, -128, -8, 7}, Extreme{4, 64, -128, 0, -8, 0}}) {
     TestWeight w{n, k, e.bits, e.group, std::vector<std::int8_t>(std::size_t(n) * k, std::int8_t(e.wcode)), {},
                  std::vector<float>(std::size_t(n) * (k / e.group), 1.0f),
                  std::vector<std::int32_t>(std::size_t(n) * (k / e.group), e.wzero)};
     w.pack();
     const std::vector<std::int8_t> xq(std::size_t(m) * k, std::int8_t(e.xcode));
     const float one = 1.0f;
-    std::vector<float> y(std::size_t(m) * n, 0.0f);
-    kd::kern::linear_int8(y.data(), xq.data(), &one, false, e.xzero, w.view(), m, false);
     const double expect = double(e.xcode - e.xzero) * (e.wcode - e.wzero) * k;
-    for (float v : y) ASSERT_EQ(double(v), expect) << "bits " << e.bits << " x " << e.xcode << " w " << e.wcode;
+    for (const auto layout : {kd::kern::IntLayout::int16_pairs, kd::kern::IntLayout::int8_quads}) {
+      if (e.bits == 8 && layout == kd::kern::IntLayout::int8_quads) continue;
+      std::vector<float> y(std::size_t(m) * n, 0.0f);
+      kd::kern::linear_int8(y.data(), xq.data(), &one, false, e.xzero, kd::kern::prepare_weight(w.view(), layout), m, false);
+      for (float v : y)
+        ASSERT_EQ(double(v), expect) << "bits " << e.bits << " x " << e.xcode << " w " << e.wcode << " layout " << int(layout);
+    }
   }
 }
 
@@ -253,6 +271,7 @@ TEST(IntLinear, RejectsMalformedWeights) {
   EXPECT_NO_THROW(kd::kern::prepare_weight(w));
   w.group = 3;  // divides 96 but odd: K pairs would straddle groups
   EXPECT_THROW(kd::kern::prepare_weight(w), std::invalid_argument);
+  EXPECT_THROW(kd::kern::prepare_weight(good.view(), kd::kern::IntLayout::int8_quads), std::invalid_argument);  // 8 bits
   w = good.view();
   w.bits = 5;
   EXPECT_THROW(kd::kern::prepare_weight(w), std::invalid_argument);
@@ -262,6 +281,57 @@ TEST(IntLinear, RejectsMalformedWeights) {
   w.zero = zero.data();
   EXPECT_THROW(kd::kern::prepare_weight(w), std::invalid_argument);
   EXPECT_THROW(kd::kern::linear_w4a16(nullptr, nullptr, w, 1, false), std::invalid_argument);
+}
+
+// The micro-tiles the build runs (AVX2) against the plain C++ reference, the CPU spec: the
+// same exact integers and the same float steps, so the same bits. One 16-channel panel,
+// every row count, a partial panel, 1 and several groups, both layouts, (+)=.
+TEST(IntTile, BuildKernelMatchesReferenceBitForBit) {
+  using kd::kern::IntLayout;
+  std::mt19937 rng(11);
+  for (const IntLayout layout : {IntLayout::int16_pairs, IntLayout::int8_quads})
+    for (const int group : {32, 128})
+      for (const int cols : {16, 13})
+        for (int rows = 1; rows <= (layout == IntLayout::int8_quads ? kd::kern::detail::kQuadsTileRows
+                                                                      : kd::kern::detail::kPairsTileRows);
+             ++rows)
+          for (const bool acc : {false, true}) {
+            const int k = 128, bits = layout == IntLayout::int8_quads ? 4 : 8;
+            const TestWeight w = random_weight(rng, cols, k, bits, group, true);
+            const kd::kern::PreparedWeight p = kd::kern::prepare_weight(w.view(), layout);
+            const TestActs x = quantize(random_floats(rng, rows, k), rows, k, true);
+            std::vector<std::int16_t> a16(std::size_t(rows) * p.k_pad, 0);
+            std::vector<std::uint8_t> a8(std::size_t(rows) * p.k_pad, 0);
+            for (int i = 0; i < rows * k; ++i) {
+              a16[std::size_t(i / k) * p.k_pad + i % k] = x.q[i];
+              a8[std::size_t(i / k) * p.k_pad + i % k] = std::uint8_t(x.q[i] + 128);
+            }
+            kd::kern::detail::IntTile t;
+            t.a16 = a16.data();
+            t.b16 = p.pairs.data();
+            t.a8 = a8.data();
+            t.b8 = p.quads.data();
+            t.bsum = p.sums.data();
+            t.act_offset = 128;
+            t.lda = p.k_pad;
+            t.group_k = group;
+            t.groups = k / group;
+            t.bscale = p.scales.data();
+            t.xscale = x.scale.data();
+            t.xscale_stride = 1;
+            t.ldy = 16;
+            t.rows = rows;
+            t.cols = cols;
+            t.accumulate = acc;
+            std::vector<float> y_init = random_floats(rng, rows, 16), y_fast = y_init, y_ref = y_init;
+            t.y = y_fast.data();
+            layout == IntLayout::int8_quads ? kd::kern::detail::int_tile_quads(t) : kd::kern::detail::int_tile_pairs(t);
+            t.y = y_ref.data();
+            layout == IntLayout::int8_quads ? kd::kern::detail::int_tile_quads_reference(t)
+                                            : kd::kern::detail::int_tile_pairs_reference(t);
+            ASSERT_EQ(0, std::memcmp(y_fast.data(), y_ref.data(), y_ref.size() * sizeof(float)))
+                << "layout " << int(layout) << " group " << group << " cols " << cols << " rows " << rows;
+          }
 }
 
 // ---------------------------------------------------------------- int4 packing

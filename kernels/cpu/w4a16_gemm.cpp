@@ -12,8 +12,8 @@ namespace kd::kern {
 
 namespace {
 
-constexpr int kTileChannels = 64;  // rows of W dequantized at a time (64 KiB at K = 256)
-constexpr int kTaskRows = 512;     // rows of x per task: N = 128 still gives 2 × 4 tasks
+constexpr int kTileChannels = 128;  // rows of W dequantized at a time (128 KiB at K = 256)
+constexpr int kTaskRows = 1024;     // rows of x per task: N = 128 still gives 2 tasks at M = 2048
 
 // out (rows, K) = (q - z) · s, exactly as fake-quant dequantizes.
 void dequantize_rows(float* out, const QuantWeight& w, int row0, int rows) {
