@@ -70,35 +70,32 @@ TEST(FakeQuantKernel, PerChannelMatchesTorchBitForBit) {
   }
 }
 
-// LSQ per channel: dx bit for bit, dscale summed per channel as torch does, to float
-// rounding of a sum (relative 1e-5 of Σ|terms|: torch sums in float, we in double).
+// LSQ per channel on torch's fixture (signed 8-bit grid with zero points, grad factor
+// 0.7): dx bit for bit; dscale summed per channel to float rounding of a sum (relative
+// 1e-5 of Σ|terms|: torch sums in float, the kernel in double).
 TEST(FakeQuantKernel, LsqPerChannelMatchesTorch) {
   const auto& fx = fixture();
   const auto& xr = fx.at("lsq_pc.x");
   const int rows = int(xr.shape[0]), cols = int(xr.shape[1]);
-  const auto& cfg = fx.at("lsq_pc.config").values;  // [.., qmin, qmax, grad_factor] as in the fixture script
   std::vector<float> x(xr.values.begin(), xr.values.end()), dy(x.size()), dx(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) dy[i] = float(fx.at("lsq_pc.w").values[i]);
   std::vector<float> s, ds(std::size_t(rows), 0.0f);
   std::vector<std::int32_t> z;
-  for (double v : fx.at("lsq_pc.scales").values) s.push_back(float(v));
-  for (double v : fx.at("lsq_pc.zero_points").values) z.push_back(std::int32_t(v));
-  QuantFormat f;
-  f.kind = kd::kern::QuantKind::integer;
-  f.granularity = kd::kern::QuantGranularity::channel;
-  // the fixture's grid: find the bits and signedness that give [qmin, qmax]
-  const int qmin = int(cfg[cfg.size() - 3]), qmax = int(cfg[cfg.size() - 2]);
-  f.symmetric = qmin < 0;
-  f.bits = int(std::lround(std::log2(double(qmax - qmin + 1))));
-  ASSERT_EQ(kd::common::int_grid(f.bits, f.symmetric).qmin, qmin);
-  const float gf = float(cfg.back());
+  for (double v : fx.at("pc.scales").values) s.push_back(float(v));
+  for (double v : fx.at("pc.zero_points").values) z.push_back(std::int32_t(v));
+  const QuantFormat f = parse_format("int8:channel", "t");
+  const float gf = 0.7f;
   kd::kern::fake_quant_backward_lsq(dx.data(), ds.data(), dy.data(), x.data(), s.data(), z.data(), f, rows, cols, gf);
   const auto& tdx = fx.at("lsq_pc.dx").values;
   const auto& tds = fx.at("lsq_pc.dscale").values;
   for (std::size_t i = 0; i < x.size(); ++i) EXPECT_EQ(bits(dx[i]), bits(float(tdx[i]))) << i;
+  const auto g = kd::common::int_grid(8, true);
   for (int c = 0; c < rows; ++c) {
     double mag = 0;
-    for (int k = 0; k < cols; ++k) mag += std::fabs(dy[std::size_t(c) * cols + k]) * 256.0 * std::fabs(gf);
+    for (int k = 0; k < cols; ++k) {
+      const std::size_t i = std::size_t(c) * cols + k;
+      mag += std::fabs(kd::common::lsq_grad(x[i], dy[i], s[c], 1.0f / s[c], z[c], g, gf).dscale);
+    }
     EXPECT_NEAR(ds[c], tds[c], 1e-5 * mag + 1e-7) << "channel " << c;
   }
 }
@@ -174,7 +171,7 @@ TEST(QuantPlan, BadFormatsNameTheKey) {
   expect_input_error([&] { plan({"quant.weight=int9"}); }, {"quant.weight", "9 bits", "2..8"});
   expect_input_error([&] { plan({"quant.weight=int1"}); }, {"quant.weight", "1 bits"});
   expect_input_error([&] { plan({"quant.activation=bf16"}); }, {"quant.activation", "unknown quantization format 'bf16'"});
-  expect_input_error([&] { plan({"quant.weight=int8:g7"}); }, {"quant.weight", "unknown option 'g7'"});
+  expect_input_error([&] { plan({"quant.weight=int8:g7"}); }, {"quant.weight", "must be even"});
   expect_input_error([&] { plan({"quant.weight=int4:g32"}); },
                      {"quant.weight", "group size 32 does not divide the input dimension 24", "q_proj"});
   expect_input_error([&] { plan({"quant.weight=int8:token"}); }, {"quant.weight", "token granularity is for activations"});

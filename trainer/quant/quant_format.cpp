@@ -21,7 +21,7 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
   return out;
 }
 constexpr const char* kGrammar =
-    "none | int2..int8 | fp8_e4m3 | fp8_e5m2, then optionally :tensor|:channel|:g32|:g64|:g128|:token "
+    "none | int2..int8 | fp8_e4m3 | fp8_e5m2, then optionally :tensor|:channel|:g<size> (g32, g64, g128)|:token "
     "and :sym|:asym (e.g. int4:g128, int8:token)";
 }  // namespace
 
@@ -56,9 +56,12 @@ kern::QuantFormat parse_format(std::string_view text, const std::string& where) 
       f.granularity = kern::QuantGranularity::channel;
     } else if (p == "token") {
       f.granularity = kern::QuantGranularity::token;
-    } else if (p == "g32" || p == "g64" || p == "g128") {
+    } else if (p.size() >= 2 && p[0] == 'g' && p.find_first_not_of("0123456789", 1) == std::string_view::npos &&
+               p.size() <= 6) {
       f.granularity = kern::QuantGranularity::group;
-      f.group = p == "g32" ? 32 : p == "g64" ? 64 : 128;
+      f.group = std::stoi(std::string(p.substr(1)));
+      KD_CHECK_INPUT(f.group >= 2 && f.group % 2 == 0, "{}: group size {} in '{}' must be even and at least 2 (32, 64 "
+                     "and 128 are the usual ones)", where, f.group, text);
     } else if (p == "sym" || p == "asym") {
       KD_CHECK_INPUT(!f.is_fp8(), "{}: '{}' in '{}': fp8 formats are symmetric (no zero point)", where, p, text);
       f.symmetric = p == "sym";

@@ -1,8 +1,8 @@
 // The text form of a quantization format, as users write it in configs and on the
 // command line:   none | <type>[:<granularity>][:sym|:asym]
 //   type:         int2 … int8, fp8_e4m3, fp8_e5m2
-//   granularity:  tensor (default), channel (a row of an [out, in] weight), g32 / g64 / g128
-//                 (groups along the input dimension), token (activations: one dynamic
+//   granularity:  tensor (default), channel (a row of an [out, in] weight), g<size>: groups
+//                 along the input dimension (g32, g64, g128 usually; any even size), token (activations: one dynamic
 //                 scale per row, computed from the row at run time)
 //   sym (default for integers): signed grid, zero point 0;  asym: unsigned grid + zero point.
 // Examples: int8:channel, int4:g128, int4:g128:asym, int8:token, fp8_e4m3:tensor.
