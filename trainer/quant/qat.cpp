@@ -152,15 +152,23 @@ const float* QatState::begin_step(std::int64_t step, float* params, float* grads
         calibrate_weight(w, params, params + w.lsq);
         w.calibrated = true;
       }
-      for (std::size_t j = 0; j < w.scale.size(); ++j) {
-        params[w.lsq + j] = std::fmax(std::fabs(params[w.lsq + j]), kMinScale);
-      }
     } else if (observing_ || !w.calibrated) {
       calibrate_weight(w, params, w.scale.data());
       w.calibrated = true;
     }
   }
+  clamp_lsq_scales(params);
   return begin_eval_weights(params);
+}
+
+void QatState::clamp_lsq_scales(float* params) const {
+  for (const WeightSite& w : weights_) {
+    if (w.lsq == SIZE_MAX) continue;
+    for (std::size_t j = 0; j < w.scale.size(); ++j) params[w.lsq + j] = std::fmax(std::fabs(params[w.lsq + j]), kMinScale);
+  }
+  for (const InputSite& s : inputs_) {
+    if (s.lsq != SIZE_MAX) params[s.lsq] = std::fmax(std::fabs(params[s.lsq]), kMinScale);
+  }
 }
 
 const float* QatState::begin_eval(float* params) {
@@ -173,6 +181,7 @@ const float* QatState::begin_eval(float* params) {
       w.calibrated = true;
     }
   }
+  clamp_lsq_scales(params);
   return begin_eval_weights(params);
 }
 

@@ -104,6 +104,8 @@ class QatState final : public LinearHook<float> {
   InputSite* site(int layer, LinearInput s);
   const float* scale_of(const InputSite& s) const;
   void update_input_scale(InputSite& s);  // from its observer (non-LSQ)
+  // LSQ scales stay positive: the optimizer may push one through zero (PyTorch clamps too)
+  void clamp_lsq_scales(float* params) const;
 
   QuantPlan plan_;
   const ParamTable* table_;
