@@ -58,6 +58,7 @@ struct PtqOptions {
   int batches = 16;
   std::uint64_t seed = 7;
   bool recalibrate = false;             // ignore a QAT checkpoint's quantizer state
+  bool head = false;                    // also quantize the output head (quant.head)
   int threads = 0;
 };
 int run_ptq(const PtqOptions& o);

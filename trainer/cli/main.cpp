@@ -75,6 +75,7 @@ int main(int argc, char** argv) {
   pq->add_option("--data", ptq.data, "calibration token shard (default: the run's data.train)");
   pq->add_option("--batches", ptq.batches, "calibration batches (train.batch_size x train.seq_len each)")->check(CLI::NonNegativeNumber);
   pq->add_option("--seed", ptq.seed, "seed of the calibration sample");
+  pq->add_flag("--head", ptq.head, "also quantize the output head (with tied embeddings: the embedding table)");
   pq->add_flag("--recalibrate", ptq.recalibrate, "a QAT checkpoint: calibrate afresh instead of using its quantizer state");
   pq->add_option("--threads", ptq.threads, "threads")->check(CLI::NonNegativeNumber);
 

@@ -31,7 +31,8 @@ int run_ptq(const PtqOptions& o) {
   // the method: the checkpoint's own quant section (a QAT run), else the defaults, then the flags
   QuantSection q = cfg.has_quant ? cfg.quant : QuantSection{};
   const bool changed = !o.weight.empty() || !o.activation.empty() || !o.calibrator.empty() ||
-                       !o.weight_calibrator.empty();
+                       !o.weight_calibrator.empty() || (o.head && !q.head);
+  if (o.head) q.head = true;
   if (!o.weight.empty()) q.weight = o.weight;
   if (!o.activation.empty()) q.activation = o.activation;
   if (!o.calibrator.empty()) q.activation_calibrator = o.calibrator;

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The quantization study of docs/quantization.md, on the demo corpus (State of the Union):
+#   fp32 student (KD from the demo teacher, 2 seeds)
+#   -> PTQ at W8A8, W4A16 (g128), W4A8 (g128), FP8 with each calibrator
+#   -> QAT + KD from scratch at the same formats and budget (2 seeds), exported by ptq
+# Every linear layer is quantized, the output head too (tied: the embedding table), so
+# the sizes and speeds are those of the whole model. Each model is evaluated on the whole validation split (bits per byte), with its size on
+# disk and eval tokens/s (integer GEMMs where the format has them).
+# Prints the markdown rows and writes them to $out (default runs/quant/results.md).
+# Usage: scripts/quant_results.sh [teacher checkpoint]   (after scripts/demo.sh, or
+#        TEACHER=... ); STEPS (300), SEEDS ("1 2") and BATCHES (16 calibration batches)
+#        may be set in the environment.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+kd=${KD:-./build/kdtrain}
+teacher=${1:-runs/demo/demo-teacher/checkpoints/step-00001000.h5}
+steps=${STEPS:-300}
+seeds=${SEEDS:-1 2}
+batches=${BATCHES:-16}
+runs=${RUNS:-runs/quant}
+out=${OUT:-$runs/results.md}
+mkdir -p "$runs"
+[ -f "$teacher" ] || { echo "quant_results.sh: no teacher checkpoint $teacher (run scripts/demo.sh first)" >&2; exit 2; }
+common=(--set run.dir=$runs --set teacher.checkpoint=$teacher --set train.steps=$steps --overwrite)
+
+# format name -> "weight activation"
+declare -A formats=([W8A8]="int8:channel int8:tensor" [W4A16]="int4:g128 none" [W4A8]="int4:g128 int8:tensor"
+                    [FP8]="fp8_e4m3:channel fp8_e4m3:tensor")
+order=(W8A8 W4A16 W4A8 FP8)
+
+json_field() { sed -E "s/.*\"$2\":([0-9.eE+-]+).*/\1/;t;s/.*/nan/" <<<"$1"; }
+evaluate() {  # checkpoint -> "bpb tokens/s"
+  local j
+  j=$($kd eval "$1" --no-teacher --tokens 0 --json)
+  echo "$(json_field "$j" val_bpb) $(json_field "$j" tokens_per_s)"
+}
+size_mib() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.2f", b / 1048576 }'; }
+weights_mib() { sed -nE 's/.*-> ([0-9.]+) MiB \(.*/\1/p' "$1"; }
+row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$@" | tee -a "$out"; }
+
+: >"$out"
+row "model" "method" "seed" "val bpb" "weights MiB" "eval tok/s"
+row "---" "---" "---" "---" "---" "---"
+for seed in $seeds; do
+  $kd distill --config configs/quant/student.yaml "${common[@]}" --set train.seed=$seed --set run.name=fp32-s$seed >/dev/null
+  ck=$(printf '%s/fp32-s%s/checkpoints/step-%08d.h5' $runs $seed $steps)
+  read -r bpb tps < <(evaluate "$ck")
+  row "fp32" "KD" "$seed" "$bpb" "$(awk -v p="$($kd inspect "$ck" | sed -nE 's/^tensors\/model: [0-9]+ tensors, ([0-9]+) values/\1/p')" 'BEGIN { printf "%.2f", 4 * p / 1048576 }')" "$tps"
+  for f in "${order[@]}"; do
+    read -r w a <<<"${formats[$f]}"
+    if [ "$a" = none ]; then cals=(minmax mse); else cals=(minmax moving_average percentile mse kl); fi
+    for cal in "${cals[@]}"; do
+      q=$runs/ptq-$f-$cal-s$seed.h5
+      if [ "$a" = none ]; then
+        $kd ptq "$ck" --out "$q" --head --weight "$w" --activation none --weight-calibrator "$cal" >"$q.log"
+      else
+        $kd ptq "$ck" --out "$q" --head --weight "$w" --activation "$a" --calibrator "$cal" --batches "$batches" >"$q.log"
+      fi
+      read -r bpb tps < <(evaluate "$q")
+      row "$f" "PTQ $cal" "$seed" "$bpb" "$(weights_mib "$q.log")" "$tps"
+    done
+  done
+  for f in "${order[@]}"; do
+    read -r w a <<<"${formats[$f]}"
+    lsq=true
+    [[ $w == fp8* ]] && lsq=false  # LSQ is for integer grids
+    name=qat-$f-s$seed
+    $kd distill --config configs/quant/student.yaml "${common[@]}" --set train.seed=$seed --set run.name=$name \
+      --set quant.weight="$w" --set quant.activation="$a" --set quant.learn_scales=$lsq --set quant.head=true \
+      --set quant.fake_quant_start=$((steps / 3)) --set quant.freeze_observers=$((2 * steps / 3)) >/dev/null
+    ck=$(printf '%s/%s/checkpoints/step-%08d.h5' $runs $name $steps)
+    q=$runs/$name.h5
+    $kd ptq "$ck" --out "$q" >"$q.log"
+    read -r bpb tps < <(evaluate "$q")
+    row "$f" "QAT+KD$([ $lsq = true ] && echo ' (LSQ)')" "$seed" "$bpb" "$(weights_mib "$q.log")" "$tps"
+  done
+done
+echo "rows written to $out"
