@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """PyTorch (CPU, fp32) reference timing of ONE knowledge-distillation training step, for kdtrain.
 
-Same workload as shared/bench/torch_kd_bench.py (default "kd" and --student-only variants; the
-QAT / prune variants are not here), built on the Llama module in scripts/torch_ref/llama.py
+Same workload as shared/bench/torch_kd_bench.py (default "kd", --student-only and --qat variants;
+the prune variant is not here), built on the Llama module in scripts/torch_ref/llama.py
 (HF parameter names, n_kv_heads = n_heads, untied output head):
 
   vocab 8192, seq 256, batch 8 (2048 tokens/step), random tokens (fixed seed)
@@ -17,9 +17,24 @@ FLOPs per step (analytic, dense; causal mask not halved):
   student training = 6*n*tokens + 3*(4*L*T*d*tokens)
   teacher forward  = 2*n*tokens + 4*L*T*d*tokens
 
-Run with Debian's interpreter: /usr/bin/python3 scripts/torch_kd_ref.py [--student-only] ...
+--qat: the student trains under eager-mode fake quantization (torch.ao.quantization.FakeQuantize,
+straight-through backward), matching kdtrain's W8A8 QAT with quant.weight=int8:channel
+quant.activation=int8:tensor and the rest of the `quant` section at its defaults:
+  * every linear weight of the decoder layers: qint8 [-128, 127], per output channel, symmetric,
+    scales from the min/max of the CURRENT weights each step (kdtrain's minmax weight calibrator;
+    MovingAveragePerChannelMinMaxObserver with averaging_constant=1.0 is exactly that, whereas
+    PerChannelMinMaxObserver would keep the running extremes of all past weights);
+  * every linear input of the decoder layers: qint8 [-128, 127], per tensor, symmetric, a static
+    scale from a MovingAverageMinMaxObserver (averaging constant 0.01). As in kdtrain, q/k/v
+    read one fake-quantized input and gate/up read one (a forward pre-hook on self_attn and on
+    mlp), o_proj and down_proj each fake-quantize their own input;
+  * the output head (lm_head) and the embedding stay in float (kdtrain's quant.head/embedding
+    default to false); observers run and fake quantization is on from the first step.
+The FLOP count is the same as without --qat (fake quantization is not counted), as in kdtrain.
+
+Run with Debian's interpreter: /usr/bin/python3 scripts/torch_kd_ref.py [--student-only] [--qat] ...
 The last line is machine-readable:
-  RESULT impl=pytorch variant=<kd|student-only> step_ms=.. tokens_per_s=.. gflop_per_step=..
+  RESULT impl=pytorch variant=<kd|student-only>[+qat] step_ms=.. tokens_per_s=.. gflop_per_step=..
          gflops=.. mfu=.. peak_rss_kib=.. threads=..
 """
 import argparse
@@ -31,6 +46,7 @@ import sys
 import time
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_ref"))
@@ -42,6 +58,8 @@ TEMP = 2.0
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--student-only", action="store_true", help="plain CE training of the student; no teacher")
+    p.add_argument("--qat", action="store_true",
+                   help="student under W8A8 fake quantization (int8 per-channel weights, int8 per-tensor inputs)")
     p.add_argument("--steps", type=int, default=6, help="timed steps (>= 1)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
@@ -101,6 +119,56 @@ def openblas_info():
     return "\n".join(lines)
 
 
+def weight_fake_quant():
+    """int8 symmetric per output channel, scales from the current weights' min/max."""
+    from torch.ao.quantization import FakeQuantize, MovingAveragePerChannelMinMaxObserver
+    return FakeQuantize(observer=MovingAveragePerChannelMinMaxObserver, averaging_constant=1.0,
+                        quant_min=-128, quant_max=127, dtype=torch.qint8,
+                        qscheme=torch.per_channel_symmetric, ch_axis=0)
+
+
+def input_fake_quant():
+    """int8 symmetric per tensor, static scale from a moving-average min/max observer."""
+    from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver
+    return FakeQuantize(observer=MovingAverageMinMaxObserver, averaging_constant=0.01,
+                        quant_min=-128, quant_max=127, dtype=torch.qint8,
+                        qscheme=torch.per_tensor_symmetric)
+
+
+class QatLinear(nn.Module):
+    """nn.Linear (no bias) whose weight, and optionally input, go through FakeQuantize."""
+
+    def __init__(self, lin: nn.Linear, quantize_input: bool):
+        super().__init__()
+        assert lin.bias is None
+        self.weight = lin.weight  # the same Parameter: the optimizer trains the float weight
+        self.weight_fake_quant = weight_fake_quant()
+        self.input_fake_quant = input_fake_quant() if quantize_input else None
+
+    def forward(self, x):
+        if self.input_fake_quant is not None:
+            x = self.input_fake_quant(x)
+        return F.linear(x, self.weight_fake_quant(self.weight))
+
+
+def _fake_quant_first_input(module, args):
+    return (module.input_fake_quant(args[0]),) + tuple(args[1:])
+
+
+def prepare_qat(model):
+    """Swaps in the fake quantizers of --qat (before the optimizer is built). Head, embedding: float."""
+    for layer in model.model.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        for m, shared, own in ((attn, ("q_proj", "k_proj", "v_proj"), "o_proj"),
+                               (mlp, ("gate_proj", "up_proj"), "down_proj")):
+            for name in shared:  # one fused input, fake-quantized once by the pre-hook below
+                setattr(m, name, QatLinear(getattr(m, name), quantize_input=False))
+            setattr(m, own, QatLinear(getattr(m, own), quantize_input=True))
+            m.input_fake_quant = input_fake_quant()
+            m.register_forward_pre_hook(_fake_quant_first_input)
+    return model
+
+
 def flops_per_step(cfg: LlamaConfig, tokens: int, T: int, train: bool):
     d, L, dff, V = cfg.d_model, cfg.n_layers, cfg.d_ff, cfg.vocab
     n = L * (4 * d * d + 3 * d * dff) + d * V
@@ -123,6 +191,8 @@ def main():
     t_cfg = LlamaConfig(vocab=V, d_model=512, n_layers=8, n_heads=8, n_kv_heads=8, d_ff=1408, tie_embeddings=False)
     # global RNG (seeded above); RMSNorm weights exactly 1 as in the shared benchmark
     student = make_llama(s_cfg, None, dtype=torch.float32, std=0.02, norm_noise=0.0)
+    if args.qat:
+        prepare_qat(student)
     teacher = None
     if not args.student_only:
         teacher = make_llama(t_cfg, None, dtype=torch.float32, std=0.02, norm_noise=0.0)
@@ -138,7 +208,7 @@ def main():
     f_s, n_s = flops_per_step(s_cfg, tokens, T, train=True)
     f_t, n_t = (0, 0) if teacher is None else flops_per_step(t_cfg, tokens, T, train=False)
     f_total = f_s + f_t
-    variant = "student-only" if args.student_only else "kd"
+    variant = ("student-only" if args.student_only else "kd") + ("+qat" if args.qat else "")
 
     def step(i):
         batch = data[i % len(data)]
