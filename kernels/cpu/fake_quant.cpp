@@ -42,28 +42,45 @@ Slots slots(const QuantFormat& f, int cols) {
 }
 
 // One element forward; `in` tells the STE whether it fell inside the clipping range.
-inline float fq(float x, float s, std::int32_t z, const QuantFormat& f, common::IntGrid g, bool* in) {
-  const float inv = 1.0f / s;
+inline float fq(float x, float s, std::int32_t z, const QuantFormat& f, common::IntGrid g, bool* in, float inv) {
   if (f.kind == QuantKind::integer) return common::fake_quant(x, s, inv, z, g, in);
   const float u = x * inv;
   if (in) *in = std::fabs(u) <= fp8_max(f);  // saturation clips like an integer grid
   return common::fp8_round(u, fp8_of(f)) * s;
 }
 
+// Rows split over threads; within a row, one scale slot at a time, so the slot's scale,
+// 1/scale and zero point are loaded once and the element loop vectorises.
+template <class Body>
+void for_each_slot(const QuantFormat& f, int rows, int cols, Body body) {
+  const Slots sl = slots(f, cols);
+  const int per_row = sl.per_row == 0 ? 1 : sl.per_row;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    for (int k = 0; k < per_row; ++k) {
+      const std::size_t j = sl.per_row == 0 ? 0 : std::size_t(r) * per_row + k;
+      const std::size_t begin = std::size_t(r) * cols + std::size_t(k) * sl.span;
+      body(j, begin, begin + std::size_t(sl.per_row == 0 ? cols : sl.span));
+    }
+  }
+}
+
 }  // namespace
 
 void fake_quant_forward(float* y, const float* x, const float* scale, const std::int32_t* zero,
                         const QuantFormat& f, int rows, int cols) {
-  const Slots sl = slots(f, cols);
   const common::IntGrid g = common::int_grid(f.bits, f.symmetric);
-#pragma omp parallel for schedule(static)
-  for (int r = 0; r < rows; ++r) {
-    const std::size_t base = std::size_t(r) * cols;
-    for (int c = 0; c < cols; ++c) {
-      const std::size_t j = sl.of(r, c);
-      y[base + c] = fq(x[base + c], scale[j], zero ? zero[j] : 0, f, g, nullptr);
+  for_each_slot(f, rows, cols, [&](std::size_t j, std::size_t b, std::size_t e) {
+    const float s = scale[j], inv = 1.0f / s;
+    const std::int32_t z = zero ? zero[j] : 0;
+    if (f.kind == QuantKind::integer) {
+#pragma omp simd
+      for (std::size_t i = b; i < e; ++i) y[i] = common::fake_quant(x[i], s, inv, z, g);
+    } else {
+      const auto fmt = fp8_of(f);
+      for (std::size_t i = b; i < e; ++i) y[i] = common::fp8_round(x[i] * inv, fmt) * s;
     }
-  }
+  });
 }
 
 void quant_dynamic_scales(float* scale, std::int32_t* zero, const float* x, const QuantFormat& f,
@@ -99,18 +116,16 @@ void quant_dynamic_scales(float* scale, std::int32_t* zero, const float* x, cons
 
 void fake_quant_backward_ste(float* dx, const float* dy, const float* x, const float* scale,
                              const std::int32_t* zero, const QuantFormat& f, int rows, int cols) {
-  const Slots sl = slots(f, cols);
   const common::IntGrid g = common::int_grid(f.bits, f.symmetric);
-#pragma omp parallel for schedule(static)
-  for (int r = 0; r < rows; ++r) {
-    const std::size_t base = std::size_t(r) * cols;
-    for (int c = 0; c < cols; ++c) {
-      const std::size_t j = sl.of(r, c);
+  for_each_slot(f, rows, cols, [&](std::size_t j, std::size_t b, std::size_t e) {
+    const float s = scale[j], inv = 1.0f / s;
+    const std::int32_t z = zero ? zero[j] : 0;
+    for (std::size_t i = b; i < e; ++i) {
       bool in = false;
-      fq(x[base + c], scale[j], zero ? zero[j] : 0, f, g, &in);
-      dx[base + c] = common::ste_grad(dy[base + c], in);
+      fq(x[i], s, z, f, g, &in, inv);
+      dx[i] = common::ste_grad(dy[i], in);
     }
-  }
+  });
 }
 
 void fake_quant_backward_lsq(float* dx, float* dscale, const float* dy, const float* x,
