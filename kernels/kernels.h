@@ -169,6 +169,11 @@ void fake_quant_forward(float* y, const float* x, const float* scale, const std:
 // asymmetric min/max mapped onto the grid (PyTorch's qparams), fp8: absmax / fp8 max.
 void quant_dynamic_scales(float* scale, std::int32_t* zero, const float* x, const QuantFormat& f,
                           int rows, int cols);
+// Integer codes of x (rows, cols) as FakeQuant rounds them, shifted by -shift onto int8
+// (an unsigned grid 0..255 with shift 128 becomes -128..127): the input of an integer GEMM.
+// scale/zero: one per row (per_row) or one for the tensor; bits <= 8.
+void quantize_codes_int8(std::int8_t* q, const float* x, const float* scale, const std::int32_t* zero,
+                         bool per_row, int bits, bool symmetric, int shift, int rows, int cols);
 // Straight-through estimator: dx = dy inside the clipping range, 0 outside (dx may alias dy).
 void fake_quant_backward_ste(float* dx, const float* dy, const float* x, const float* scale,
                              const std::int32_t* zero, const QuantFormat& f, int rows, int cols);

@@ -322,6 +322,33 @@ TEST(Ptq, CodesDequantizeToTheFakeQuantValue) {
   }
 }
 
+// The integer GEMM's input codes are FakeQuant's codes, element for element (shifted onto
+// int8 for unsigned grids), including values far outside the range and exact ties.
+TEST(Ptq, InputCodesAreFakeQuantCodes) {
+  const int rows = 5, cols = 40;
+  auto x = randn(std::size_t(rows) * cols, 3, 3.0f);
+  x[0] = 1e6f;
+  x[1] = -1e6f;
+  x[2] = 0.5f * 0.05f;  // a tie at scale 0.05
+  for (const char* text : {"int8:token", "int8:tensor:asym", "int4:tensor", "int6:token"}) {
+    SCOPED_TRACE(text);
+    const QuantFormat f = parse_format(text, "t");
+    const bool per_row = f.granularity == kd::kern::QuantGranularity::token;
+    std::vector<float> s(per_row ? rows : 1, 0.05f);
+    std::vector<std::int32_t> z(s.size(), f.symmetric ? 0 : 117);
+    const int shift = f.symmetric ? 0 : 1 << (f.bits - 1);
+    std::vector<std::int8_t> q(x.size());
+    kd::kern::quantize_codes_int8(q.data(), x.data(), s.data(), z.data(), per_row, f.bits, f.symmetric, shift, rows, cols);
+    const auto g = kd::common::int_grid(f.bits, f.symmetric);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const std::size_t j = per_row ? i / cols : 0;
+      std::int64_t want = kd::common::quant_code(x[i], 1.0f / s[j], z[j]);
+      want = std::min<std::int64_t>(std::max<std::int64_t>(want, g.qmin), g.qmax) - shift;
+      ASSERT_EQ(int(q[i]), int(want)) << "x=" << x[i];
+    }
+  }
+}
+
 // A trained tiny model, PTQ'd; the integer path gives the simulated path's loss.
 // Tolerance: int32 sums are exact, but the rescale (sx·sw·Σ) rounds differently from an
 // fp32 GEMM over dequantized values, and a rounding flip of an activation code in a later

@@ -114,6 +114,26 @@ void quant_dynamic_scales(float* scale, std::int32_t* zero, const float* x, cons
   }
 }
 
+void quantize_codes_int8(std::int8_t* q, const float* x, const float* scale, const std::int32_t* zero,
+                         bool per_row, int bits, bool symmetric, int shift, int rows, int cols) {
+  const common::IntGrid g = common::int_grid(bits, symmetric);
+  const float lo = float(g.qmin), hi = float(g.qmax);
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; ++r) {
+    const float s = scale[per_row ? r : 0], inv = 1.0f / s, z = float(zero ? zero[per_row ? r : 0] : 0);
+    const float* xr = x + std::size_t(r) * cols;
+    std::int8_t* qr = q + std::size_t(r) * cols;
+    // clamping in float before the conversion equals common::quant_code's clamp after it
+    // (the codes are small integers, exact in float), and lets the loop vectorise
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) {
+      float v = z + std::nearbyint(xr[c] * inv);
+      v = v < lo ? lo : (v > hi ? hi : v);
+      qr[c] = std::int8_t(int(v) - shift);
+    }
+  }
+}
+
 void fake_quant_backward_ste(float* dx, const float* dy, const float* x, const float* scale,
                              const std::int32_t* zero, const QuantFormat& f, int rows, int cols) {
   const common::IntGrid g = common::int_grid(f.bits, f.symmetric);

@@ -186,18 +186,8 @@ bool IntegerInference::linear(int layer, LinearInput site, float* y, float* x, c
     xs_.assign(1, f->in_scale);
     xz_.assign(1, f->in_zero);
   }
-  const common::IntGrid g = common::int_grid(fmt.bits, fmt.symmetric);
   const int shift = fmt.symmetric ? 0 : 1 << (fmt.bits - 1);
-#pragma omp parallel for schedule(static)
-  for (int r = 0; r < rows; ++r) {
-    const float s = xs_[per_row ? r : 0], inv = 1.0f / s;
-    const std::int32_t z = xz_[per_row ? r : 0];
-    for (int c = 0; c < k; ++c) {
-      std::int64_t q = common::quant_code(x[std::size_t(r) * k + c], inv, z);
-      q = q < g.qmin ? g.qmin : (q > g.qmax ? g.qmax : q);
-      xq_[std::size_t(r) * k + c] = std::int8_t(q - shift);
-    }
-  }
+  kern::quantize_codes_int8(xq_.data(), x, xs_.data(), xz_.data(), per_row, fmt.bits, fmt.symmetric, shift, rows, k);
   kern::linear_int8(y, xq_.data(), xs_.data(), per_row, per_row ? 0 : int(xz_[0]) - shift, f->prepared, rows,
                     accumulate);
   return true;
