@@ -97,9 +97,11 @@ void quant_dynamic_scales(float* scale, std::int32_t* zero, const float* x, cons
     const std::size_t c0 = sl.per_row == 0 ? 0 : (j % sl.per_row) * sl.span;
     for (std::size_t r = r0; r < r0 + per_slot_rows; ++r) {
       const float* row = x + r * cols + c0;
+      // plain compares (vminps/vmaxps), not fmin/fmax calls; a NaN is skipped
+#pragma omp simd reduction(min : lo) reduction(max : hi)
       for (int c = 0; c < n_span; ++c) {
-        lo = std::fmin(lo, row[c]);
-        hi = std::fmax(hi, row[c]);
+        lo = row[c] < lo ? row[c] : lo;
+        hi = row[c] > hi ? row[c] : hi;
       }
     }
     if (f.is_fp8()) {
