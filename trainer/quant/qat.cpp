@@ -146,7 +146,11 @@ const float* QatState::begin_step(std::int64_t step, float* params, float* grads
   training_ = true;
   params_ = params;
   grads_ = grads;
-  for (WeightSite& w : weights_) {
+  // one parallel region over the tensors (each kernel then runs on its thread alone):
+  // dozens of small regions per step cost more in barriers than the work on shared cores
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::size_t i = 0; i < weights_.size(); ++i) {
+    WeightSite& w = weights_[i];
     if (w.lsq != SIZE_MAX) {
       if (!w.calibrated && fake_quant_) {
         calibrate_weight(w, params, params + w.lsq);
@@ -189,7 +193,9 @@ const float* QatState::begin_eval_weights(float* params) {
   if (!fake_quant_) return params;
   if (shadow_.size() != table_->total()) shadow_.resize(table_->total());
   std::memcpy(shadow_.data(), params, sizeof(float) * table_->total());
-  for (const WeightSite& w : weights_) {
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::size_t i = 0; i < weights_.size(); ++i) {
+    const WeightSite& w = weights_[i];
     const float* s = w.lsq != SIZE_MAX ? params + w.lsq : w.scale.data();
     kern::fake_quant_forward(shadow_.data() + w.offset, params + w.offset, s, w.zero.data(), w.plan.format,
                              w.plan.rows, w.plan.cols);
@@ -199,7 +205,9 @@ const float* QatState::begin_eval_weights(float* params) {
 
 void QatState::end_step(const float* params, float* grads) {
   if (!fake_quant_) return;
-  for (const WeightSite& w : weights_) {
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::size_t i = 0; i < weights_.size(); ++i) {
+    const WeightSite& w = weights_[i];
     const auto& p = w.plan;
     if (w.lsq != SIZE_MAX) {
       const float gf = lsq_factor(std::size_t(p.format.span(p.cols)) *
