@@ -65,6 +65,15 @@ awk -v a="$logged" -v b="$evald" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d
 "$bin" generate "$tmp/q-qat.h5" --prompt "The" --max-new-tokens 5 >/dev/null && ok "generate from the quantized checkpoint" \
   || fail "quantized generate"
 
+# QAT fine-tuning: a float run resumed with a quant section added starts from its weights
+cp -r "$tmp/runs/teacher" "$tmp/runs/finetune"
+"$bin" train --resume "$tmp/runs/finetune" --set train.steps=9 --set quant.weight=int4:g16 \
+  --set quant.activation=int8:tensor --set quant.learn_scales=true >"$tmp/ft.log" 2>&1 \
+  && grep -q "QAT starts from its weights, calibrating afresh" "$tmp/ft.log" \
+  && "$bin" ptq "$tmp/runs/finetune/checkpoints/step-00000009.h5" --out "$tmp/q-ft.h5" >/dev/null 2>&1 \
+  && ok "QAT fine-tuning from a float checkpoint (resume with a quant section), exported by ptq" \
+  || { fail "QAT fine-tuning from a float run"; tail -3 "$tmp/ft.log"; }
+
 # PTQ of the float teacher with each calibrator; W4A16 and FP8 too
 for cal in minmax moving_average percentile mse kl; do
   "$bin" ptq "$tckpt" --out "$tmp/q-$cal.h5" --weight int8:channel --activation int8:tensor --calibrator $cal --batches 2 \

@@ -171,12 +171,24 @@ int run_training(const TrainCommand& cmd) {
   if (in.resume_from) {
     ckpt::CheckpointReader r(*in.resume_from);
     for (const auto& w : check_provenance(r.provenance(), prov, *in.resume_from)) progress.line("warning: " + w);
-    read_tensors(r, "model", trainer.student_table(), trainer.student_params());
-    read_tensors(r, "adam_m", trainer.student_table(), trainer.optimizer().m());
-    read_tensors(r, "adam_v", trainer.student_table(), trainer.optimizer().v());
+    // A float run resumed with a quant section added is QAT fine-tuning: its LSQ scales
+    // (absent from the checkpoint) start from the calibrators, their moments from zero.
+    const bool fresh_quant = trainer.qat() && !r.has_tensor("quant", "calibrated");
+    for (const auto& [group, dst] : {std::pair<const char*, float*>{"model", trainer.student_params()},
+                                     {"adam_m", trainer.optimizer().m()}, {"adam_v", trainer.optimizer().v()}}) {
+      for (const auto& t : trainer.student_table().tensors()) {
+        if (fresh_quant && t.name.rfind("quant.", 0) == 0 && !r.has_tensor(group, t.name)) continue;
+        r.read(group, t.name, t.shape, dst + t.offset);
+      }
+    }
     if (cfg.has_teacher && !in.teacher) read_tensors(r, "teacher", trainer.teacher_table(), trainer.teacher_params());
     trainer.optimizer().set_steps_taken(r.state("adam_step"));
-    if (trainer.qat()) trainer.qat()->load_state(r);
+    if (fresh_quant) {
+      progress.line("quant: the checkpoint has no quantizer state (a float run): QAT starts from its weights, "
+                    "calibrating afresh");
+    } else if (trainer.qat()) {
+      trainer.qat()->load_state(r);
+    }
     trainer.restore_counters(r.state("step"), r.state("skipped_steps"));
     source->seek(r.state("data_cursor"), tr.seq_len);
     tokens_seen = r.state("tokens_seen");
