@@ -16,7 +16,7 @@ int run_inspect(const std::string& path) {
   fmt::print("\nprovenance:\n");
   for (const auto& [k, v] : r.provenance()) fmt::print("  {}: {}\n", k, v);
   fmt::print("\ntokenizer: {}\n", r.tokenizer_json().empty() ? "none" : fmt::format("{} bytes of JSON", r.tokenizer_json().size()));
-  for (const char* g : {"model", "adam_m", "adam_v", "teacher"}) {
+  for (const char* g : {"model", "adam_m", "adam_v", "teacher", "quant", "quantized"}) {
     const auto names = r.tensor_names(g);
     if (names.empty()) continue;
     std::int64_t total = 0;
@@ -26,14 +26,15 @@ int run_inspect(const std::string& path) {
       total += c;
     }
     fmt::print("\ntensors/{}: {} tensors, {} values\n", g, names.size(), total);
-    if (std::string(g) != "model") continue;
+    if (std::string(g) != "model" && std::string(g) != "quantized") continue;
     for (const auto& n : names) {
       std::string shape;
       for (auto d : r.shape(g, n)) {
         if (!shape.empty()) shape.push_back('x');
         shape.append(std::to_string(d));
       }
-      fmt::print("  {} {}\n", n, shape);
+      const ckpt::DType t = r.dtype(g, n);
+      fmt::print("  {} {}{}\n", n, shape, t == ckpt::DType::f32 ? "" : std::string(" ") + ckpt::dtype_name(t));
     }
   }
   fmt::print("\nconfig:\n{}", r.config_yaml());
