@@ -14,7 +14,9 @@
 # RECIPE=scratch instead trains the QAT students from scratch for STEPS steps (fake
 # quantization from STEPS/3, observers frozen at 2·STEPS/3) against the STEPS-step student.
 # Usage: scripts/quant_results.sh [teacher checkpoint]   (after scripts/demo.sh); STEPS
-#        (300), FT (100), SEEDS ("1 2"), BATCHES (16 calibration batches), RECIPE, OUT.
+#        (300), FT (100), SEEDS ("1 2"), BATCHES (16 calibration batches), RECIPE, OUT;
+#        FORMATS (a subset of "W8A8 W4A16 W4A8 FP8"), LSQ=0 (straight-through estimator
+#        instead of learned scales), PTQ=0 (QAT rows only).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -34,7 +36,7 @@ common=(--set run.dir=$runs --set teacher.checkpoint=$teacher --set train.steps=
 # format name -> "weight activation"
 declare -A formats=([W8A8]="int8:channel int8:tensor" [W4A16]="int4:g128 none" [W4A8]="int4:g128 int8:tensor"
                     [FP8]="fp8_e4m3:channel fp8_e4m3:tensor")
-order=(W8A8 W4A16 W4A8 FP8)
+read -r -a order <<<"${FORMATS:-W8A8 W4A16 W4A8 FP8}"
 
 json_field() { sed -E "s/.*\"$2\":([0-9.eE+-]+).*/\1/;t;s/.*/nan/" <<<"$1"; }
 evaluate() {  # checkpoint -> "bpb tokens/s"
@@ -68,6 +70,7 @@ for seed in $seeds; do
   read -r bpb tps < <(evaluate "$ck")
   row "fp32" "$label" "$seed" "$bpb" "$(params_mib "$ck")" "$tps"
   for f in "${order[@]}"; do
+    [ "${PTQ:-1}" = 0 ] && break
     read -r w a <<<"${formats[$f]}"
     if [ "$a" = none ]; then cals=(minmax mse); else cals=(minmax moving_average percentile mse kl); fi
     for cal in "${cals[@]}"; do
@@ -84,17 +87,17 @@ for seed in $seeds; do
   for f in "${order[@]}"; do
     read -r w a <<<"${formats[$f]}"
     lsq=true
-    [[ $w == fp8* ]] && lsq=false  # LSQ is for integer grids
+    [[ $w == fp8* || ${LSQ:-1} = 0 ]] && lsq=false  # LSQ is for integer grids
     qset=(--set quant.weight="$w" --set quant.activation="$a" --set quant.learn_scales=$lsq --set quant.head=true)
     if [ "$recipe" = finetune ]; then
-      name=qatft-$f-s$seed
+      name=qatft-$f-s$seed$([ $lsq = false ] && echo -ste)
       rm -rf "$runs/$name" && cp -r "$runs/$base" "$runs/$name"
       $kd distill --resume "$runs/$name" --set train.steps=$total --set train.checkpoint_every=$total "${qset[@]}" \
         --set quant.fake_quant_start=$steps --set quant.freeze_observers=$((steps + ft / 2)) >/dev/null
       ck=$(ckpt_of $name $total)
       method="QAT+KD fine-tune, $ft steps"
     else
-      name=qat-$f-s$seed
+      name=qat-$f-s$seed$([ $lsq = false ] && echo -ste)
       $kd distill --config configs/quant/student.yaml "${common[@]}" --set train.seed=$seed --set run.name=$name \
         "${qset[@]}" --set quant.fake_quant_start=$((steps / 3)) --set quant.freeze_observers=$((2 * steps / 3)) >/dev/null
       ck=$(ckpt_of $name $steps)
@@ -103,7 +106,7 @@ for seed in $seeds; do
     q=$runs/$name.h5
     $kd ptq "$ck" --out "$q" >"$q.log"
     read -r bpb tps < <(evaluate "$q")
-    row "$f" "$method$([ $lsq = true ] && echo ', LSQ')" "$seed" "$bpb" "$(weights_mib "$q.log")" "$tps"
+    row "$f" "$method$([ $lsq = true ] && echo ', LSQ' || echo ', STE')" "$seed" "$bpb" "$(weights_mib "$q.log")" "$tps"
   done
 done
 echo "rows written to $out"
