@@ -59,9 +59,11 @@ for seed in $seeds; do
     $kd distill --config configs/quant/student.yaml "${common[@]}" --set train.seed=$seed --set run.name=$base >/dev/null
   if [ "$recipe" = finetune ]; then
     total=$((steps + ft))
-    rm -rf "$runs/$base-$total" && cp -r "$runs/$base" "$runs/$base-$total"
-    $kd distill --resume "$runs/$base-$total" --set train.steps=$total --set train.checkpoint_every=$total >/dev/null
     ck=$(ckpt_of $base-$total $total)
+    if [ ! -f "$ck" ]; then
+      rm -rf "$runs/$base-$total" && cp -r "$runs/$base" "$runs/$base-$total"
+      $kd distill --resume "$runs/$base-$total" --set train.steps=$total --set train.checkpoint_every=$total >/dev/null
+    fi
     label="KD $total steps"
   else
     ck=$(ckpt_of $base $steps)
