@@ -93,6 +93,27 @@ TEST(AdamW, FirstStepClosedForm) {
   EXPECT_DOUBLE_EQ(opt.v()[3], (1 - o.beta2) * 4.0);
 }
 
+// LSQ scales (kQuantScale) take lr · ratio, undecayed; their neighbours the full lr.
+TEST(AdamW, QuantScalesTakeTheirLearningRateRatio) {
+  kd::ParamTable t;
+  t.add("w", {2}, kd::kDecayed);
+  t.add("s", {2}, kd::kAuxiliary | kd::kQuantScale);
+  t.add("p", {1}, kd::kAuxiliary);
+  kd::OptimSection o;
+  o.lr = 0.01;
+  o.eps = 1e-12;
+  o.weight_decay = 0.0;
+  kd::AdamW<double> opt(t, o, 0.05);
+  std::vector<double> p{1.0, 1.0, 0.002, 0.002, 1.0};
+  const std::vector<double> g{1.0, -1.0, 1.0, -1.0, 1.0};
+  opt.step(p.data(), g.data(), o.lr, 1.0);
+  // the first Adam step moves each element by lr · sign(g)
+  EXPECT_NEAR(p[0], 1.0 - 0.01, 1e-12);
+  EXPECT_NEAR(p[2], 0.002 - 0.01 * 0.05, 1e-12);
+  EXPECT_NEAR(p[3], 0.002 + 0.01 * 0.05, 1e-12);
+  EXPECT_NEAR(p[4], 1.0 - 0.01, 1e-12);
+}
+
 TEST(Clip, TorchRule) {
   EXPECT_DOUBLE_EQ(kd::clip_factor(2.0, 1.0), 1.0 / (2.0 + 1e-6));
   EXPECT_DOUBLE_EQ(kd::clip_factor(0.5, 1.0), 1.0);

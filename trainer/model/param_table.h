@@ -16,6 +16,7 @@ enum TensorFlag : std::uint32_t {
   kQuantizable = 1u << 1,
   kDecayed = 1u << 2,   // AdamW applies weight decay
   kAuxiliary = 1u << 3, // trained and checkpointed; never exported, pruned, quantized, decayed
+  kQuantScale = 1u << 4, // a learned quantizer scale (LSQ): its own learning-rate ratio
 };
 
 struct TensorInfo {

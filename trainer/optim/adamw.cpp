@@ -5,14 +5,16 @@
 namespace kd {
 
 template <class T>
-AdamW<T>::AdamW(const ParamTable& table, const OptimSection& o)
+AdamW<T>::AdamW(const ParamTable& table, const OptimSection& o, double quant_scale_lr_ratio)
     : o_(o), m_(table.total()), v_(table.total()) {
   for (const auto& t : table.tensors()) {
     const bool decayed = t.has(kDecayed) && !t.has(kAuxiliary);
-    if (!ranges_.empty() && ranges_.back().end == t.offset && ranges_.back().decayed == decayed) {
+    const double ratio = t.has(kQuantScale) ? quant_scale_lr_ratio : 1.0;
+    if (!ranges_.empty() && ranges_.back().end == t.offset && ranges_.back().decayed == decayed &&
+        ranges_.back().lr_ratio == ratio) {
       ranges_.back().end += t.numel;
     } else {
-      ranges_.push_back({t.offset, t.offset + t.numel, decayed});
+      ranges_.push_back({t.offset, t.offset + t.numel, decayed, ratio});
     }
   }
 }
@@ -30,6 +32,7 @@ void AdamW<T>::step(T* params, const T* grads, double lr, double grad_scale) {
   s.grad_scale = grad_scale;
   for (const auto& r : ranges_) {
     s.weight_decay = r.decayed ? o_.weight_decay : 0.0;
+    s.lr = lr * r.lr_ratio;
     kern::adamw_update<T>(params + r.begin, grads + r.begin, m_.data() + r.begin,
                               v_.data() + r.begin, r.end - r.begin, s);
   }

@@ -15,7 +15,9 @@ namespace kd {
 template <class T>
 class AdamW {
  public:
-  AdamW(const ParamTable& table, const OptimSection& o);
+  // Tensors flagged kQuantScale learn at lr · quant_scale_lr_ratio: a scale is orders of
+  // magnitude smaller than the weights, and Adam's step size ignores the gradient's scale.
+  AdamW(const ParamTable& table, const OptimSection& o, double quant_scale_lr_ratio = 1.0);
   // One update with learning rate lr; grad_scale multiplies every gradient (clipping).
   void step(T* params, const T* grads, double lr, double grad_scale);
   std::int64_t steps_taken() const { return t_; }
@@ -27,9 +29,10 @@ class AdamW {
   struct Range {
     std::size_t begin, end;
     bool decayed;
+    double lr_ratio;
   };
   OptimSection o_;
-  std::vector<Range> ranges_;  // contiguous tensors with the same decay merged
+  std::vector<Range> ranges_;  // contiguous tensors with the same decay and lr ratio merged
   AlignedBuffer<T> m_, v_;
   std::int64_t t_ = 0;
 };

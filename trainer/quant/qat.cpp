@@ -37,7 +37,7 @@ QatState::QatState(const QuantPlan& plan, ParamTable& table) : plan_(plan), tabl
     w.scale.assign(n, 1.0f);
     w.zero.assign(n, 0);
     if (plan_.learn_scales) {
-      w.lsq = table[table.add("quant." + wp.module + ".weight_scale", {std::int64_t(n)}, kAuxiliary)].offset;
+      w.lsq = table[table.add("quant." + wp.module + ".weight_scale", {std::int64_t(n)}, kAuxiliary | kQuantScale)].offset;
     }
     weights_.push_back(std::move(w));
   }
@@ -50,7 +50,7 @@ QatState::QatState(const QuantPlan& plan, ParamTable& table) : plan_(plan), tabl
     if (is_static(ip.format)) {
       s.observer = std::make_unique<Observer>(plan_.observer);
       if (plan_.learn_scales) {
-        s.lsq = table[table.add("quant." + ip.module + ".input_scale", {1}, kAuxiliary)].offset;
+        s.lsq = table[table.add("quant." + ip.module + ".input_scale", {1}, kAuxiliary | kQuantScale)].offset;
       }
     }
     site_index_[site_key(ip.layer, ip.site)] = int(inputs_.size());

@@ -32,6 +32,7 @@ struct QuantSection {
   double percentile = 99.99;
   int histogram_bins = 4096;
   bool learn_scales = false;
+  double scale_lr_ratio = 0.01;
   bool head = false;
   bool embedding = false;
   std::int64_t fake_quant_start = 0;
@@ -57,6 +58,10 @@ struct QuantSection {
     v.field("learn_scales", learn_scales,
             "LSQ: scales are trained (auxiliary tensors with their own AdamW state), initialised from the "
             "calibrators when fake quantization starts; else straight-through estimator");
+    v.field("scale_lr_ratio", scale_lr_ratio,
+            "LSQ scales learn at optim.lr times this (Adam's steps ignore gradient size, and a scale is "
+            "~1e-3 of a weight's range: at the weights' rate one step could move it by 100%)",
+            open_between(0, 1e6));
     v.field("head", head, "also quantize the output head's weight and input (lm_head)");
     v.field("embedding", embedding, "also quantize the token embedding's weight");
     v.field("fake_quant_start", fake_quant_start, "step from which the forward runs quantized (before: observe only)",

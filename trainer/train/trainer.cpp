@@ -52,7 +52,7 @@ Trainer::Trainer(const Config& cfg) : cfg_(cfg) {
     tparams_.resize(ttable_.total());
     teacher_->init(tparams_.data(), std::uint64_t(tr.seed) + 1, tr.init_std);
   }
-  adamw_ = std::make_unique<AdamW<float>>(stable_, cfg_.optim);
+  adamw_ = std::make_unique<AdamW<float>>(stable_, cfg_.optim, cfg_.has_quant ? cfg_.quant.scale_lr_ratio : 1.0);
   const int threads = omp_get_max_threads();
   dstep_ = std::make_unique<DistillStep<float>>(*student_, teacher_.get(), spec, proj_,
                                                 tr.batch_size, tr.seq_len, threads, qat_.get());
