@@ -89,6 +89,10 @@ int run_eval(const EvalOptions& o) {
     fmt::print("quantized: weights {}, inputs {} | {}{}\n", cfg.quant.weight, cfg.quant.activation, integer->describe(),
                integer->any_simulated() ? " (simulated layers run fake-quantized fp32: their speed is not an integer speed)" : "");
   }
+  if (!integer && cfg.has_quant) {
+    fmt::print("note: a QAT checkpoint, evaluated here with its float weights; `kdtrain ptq {} --out Q.h5` exports "
+               "the quantized model its run evaluated\n", o.checkpoint);
+  }
   if (tps > 0) fmt::print("speed {:.0f} tokens/s ({} threads)\n", tps, threads);
   if (fp32_tps > 0) {
     fmt::print("fp32 OpenBLAS on the dequantized weights: {:.0f} tokens/s, val loss {:.6f} | quantized/fp32 speed {:.2f}x\n",
