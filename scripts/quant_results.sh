@@ -92,14 +92,14 @@ for seed in $seeds; do
     [[ $w == fp8* || ${LSQ:-1} = 0 ]] && lsq=false  # LSQ is for integer grids
     qset=(--set quant.weight="$w" --set quant.activation="$a" --set quant.learn_scales=$lsq --set quant.head=true)
     if [ "$recipe" = finetune ]; then
-      name=qatft-$f-s$seed$([ $lsq = false ] && echo -ste)
+      name=qatft-$f-s$seed$([ $lsq = false ] && echo -ste || true)
       rm -rf "$runs/$name" && cp -r "$runs/$base" "$runs/$name"
       $kd distill --resume "$runs/$name" --set train.steps=$total --set train.checkpoint_every=$total "${qset[@]}" \
         --set quant.fake_quant_start=$steps --set quant.freeze_observers=$((steps + ft / 2)) >/dev/null
       ck=$(ckpt_of $name $total)
       method="QAT+KD fine-tune, $ft steps"
     else
-      name=qat-$f-s$seed$([ $lsq = false ] && echo -ste)
+      name=qat-$f-s$seed$([ $lsq = false ] && echo -ste || true)
       $kd distill --config configs/quant/student.yaml "${common[@]}" --set train.seed=$seed --set run.name=$name \
         "${qset[@]}" --set quant.fake_quant_start=$((steps / 3)) --set quant.freeze_observers=$((2 * steps / 3)) >/dev/null
       ck=$(ckpt_of $name $steps)
