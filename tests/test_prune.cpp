@@ -6,7 +6,10 @@
 #include <cmath>
 #include <random>
 
+#include "tests/support/tiny_config.h"
 #include "trainer/prune/criteria.h"
+#include "trainer/train/batch_sources.h"
+#include "trainer/train/trainer.h"
 #include "trainer/prune/schedule.h"
 #include "trainer/util/errors.h"
 
@@ -230,6 +233,52 @@ TEST(Schedule, GradualMatchesTheClosedForm) {
   bad = g;
   bad.final = 1.0;
   EXPECT_THROW(kd::prune::check_schedule(bad, "prune.schedule"), kd::InputError);
+}
+
+// In training: after every step the pruned weights and their Adam moments are exactly
+// zero, and the prunable sparsity follows the gradual schedule.
+TEST(Training, PrunedWeightsStayExactlyZero) {
+  kd::Config c = kdtest::tiny_config({"train.steps=30", "prune.criterion=magnitude_layer", "prune.sparsity=0.6",
+                                      "prune.schedule=gradual", "prune.start=4", "prune.end=20", "prune.every=4"});
+  c.has_teacher = false;
+  kd::set_threads(2);
+  kd::Trainer t(c);
+  auto src = kd::make_synthetic(c, kd::Stream::train);
+  kd::prune::GradualSchedule g{0.0, 0.6, 4, 20, 4};
+  for (int s = 0; s < 30; ++s) {
+    t.step(*src);
+    const Mask& m = t.pruner()->mask();
+    for (std::size_t i = 0; i < m.size(); ++i) {
+      if (m.kept(i)) continue;
+      ASSERT_EQ(t.student_params()[i], 0.0f) << "step " << s << " element " << i;
+      ASSERT_EQ(t.optimizer().m()[i], 0.0f);
+      ASSERT_EQ(t.optimizer().v()[i], 0.0f);
+    }
+    // per tensor: the rounded schedule value of the last pruning step
+    for (const auto& ti : t.student_table().tensors()) {
+      if (!ti.has(kd::kPrunable)) continue;
+      const double want = kd::prune::gradual_sparsity(g, s);  // the mask was set at the start of step s
+      ASSERT_EQ(m.pruned(ti.offset, ti.offset + ti.numel), std::size_t(std::llround(want * double(ti.numel))))
+          << ti.name << " step " << s;
+    }
+  }
+}
+
+TEST(Config, BadPruneSectionsNameTheKey) {
+  auto expect = [](std::vector<std::string> o, const char* needle) {
+    try {
+      kdtest::tiny_config(o);
+      ADD_FAILURE() << needle;
+    } catch (const kd::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect({"prune.sparsity=1.0"}, "prune.sparsity is 1");
+  expect({"prune.sparsity=-0.5"}, "prune.sparsity is -0.5");
+  expect({"prune.criterion=n_m", "prune.m=5"}, "prune.m = 5 does not divide");
+  expect({"prune.criterion=rows"}, "prune.criterion");
+  expect({"prune.schedule=gradual", "prune.start=50", "prune.end=10"}, "prune: end step 10");
+  expect({"prune.at=500"}, "prune.at (500) is not before train.steps");
 }
 
 }  // namespace

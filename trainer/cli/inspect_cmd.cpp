@@ -16,7 +16,8 @@ int run_inspect(const std::string& path) {
   fmt::print("\nprovenance:\n");
   for (const auto& [k, v] : r.provenance()) fmt::print("  {}: {}\n", k, v);
   fmt::print("\ntokenizer: {}\n", r.tokenizer_json().empty() ? "none" : fmt::format("{} bytes of JSON", r.tokenizer_json().size()));
-  for (const char* g : {"model", "adam_m", "adam_v", "teacher", "quant", "quantized"}) {
+  std::size_t linear_zeros = 0, linear_total = 0;
+  for (const char* g : {"model", "adam_m", "adam_v", "teacher", "quant", "quantized", "masks"}) {
     const auto names = r.tensor_names(g);
     if (names.empty()) continue;
     std::int64_t total = 0;
@@ -34,7 +35,27 @@ int run_inspect(const std::string& path) {
         shape.append(std::to_string(d));
       }
       const ckpt::DType t = r.dtype(g, n);
-      fmt::print("  {} {}{}\n", n, shape, t == ckpt::DType::f32 ? "" : std::string(" ") + ckpt::dtype_name(t));
+      std::string zeros;
+      if (std::string(g) == "model" && t == ckpt::DType::f32) {
+        // sparsity: exact zeros (pruned weights are stored as 0.0)
+        const auto sh = r.shape(g, n);
+        std::size_t numel = 1;
+        for (auto d : sh) numel *= std::size_t(d);
+        std::vector<float> buf(numel);
+        r.read(g, n, sh, buf.data());
+        std::size_t z = 0;
+        for (float x : buf) z += x == 0.0f;
+        if (z > 0) zeros = fmt::format("  sparsity {:.2f}%", 100.0 * double(z) / double(numel));
+        if (n.find("_proj.weight") != std::string::npos) {
+          linear_zeros += z;
+          linear_total += numel;
+        }
+      }
+      fmt::print("  {} {}{}{}\n", n, shape, t == ckpt::DType::f32 ? "" : std::string(" ") + ckpt::dtype_name(t), zeros);
+    }
+    if (std::string(g) == "model" && linear_total > 0) {
+      fmt::print("  sparsity of the linear layers (q/k/v/o/gate/up/down): {:.2f}% ({} of {} weights are zero)\n",
+                 100.0 * double(linear_zeros) / double(linear_total), linear_zeros, linear_total);
     }
   }
   fmt::print("\nconfig:\n{}", r.config_yaml());

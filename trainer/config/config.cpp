@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "trainer/prune/pruner.h"
 #include "trainer/quant/quant_plan.h"
 #include "trainer/util/errors.h"
 
@@ -44,6 +45,7 @@ void Config::validate() const {
     KD_CHECK_INPUT(!data.train.empty(), "data.kind is shards but data.train is not set");
   }
   if (has_quant) quant::plan_quantization(quant, model);  // throws naming the quant key and layer
+  if (has_prune) prune::check_prune_section(prune, model, train.steps);
   KD_CHECK_INPUT(data.format == "auto" || data.format == "kdtrain" || data.format == "nanogpt" ||
                      data.format == "llmc",
                  "data.format is '{}'; allowed values: auto, kdtrain, nanogpt, llmc", data.format);

@@ -10,6 +10,7 @@
 #include "trainer/config/schema.h"
 #include "trainer/distill/distill_spec.h"
 #include "trainer/model/model_spec.h"
+#include "trainer/prune/prune_config.h"
 #include "trainer/quant/quant_config.h"
 
 namespace kd {
@@ -209,6 +210,8 @@ struct Config {
   BenchSection bench;
   bool has_quant = false;
   QuantSection quant;
+  bool has_prune = false;
+  PruneSection prune;
   template <class V>
   void visit(V& v) {
     v.section("model", model, "the model being trained (for distill: the student)");
@@ -221,6 +224,7 @@ struct Config {
     v.section("bench", bench, "kdtrain bench");
     v.optional_section("quant", has_quant, quant,
                        "quantization-aware training (absent: full precision); also kdtrain ptq's defaults");
+    v.optional_section("prune", has_prune, prune, "pruning of the model being trained (absent: dense)");
   }
 
   // Cross-field checks (after loading). Throws InputError naming the keys.

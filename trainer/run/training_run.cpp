@@ -183,6 +183,14 @@ int run_training(const TrainCommand& cmd) {
     }
     if (cfg.has_teacher && !in.teacher) read_tensors(r, "teacher", trainer.teacher_table(), trainer.teacher_params());
     trainer.optimizer().set_steps_taken(r.state("adam_step"));
+    if (trainer.pruner()) {
+      // a dense run resumed with a prune section added prunes the trained model from here
+      if (!r.tensor_names("masks").empty()) {
+        trainer.pruner()->load_state(r);
+      } else {
+        progress.line("prune: the checkpoint has no masks (a dense run): pruning starts from its weights");
+      }
+    }
     if (fresh_quant) {
       progress.line("quant: the checkpoint has no quantizer state (a float run): QAT starts from its weights, "
                     "calibrating afresh");
@@ -264,6 +272,7 @@ int run_training(const TrainCommand& cmd) {
     c.tensors["adam_m"] = views(trainer.optimizer().m());
     c.tensors["adam_v"] = views(trainer.optimizer().v());
     if (trainer.qat()) c.tensors["quant"] = trainer.qat()->state_tensors();
+    if (trainer.pruner()) c.tensors["masks"] = trainer.pruner()->state_tensors();
     if (cfg.has_teacher && !in.teacher) {  // a teacher made in this run has no checkpoint of its own
       std::vector<ckpt::TensorView> v;
       for (const auto& t : trainer.teacher_table().tensors()) v.push_back({t.name, t.shape, trainer.teacher_params() + t.offset});

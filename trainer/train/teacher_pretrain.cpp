@@ -10,7 +10,8 @@ double pretrain_teacher(const Config& cfg, std::int64_t steps, data::BatchSource
                         float* teacher_params) {
   Config tc = cfg;
   tc.model = cfg.teacher.spec;
-  tc.has_quant = false;  // the teacher trains in full precision
+  tc.has_quant = false;  // the teacher trains in full precision, dense
+  tc.has_prune = false;
   tc.has_teacher = false;
   tc.distill.feature.beta = 0;
   tc.distill.feature.layers.clear();

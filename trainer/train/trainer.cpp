@@ -53,6 +53,7 @@ Trainer::Trainer(const Config& cfg) : cfg_(cfg) {
     teacher_->init(tparams_.data(), std::uint64_t(tr.seed) + 1, tr.init_std);
   }
   adamw_ = std::make_unique<AdamW<float>>(stable_, cfg_.optim, cfg_.has_quant ? cfg_.quant.scale_lr_ratio : 1.0);
+  if (cfg_.has_prune) pruner_ = std::make_unique<prune::Pruner>(cfg_.prune, *student_, stable_);
   const int threads = omp_get_max_threads();
   dstep_ = std::make_unique<DistillStep<float>>(*student_, teacher_.get(), spec, proj_,
                                                 tr.batch_size, tr.seq_len, threads, qat_.get());
@@ -78,6 +79,7 @@ StepReport Trainer::step(data::BatchSource& source) {
   StepReport rep;
   rep.step = step_;
   grads_.zero();
+  if (pruner_) pruner_->begin_step(step_, sparams_.data(), adamw_->m(), adamw_->v());
   // QAT: the forward reads fake-quantized weights
   const float* params = qat_ ? qat_->begin_step(step_, sparams_.data(), grads_.data()) : sparams_.data();
   const double scale = 1.0 / tr.grad_accum;
@@ -109,9 +111,11 @@ StepReport Trainer::step(data::BatchSource& source) {
     rep.nonfinite = what;
     ++skipped_;
   } else {
+    if (pruner_) pruner_->mask_gradients(grads_.data());
     rep.grad_norm = global_norm(grads_.data(), grads_.size());
     rep.lr = lr_at(cfg_.optim, tr.steps, step_);
     adamw_->step(sparams_.data(), grads_.data(), rep.lr, clip_factor(rep.grad_norm, cfg_.optim.grad_clip));
+    if (pruner_) pruner_->after_update(sparams_.data(), adamw_->m(), adamw_->v());
   }
   ++step_;
   const double t2 = omp_get_wtime();

@@ -13,6 +13,7 @@
 #include "trainer/eval/evaluator.h"
 #include "trainer/model/llama.h"
 #include "trainer/optim/adamw.h"
+#include "trainer/prune/pruner.h"
 #include "trainer/quant/qat.h"
 #include "trainer/util/aligned_buffer.h"
 
@@ -57,6 +58,8 @@ class Trainer {
   std::size_t arena_bytes() const { return dstep_->arena_bytes(); }
   // Quantization-aware training state (null without a quant section).
   quant::QatState* qat() { return qat_.get(); }
+  // Pruning state (null without a prune section).
+  prune::Pruner* pruner() { return pruner_.get(); }
 
   // Held-out CE of the student on `batches` batches (no gradients kept).
   double evaluate(data::BatchSource& source, int batches);
@@ -71,6 +74,7 @@ class Trainer {
   AlignedBuffer<float> sparams_, tparams_, grads_;
   std::unique_ptr<quant::QatState> qat_;
   std::unique_ptr<AdamW<float>> adamw_;
+  std::unique_ptr<prune::Pruner> pruner_;
   std::unique_ptr<DistillStep<float>> dstep_;
   std::unique_ptr<Evaluator> evaluator_;  // forward only, student alone, same shapes
   std::vector<std::int32_t> tokens_, labels_;
