@@ -2,16 +2,19 @@
 # kdtrain's KD step against the PyTorch reference of the same step (scripts/torch_kd_ref.py,
 # Debian's python3-torch), in the same run, at the same thread count, on configs/bench-cpu.yaml.
 #  1. the sgemm peak of the BLAS kdtrain links (the MFU denominator), measured now;
-#  2. kdtrain bench, kd, student-only and kd+qat;
-#  3. PyTorch at its fastest setting found here (OMP_WAIT_POLICY=passive), kd, student-only and
-#     kd+qat (torch_kd_ref.py --qat).
+#  2. kdtrain bench, kd, student-only, kd+qat and kd+prune;
+#  3. PyTorch at its fastest setting found here (OMP_WAIT_POLICY=passive), the same four
+#     (torch_kd_ref.py --qat, --prune 0.5).
 # kd+qat is the kd step with the student under W8A8 quantization-aware training: kdtrain with
 # --set quant.weight=int8:channel --set quant.activation=int8:tensor (the rest of the quant
 # section at its defaults: head and embedding in float), PyTorch with eager-mode FakeQuantize
-# modules set up to match (see scripts/torch_kd_ref.py).
+# modules set up to match (see scripts/torch_kd_ref.py). kd+prune is the kd step with the
+# student's block linears 50% pruned by magnitude per tensor (kdtrain: prune.criterion
+# magnitude_layer, one-shot at step 0, masks kept through every update; PyTorch:
+# torch.nn.utils.prune.l1_unstructured, the weight = weight_orig * mask reparametrisation).
 # Last line (machine-readable, one line; wrapped here):
 #   RESULT kd_speedup=<kdtrain/pytorch tokens/s> student_speedup=<...> mfu=<kdtrain kd MFU> rss_ratio=<kdtrain/pytorch peak RSS>
-#          kdqat_speedup=<kdtrain/pytorch kd+qat tokens/s>
+#          kdqat_speedup=<kdtrain/pytorch kd+qat tokens/s> kdprune_speedup=<... kd+prune ...>
 # Usage: scripts/bench.sh [threads (default 2)] [peak seconds per size (default 3)]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,11 +33,12 @@ echo "== sgemm peak (kdtrain bench-peak, ${threads} threads)"
 ./build/kdtrain bench-peak --threads "$threads" --seconds "$peak_seconds" | tee "$log/peak"
 peak=$(sed -n 's/^PEAK gflops=\([0-9.]*\).*/\1/p' "$log/peak")
 
-for variant in kd student-only kd+qat; do
+for variant in kd student-only kd+qat kd+prune; do
   kflag=""; tflag=""
   case "$variant" in
     student-only) kflag="--student-only"; tflag="--student-only" ;;
     kd+qat) kflag="--set quant.weight=int8:channel --set quant.activation=int8:tensor"; tflag="--qat" ;;
+    kd+prune) kflag="--set prune.criterion=magnitude_layer --set prune.sparsity=0.5"; tflag="--prune 0.5" ;;
   esac
   echo "== kdtrain $variant"
   ./build/kdtrain bench --config configs/bench-cpu.yaml --threads "$threads" --peak-gflops "$peak" $kflag \
@@ -48,6 +52,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 kd_k=$(field "$log/kdtrain-kd" tokens_per_s); kd_t=$(field "$log/torch-kd" tokens_per_s)
 so_k=$(field "$log/kdtrain-student-only" tokens_per_s); so_t=$(field "$log/torch-student-only" tokens_per_s)
 qat_k=$(field "$log/kdtrain-kd+qat" tokens_per_s); qat_t=$(field "$log/torch-kd+qat" tokens_per_s)
+pr_k=$(field "$log/kdtrain-kd+prune" tokens_per_s); pr_t=$(field "$log/torch-kd+prune" tokens_per_s)
 rss_k=$(field "$log/kdtrain-kd" peak_rss_kib); rss_t=$(field "$log/torch-kd" peak_rss_kib)
 mfu=$(field "$log/kdtrain-kd" mfu)
 
@@ -57,6 +62,7 @@ printf '%-22s %14s %14s %9s\n' "" kdtrain pytorch ratio
 printf '%-22s %14s %14s %9s\n' "kd tokens/s" "$kd_k" "$kd_t" "$(ratio "$kd_k" "$kd_t")"
 printf '%-22s %14s %14s %9s\n' "student-only tokens/s" "$so_k" "$so_t" "$(ratio "$so_k" "$so_t")"
 printf '%-22s %14s %14s %9s\n' "kd+qat tokens/s" "$qat_k" "$qat_t" "$(ratio "$qat_k" "$qat_t")"
+printf '%-22s %14s %14s %9s\n' "kd+prune tokens/s" "$pr_k" "$pr_t" "$(ratio "$pr_k" "$pr_t")"
 printf '%-22s %14s %14s %9s\n' "kd MFU" "$mfu" "$(field "$log/torch-kd" mfu)" ""
 printf '%-22s %14s %14s %9s\n' "kd peak RSS KiB" "$rss_k" "$rss_t" "$(ratio "$rss_k" "$rss_t")"
-echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t")"
+echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t")"

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """PyTorch (CPU, fp32) reference timing of ONE knowledge-distillation training step, for kdtrain.
 
-Same workload as shared/bench/torch_kd_bench.py (default "kd", --student-only and --qat variants;
-the prune variant is not here), built on the Llama module in scripts/torch_ref/llama.py
+Same workload as shared/bench/torch_kd_bench.py (default "kd", --student-only, --qat and
+--prune variants), built on the Llama module in scripts/torch_ref/llama.py
 (HF parameter names, n_kv_heads = n_heads, untied output head):
 
   vocab 8192, seq 256, batch 8 (2048 tokens/step), random tokens (fixed seed)
@@ -60,6 +60,9 @@ def parse_args():
     p.add_argument("--student-only", action="store_true", help="plain CE training of the student; no teacher")
     p.add_argument("--qat", action="store_true",
                    help="student under W8A8 fake quantization (int8 per-channel weights, int8 per-tensor inputs)")
+    p.add_argument("--prune", type=float, default=0.0,
+                   help="torch.nn.utils.prune.l1_unstructured(amount=P) on every linear weight of the student's "
+                        "blocks (q/k/v/o/gate/up/down; the head stays dense, as kdtrain's magnitude_layer)")
     p.add_argument("--steps", type=int, default=6, help="timed steps (>= 1)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
@@ -193,6 +196,12 @@ def main():
     student = make_llama(s_cfg, None, dtype=torch.float32, std=0.02, norm_noise=0.0)
     if args.qat:
         prepare_qat(student)
+    if args.prune > 0:
+        import torch.nn.utils.prune as tprune
+        for layer in student.model.layers:
+            for m in layer.modules():
+                if isinstance(m, nn.Linear):
+                    tprune.l1_unstructured(m, "weight", amount=args.prune)
     teacher = None
     if not args.student_only:
         teacher = make_llama(t_cfg, None, dtype=torch.float32, std=0.02, norm_noise=0.0)
@@ -208,7 +217,8 @@ def main():
     f_s, n_s = flops_per_step(s_cfg, tokens, T, train=True)
     f_t, n_t = (0, 0) if teacher is None else flops_per_step(t_cfg, tokens, T, train=False)
     f_total = f_s + f_t
-    variant = ("student-only" if args.student_only else "kd") + ("+qat" if args.qat else "")
+    variant = ("student-only" if args.student_only else "kd") + ("+qat" if args.qat else "") + \
+        (f"+prune{args.prune:g}" if args.prune > 0 else "")
 
     def step(i):
         batch = data[i % len(data)]
