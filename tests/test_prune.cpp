@@ -7,6 +7,7 @@
 #include <random>
 
 #include "tests/support/tiny_config.h"
+#include "trainer/prune/compact.h"
 #include "trainer/prune/criteria.h"
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/trainer.h"
@@ -279,6 +280,42 @@ TEST(Config, BadPruneSectionsNameTheKey) {
   expect({"prune.criterion=rows"}, "prune.criterion");
   expect({"prune.schedule=gradual", "prune.start=50", "prune.end=10"}, "prune: end step 10");
   expect({"prune.at=500"}, "prune.at (500) is not before train.steps");
+}
+
+// A compacted model (KV groups and neurons cut out) gives the masked model's logits.
+// Tolerance: the removed terms are exact zeros in the masked model, so only the GEMMs'
+// summation order differs (shorter inner dimensions): 1e-5 of the logits' scale.
+TEST(Compact, SameLogitsAsTheMaskedModel) {
+  Model md;
+  Mask m = kd::prune::prune({Criterion::heads, 0.5}, *md.layout, md.table, md.w.data(), Mask::dense(md.table.total()), "p");
+  m = kd::prune::prune({Criterion::neurons, 0.25}, *md.layout, md.table, md.w.data(), m, "p");
+  m.apply(md.w.data(), md.w.size());
+  const auto c = kd::prune::compact(*md.layout, md.w.data(), m);
+  EXPECT_EQ(c.spec.n_kv_heads, 1);
+  EXPECT_EQ(c.spec.n_heads, 2);
+  EXPECT_EQ(c.spec.d_ff, 18);
+  EXPECT_EQ(c.spec.head_dim(), md.spec.head_dim());
+  EXPECT_LT(c.table.total(), md.table.total());
+  const int B = 2, T = 8, M = B * T;
+  std::vector<std::int32_t> tok(M);
+  for (int i = 0; i < M; ++i) tok[i] = (i * 7 + 3) % md.spec.vocab;
+  auto logits = [&](const kd::LlamaLayout& lay, const float* p) {
+    kd::FrozenActivations<float> a;
+    a.build(lay.spec(), B, T, 2, {});
+    kd::llama_forward_frozen<float>(lay, p, tok.data(), a);
+    std::vector<float> z(std::size_t(M) * lay.spec().vocab);
+    kd::head_forward_frozen<float>(lay, p, z.data(), a.final_norm, M);
+    return z;
+  };
+  const auto z1 = logits(*md.layout, md.w.data()), z2 = logits(*c.layout, c.params.data());
+  double scale = 0;
+  for (float v : z1) scale = std::max(scale, double(std::fabs(v)));
+  for (std::size_t i = 0; i < z1.size(); ++i) ASSERT_NEAR(z1[i], z2[i], 1e-5 * scale) << i;
+  // non-uniform removal is refused
+  Mask nu = Mask::dense(md.table.total());
+  const auto& L0 = md.layout->layers()[0];
+  for (std::size_t c0 = 0; c0 < std::size_t(md.spec.d_model); ++c0) nu.prune(L0.wgu + c0);  // neuron 0 of layer 0 only
+  EXPECT_THROW(kd::prune::compact(*md.layout, md.w.data(), nu), kd::InputError);
 }
 
 }  // namespace

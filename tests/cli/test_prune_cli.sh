@@ -33,6 +33,19 @@ cmp -s <(strip "$tmp/runs/pruned/metrics.jsonl") <(strip "$tmp/runs/res/metrics.
   && "$bin" inspect "$tmp/runs/pq/checkpoints/step-00000012.h5" | grep -q "linear layers (q/k/v/o/gate/up/down): 50.00%" \
   && ok "2:4 pruning with QAT in one run: 50.00% zero" || fail "2:4 + QAT"
 
+# structured pruning -> export --compact: a smaller model, the same validation loss
+"$bin" train --config "$tmp/p.yaml" --set run.name=heads --set prune.criterion=heads --set prune.sparsity=0.5 \
+  --set prune.schedule=oneshot --set prune.at=4 >/dev/null 2>&1 || fail "head pruning"
+hck=$tmp/runs/heads/checkpoints/step-00000012.h5
+"$bin" export "$hck" --out "$tmp/compact.h5" --compact >"$tmp/export.log" 2>&1 \
+  && grep -q "n_heads 2 n_kv_heads 1 head_dim 8" "$tmp/export.log" && ok "export --compact: $(sed -n 's/.*| parameters/parameters/p' "$tmp/export.log")" \
+  || { fail "export --compact"; cat "$tmp/export.log"; }
+l1=$("$bin" eval "$hck" --json | sed -E 's/.*"val_loss":([^,}]*).*/\1/')
+l2=$("$bin" eval "$tmp/compact.h5" --json | sed -E 's/.*"val_loss":([^,}]*).*/\1/')
+awk -v a="$l1" -v b="$l2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-5 * a) }' \
+  && ok "compacted model's val loss $l2 = the masked model's $l1 (within 1e-5)" || fail "compact loss $l2 vs $l1"
+expect 2 "has no whole KV group or FFN neuron pruned" export "$final" --out "$tmp/bad.h5" --compact
+
 expect 2 "prune.sparsity is 1" train --config "$tmp/p.yaml" --set run.name=b1 --set prune.sparsity=1
 expect 2 "prune.m = 3 does not divide" train --config "$tmp/p.yaml" --set run.name=b2 --set prune.criterion=n_m --set prune.m=3
 expect 2 "prune.criterion is 'rows'" train --config "$tmp/p.yaml" --set run.name=b3 --set prune.criterion=rows

@@ -63,6 +63,13 @@ struct PtqOptions {
 };
 int run_ptq(const PtqOptions& o);
 
+struct ExportOptions {
+  std::string checkpoint;
+  std::string out;
+  bool compact = false;  // cut out pruned KV groups and FFN neurons
+};
+int run_export(const ExportOptions& o);
+
 struct PrepareOptions {
   std::vector<std::string> inputs;
   std::string out;

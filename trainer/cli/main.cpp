@@ -79,6 +79,12 @@ int main(int argc, char** argv) {
   pq->add_flag("--recalibrate", ptq.recalibrate, "a QAT checkpoint: calibrate afresh instead of using its quantizer state");
   pq->add_option("--threads", ptq.threads, "threads")->check(CLI::NonNegativeNumber);
 
+  cli::ExportOptions exp;
+  auto* ex = app.add_subcommand("export", "write a checkpoint in another form (--compact: structured-pruned, physically smaller)");
+  ex->add_option("checkpoint", exp.checkpoint, "kdtrain checkpoint (.h5)")->required();
+  ex->add_option("--out", exp.out, "the checkpoint to write (.h5)")->required();
+  ex->add_flag("--compact", exp.compact, "remove the KV groups and FFN neurons its masks pruned (shapes and config change)");
+
   std::string inspect_path;
   auto* in = app.add_subcommand("inspect", "what a checkpoint holds");
   in->add_option("checkpoint", inspect_path, "kdtrain checkpoint (.h5)")->required();
@@ -136,6 +142,7 @@ int main(int argc, char** argv) {
     if (g->parsed()) return cli::run_generate(gen);
     if (in->parsed()) return cli::run_inspect(inspect_path);
     if (pq->parsed()) return cli::run_ptq(ptq);
+    if (ex->parsed()) return cli::run_export(exp);
     if (b->parsed()) return cli::run_bench(bench);
     if (p->parsed()) return cli::run_bench_peak(peak);
     if (v->parsed()) {

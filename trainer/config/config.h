@@ -27,6 +27,8 @@ void visit(V& v, ModelSpec& s) {
   v.field("tie_embeddings", s.tie_embeddings, "the output head reuses the token embedding");
   v.field("rope_theta", s.rope_theta, "RoPE base frequency", above(0));
   v.field("norm_eps", s.norm_eps, "RMSNorm epsilon", above(0));
+  v.field("head_dim", s.head_dim_override, "attention head size (0 = d_model / n_heads; set by structured pruning)",
+          between(0, 1 << 16));
 }
 
 // The frozen teacher: a kdtrain checkpoint (its shape is read from it), or a shape given

@@ -19,10 +19,9 @@ void ModelSpec::validate(const std::string& where) const {
   for (const auto& [key, value] : required) {
     KD_CHECK_INPUT(value > 0, "{}.{} is required (the model shape has no default)", where, key);
   }
-  KD_CHECK_INPUT(d_model % n_heads == 0, "{}: d_model ({}) must be divisible by n_heads ({})", where,
-                 d_model, n_heads);
-  KD_CHECK_INPUT(head_dim() % 2 == 0, "{}: head_dim = d_model / n_heads = {} must be even for RoPE",
-                 where, head_dim());
+  KD_CHECK_INPUT(head_dim_override > 0 || d_model % n_heads == 0,
+                 "{}: d_model ({}) must be divisible by n_heads ({}) (or give head_dim)", where, d_model, n_heads);
+  KD_CHECK_INPUT(head_dim() % 2 == 0, "{}: head_dim = {} must be even for RoPE", where, head_dim());
   KD_CHECK_INPUT(n_heads % n_kv_heads == 0,
                  "{}: n_heads ({}) must be a multiple of n_kv_heads ({}) (grouped-query attention)",
                  where, n_heads, n_kv_heads);

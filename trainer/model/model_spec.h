@@ -16,8 +16,9 @@ struct ModelSpec {
   bool tie_embeddings = false;
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
+  int head_dim_override = 0;  // config `head_dim`; 0 = d_model / n_heads (structured pruning changes n_heads only)
 
-  int head_dim() const { return d_model / n_heads; }
+  int head_dim() const { return head_dim_override > 0 ? head_dim_override : d_model / n_heads; }
   int q_dim() const { return n_heads * head_dim(); }
   int kv_dim() const { return n_kv_heads * head_dim(); }
   int qkv_dim() const { return q_dim() + 2 * kv_dim(); }
