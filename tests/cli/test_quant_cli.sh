@@ -89,7 +89,7 @@ done
 # --- bad input: exit 2, named, nothing written
 expect 2 "--weight: 9 bits is out of range" ptq "$tckpt" --out "$tmp/bad1.h5" --weight int9
 expect 2 "--activation: unknown quantization type 'int8x'" ptq "$tckpt" --out "$tmp/bad2.h5" --activation int8x
-expect 2 "group size 128 does not divide the input dimension 32" ptq "$tckpt" --out "$tmp/bad3.h5" --weight int4:g128
+expect 2 "--weight: group size 128 does not divide the input dimension 32" ptq "$tckpt" --out "$tmp/bad3.h5" --weight int4:g128
 expect 2 "--calibrator: unknown calibrator 'entropy'" ptq "$tckpt" --out "$tmp/bad4.h5" --activation int8:tensor --calibrator entropy
 # a model trained on a synthetic stream has no training shard to calibrate on
 cat >"$tmp/synth.yaml" <<YAML

@@ -40,9 +40,9 @@ int run_ptq(const PtqOptions& o) {
   const bool use_qat = qat && !o.recalibrate && !changed;
   if (!use_qat) q.learn_scales = false;
   // flags are checked under their own names
-  quant::parse_format(q.weight, o.weight.empty() ? "quant.weight" : "--weight");
-  quant::parse_format(q.activation, o.activation.empty() ? "quant.activation" : "--activation");
   quant::parse_calibrator(q.activation_calibrator, o.calibrator.empty() ? "quant.activation_calibrator" : "--calibrator");
+  quant::plan_quantization(q, cfg.model, o.weight.empty() ? "quant.weight" : "--weight",
+                           o.activation.empty() ? "quant.activation" : "--activation");
   cfg.has_quant = true;
   cfg.quant = q;
 

@@ -57,7 +57,8 @@ bool matches(const std::string& pattern, const std::string& name) {
 
 }  // namespace
 
-QuantPlan plan_quantization(const QuantSection& q, const ModelSpec& model) {
+QuantPlan plan_quantization(const QuantSection& q, const ModelSpec& model, const std::string& weight_key,
+                            const std::string& activation_key) {
   QuantPlan plan;
   plan.weight_calibrator = parse_calibrator(q.weight_calibrator, "quant.weight_calibrator");
   KD_CHECK_INPUT(plan.weight_calibrator == Calibrator::minmax || plan.weight_calibrator == Calibrator::mse,
@@ -72,8 +73,8 @@ QuantPlan plan_quantization(const QuantSection& q, const ModelSpec& model) {
   plan.fake_quant_start = q.fake_quant_start;
   plan.freeze_observers = q.freeze_observers;
 
-  const kern::QuantFormat base_w = parse_format(q.weight, "quant.weight");
-  const kern::QuantFormat base_a = parse_format(q.activation, "quant.activation");
+  const kern::QuantFormat base_w = parse_format(q.weight, weight_key);
+  const kern::QuantFormat base_a = parse_format(q.activation, activation_key);
   struct Rule {
     std::string pattern;
     bool has_w, has_a;
@@ -92,7 +93,7 @@ QuantPlan plan_quantization(const QuantSection& q, const ModelSpec& model) {
   bool tied_head_done = false;
   for (const Linear& L : linears(model)) {
     kern::QuantFormat w = base_w, a = base_a;
-    std::string wkey = "quant.weight", akey = "quant.activation";
+    std::string wkey = weight_key, akey = activation_key;
     bool enabled = !L.optional_kind || (L.module == "lm_head" ? q.head : q.embedding);
     for (Rule& r : rules) {
       if (!matches(r.pattern, L.module)) continue;

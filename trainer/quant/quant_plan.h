@@ -47,7 +47,11 @@ struct QuantPlan {
 // and the layer: unknown formats or calibrators, bits out of range, a group size that does
 // not divide a layer's input dimension, token scales on weights, LSQ on FP8, a pattern
 // that matches no layer.
-QuantPlan plan_quantization(const QuantSection& q, const ModelSpec& model);
+// weight_key / activation_key: how the caller names the two formats (a config key, or a
+// command-line flag such as --weight).
+QuantPlan plan_quantization(const QuantSection& q, const ModelSpec& model,
+                            const std::string& weight_key = "quant.weight",
+                            const std::string& activation_key = "quant.activation");
 
 // Target of an observer for a format (grid, symmetry, fp8).
 Target target_of(const kern::QuantFormat& f);
