@@ -9,9 +9,8 @@ bin=$1
 root=$2
 source "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=2
-strip() { sed -E 's/"(time_s|tokens_per_s)":[^,}]*,?//g' "$1"; }
 
-"$bin" prepare "$root/tests/data" --out "$tmp/prep" --vocab-size 300 --val-every 3 >/dev/null || fail "prepare"
+prepare_corpus
 cat >"$tmp/teacher.yaml" <<YAML
 model: {vocab: 300, d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 64, tie_embeddings: true}
 optim: {lr: 3.0e-3, warmup_steps: 2}

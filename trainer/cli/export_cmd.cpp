@@ -38,13 +38,7 @@ int run_export(const ExportOptions& o) {
   Config cfg = model->config;
   cfg.model = c.spec;
   cfg.has_prune = false;  // the pruned structures are gone
-  ckpt::CheckpointContents out;
-  out.kind = "compact";
-  out.config_yaml = config_to_yaml(cfg);
-  out.tokenizer_json = r.tokenizer_json();
-  out.metrics_jsonl = r.metrics_jsonl();
-  out.provenance = r.provenance();
-  out.state = {{"step", model->step}};
+  ckpt::CheckpointContents out = derived_checkpoint(r, "compact", cfg, model->step);
   for (const auto& t : c.table.tensors()) out.tensors["model"].push_back({t.name, t.shape, c.params.data() + t.offset});
   ckpt::write_checkpoint(o.out, out);
   fmt::print("export --compact: {} -> {}\n  removed per layer: {} of {} KV groups ({} query heads), {} of {} FFN neurons\n"

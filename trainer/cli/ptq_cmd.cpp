@@ -74,13 +74,9 @@ int run_ptq(const PtqOptions& o) {
   const quant::QuantizedModel qm = quant::post_training_quantize(q, cfg.model, in, data_key, &rep);
 
   // the checkpoint: float tensors that stay float, codes of the rest
-  ckpt::CheckpointContents c;
-  c.kind = "quantized";
-  c.config_yaml = config_to_yaml(cfg);
-  c.tokenizer_json = reader.tokenizer_json();
-  c.metrics_jsonl = reader.metrics_jsonl();
-  c.provenance = reader.provenance();
-  c.state = {{"step", model->step}, {"quantized_from_qat", use_qat ? 1 : 0}, {"calibration_batches", rep.calibrated ? o.batches : 0}};
+  ckpt::CheckpointContents c = derived_checkpoint(reader, "quantized", cfg, model->step);
+  c.state["quantized_from_qat"] = use_qat ? 1 : 0;
+  c.state["calibration_batches"] = rep.calibrated ? o.batches : 0;
   std::size_t float_bytes = 0, quant_bytes = 0;
   for (const auto& t : model->table.tensors()) {
     if (qm.weight(t.name)) continue;

@@ -41,7 +41,8 @@ bool Pruner::begin_step(std::int64_t steps_done, float* params, float* m, float*
     changed = !(next == mask_);
     mask_ = std::move(next);
   }
-  after_update(params, m, v);
+  // between pruning steps after_update already keeps the pruned positions at zero
+  if (changed) after_update(params, m, v);
   return changed;
 }
 

@@ -26,7 +26,8 @@ class Pruner {
   double sparsity_at(std::int64_t steps_done) const;
   // Before the optimizer: gradients of pruned weights are zero.
   void mask_gradients(float* grads) const { mask_.apply(grads, mask_.size()); }
-  // At the start of a step: recompute the mask on pruning steps; zero weights and moments.
+  // At the start of a step: recompute the mask on pruning steps; zero weights and moments
+  // when it changed.
   // Returns true when the mask changed.
   bool begin_step(std::int64_t steps_done, float* params, float* m, float* v);
   // After the optimizer: zero the pruned weights and moments again.

@@ -186,7 +186,7 @@ bool IntegerInference::linear(int layer, LinearInput site, float* y, float* x, c
     xs_.assign(1, f->in_scale);
     xz_.assign(1, f->in_zero);
   }
-  const int shift = fmt.symmetric ? 0 : 1 << (fmt.bits - 1);
+  const int shift = storage_shift(fmt);
   kern::quantize_codes_int8(xq_.data(), x, xs_.data(), xz_.data(), per_row, fmt.bits, fmt.symmetric, shift, rows, k);
   kern::linear_int8(y, xq_.data(), xs_.data(), per_row, per_row ? 0 : int(xz_[0]) - shift, f->prepared, rows,
                     accumulate);

@@ -88,9 +88,8 @@ std::string to_string(const kern::QuantFormat& f) {
   return s;
 }
 
-void check_format_for(const kern::QuantFormat& f, bool is_weight, int rows, int cols,
-                      const std::string& tensor, const std::string& where) {
-  (void)rows;
+void check_format_for(const kern::QuantFormat& f, bool is_weight, int cols, const std::string& tensor,
+                      const std::string& where) {
   if (!f.enabled()) return;
   if (is_weight) {
     KD_CHECK_INPUT(f.granularity != kern::QuantGranularity::token,

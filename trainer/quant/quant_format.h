@@ -20,10 +20,10 @@ namespace kd::quant {
 kern::QuantFormat parse_format(std::string_view text, const std::string& where);
 std::string to_string(const kern::QuantFormat& f);
 
-// Checks the format against a (rows, cols) tensor named `tensor`: a group size must divide
+// Checks the format against a tensor of `cols` input columns named `tensor`: a group size must divide
 // cols; `token` only for activations, `channel`/groups only for weights. Throws InputError
 // naming `where` and the tensor.
-void check_format_for(const kern::QuantFormat& f, bool is_weight, int rows, int cols,
+void check_format_for(const kern::QuantFormat& f, bool is_weight, int cols,
                       const std::string& tensor, const std::string& where);
 
 }  // namespace kd::quant

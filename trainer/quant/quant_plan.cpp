@@ -114,7 +114,7 @@ QuantPlan plan_quantization(const QuantSection& q, const ModelSpec& model, const
       // a tied head is the embedding: one weight, quantized once
       const bool dup = model.tie_embeddings && (L.module == "lm_head" || L.module == "model.embed_tokens");
       if (!(dup && tied_head_done)) {
-        check_format_for(w, true, L.rows, L.cols, L.module, wkey);
+        check_format_for(w, true, L.cols, L.module, wkey);
         KD_CHECK_INPUT(!(q.learn_scales && w.is_fp8()), "{}: quant.learn_scales (LSQ) needs integer formats, got '{}'",
                        wkey, to_string(w));
         plan.weights.push_back({L.module, L.tensor, L.rows, L.cols, w});
@@ -122,7 +122,7 @@ QuantPlan plan_quantization(const QuantSection& q, const ModelSpec& model, const
       }
     }
     if (L.reads_input && a.enabled()) {
-      check_format_for(a, false, 0, L.cols, L.module, akey);
+      check_format_for(a, false, L.cols, L.module, akey);
       KD_CHECK_INPUT(!(q.learn_scales && a.is_fp8()), "{}: quant.learn_scales (LSQ) needs integer formats, got '{}'",
                      akey, to_string(a));
       plan.inputs.push_back({L.module, L.layer, L.site, L.cols, a});

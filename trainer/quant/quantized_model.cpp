@@ -11,8 +11,6 @@ namespace kd::quant {
 namespace {
 
 bool packed4(const kern::QuantFormat& f) { return f.kind == kern::QuantKind::integer && f.bits == 4; }
-// The shift that makes an unsigned grid signed (0 for symmetric, signed grids).
-int shift_of(const kern::QuantFormat& f) { return f.symmetric ? 0 : 1 << (f.bits - 1); }
 common::Fp8Format fp8_of(const kern::QuantFormat& f) {
   return f.kind == kern::QuantKind::fp8_e4m3 ? common::Fp8Format::e4m3 : common::Fp8Format::e5m2;
 }
@@ -70,7 +68,7 @@ QuantizedTensor quantize_tensor(const WeightPlan& p, const float* w, const float
   const auto& f = p.format;
   const std::size_t n = std::size_t(p.rows) * p.cols, slots = f.scale_count(p.rows, p.cols);
   t.scale.assign(scale, scale + slots);
-  const int shift = shift_of(f);
+  const int shift = storage_shift(f);
   if (f.kind == kern::QuantKind::integer && !f.symmetric) {
     t.zero.resize(slots);
     for (std::size_t j = 0; j < slots; ++j) t.zero[j] = zero[j] - shift;

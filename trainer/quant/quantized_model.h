@@ -50,6 +50,10 @@ struct QuantizedModel {
   const QuantizedTensor* weight(const std::string& tensor) const;
 };
 
+// The shift that stores an unsigned (asymmetric) grid 0..2^b-1 as signed codes: 2^(b-1);
+// 0 for symmetric (signed) grids. Zero points shift with their codes.
+inline int storage_shift(const kern::QuantFormat& f) { return f.symmetric ? 0 : 1 << (f.bits - 1); }
+
 // Codes of weight `w` (rows, cols) under `scale`/`zero` (the fake-quant's own, unshifted).
 QuantizedTensor quantize_tensor(const WeightPlan& p, const float* w, const float* scale, const std::int32_t* zero);
 

@@ -26,6 +26,18 @@ void check_teacher_vocab(int model_vocab, int teacher_vocab, std::int64_t tokeni
                  tokenizer_vocab > 0 ? std::to_string(tokenizer_vocab) : std::string("(unknown)"));
 }
 
+ckpt::CheckpointContents derived_checkpoint(const ckpt::CheckpointReader& source, std::string kind,
+                                            const Config& config, std::int64_t step) {
+  ckpt::CheckpointContents c;
+  c.kind = std::move(kind);
+  c.config_yaml = config_to_yaml(config);
+  c.tokenizer_json = source.tokenizer_json();
+  c.metrics_jsonl = source.metrics_jsonl();
+  c.provenance = source.provenance();
+  c.state = {{"step", step}};
+  return c;
+}
+
 std::unique_ptr<LoadedModel> load_model(const std::string& path) {
   auto m = std::make_unique<LoadedModel>();
   m->path = path;

@@ -38,6 +38,11 @@ std::unique_ptr<LoadedModel> load_model(const std::string& checkpoint_path);
 void check_teacher_vocab(int model_vocab, int teacher_vocab, std::int64_t tokenizer_vocab,
                          const std::string& teacher_path);
 
+// The contents of a checkpoint made from `source` (ptq, export): its tokenizer, metrics and
+// provenance carried over, the given kind, config and step; tensors to be filled in.
+ckpt::CheckpointContents derived_checkpoint(const ckpt::CheckpointReader& source, std::string kind,
+                                            const Config& config, std::int64_t step);
+
 // Reads the "model" group tensors of `table` (by name) from a checkpoint into params.
 void read_tensors(const ckpt::CheckpointReader& r, const std::string& group, const ParamTable& table,
                   float* dst, std::uint32_t skip_flags = 0);
