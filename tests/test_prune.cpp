@@ -20,6 +20,15 @@ using kd::prune::Criterion;
 using kd::prune::Mask;
 using kd::prune::PruneTarget;
 
+PruneTarget target(Criterion c, double sparsity, int n = 2, int m = 4) {
+  PruneTarget t;
+  t.criterion = c;
+  t.sparsity = sparsity;
+  t.n = n;
+  t.m = m;
+  return t;
+}
+
 struct Model {
   kd::ModelSpec spec;
   kd::ParamTable table;
@@ -74,7 +83,7 @@ TEST(Magnitude, GlobalPrunesExactlyTheSmallest) {
   for (auto* t : P) n += t->numel;
   for (double p : {0.0, 0.2, 0.5, 0.9}) {
     SCOPED_TRACE(p);
-    const Mask m = kd::prune::prune({Criterion::magnitude_global, p}, *md.layout, md.table, md.w.data(),
+    const Mask m = kd::prune::prune(target(Criterion::magnitude_global, p), *md.layout, md.table, md.w.data(),
                                     Mask::dense(md.table.total()), "prune");
     std::vector<std::pair<float, std::size_t>> all;
     for (auto* t : P) {
@@ -90,12 +99,12 @@ TEST(Magnitude, GlobalPrunesExactlyTheSmallest) {
 
 TEST(Magnitude, LayerwiseHitsEachTensorAndMasksOnlyGrow) {
   Model md;
-  Mask m = kd::prune::prune({Criterion::magnitude_layer, 0.5}, *md.layout, md.table, md.w.data(),
+  Mask m = kd::prune::prune(target(Criterion::magnitude_layer, 0.5), *md.layout, md.table, md.w.data(),
                             Mask::dense(md.table.total()), "prune");
   for (auto* t : prunable(md.table)) EXPECT_EQ(m.pruned(t->offset, t->offset + t->numel), std::size_t(std::llround(0.5 * t->numel)));
   // new weights (training moved them): the next, higher target keeps every earlier pruning
   Model other(7);
-  const Mask m2 = kd::prune::prune({Criterion::magnitude_layer, 0.7}, *md.layout, md.table, other.w.data(), m, "prune");
+  const Mask m2 = kd::prune::prune(target(Criterion::magnitude_layer, 0.7), *md.layout, md.table, other.w.data(), m, "prune");
   for (std::size_t i = 0; i < m.size(); ++i) {
     if (!m.kept(i)) {
       EXPECT_FALSE(m2.kept(i)) << i;
@@ -106,7 +115,7 @@ TEST(Magnitude, LayerwiseHitsEachTensorAndMasksOnlyGrow) {
 
 TEST(NM, TwoFourHoldsInEveryGroupAndKeepsTheLargest) {
   Model md;
-  const Mask m = kd::prune::prune({Criterion::n_m, 0.0, 2, 4}, *md.layout, md.table, md.w.data(),
+  const Mask m = kd::prune::prune(target(Criterion::n_m, 0.0, 2, 4), *md.layout, md.table, md.w.data(),
                                   Mask::dense(md.table.total()), "prune");
   for (auto* t : prunable(md.table)) {
     for (std::size_t g = t->offset; g < t->offset + t->numel; g += 4) {
@@ -123,7 +132,7 @@ TEST(NM, TwoFourHoldsInEveryGroupAndKeepsTheLargest) {
   }
   // m must divide every input dimension: d_ff 24 and d 16 do not take 5
   try {
-    kd::prune::prune({Criterion::n_m, 0.0, 2, 5}, *md.layout, md.table, md.w.data(), Mask::dense(md.table.total()),
+    kd::prune::prune(target(Criterion::n_m, 0.0, 2, 5), *md.layout, md.table, md.w.data(), Mask::dense(md.table.total()),
                      "prune.target");
     ADD_FAILURE();
   } catch (const kd::InputError& e) {
@@ -135,7 +144,7 @@ TEST(NM, TwoFourHoldsInEveryGroupAndKeepsTheLargest) {
 // o_proj columns of those query heads) go together, one group per layer at 50%.
 TEST(Structured, HeadsRemoveWholeKvGroupsConsistently) {
   Model md;
-  const Mask m = kd::prune::prune({Criterion::heads, 0.5}, *md.layout, md.table, md.w.data(),
+  const Mask m = kd::prune::prune(target(Criterion::heads, 0.5), *md.layout, md.table, md.w.data(),
                                   Mask::dense(md.table.total()), "prune");
   const auto& s = md.spec;
   const std::size_t d = s.d_model, hd = s.head_dim(), qd = s.q_dim(), kvd = s.kv_dim();
@@ -172,7 +181,7 @@ TEST(Structured, HeadsRemoveWholeKvGroupsConsistently) {
 // lowest-norm ones.
 TEST(Structured, NeuronsRemoveGateUpRowsAndDownColumnTogether) {
   Model md;
-  const Mask m = kd::prune::prune({Criterion::neurons, 0.25}, *md.layout, md.table, md.w.data(),
+  const Mask m = kd::prune::prune(target(Criterion::neurons, 0.25), *md.layout, md.table, md.w.data(),
                                   Mask::dense(md.table.total()), "prune");
   const std::size_t d = md.spec.d_model, f = md.spec.d_ff;
   for (const auto& L : md.layout->layers()) {
@@ -200,7 +209,7 @@ TEST(Targets, SparsityOutsideTheRangeNamesTheKey) {
   Model md;
   for (double p : {-0.1, 1.0, 1.5}) {
     try {
-      kd::prune::prune({Criterion::magnitude_global, p}, *md.layout, md.table, md.w.data(),
+      kd::prune::prune(target(Criterion::magnitude_global, p), *md.layout, md.table, md.w.data(),
                        Mask::dense(md.table.total()), "prune.target");
       ADD_FAILURE() << p;
     } catch (const kd::InputError& e) {
@@ -287,8 +296,8 @@ TEST(Config, BadPruneSectionsNameTheKey) {
 // summation order differs (shorter inner dimensions): 1e-5 of the logits' scale.
 TEST(Compact, SameLogitsAsTheMaskedModel) {
   Model md;
-  Mask m = kd::prune::prune({Criterion::heads, 0.5}, *md.layout, md.table, md.w.data(), Mask::dense(md.table.total()), "p");
-  m = kd::prune::prune({Criterion::neurons, 0.25}, *md.layout, md.table, md.w.data(), m, "p");
+  Mask m = kd::prune::prune(target(Criterion::heads, 0.5), *md.layout, md.table, md.w.data(), Mask::dense(md.table.total()), "p");
+  m = kd::prune::prune(target(Criterion::neurons, 0.25), *md.layout, md.table, md.w.data(), m, "p");
   m.apply(md.w.data(), md.w.size());
   const auto c = kd::prune::compact(*md.layout, md.w.data(), m);
   EXPECT_EQ(c.spec.n_kv_heads, 1);

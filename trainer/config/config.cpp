@@ -46,6 +46,7 @@ void Config::validate() const {
   }
   if (has_quant) quant::plan_quantization(quant, model);  // throws naming the quant key and layer
   if (has_prune) prune::check_prune_section(prune, model, train.steps);
+  if (has_prune && has_quant) prune::check_prune_order(prune, quant.fake_quant_start);
   KD_CHECK_INPUT(data.format == "auto" || data.format == "kdtrain" || data.format == "nanogpt" ||
                      data.format == "llmc",
                  "data.format is '{}'; allowed values: auto, kdtrain, nanogpt, llmc", data.format);

@@ -104,6 +104,18 @@ void YamlLoader::field(const char* key, std::vector<std::pair<int, int>>& v, con
   }
 }
 
+void YamlLoader::field(const char* key, std::vector<std::string>& v, const char*) {
+  const YAML::Node n = get(key);
+  if (!n.IsDefined()) return;
+  v.clear();
+  if (n.IsScalar()) {
+    v.push_back(scalar<std::string>(key, n, "a string"));
+    return;
+  }
+  if (!n.IsSequence()) fail(n, key, "must be a list of strings");
+  for (const auto& item : n) v.push_back(scalar<std::string>(key, item, "a string"));
+}
+
 namespace {
 std::size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<std::size_t> row(b.size() + 1);
@@ -167,6 +179,12 @@ std::string DocPrinter::value_text(double v) { return fmt::format("{}", v); }
 std::string DocPrinter::value_text(const std::vector<std::pair<int, int>>& v) {
   std::string s = "[";
   for (const auto& [a, b] : v) s += fmt::format("{}[{}, {}]", s.size() > 1 ? ", " : "", a, b);
+  return s + "]";
+}
+
+std::string DocPrinter::value_text(const std::vector<std::string>& v) {
+  std::string s = "[";
+  for (const auto& x : v) s += fmt::format("{}\"{}\"", s.size() > 1 ? ", " : "", x);
   return s + "]";
 }
 

@@ -44,6 +44,8 @@ class YamlLoader {
   void field(const char* key, bool& v, const char* doc);
   void field(const char* key, std::string& v, const char* doc);
   void field(const char* key, std::vector<std::pair<int, int>>& v, const char* doc);
+  // a list of strings; a single string is read as a list of one
+  void field(const char* key, std::vector<std::string>& v, const char* doc);
   template <class E>
   void choice(const char* key, E& v, const char* doc, const Choices<E>& choices) {
     std::string s;
@@ -132,12 +134,14 @@ class DocPrinter {
   static std::string type_name(bool) { return "bool"; }
   static std::string type_name(const std::string&) { return "string"; }
   static std::string type_name(const std::vector<std::pair<int, int>>&) { return "[[int, int], ...]"; }
+  static std::string type_name(const std::vector<std::string>&) { return "[string, ...]"; }
   static std::string value_text(int v) { return std::to_string(v); }
   static std::string value_text(std::int64_t v) { return std::to_string(v); }
   static std::string value_text(double v);
   static std::string value_text(bool v) { return v ? "true" : "false"; }
   static std::string value_text(const std::string& v) { return "\"" + v + "\""; }
   static std::string value_text(const std::vector<std::pair<int, int>>& v);
+  static std::string value_text(const std::vector<std::string>& v);
   std::string& out_;
   std::string path_;
 };
@@ -153,6 +157,11 @@ class YamlEmitter {
   void field(const char* key, const std::vector<std::pair<int, int>>& v, const char*) {
     e_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
     for (const auto& [a, b] : v) e_ << YAML::Flow << YAML::BeginSeq << a << b << YAML::EndSeq;
+    e_ << YAML::EndSeq;
+  }
+  void field(const char* key, const std::vector<std::string>& v, const char*) {
+    e_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (const auto& s : v) e_ << s;
     e_ << YAML::EndSeq;
   }
   template <class E>

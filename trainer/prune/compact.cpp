@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "trainer/prune/criteria.h"
 #include "trainer/util/errors.h"
 
 namespace kd::prune {
@@ -22,8 +23,13 @@ Compacted compact(const LlamaLayout& lay, const float* w, const Mask& mask) {
   const ModelSpec& s = lay.spec();
   const std::size_t d = s.d_model, hd = s.head_dim(), qd = s.q_dim(), kvd = s.kv_dim(), f = s.d_ff;
   const int per_group = s.n_heads / s.n_kv_heads;
+  std::vector<std::size_t> kept_layers;
   std::vector<std::vector<int>> kept_groups(lay.layers().size()), kept_neurons(lay.layers().size());
   for (std::size_t l = 0; l < lay.layers().size(); ++l) {
+    bool any_kept = false;
+    for_block_linears(lay, l, [&](std::size_t i) { any_kept |= mask.kept(i); });
+    if (!any_kept) continue;  // depth-pruned: the block is the identity, it goes
+    kept_layers.push_back(l);
     const auto& L = lay.layers()[l];
     for (int g = 0; g < s.n_kv_heads; ++g) {
       if (!row_pruned(mask, L.wqkv + (qd + std::size_t(g) * hd) * d, hd * d)) kept_groups[l].push_back(g);
@@ -31,19 +37,26 @@ Compacted compact(const LlamaLayout& lay, const float* w, const Mask& mask) {
     for (std::size_t j = 0; j < f; ++j) {
       if (!row_pruned(mask, L.wgu + j * d, d)) kept_neurons[l].push_back(int(j));
     }
-    KD_CHECK_INPUT(kept_groups[l].size() == kept_groups[0].size() && kept_neurons[l].size() == kept_neurons[0].size(),
-                   "export --compact: layer {} keeps {} KV groups and {} neurons, layer 0 keeps {} and {}: a "
+    const std::size_t first = kept_layers.front();
+    KD_CHECK_INPUT(kept_groups[l].size() == kept_groups[first].size() &&
+                       kept_neurons[l].size() == kept_neurons[first].size(),
+                   "export --compact: layer {} keeps {} KV groups and {} neurons, layer {} keeps {} and {}: a "
                    "non-uniform model is not a standard Llama config (prune heads/neurons uniformly)",
-                   l, kept_groups[l].size(), kept_neurons[l].size(), kept_groups[0].size(), kept_neurons[0].size());
+                   l, kept_groups[l].size(), kept_neurons[l].size(), first, kept_groups[first].size(),
+                   kept_neurons[first].size());
     KD_CHECK_INPUT(!kept_groups[l].empty() && !kept_neurons[l].empty(),
-                   "export --compact: layer {} has no KV group or no FFN neuron left", l);
+                   "export --compact: layer {} has no KV group or no FFN neuron left (but is not wholly pruned)", l);
   }
+  KD_CHECK_INPUT(!kept_layers.empty(), "export --compact: every transformer block is pruned");
   Compacted c;
   c.spec = s;
-  c.spec.n_kv_heads = int(kept_groups[0].size());
+  const std::size_t first = kept_layers.front();
+  c.spec.n_layers = int(kept_layers.size());
+  c.spec.n_kv_heads = int(kept_groups[first].size());
   c.spec.n_heads = c.spec.n_kv_heads * per_group;
-  c.spec.d_ff = int(kept_neurons[0].size());
+  c.spec.d_ff = int(kept_neurons[first].size());
   c.spec.head_dim_override = int(hd);
+  c.removed_layers = s.n_layers - c.spec.n_layers;
   c.removed_kv_groups = s.n_kv_heads - c.spec.n_kv_heads;
   c.removed_neurons = int(f) - c.spec.d_ff;
   c.layout = std::make_unique<LlamaLayout>(c.spec, c.table);
@@ -54,9 +67,10 @@ Compacted compact(const LlamaLayout& lay, const float* w, const Mask& mask) {
   copy_row(c.layout->embed(), lay.embed(), std::size_t(s.vocab) * d);
   copy_row(c.layout->final_norm(), lay.final_norm(), d);
   if (!s.tie_embeddings) copy_row(c.layout->head(), lay.head(), std::size_t(s.vocab) * d);
-  for (std::size_t l = 0; l < lay.layers().size(); ++l) {
+  for (std::size_t l2 = 0; l2 < kept_layers.size(); ++l2) {
+    const std::size_t l = kept_layers[l2];
     const auto& A = lay.layers()[l];
-    const auto& B = c.layout->layers()[l];
+    const auto& B = c.layout->layers()[l2];
     copy_row(B.ln1, A.ln1, d);
     copy_row(B.ln2, A.ln2, d);
     // q heads of the kept groups, in order; their o_proj columns

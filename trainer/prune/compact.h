@@ -1,6 +1,6 @@
-// Compaction of a structured-pruned model: the KV groups and FFN neurons its mask removed
-// are cut out of the tensors, so the model is physically smaller (n_heads, n_kv_heads and
-// d_ff shrink; head_dim is kept and written to the config) and runs faster. The result is
+// Compaction of a structured-pruned model: the blocks, KV groups and FFN neurons its mask
+// removed are cut out, so the model is physically smaller (n_layers, n_heads, n_kv_heads
+// and d_ff shrink; head_dim is kept and written to the config) and runs faster. The result is
 // a plain Llama of the new shape: the same logits as the masked model.
 #pragma once
 
@@ -17,12 +17,13 @@ struct Compacted {
   ParamTable table;
   std::unique_ptr<LlamaLayout> layout;
   std::vector<float> params;
+  int removed_layers = 0;
   int removed_kv_groups = 0;  // per layer
   int removed_neurons = 0;    // per layer
 };
 
 // Throws InputError when the removed structures differ between layers (a non-uniform model
-// is no standard Llama config) or when every KV group or neuron of a layer is gone.
+// is no standard Llama config) or when every KV group or neuron of a kept layer is gone.
 Compacted compact(const LlamaLayout& layout, const float* weights, const Mask& mask);
 
 }  // namespace kd::prune

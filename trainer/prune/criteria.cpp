@@ -1,8 +1,11 @@
 #include "trainer/prune/criteria.h"
 
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <set>
 
 #include "trainer/util/errors.h"
 
@@ -45,10 +48,83 @@ void magnitude(const std::vector<const TensorInfo*>& tensors, double sparsity, c
   if (target > already) prune_smallest(c, target - already, [&](std::size_t i) { m.prune(i); });
 }
 
+bool glob_match(const std::string& pattern, const std::string& name) {
+  return fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+}
+
+// The structure a structured criterion removes, by tensor name; "" for unstructured ones.
+const char* structure_of(Criterion c) {
+  switch (c) {
+    case Criterion::heads: return ".self_attn.";
+    case Criterion::neurons: return ".mlp.";
+    default: return "";
+  }
+}
+
+const char* criterion_name(Criterion c) {
+  switch (c) {
+    case Criterion::magnitude_layer: return "magnitude_layer";
+    case Criterion::magnitude_global: return "magnitude_global";
+    case Criterion::n_m: return "n_m";
+    case Criterion::heads: return "heads";
+    case Criterion::neurons: return "neurons";
+    case Criterion::layers: return "layers";
+  }
+  return "?";
+}
+
+// Which blocks a structured criterion acts on: those holding a selected tensor.
+std::vector<bool> selected_layers(const PruneTarget& t, const LlamaLayout& lay, const ParamTable& table) {
+  std::set<std::size_t> offsets;
+  for (const TensorInfo* ti : selected_tensors(t, table)) offsets.insert(ti->offset);
+  const ModelSpec& s = lay.spec();
+  const std::size_t d = s.d_model, qd = s.q_dim(), kvd = s.kv_dim(), f = s.d_ff;
+  std::vector<bool> out;
+  for (const auto& L : lay.layers()) {
+    const std::size_t starts[] = {L.wqkv, L.wqkv + qd * d, L.wqkv + (qd + kvd) * d, L.wo, L.wgu, L.wgu + f * d, L.wdown};
+    bool any = false;
+    for (std::size_t o : starts) any |= offsets.count(o) > 0;
+    out.push_back(any);
+  }
+  return out;
+}
+
 }  // namespace
+
+std::vector<const TensorInfo*> selected_tensors(const PruneTarget& t, const ParamTable& table) {
+  std::vector<const TensorInfo*> out;
+  for (const auto& ti : table.tensors()) {
+    if (!ti.has(kPrunable)) continue;
+    bool hit = t.targets.empty();
+    for (const auto& g : t.targets) hit |= glob_match(g, ti.name);
+    if (hit) out.push_back(&ti);
+  }
+  return out;
+}
 
 void check_target(const PruneTarget& t, const ModelSpec& spec, const std::string& where) {
   KD_CHECK_INPUT(t.sparsity >= 0.0 && t.sparsity < 1.0, "{}.sparsity is {}: it must lie in [0, 1)", where, t.sparsity);
+  if (!t.targets.empty()) {
+    ParamTable table;
+    const LlamaLayout lay(spec, table);
+    const std::string structure = structure_of(t.criterion);
+    for (const auto& g : t.targets) {
+      bool any = false;
+      for (const auto& ti : table.tensors()) {
+        if (!glob_match(g, ti.name)) continue;
+        any = true;
+        KD_CHECK_INPUT(ti.has(kPrunable), "{}.targets: '{}' matches {}, which cannot be pruned (only the linear "
+                       "layers of the blocks can: q/k/v/o_proj, gate/up/down_proj)", where, g, ti.name);
+        KD_CHECK_INPUT(structure.empty() || ti.name.find(structure) != std::string::npos,
+                       "{}.targets: '{}' matches {}, which the structured criterion {} cannot prune (it removes {} "
+                       "of the {} tensors)", where, g, ti.name, criterion_name(t.criterion),
+                       t.criterion == Criterion::heads ? "KV groups" : "FFN neurons",
+                       t.criterion == Criterion::heads ? "self_attn" : "mlp");
+      }
+      KD_CHECK_INPUT(any, "{}.targets: '{}' matches no tensor of the model (names look like "
+                     "model.layers.0.mlp.up_proj.weight)", where, g);
+    }
+  }
   if (t.criterion == Criterion::n_m) {
     KD_CHECK_INPUT(t.m >= 2 && t.n >= 1 && t.n < t.m, "{}: N:M needs 1 <= n < m and m >= 2 (got {}:{})", where, t.n, t.m);
     const std::pair<const char*, int> dims[] = {{"q/k/v_proj and gate/up_proj (d_model)", spec.d_model},
@@ -66,10 +142,8 @@ Mask prune(const PruneTarget& t, const LlamaLayout& lay, const ParamTable& table
   check_target(t, s, where);
   KD_ASSERT(current.size() == table.total(), "mask of {} elements for a table of {}", current.size(), table.total());
   Mask m = current;
-  std::vector<const TensorInfo*> prunable;
-  for (const auto& ti : table.tensors()) {
-    if (ti.has(kPrunable)) prunable.push_back(&ti);
-  }
+  const std::vector<const TensorInfo*> prunable = selected_tensors(t, table);
+  const std::vector<bool> in_layer = selected_layers(t, lay, table);
   switch (t.criterion) {
     case Criterion::magnitude_global:
       magnitude(prunable, t.sparsity, w, m);
@@ -79,7 +153,6 @@ Mask prune(const PruneTarget& t, const LlamaLayout& lay, const ParamTable& table
       break;
     case Criterion::n_m:
       for (const TensorInfo* ti : prunable) {
-        const std::size_t cols = std::size_t(ti->shape[1]);
         for (std::size_t g = ti->offset; g < ti->offset + ti->numel; g += std::size_t(t.m)) {
           std::vector<Candidate> c;
           for (std::size_t i = g; i < g + std::size_t(t.m); ++i) {
@@ -87,13 +160,14 @@ Mask prune(const PruneTarget& t, const LlamaLayout& lay, const ParamTable& table
           }
           if (c.size() > std::size_t(t.n)) prune_smallest(c, c.size() - std::size_t(t.n), [&](std::size_t i) { m.prune(i); });
         }
-        (void)cols;
       }
       break;
     case Criterion::heads: {
       const std::size_t d = s.d_model, hd = s.head_dim(), qd = s.q_dim(), kvd = s.kv_dim();
       const int per_group = s.n_heads / s.n_kv_heads;
-      for (const auto& L : lay.layers()) {
+      for (std::size_t l = 0; l < lay.layers().size(); ++l) {
+        if (!in_layer[l]) continue;
+        const auto& L = lay.layers()[l];
         // element lists of each KV group: q rows, k rows, v rows, o columns
         auto for_group = [&](int g, auto&& f) {
           for (int h = g * per_group; h < (g + 1) * per_group; ++h) {
@@ -135,7 +209,9 @@ Mask prune(const PruneTarget& t, const LlamaLayout& lay, const ParamTable& table
     }
     case Criterion::neurons: {
       const std::size_t d = s.d_model, f = s.d_ff;
-      for (const auto& L : lay.layers()) {
+      for (std::size_t l = 0; l < lay.layers().size(); ++l) {
+        if (!in_layer[l]) continue;
+        const auto& L = lay.layers()[l];
         auto for_neuron = [&](std::size_t j, auto&& fn) {
           for (std::size_t c = 0; c < d; ++c) {
             fn(L.wgu + j * d + c);        // gate row
@@ -162,6 +238,28 @@ Mask prune(const PruneTarget& t, const LlamaLayout& lay, const ParamTable& table
         if (target > already) {
           prune_smallest(c, target - already, [&](std::size_t j) { for_neuron(j, [&](std::size_t i) { m.prune(i); }); });
         }
+      }
+      break;
+    }
+    case Criterion::layers: {
+      const std::size_t n_layers = lay.layers().size();
+      KD_ASSERT(t.block_importance.size() == n_layers, "{} block importances for {} blocks",
+                t.block_importance.size(), n_layers);
+      std::vector<Candidate> c;
+      std::size_t already = 0;
+      for (std::size_t l = 0; l < n_layers; ++l) {
+        if (!in_layer[l]) continue;
+        bool any_kept = false;
+        for_block_linears(lay, l, [&](std::size_t i) { any_kept |= m.kept(i); });
+        if (any_kept) {
+          c.push_back({t.block_importance[l], l});
+        } else {
+          ++already;
+        }
+      }
+      const std::size_t target = units_to_prune(t.sparsity, n_layers);
+      if (target > already) {
+        prune_smallest(c, target - already, [&](std::size_t l) { for_block_linears(lay, l, [&](std::size_t i) { m.prune(i); }); });
       }
       break;
     }

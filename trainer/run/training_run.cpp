@@ -141,6 +141,10 @@ int run_training(const TrainCommand& cmd) {
   std::unique_ptr<data::BatchSource> source;
   if (cfg.data.kind == DataKind::shards) {
     source = std::make_unique<data::TokenDataset>(in.train_shard, cfg.model.vocab, tr.seq_len, std::uint64_t(tr.seed));
+    if (trainer.pruner()) {  // depth pruning's block importance: its own stream of training sequences
+      trainer.set_prune_calibration(std::make_unique<data::TokenDataset>(in.train_shard, cfg.model.vocab, tr.seq_len,
+                                                                         std::uint64_t(tr.seed) + 5));
+    }
   } else {
     source = make_synthetic(cfg, Stream::train);
   }
@@ -186,8 +190,10 @@ int run_training(const TrainCommand& cmd) {
     if (trainer.pruner()) {
       // a dense run resumed with a prune section added prunes the trained model from here
       if (!r.tensor_names("masks").empty()) {
-        trainer.pruner()->load_state(r);
+        trainer.pruner()->load_state(r, r.state("step"));
       } else {
+        KD_CHECK_INPUT(!trainer.pruner()->iterative(), "{}: prune.schedule imp cannot start from a dense checkpoint "
+                       "(its rounds, snapshot and LR schedule count from step 0); start a fresh run", *in.resume_from);
         progress.line("prune: the checkpoint has no masks (a dense run): pruning starts from its weights");
       }
     }
@@ -222,6 +228,10 @@ int run_training(const TrainCommand& cmd) {
   const double t_start = omp_get_wtime() - time_offset;
   auto evaluate = [&](std::int64_t step) {
     json j{{"type", "eval"}, {"step", step}, {"tokens", tokens_seen}, {"time_s", omp_get_wtime() - t_start}};
+    if (trainer.pruner()) {
+      j["sparsity"] = trainer.pruner()->sparsity();
+      if (trainer.pruner()->iterative()) j["imp_round"] = trainer.pruner()->round_of(step - 1);
+    }
     std::string text;
     if (evaluator) {
       // a QAT run is evaluated as it will run: with its quantizers
@@ -272,7 +282,9 @@ int run_training(const TrainCommand& cmd) {
     c.tensors["adam_m"] = views(trainer.optimizer().m());
     c.tensors["adam_v"] = views(trainer.optimizer().v());
     if (trainer.qat()) c.tensors["quant"] = trainer.qat()->state_tensors();
-    if (trainer.pruner()) c.tensors["masks"] = trainer.pruner()->state_tensors();
+    if (trainer.pruner()) {
+      for (auto& [group, list] : trainer.pruner()->checkpoint_groups()) c.tensors[group] = std::move(list);
+    }
     if (cfg.has_teacher && !in.teacher) {  // a teacher made in this run has no checkpoint of its own
       std::vector<ckpt::TensorView> v;
       for (const auto& t : trainer.teacher_table().tensors()) v.push_back({t.name, t.shape, trainer.teacher_params() + t.offset});
@@ -286,6 +298,7 @@ int run_training(const TrainCommand& cmd) {
   const bool kd_terms = cfg.has_teacher && cfg.distill.alpha < 1.0;
   for (std::int64_t s = trainer.steps_done(); s < tr.steps; ++s) {
     const StepReport r = trainer.step(*source);
+    if (!r.prune_event.empty()) progress.line(r.prune_event);
     tokens_seen += std::int64_t(tokens_per_step);
     const std::int64_t step = s + 1;
     const double tps = tokens_per_step / r.seconds;
@@ -297,7 +310,9 @@ int run_training(const TrainCommand& cmd) {
                                 trainer.skipped_steps()));
     }
     progress.step(step, fields_text(r, kd_terms), tps, omp_get_wtime() - t_start);
-    if (tr.eval_every > 0 && step % tr.eval_every == 0 && step != tr.steps) evaluate(step);
+    // IMP: every round's result is evaluated (the sparsity curve), before the next round prunes
+    const bool round_end = trainer.pruner() && trainer.pruner()->ends_round(step);
+    if (step != tr.steps && ((tr.eval_every > 0 && step % tr.eval_every == 0) || round_end)) evaluate(step);
     if (tr.checkpoint_every > 0 && step % tr.checkpoint_every == 0 && step != tr.steps) save(step);
   }
   progress.finish();

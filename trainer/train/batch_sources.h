@@ -12,7 +12,7 @@
 
 namespace kd {
 
-enum class Stream : std::uint64_t { train = 1, validation = 2, teacher_pretrain = 3 };
+enum class Stream : std::uint64_t { train = 1, validation = 2, teacher_pretrain = 3, prune_calibration = 4 };
 
 data::SyntheticKind synthetic_kind(DataKind k);
 std::unique_ptr<data::SyntheticTokens> make_synthetic(const Config& cfg, Stream stream);

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "trainer/optim/lr_schedule.h"
+#include "trainer/train/batch_sources.h"
 #include "trainer/util/errors.h"
 
 namespace kd {
@@ -53,7 +54,16 @@ Trainer::Trainer(const Config& cfg) : cfg_(cfg) {
     teacher_->init(tparams_.data(), std::uint64_t(tr.seed) + 1, tr.init_std);
   }
   adamw_ = std::make_unique<AdamW<float>>(stable_, cfg_.optim, cfg_.has_quant ? cfg_.quant.scale_lr_ratio : 1.0);
-  if (cfg_.has_prune) pruner_ = std::make_unique<prune::Pruner>(cfg_.prune, *student_, stable_);
+  if (cfg_.has_prune) {
+    pruner_ = std::make_unique<prune::Pruner>(cfg_.prune, *student_, stable_, std::uint64_t(tr.seed), tr.init_std);
+    if (cfg_.data.kind != DataKind::shards) prune_calibration_ = make_synthetic(cfg_, Stream::prune_calibration);
+    pruner_->set_block_scorer([this](const float* params) {
+      KD_ASSERT(prune_calibration_, "depth pruning without calibration data");
+      const prune::ScoringData data{prune_calibration_.get(), cfg_.prune.calibration_batches, cfg_.train.batch_size,
+                                    cfg_.train.seq_len, omp_get_max_threads()};
+      return prune::block_importance(cfg_.prune.depth_score, *student_, params, stable_.total(), data);
+    });
+  }
   const int threads = omp_get_max_threads();
   dstep_ = std::make_unique<DistillStep<float>>(*student_, teacher_.get(), spec, proj_,
                                                 tr.batch_size, tr.seq_len, threads, qat_.get());
@@ -79,7 +89,7 @@ StepReport Trainer::step(data::BatchSource& source) {
   StepReport rep;
   rep.step = step_;
   grads_.zero();
-  if (pruner_) pruner_->begin_step(step_, sparams_.data(), adamw_->m(), adamw_->v());
+  if (pruner_) rep.prune_event = pruner_->begin_step(step_, sparams_.data(), *adamw_);
   // QAT: the forward reads fake-quantized weights
   const float* params = qat_ ? qat_->begin_step(step_, sparams_.data(), grads_.data()) : sparams_.data();
   const double scale = 1.0 / tr.grad_accum;
@@ -113,7 +123,8 @@ StepReport Trainer::step(data::BatchSource& source) {
   } else {
     if (pruner_) pruner_->mask_gradients(grads_.data());
     rep.grad_norm = global_norm(grads_.data(), grads_.size());
-    rep.lr = lr_at(cfg_.optim, tr.steps, step_);
+    const auto [position, length] = pruner_ ? pruner_->lr_position(step_, tr.steps) : std::pair{step_, tr.steps};
+    rep.lr = lr_at(cfg_.optim, length, position);
     adamw_->step(sparams_.data(), grads_.data(), rep.lr, clip_factor(rep.grad_norm, cfg_.optim.grad_clip));
     if (pruner_) pruner_->after_update(sparams_.data(), adamw_->m(), adamw_->v());
   }

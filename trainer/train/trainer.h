@@ -13,6 +13,7 @@
 #include "trainer/eval/evaluator.h"
 #include "trainer/model/llama.h"
 #include "trainer/optim/adamw.h"
+#include "trainer/prune/block_importance.h"
 #include "trainer/prune/pruner.h"
 #include "trainer/quant/qat.h"
 #include "trainer/util/aligned_buffer.h"
@@ -26,6 +27,7 @@ struct StepReport {
   double lr = 0;
   bool skipped = false;   // non-finite, nan_policy: skip
   std::string nonfinite;  // what went non-finite, when skipped
+  std::string prune_event;  // what pruning did at the start of the step ("" when nothing)
   PhaseTimes phases;
   double optim_seconds = 0;
   double seconds = 0;
@@ -60,6 +62,8 @@ class Trainer {
   quant::QatState* qat() { return qat_.get(); }
   // Pruning state (null without a prune section).
   prune::Pruner* pruner() { return pruner_.get(); }
+  // The batches depth pruning scores blocks on (synthetic data: made by the trainer).
+  void set_prune_calibration(std::unique_ptr<data::BatchSource> s) { prune_calibration_ = std::move(s); }
 
   // Held-out CE of the student on `batches` batches (no gradients kept).
   double evaluate(data::BatchSource& source, int batches);
@@ -75,6 +79,7 @@ class Trainer {
   std::unique_ptr<quant::QatState> qat_;
   std::unique_ptr<AdamW<float>> adamw_;
   std::unique_ptr<prune::Pruner> pruner_;
+  std::unique_ptr<data::BatchSource> prune_calibration_;
   std::unique_ptr<DistillStep<float>> dstep_;
   std::unique_ptr<Evaluator> evaluator_;  // forward only, student alone, same shapes
   std::vector<std::int32_t> tokens_, labels_;
