@@ -3,7 +3,7 @@
 
 Usage:
     /usr/bin/python3 scripts/plot.py RUN_DIR [RUN_DIR ...] [--out OUT.png]
-                                     [--labels a,b,...]
+                                     [--labels a,b,...] [--sparsity]
 
 Each RUN_DIR holds metrics.jsonl, one JSON object per line:
   {"type": "train", "step", "tokens", "time_s", "loss", "ce", "kd", "feat",
@@ -19,7 +19,10 @@ Writes one PNG (default RUN_DIR/curves.png for the first run) with a 2x2 grid:
   (c) validation perplexity vs wall-clock seconds
   (d) top-1 agreement with the teacher vs step, or the learning rate if no
       run logged agreement
-and prints the output path.  Exit status 2 on bad input (missing
+and prints the output path. With --sparsity instead one panel: validation
+perplexity vs the eval lines' "sparsity" (pruning runs; IMP writes one line per
+round), runs named NAME-sSEED sharing a colour per NAME (default
+RUN_DIR/sparsity.png).  Exit status 2 on bad input (missing
 metrics.jsonl, a line that is not a JSON object: reported as file:line).
 
 Needs matplotlib (Debian: python3-matplotlib); uses the Agg backend only.
@@ -225,6 +228,45 @@ def plot(runs, out_path):
     plt.close(fig)
 
 
+def plot_sparsity(runs, out_path):
+    """Validation perplexity vs sparsity: one line per run (its eval lines that carry a
+    sparsity: IMP writes one per round). Runs with one point (one-shot) are drawn as
+    markers; runs whose label differs only in a trailing -sN (seed) share a colour."""
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    colours = {}
+    values = []
+    drawn = False
+    for label, _train, evals in runs:
+        xs, ys = series(evals, "sparsity", "val_ppl")
+        if not xs:
+            continue
+        family = label.rsplit("-s", 1)[0]
+        if family.startswith("lth-oneshot"):
+            family = "lth-oneshot"
+        if family not in colours:
+            colours[family] = f"C{len(colours) % 10}"
+        pts = sorted(zip(xs, ys))
+        xs = [100 * x for x, _ in pts]
+        ys = [y for _, y in pts]
+        first = not any(l.get_label() == family for l in ax.get_lines())
+        ax.plot(xs, ys, color=colours[family], marker="o", ms=4, lw=1.2 if len(xs) > 1 else 0,
+                label=family if first else None)
+        values += ys
+        drawn = True
+    if not drawn:
+        raise InputError("no eval line with a sparsity (runs with a prune section write one)")
+    maybe_log_y(ax, values)
+    ax.set_xlabel("sparsity of the linear layers (%)")
+    ax.set_ylabel("validation perplexity")
+    ax.set_title("Validation perplexity vs sparsity")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(
         prog=PROG,
@@ -232,6 +274,8 @@ def main(argv=None):
     ap.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                     help="run directory containing metrics.jsonl")
     ap.add_argument("--out", help="output PNG (default: FIRST_RUN_DIR/curves.png)")
+    ap.add_argument("--sparsity", action="store_true",
+                    help="one panel: validation perplexity vs sparsity (pruning runs; IMP gives one point per round)")
     ap.add_argument("--labels",
                     help="comma-separated legend labels, one per RUN_DIR "
                          "(default: run directory basenames)")
@@ -255,8 +299,15 @@ def main(argv=None):
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 2
 
-    out = args.out or os.path.join(args.run_dirs[0], "curves.png")
-    plot(runs, out)
+    out = args.out or os.path.join(args.run_dirs[0], "sparsity.png" if args.sparsity else "curves.png")
+    if args.sparsity:
+        try:
+            plot_sparsity(runs, out)
+        except InputError as e:
+            print(f"{PROG}: error: {e}", file=sys.stderr)
+            return 2
+    else:
+        plot(runs, out)
     print(out)
     return 0
 

@@ -96,6 +96,24 @@ rc=$?
 [ "$rc" -eq 2 ] || fail "missing metrics.jsonl: expected exit 2, got $rc"
 grep -q "metrics.jsonl" "$tmp/err4" || fail "missing metrics.jsonl: unclear message: $(cat "$tmp/err4")"
 
+# 5. --sparsity: IMP-like runs (one eval line per round, with its sparsity) -> one PNG;
+#    runs without any sparsity -> exit 2.
+for seed in 1 2; do
+    mkdir -p "$tmp/runs/lth-imp-s$seed"
+    for r in 0 1 2 3; do
+        printf '{"type":"eval","step":%d,"sparsity":%s,"val_ppl":%d}\n' $((r * 10)) \
+            "$(awk -v r=$r 'BEGIN { print 1 - 0.8 ^ r }')" $((300 - 20 * r - seed))
+    done >"$tmp/runs/lth-imp-s$seed/metrics.jsonl"
+done
+if "$py" "$plot" --sparsity "$tmp/runs/lth-imp-s1" "$tmp/runs/lth-imp-s2" --out "$tmp/sp.png" >/dev/null 2>"$tmp/err5"; then
+    is_png "$tmp/sp.png" || fail "--sparsity: $tmp/sp.png missing or not a PNG"
+else
+    fail "--sparsity exited $? on two IMP runs: $(cat "$tmp/err5")"
+fi
+"$py" "$plot" --sparsity "$tmp/runs/baseline" --out "$tmp/sp2.png" >/dev/null 2>"$tmp/err6"
+rc=$?
+[ "$rc" -eq 2 ] && grep -q "sparsity" "$tmp/err6" || fail "--sparsity without sparsity lines: rc $rc, $(cat "$tmp/err6")"
+
 if [ "$failures" -ne 0 ]; then
     echo "test_plot: $failures failure(s)"
     exit 1

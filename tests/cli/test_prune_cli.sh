@@ -71,6 +71,16 @@ l2=$("$bin" eval "$tmp/shallow.h5" --json | sed -E 's/.*"val_loss":([^,}]*).*/\1
 awk -v a="$l1" -v b="$l2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-5 * a) }' \
   && ok "one-block model's val loss $l2 = the depth-masked model's $l1 (within 1e-5)" || fail "depth loss $l2 vs $l1"
 
+# train.init_from: a trained model pruned at step 0 (as Minitron prunes); a model of
+# another shape is refused naming the tensor
+"$bin" train --config "$tmp/p.yaml" --set run.name=init --set train.init_from="$final" --set prune.criterion=neurons \
+  --set prune.sparsity=0.5 --set prune.schedule=oneshot --set prune.at=0 --set train.steps=2 >"$tmp/init.log" 2>&1 \
+  && grep -q "init: weights of $final (step 12)" "$tmp/init.log" && ok "train.init_from: the run starts from step 12's weights" \
+  || { fail "init_from"; cat "$tmp/init.log"; }
+expect 2 "train.init_from: $final has no tensor model.layers.0.mlp.gate_proj.weight of the configured model's shape [32, 32]" \
+  train --config "$tmp/p.yaml" --set run.name=init2 --set train.init_from="$final" --set model.d_ff=32
+expect 2 "no-such.h5" train --config "$tmp/p.yaml" --set run.name=init3 --set train.init_from="$tmp/no-such.h5"
+
 # targets
 "$bin" train --config "$tmp/p.yaml" --set run.name=tgt --set "prune.targets=[model.layers.1.mlp.*]" >/dev/null 2>&1 \
   && "$bin" inspect "$tmp/runs/tgt/checkpoints/step-00000012.h5" >"$tmp/tgt.txt" \
@@ -102,6 +112,6 @@ expect 2 "prune.m = 3 does not divide" train --config "$tmp/p.yaml" --set run.na
 expect 2 "prune.criterion is 'rows'" train --config "$tmp/p.yaml" --set run.name=b3 --set prune.criterion=rows
 expect 2 "prune: end step 1 must come after start step 2" train --config "$tmp/p.yaml" --set run.name=b4 --set prune.end=1
 [ ! -e "$tmp/runs/b1" ] && [ ! -e "$tmp/runs/b2" ] && [ ! -e "$tmp/runs/b4" ] && [ ! -e "$tmp/runs/i1" ] \
-  && [ ! -e "$tmp/runs/t1" ] && [ ! -e "$tmp/runs/o1" ] && ok "no run directory after a bad prune section" \
+  && [ ! -e "$tmp/runs/t1" ] && [ ! -e "$tmp/runs/o1" ] && [ ! -e "$tmp/runs/init2" ] && ok "no run directory after a bad prune section" \
   || fail "run directory left"
 exit $((fails > 0))

@@ -13,6 +13,7 @@
 
 #include "data/token_dataset.h"
 #include "trainer/checkpoint/checkpoint.h"
+#include "trainer/checkpoint/layout.h"
 #include "trainer/eval/evaluator.h"
 #include "trainer/run/model_loader.h"
 #include "trainer/run/progress.h"
@@ -39,7 +40,22 @@ struct Inputs {
   std::shared_ptr<const data::TokenShard> train_shard, val_shard;
   std::optional<data::BpeTokenizer> tokenizer;
   Provenance provenance;
+  std::unique_ptr<LoadedModel> init;  // train.init_from
 };
+
+// train.init_from: the student's weights from a trained model of the same shape.
+void copy_init_weights(const LoadedModel& from, const ParamTable& table, float* params) {
+  for (const auto& t : table.tensors()) {
+    if (t.has(kAuxiliary)) continue;  // feature projections, quantizer scales: their own init
+    const auto i = from.table.find(t.name);
+    KD_CHECK_INPUT(i && from.table[*i].shape == t.shape,
+                   "train.init_from: {} has no tensor {} of the configured model's shape {} (its model: d_model {}, "
+                   "n_layers {}, d_ff {}, vocab {})", from.path, t.name, ckpt::layout::shape_text(t.shape),
+                   from.config.model.d_model, from.config.model.n_layers, from.config.model.d_ff,
+                   from.config.model.vocab);
+    std::copy_n(from.params.data() + from.table[*i].offset, t.numel, params + t.offset);
+  }
+}
 
 data::ShardFormat shard_format(const std::string& s) {
   if (s == "kdtrain") return data::ShardFormat::kdtrain;
@@ -69,6 +85,7 @@ Inputs gather(const TrainCommand& cmd) {
   } else {
     KD_CHECK_INPUT(!cfg.has_teacher, "train: the config has a teacher section; use `kdtrain distill`");
   }
+  if (!in.resume_from && !cfg.train.init_from.empty()) in.init = load_model(cfg.train.init_from);
   if (cfg.has_teacher && !cfg.teacher.checkpoint.empty()) {
     in.teacher = load_model(cfg.teacher.checkpoint);
     cfg.teacher.spec = in.teacher->config.model;
@@ -149,6 +166,8 @@ int run_training(const TrainCommand& cmd) {
     source = make_synthetic(cfg, Stream::train);
   }
 
+  if (in.init) copy_init_weights(*in.init, trainer.student_table(), trainer.student_params());
+
   // From here on the run directory exists.
   const RunDir dir = RunDir::open(in.run_path, in.resume_from ? RunMode::resume : cmd.overwrite ? RunMode::overwrite : RunMode::fresh);
   Progress progress(tr.steps, tr.log_every);
@@ -156,6 +175,7 @@ int run_training(const TrainCommand& cmd) {
                             threads, blas_description()));
 
   if (trainer.qat()) progress.line(trainer.qat()->summary());
+  if (in.init) progress.line(fmt::format("init: weights of {} (step {})", in.init->path, in.init->step));
   if (in.teacher) {
     read_tensors(ckpt::CheckpointReader(in.teacher->path), "model", trainer.teacher_table(), trainer.teacher_params());
     progress.line(fmt::format("teacher: {} (step {}, {} parameters)", in.teacher->path, in.teacher->step,
