@@ -47,6 +47,8 @@ sp=$(grep '"type":"eval"' "$tmp/runs/imp/metrics.jsonl" | sed -E 's/.*"sparsity"
 [ "$sp" = "6:0.0 10:0.5 14:0.75 " ] && ok "IMP rounds evaluated at step:sparsity $sp" || fail "IMP eval points: '$sp'"
 grep -q "IMP round 1/2 at step 6: 50.00% of the linear weights pruned; weights rewound to step 2" "$tmp/imp.log" \
   && ok "IMP logs each round's pruning and rewind" || { fail "IMP log"; grep prune "$tmp/imp.log"; }
+"$bin" inspect "$tmp/runs/imp/checkpoints/step-00000009.h5" | grep -q "IMP: round 1 of 2 .*its sparsity 50.00%; rewind snapshot stored" \
+  && ok "inspect: IMP round and rewind snapshot" || { fail "inspect IMP"; "$bin" inspect "$tmp/runs/imp/checkpoints/step-00000009.h5" | grep IMP; }
 cp -r "$tmp/runs/imp" "$tmp/runs/imp2"
 for s in 12 14; do rm "$tmp/runs/imp2/checkpoints/step-$(printf %08d $s).h5"; done
 "$bin" train --resume "$tmp/runs/imp2" >/dev/null 2>&1 || fail "IMP resume"

@@ -3,6 +3,8 @@
 
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/cli/commands.h"
+#include "trainer/config/config.h"
+#include "trainer/prune/pruner.h"
 
 namespace kd::cli {
 
@@ -17,7 +19,7 @@ int run_inspect(const std::string& path) {
   for (const auto& [k, v] : r.provenance()) fmt::print("  {}: {}\n", k, v);
   fmt::print("\ntokenizer: {}\n", r.tokenizer_json().empty() ? "none" : fmt::format("{} bytes of JSON", r.tokenizer_json().size()));
   std::size_t linear_zeros = 0, linear_total = 0;
-  for (const char* g : {"model", "adam_m", "adam_v", "teacher", "quant", "quantized", "masks"}) {
+  for (const char* g : {"model", "adam_m", "adam_v", "teacher", "quant", "quantized", "masks", "rewind"}) {
     const auto names = r.tensor_names(g);
     if (names.empty()) continue;
     std::int64_t total = 0;
@@ -56,6 +58,17 @@ int run_inspect(const std::string& path) {
     if (std::string(g) == "model" && linear_total > 0) {
       fmt::print("  sparsity of the linear layers (q/k/v/o/gate/up/down): {:.2f}% ({} of {} weights are zero)\n",
                  100.0 * double(linear_zeros) / double(linear_total), linear_zeros, linear_total);
+    }
+  }
+  if (r.kind() == "train" && r.has_state("step")) {
+    const Config cfg = load_config_text(r.config_yaml(), path + ":/config");
+    if (cfg.has_prune && cfg.prune.schedule == PruneScheduleKind::imp) {
+      const prune::ImpSchedule imp = prune::imp_of(cfg.prune);
+      const std::int64_t step = r.state("step");
+      const int round = imp.round_of(step > 0 ? step - 1 : 0);
+      fmt::print("\nIMP: round {} of {} done up to step {} ({} steps in all); its sparsity {:.2f}%; rewind snapshot {}\n",
+                 round, cfg.prune.rounds, step, imp.total_steps(), 100.0 * imp.sparsity_of_round(round),
+                 r.tensor_names("rewind").empty() ? "not taken" : "stored (group rewind)");
     }
   }
   fmt::print("\nconfig:\n{}", r.config_yaml());

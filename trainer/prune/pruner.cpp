@@ -9,13 +9,13 @@
 
 namespace kd::prune {
 
-namespace {
-
-GradualSchedule gradual_of(const PruneSection& p) { return {p.initial, p.sparsity, p.start, p.end, p.every}; }
-
 ImpSchedule imp_of(const PruneSection& p) {
   return {p.rounds, p.round_steps, p.rate, p.rewind == RewindKind::init ? 0 : p.rewind_step};
 }
+
+namespace {
+
+GradualSchedule gradual_of(const PruneSection& p) { return {p.initial, p.sparsity, p.start, p.end, p.every}; }
 
 // The last step whose start changes the mask.
 std::int64_t last_pruning_step(const PruneSection& p) {

@@ -29,6 +29,8 @@
 
 namespace kd::prune {
 
+// The IMP step arithmetic of a prune section (schedule: imp).
+ImpSchedule imp_of(const PruneSection& p);
 // Throws InputError naming the prune.* key.
 void check_prune_section(const PruneSection& p, const ModelSpec& spec, std::int64_t train_steps);
 // With a quant section: the configured order against quant.fake_quant_start (InputError).
