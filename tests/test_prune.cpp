@@ -645,6 +645,8 @@ TEST(Config, PruneOrderAgainstFakeQuantStart) {
   EXPECT_NO_THROW(kdtest::tiny_config({q, "prune.at=10", "prune.order=concurrent"}));
   expect({"prune.schedule=imp", "prune.rounds=2", "prune.round_steps=100", "prune.rewind_step=100"},
          "prune.rewind_step (100) is not inside the first round");
+  expect({"prune.schedule=imp", "prune.rounds=1", "prune.round_steps=100", "prune.rewind=init", "prune.rewind_step=5"},
+         "prune.rewind_step is 5 but prune.rewind is init");
 }
 
 }  // namespace

@@ -43,6 +43,9 @@ void check_prune_section(const PruneSection& p, const ModelSpec& spec, std::int6
       KD_CHECK_INPUT(p.criterion == Criterion::magnitude_global || p.criterion == Criterion::magnitude_layer,
                      "prune.criterion must be magnitude_global or magnitude_layer with prune.schedule: imp "
                      "(iterative magnitude pruning)");
+      KD_CHECK_INPUT(p.rewind != RewindKind::init || p.rewind_step == 0,
+                     "prune.rewind_step is {} but prune.rewind is init, which rewinds to step 0: use rewind: step "
+                     "(late rewinding) or drop rewind_step", p.rewind_step);
       check_imp(imp_of(p), train_steps, "prune");
       break;
   }
