@@ -18,18 +18,7 @@ int run_export(const ExportOptions& o) {
   KD_CHECK_INPUT(!model->quantized, "export --compact: {} is quantized; compact the float checkpoint, then run ptq",
                  o.checkpoint);
   ckpt::CheckpointReader r(o.checkpoint);
-  // the run's masks, or (a checkpoint without them) the exact zeros of its weights
-  std::vector<std::uint8_t> keep(model->table.total(), 1);
-  const bool has_masks = !r.tensor_names("masks").empty();
-  for (const auto& t : model->table.tensors()) {
-    if (!t.has(kPrunable)) continue;
-    if (has_masks) {
-      r.read_typed("masks", t.name, t.shape, ckpt::DType::u8, keep.data() + t.offset);
-    } else {
-      for (std::size_t i = t.offset; i < t.offset + t.numel; ++i) keep[i] = model->params[i] != 0.0f;
-    }
-  }
-  const prune::Mask mask = prune::Mask::from_bytes(std::move(keep), o.checkpoint + ": masks");
+  const prune::Mask mask = load_mask(r, *model);
   const prune::Compacted c = prune::compact(*model->layout, model->params.data(), mask);
   KD_CHECK_INPUT(c.removed_layers > 0 || c.removed_kv_groups > 0 || c.removed_neurons > 0,
                  "export --compact: {} has no whole block, KV group or FFN neuron pruned, so nothing can be cut out "

@@ -4,7 +4,9 @@
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/cli/commands.h"
 #include "trainer/config/config.h"
+#include "trainer/prune/compact.h"
 #include "trainer/prune/pruner.h"
+#include "trainer/run/model_loader.h"
 
 namespace kd::cli {
 
@@ -59,6 +61,21 @@ int run_inspect(const std::string& path) {
       fmt::print("  sparsity of the linear layers (q/k/v/o/gate/up/down): {:.2f}% ({} of {} weights are zero)\n",
                  100.0 * double(linear_zeros) / double(linear_total), linear_zeros, linear_total);
     }
+  }
+  if (!r.tensor_names("masks").empty()) {
+    // whole structures the masks removed, and whether export --compact can cut them out
+    const auto model = load_model(path);
+    const prune::Structure st = prune::structure_of(*model->layout, load_mask(r, *model));
+    const auto& s = model->config.model;
+    std::string groups, neurons;
+    for (std::size_t l : st.kept_layers) {
+      groups += fmt::format("{}{}", groups.empty() ? "" : " ", s.n_kv_heads - int(st.kept_groups[l].size()));
+      neurons += fmt::format("{}{}", neurons.empty() ? "" : " ", s.d_ff - int(st.kept_neurons[l].size()));
+    }
+    fmt::print("\nstructures pruned: {} of {} blocks; per block left, KV groups removed [{}], FFN neurons removed [{}]: "
+               "{}\n", s.n_layers - int(st.kept_layers.size()), s.n_layers, groups, neurons,
+               st.uniform ? "uniform (export --compact gives a standard Llama)"
+                          : "NON-UNIFORM (export --compact refuses: no standard Llama config)");
   }
   if (r.kind() == "train" && r.has_state("step")) {
     const Config cfg = load_config_text(r.config_yaml(), path + ":/config");

@@ -19,24 +19,45 @@ bool row_pruned(const Mask& m, std::size_t begin, std::size_t len) {
 
 }  // namespace
 
+Structure structure_of(const LlamaLayout& lay, const Mask& mask) {
+  const ModelSpec& s = lay.spec();
+  const std::size_t d = s.d_model, hd = s.head_dim(), qd = s.q_dim(), f = s.d_ff;
+  Structure st;
+  st.kept_groups.resize(lay.layers().size());
+  st.kept_neurons.resize(lay.layers().size());
+  for (std::size_t l = 0; l < lay.layers().size(); ++l) {
+    bool any_kept = false;
+    for_block_linears(lay, l, [&](std::size_t i) { any_kept |= mask.kept(i); });
+    if (!any_kept) continue;  // depth-pruned: the block is the identity
+    st.kept_layers.push_back(l);
+    const auto& L = lay.layers()[l];
+    for (int g = 0; g < s.n_kv_heads; ++g) {
+      if (!row_pruned(mask, L.wqkv + (qd + std::size_t(g) * hd) * d, hd * d)) st.kept_groups[l].push_back(g);
+    }
+    for (std::size_t j = 0; j < f; ++j) {
+      if (!row_pruned(mask, L.wgu + j * d, d)) st.kept_neurons[l].push_back(int(j));
+    }
+  }
+  for (std::size_t l : st.kept_layers) {
+    const std::size_t first = st.kept_layers.front();
+    if (st.kept_groups[l].size() != st.kept_groups[first].size() ||
+        st.kept_neurons[l].size() != st.kept_neurons[first].size()) {
+      st.uniform = false;
+    }
+  }
+  return st;
+}
+
 Compacted compact(const LlamaLayout& lay, const float* w, const Mask& mask) {
   const ModelSpec& s = lay.spec();
   const std::size_t d = s.d_model, hd = s.head_dim(), qd = s.q_dim(), kvd = s.kv_dim(), f = s.d_ff;
   const int per_group = s.n_heads / s.n_kv_heads;
-  std::vector<std::size_t> kept_layers;
-  std::vector<std::vector<int>> kept_groups(lay.layers().size()), kept_neurons(lay.layers().size());
-  for (std::size_t l = 0; l < lay.layers().size(); ++l) {
-    bool any_kept = false;
-    for_block_linears(lay, l, [&](std::size_t i) { any_kept |= mask.kept(i); });
-    if (!any_kept) continue;  // depth-pruned: the block is the identity, it goes
-    kept_layers.push_back(l);
-    const auto& L = lay.layers()[l];
-    for (int g = 0; g < s.n_kv_heads; ++g) {
-      if (!row_pruned(mask, L.wqkv + (qd + std::size_t(g) * hd) * d, hd * d)) kept_groups[l].push_back(g);
-    }
-    for (std::size_t j = 0; j < f; ++j) {
-      if (!row_pruned(mask, L.wgu + j * d, d)) kept_neurons[l].push_back(int(j));
-    }
+  const Structure st = structure_of(lay, mask);
+  const auto& kept_layers = st.kept_layers;
+  const auto& kept_groups = st.kept_groups;
+  const auto& kept_neurons = st.kept_neurons;
+  KD_CHECK_INPUT(!kept_layers.empty(), "export --compact: every transformer block is pruned");
+  for (std::size_t l : kept_layers) {
     const std::size_t first = kept_layers.front();
     KD_CHECK_INPUT(kept_groups[l].size() == kept_groups[first].size() &&
                        kept_neurons[l].size() == kept_neurons[first].size(),
@@ -47,7 +68,6 @@ Compacted compact(const LlamaLayout& lay, const float* w, const Mask& mask) {
     KD_CHECK_INPUT(!kept_groups[l].empty() && !kept_neurons[l].empty(),
                    "export --compact: layer {} has no KV group or no FFN neuron left (but is not wholly pruned)", l);
   }
-  KD_CHECK_INPUT(!kept_layers.empty(), "export --compact: every transformer block is pruned");
   Compacted c;
   c.spec = s;
   const std::size_t first = kept_layers.front();

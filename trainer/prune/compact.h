@@ -22,6 +22,15 @@ struct Compacted {
   int removed_neurons = 0;    // per layer
 };
 
+// What a mask removed as whole structures: the blocks left, and per block the KV groups and
+// FFN neurons left. uniform: every block left keeps as many of each (a standard Llama).
+struct Structure {
+  std::vector<std::size_t> kept_layers;
+  std::vector<std::vector<int>> kept_groups, kept_neurons;  // indexed by original layer
+  bool uniform = true;
+};
+Structure structure_of(const LlamaLayout& layout, const Mask& mask);
+
 // Throws InputError when the removed structures differ between layers (a non-uniform model
 // is no standard Llama config) or when every KV group or neuron of a kept layer is gone.
 Compacted compact(const LlamaLayout& layout, const float* weights, const Mask& mask);

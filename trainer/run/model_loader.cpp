@@ -7,6 +7,20 @@
 
 namespace kd {
 
+prune::Mask load_mask(const ckpt::CheckpointReader& r, const LoadedModel& model) {
+  std::vector<std::uint8_t> keep(model.table.total(), 1);
+  const bool has_masks = !r.tensor_names("masks").empty();
+  for (const auto& t : model.table.tensors()) {
+    if (!t.has(kPrunable)) continue;
+    if (has_masks) {
+      r.read_typed("masks", t.name, t.shape, ckpt::DType::u8, keep.data() + t.offset);
+    } else {
+      for (std::size_t i = t.offset; i < t.offset + t.numel; ++i) keep[i] = model.params[i] != 0.0f;
+    }
+  }
+  return prune::Mask::from_bytes(std::move(keep), r.path() + ": masks");
+}
+
 void read_tensors(const ckpt::CheckpointReader& r, const std::string& group, const ParamTable& table,
                   float* dst, std::uint32_t skip_flags) {
   for (const auto& t : table.tensors()) {

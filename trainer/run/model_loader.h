@@ -10,6 +10,7 @@
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/config/config.h"
 #include "trainer/model/llama.h"
+#include "trainer/prune/mask.h"
 #include "trainer/quant/quantized_model.h"
 #include "trainer/run/provenance.h"
 #include "trainer/util/aligned_buffer.h"
@@ -42,6 +43,10 @@ void check_teacher_vocab(int model_vocab, int teacher_vocab, std::int64_t tokeni
 // provenance carried over, the given kind, config and step; tensors to be filled in.
 ckpt::CheckpointContents derived_checkpoint(const ckpt::CheckpointReader& source, std::string kind,
                                             const Config& config, std::int64_t step);
+
+// The pruning mask of a loaded model: its checkpoint's group "masks", or (a checkpoint
+// without one) the exact zeros of its weights. InputError naming the checkpoint.
+prune::Mask load_mask(const ckpt::CheckpointReader& r, const LoadedModel& model);
 
 // Reads the "model" group tensors of `table` (by name) from a checkpoint into params.
 void read_tensors(const ckpt::CheckpointReader& r, const std::string& group, const ParamTable& table,
