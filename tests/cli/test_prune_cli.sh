@@ -54,6 +54,10 @@ for s in 12 14; do rm "$tmp/runs/imp2/checkpoints/step-$(printf %08d $s).h5"; do
 "$bin" train --resume "$tmp/runs/imp2" >/dev/null 2>&1 || fail "IMP resume"
 cmp -s <(strip "$tmp/runs/imp/metrics.jsonl") <(strip "$tmp/runs/imp2/metrics.jsonl") \
   && ok "IMP resumed mid-round (step 9): losses equal bit for bit" || fail "IMP resume differs"
+cp -r "$tmp/runs/imp" "$tmp/runs/imp3"
+rm "$tmp/runs/imp3/checkpoints/step-00000014.h5" "$tmp/runs/imp3/checkpoints/step-00000012.h5"
+expect 2 "is in IMP round 1 but the config puts its step 9 in round 0" train --resume "$tmp/runs/imp3" \
+  --set prune.round_steps=9 --set prune.rewind_step=5 --set train.steps=17
 expect 2 "prune.rewind_step (6) is not inside the first round" train --config "$tmp/p.yaml" "${imp[@]}" \
   --set run.name=i1 --set prune.rewind_step=6
 expect 2 "train.steps is 12 but IMP" train --config "$tmp/p.yaml" "${imp[@]}" --set run.name=i2 --set train.steps=12

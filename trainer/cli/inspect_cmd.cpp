@@ -14,7 +14,7 @@ int run_inspect(const std::string& path) {
   ckpt::CheckpointReader r(path);
   fmt::print("checkpoint {}\nkind: {}\n", path, r.kind());
   fmt::print("\nstate:\n");
-  for (const char* k : {"step", "skipped_steps", "adam_step", "data_cursor", "tokens_seen", "time_ms"}) {
+  for (const char* k : {"step", "skipped_steps", "adam_step", "data_cursor", "tokens_seen", "time_ms", "imp_round"}) {
     if (r.has_state(k)) fmt::print("  {}: {}\n", k, r.state(k));
   }
   fmt::print("\nprovenance:\n");

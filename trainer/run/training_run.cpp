@@ -210,7 +210,15 @@ int run_training(const TrainCommand& cmd) {
     if (trainer.pruner()) {
       // a dense run resumed with a prune section added prunes the trained model from here
       if (!r.tensor_names("masks").empty()) {
-        trainer.pruner()->load_state(r, r.state("step"));
+        const std::int64_t step = r.state("step");
+        if (trainer.pruner()->iterative() && r.has_state("imp_round")) {
+          const int round = trainer.pruner()->round_of(step > 0 ? step - 1 : 0);
+          KD_CHECK_INPUT(r.state("imp_round") == round,
+                         "{}: the checkpoint is in IMP round {} but the config puts its step {} in round {} "
+                         "(prune.rounds, round_steps or rewind_step changed?)", *in.resume_from,
+                         r.state("imp_round"), step, round);
+        }
+        trainer.pruner()->load_state(r, step);
       } else {
         KD_CHECK_INPUT(!trainer.pruner()->iterative(), "{}: prune.schedule imp cannot start from a dense checkpoint "
                        "(its rounds, snapshot and LR schedule count from step 0); start a fresh run", *in.resume_from);
@@ -298,6 +306,11 @@ int run_training(const TrainCommand& cmd) {
       for (const auto& t : trainer.student_table().tensors()) v.push_back({t.name, t.shape, base + t.offset});
       return v;
     };
+    // IMP: the round that produced these weights (the round also follows from the step; a
+    // resume checks the two agree, so an edited schedule cannot silently shift the rounds)
+    if (trainer.pruner() && trainer.pruner()->iterative()) {
+      c.state["imp_round"] = trainer.pruner()->round_of(step > 0 ? step - 1 : 0);
+    }
     c.tensors["model"] = views(trainer.student_params());
     c.tensors["adam_m"] = views(trainer.optimizer().m());
     c.tensors["adam_v"] = views(trainer.optimizer().v());
