@@ -229,36 +229,34 @@ def plot(runs, out_path):
 
 
 def plot_sparsity(runs, out_path):
-    """Validation perplexity vs sparsity: one line per run (its eval lines that carry a
-    sparsity: IMP writes one per round). Runs with one point (one-shot) are drawn as
-    markers; runs whose label differs only in a trailing -sN (seed) share a colour."""
+    """Validation perplexity vs sparsity from the eval lines that carry a sparsity (IMP
+    writes one per round). Runs named FAMILY-sSEED (and lth-oneshotX-sSEED, one family)
+    are pooled: the line is the mean over the runs at each sparsity, each run's points are
+    drawn faintly behind it."""
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    colours = {}
-    values = []
-    drawn = False
+    families = {}  # family -> sparsity -> [ppl]
     for label, _train, evals in runs:
         xs, ys = series(evals, "sparsity", "val_ppl")
-        if not xs:
-            continue
         family = label.rsplit("-s", 1)[0]
         if family.startswith("lth-oneshot"):
             family = "lth-oneshot"
-        if family not in colours:
-            colours[family] = f"C{len(colours) % 10}"
-        pts = sorted(zip(xs, ys))
-        xs = [100 * x for x, _ in pts]
-        ys = [y for _, y in pts]
-        first = not any(l.get_label() == family for l in ax.get_lines())
-        ax.plot(xs, ys, color=colours[family], marker="o", ms=4, lw=1.2 if len(xs) > 1 else 0,
-                label=family if first else None)
-        values += ys
-        drawn = True
-    if not drawn:
+        for x, y in zip(xs, ys):
+            families.setdefault(family, {}).setdefault(round(100 * x, 1), []).append(y)
+    if not families:
         raise InputError("no eval line with a sparsity (runs with a prune section write one)")
+    values = []
+    for k, (family, points) in enumerate(families.items()):
+        colour = f"C{k % 10}"
+        xs = sorted(points)
+        means = [sum(points[x]) / len(points[x]) for x in xs]
+        ax.plot(xs, means, color=colour, marker="o", ms=4, lw=1.4, label=family)
+        for x in xs:
+            ax.plot([x] * len(points[x]), points[x], color=colour, marker=".", ls="", alpha=0.35)
+            values += points[x]
     maybe_log_y(ax, values)
     ax.set_xlabel("sparsity of the linear layers (%)")
     ax.set_ylabel("validation perplexity")
-    ax.set_title("Validation perplexity vs sparsity")
+    ax.set_title("Validation perplexity vs sparsity (lines: mean over runs; dots: each run)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()

@@ -6,6 +6,7 @@
 #     reinit  the same with random_reinit: each round's mask on a fresh random init
 #     rmask   the same with random_mask: a random mask with IMP's per-tensor sparsity
 #     oneshot one round pruned straight to 20/50/70/80/90%, rewound to step 15, retrained
+#   and, for the first seed, IMP rewound to initialization and IMP with LR rewinding.
 #   Every round's result is evaluated on the validation split; the table has the val
 #   perplexity per sparsity and method (mean over seeds, and each seed).
 # PART=structured: the demo teacher pruned at step 0 (Minitron: from the trained model)
@@ -53,9 +54,15 @@ if [ "$part" = lth ]; then
       run "lth-oneshot$s-s$seed" 285 train $cfg --set train.seed=$seed --set prune.rounds=1 --set prune.rate=$s
     done
   done
+  # the other two rewinds, first seed only: to initialization (rounds of 150 steps), and
+  # learning-rate rewinding (weights kept, the LR schedule replayed from step 15)
+  first=${seeds%% *}
+  run "lth-impinit-s$first" 1650 train $cfg --set train.seed=$first --set prune.rewind=init --set prune.rewind_step=0
+  run "lth-implr-s$first" 1500 train $cfg --set train.seed=$first --set prune.rewind=lr
   $py scripts/prune_table.py lth "$runs" >"$out"
   MPLCONFIGDIR=${TMPDIR:-/tmp}/mpl $py scripts/plot.py --sparsity --out docs/results/prune-lth.png \
     $(for v in imp reinit rmask; do for seed in $seeds; do echo "$runs/lth-$v-s$seed"; done; done) \
+    "$runs/lth-impinit-s$first" "$runs/lth-implr-s$first" \
     $(for seed in $seeds; do for s in 0.2 0.5 0.7 0.8 0.9; do echo "$runs/lth-oneshot$s-s$seed"; done; done)
   cat "$out"
   exit 0

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Markdown tables of the pruning study (scripts/prune_results.sh) from its run directories.
 
+Rounds of the init-rewinding run train 150 steps each; its sparsities are IMP's.
+
 Usage:
     prune_table.py lth RUNS                      lottery-ticket table (val perplexity per sparsity)
     prune_table.py structured RUNS TEACHER KD    structured vs unstructured, with eval tokens/s
@@ -58,24 +60,29 @@ def cell(values):
 
 
 def lth(runs):
-    methods = [("imp", "IMP, late rewinding (step 15)"), ("reinit", "random reinit"), ("rmask", "random mask")]
+    methods = [("imp", "IMP, late rewinding (step 15)"), ("reinit", "random reinit"), ("rmask", "random mask"),
+               ("impinit", "IMP, rewinding to init"), ("implr", "IMP, LR rewinding")]
     curves = {}  # method -> sparsity (rounded %) -> [ppl per seed]
     seeds = set()
     for key, _ in methods:
         for seed, run in seeds_of(runs, f"lth-{key}").items():
-            seeds.add(seed)
+            if key in ("imp", "reinit", "rmask"):
+                seeds.add(seed)
             for e in evals(run):
                 curves.setdefault(key, {}).setdefault(round(100 * e["sparsity"], 1), []).append(e["val_ppl"])
     if "imp" not in curves:
         fail(f"no {runs}/lth-imp-s* runs")
     print(f"Validation perplexity after each round (mean over seeds {', '.join(sorted(seeds))}; each seed in "
           "parentheses). Every round trains 150 steps (the first) or 135 (the later ones, from the rewind step).\n")
-    print("| sparsity of the linear layers | " + " | ".join(name for _, name in methods) + " |")
-    print("|---" * (len(methods) + 1) + "|")
+    shown = [(k, name) for k, name in methods if k in curves]
+    print("| sparsity of the linear layers | " + " | ".join(name for _, name in shown) + " |")
+    print("|---" * (len(shown) + 1) + "|")
     for sp in sorted(curves["imp"]):
-        print(f"| {sp:.1f}% | " + " | ".join(cell(curves.get(k, {}).get(sp, [])) for k, _ in methods) + " |")
+        print(f"| {sp:.1f}% | " + " | ".join(cell(curves[k].get(sp, [])) for k, _ in shown) + " |")
     oneshot = {}
     for run in sorted(glob.glob(os.path.join(runs, "lth-oneshot*-s*"))):
+        if not os.path.isdir(run):
+            continue
         e = evals(run)[-1]
         oneshot.setdefault(round(100 * e["sparsity"], 1), []).append(e["val_ppl"])
     if oneshot:
