@@ -13,7 +13,8 @@
 #   by depth (1 of 4 blocks, cosine block importance), FFN neurons and unstructured
 #   magnitude, all removing 25% of the linear weights, and by KV groups (2 of 4) against
 #   unstructured at the same 13%; each then distilled from the unpruned teacher for
-#   STEPS steps; compacted where the structure allows, evaluated (bpb, eval tokens/s).
+#   STEPS steps; compacted where the structure allows, evaluated (bpb before and after the
+#   distillation, eval tokens/s: the median of three evals of the whole validation split).
 # Runs are resumable: rerunning the script continues unfinished runs (IMP mid-round too)
 # and skips finished ones.
 # Usage: scripts/prune_results.sh  (after scripts/demo.sh); PART, SEEDS ("1 2"), OUT, STEPS (150)
@@ -81,6 +82,11 @@ for seed in $seeds; do
     read -r name crit sp <<<"$v"
     run "st-$name-s$seed" "$steps" distill $cfg --set teacher.checkpoint="$teacher" --set train.init_from="$teacher" \
       --set train.seed=$seed --set prune.criterion=$crit --set prune.sparsity=$sp
+    # the same model before distillation: pruned at step 0, one step at lr 1e-12, no decay
+    # (the weights move by at most ~1e-12)
+    run "st-$name-raw-s$seed" 1 distill $cfg --set teacher.checkpoint="$teacher" --set train.init_from="$teacher" \
+      --set train.seed=$seed --set prune.criterion=$crit --set prune.sparsity=$sp --set optim.lr=1e-12 \
+      --set optim.weight_decay=0 --set optim.warmup_steps=0
   done
 done
 $py scripts/prune_table.py structured "$runs" "$teacher" "$kd" >"$out"

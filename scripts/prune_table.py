@@ -10,7 +10,8 @@ Usage:
 lth reads RUNS/lth-{imp,reinit,rmask}-s*/metrics.jsonl (one eval line per IMP round, with
 its sparsity) and RUNS/lth-oneshot*-s*/metrics.jsonl. structured reads the final eval of
 RUNS/st-*-s*, compacts each structured run with `KD export --compact` and measures eval
-tokens/s of every model (and of the unpruned TEACHER) with `KD eval`, one after another.
+tokens/s of every model (and of the unpruned TEACHER) with `KD eval` (the median of three,
+one after another), and the bpb of the st-*-raw-s* runs (pruned, not distilled) where present.
 Exit status 2 when a run is missing or malformed.
 """
 
@@ -108,18 +109,22 @@ def structured(runs, teacher, kd):
                 ("unstr25", "unstructured magnitude 25%"), ("heads", "KV groups: 2 of 4 per block"),
                 ("unstr13", "unstructured magnitude 13.3%")]
 
-    def measure(ckpt):
-        j = json.loads(run_json([kd, "eval", ckpt, "--no-teacher", "--tokens", "0", "--json"]))
-        return j["val_bpb"], j["tokens_per_s"]
+    def measure(ckpt, repeats=3):
+        """(val bpb, median eval tokens/s of `repeats` evals of the whole validation split)"""
+        runs_ = [json.loads(run_json([kd, "eval", ckpt, "--no-teacher", "--tokens", "0", "--json"]))
+                 for _ in range(repeats)]
+        return runs_[0]["val_bpb"], statistics.median(r["tokens_per_s"] for r in runs_)
 
     t_bpb, t_tps = measure(teacher)
     print("Each model: the demo teacher pruned at step 0, distilled from the unpruned teacher; eval over the whole "
           "validation split. Linear weights: q/k/v/o/gate/up/down (the embedding table is not pruned).\n")
-    print("| model | seed | linear weights | val bpb | eval tok/s | × teacher |")
-    print("|---|---|---|---|---|---|")
-    print(f"| unpruned teacher | – | 100% | {t_bpb:.4f} | {t_tps:.0f} | 1.00 |")
+    print("| model | seed | linear weights | val bpb before distillation | val bpb after | eval tok/s | × teacher |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| unpruned teacher | – | 100% | – | {t_bpb:.4f} | {t_tps:.0f} | 1.00 |")
     for key, name in variants:
         for seed, run in seeds_of(runs, f"st-{key}").items():
+            raw = sorted(glob.glob(os.path.join(runs, f"st-{key}-raw-s{seed}", "checkpoints", "step-*.h5")))
+            before = f"{measure(raw[-1], 1)[0]:.4f}" if raw else "–"
             ckpts = sorted(glob.glob(os.path.join(run, "checkpoints", "step-*.h5")))
             if not ckpts:
                 fail(f"{run}: no checkpoint")
@@ -135,7 +140,7 @@ def structured(runs, teacher, kd):
                 run_json([kd, "export", ckpt, "--out", model, "--compact"])
             bpb, tps = measure(model)
             what = name + (" (compacted)" if model != ckpt else " (masked, dense shapes)")
-            print(f"| {what} | {seed} | {kept:.1f}% | {bpb:.4f} | {tps:.0f} | {tps / t_tps:.2f} |")
+            print(f"| {what} | {seed} | {kept:.1f}% | {before} | {bpb:.4f} | {tps:.0f} | {tps / t_tps:.2f} |")
 
 
 def main():
