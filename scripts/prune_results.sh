@@ -14,7 +14,7 @@
 #   magnitude, all removing 25% of the linear weights, and by KV groups (2 of 4) against
 #   unstructured at the same 13%; each then distilled from the unpruned teacher for
 #   STEPS steps; compacted where the structure allows, evaluated (bpb before and after the
-#   distillation, eval tokens/s: the median of three evals of the whole validation split).
+#   distillation, eval tokens/s: the median of five evals of the whole validation split, interleaved).
 # Runs are resumable: rerunning the script continues unfinished runs (IMP mid-round too)
 # and skips finished ones.
 # Usage: scripts/prune_results.sh  (after scripts/demo.sh); PART, SEEDS ("1 2"), OUT, STEPS (150)

@@ -10,8 +10,8 @@ Usage:
 lth reads RUNS/lth-{imp,reinit,rmask}-s*/metrics.jsonl (one eval line per IMP round, with
 its sparsity) and RUNS/lth-oneshot*-s*/metrics.jsonl. structured reads the final eval of
 RUNS/st-*-s*, compacts each structured run with `KD export --compact` and measures eval
-tokens/s of every model (and of the unpruned TEACHER) with `KD eval` (the median of three,
-one after another), and the bpb of the st-*-raw-s* runs (pruned, not distilled) where present.
+tokens/s of every model (and of the unpruned TEACHER) with `KD eval` (the median of five,
+all models interleaved), and the bpb of the st-*-raw-s* runs (pruned, not distilled).
 Exit status 2 when a run is missing or malformed.
 """
 
@@ -104,27 +104,20 @@ def run_json(args):
     return out.stdout
 
 
+ROUNDS = 5
+
+
 def structured(runs, teacher, kd):
     variants = [("depth", "depth: 1 of 4 blocks (cosine importance)"), ("neurons", "FFN neurons: 34% per block"),
                 ("unstr25", "unstructured magnitude 25%"), ("heads", "KV groups: 2 of 4 per block"),
                 ("unstr13", "unstructured magnitude 13.3%")]
 
-    def measure(ckpt, repeats=3):
-        """(val bpb, median eval tokens/s of `repeats` evals of the whole validation split)"""
-        runs_ = [json.loads(run_json([kd, "eval", ckpt, "--no-teacher", "--tokens", "0", "--json"]))
-                 for _ in range(repeats)]
-        return runs_[0]["val_bpb"], statistics.median(r["tokens_per_s"] for r in runs_)
+    def eval_json(ckpt):
+        return json.loads(run_json([kd, "eval", ckpt, "--no-teacher", "--tokens", "0", "--json"]))
 
-    t_bpb, t_tps = measure(teacher)
-    print("Each model: the demo teacher pruned at step 0, distilled from the unpruned teacher; eval over the whole "
-          "validation split. Linear weights: q/k/v/o/gate/up/down (the embedding table is not pruned).\n")
-    print("| model | seed | linear weights | val bpb before distillation | val bpb after | eval tok/s | × teacher |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| unpruned teacher | – | 100% | – | {t_bpb:.4f} | {t_tps:.0f} | 1.00 |")
+    rows = []  # (label, seed, kept %, bpb before distillation, checkpoint to time)
     for key, name in variants:
         for seed, run in seeds_of(runs, f"st-{key}").items():
-            raw = sorted(glob.glob(os.path.join(runs, f"st-{key}-raw-s{seed}", "checkpoints", "step-*.h5")))
-            before = f"{measure(raw[-1], 1)[0]:.4f}" if raw else "–"
             ckpts = sorted(glob.glob(os.path.join(run, "checkpoints", "step-*.h5")))
             if not ckpts:
                 fail(f"{run}: no checkpoint")
@@ -134,13 +127,38 @@ def structured(runs, teacher, kd):
                 m = re.search(r"linear layers .*: ([0-9.]+)% ", line)
                 if m:
                     kept = 100 - float(m.group(1))
+            raw = sorted(glob.glob(os.path.join(runs, f"st-{key}-raw-s{seed}", "checkpoints", "step-*.h5")))
+            before = f"{eval_json(raw[-1])['val_bpb']:.4f}" if raw else "–"
             model = ckpt
             if not key.startswith("unstr"):
                 model = ckpt[:-3] + "-compact.h5"
                 run_json([kd, "export", ckpt, "--out", model, "--compact"])
-            bpb, tps = measure(model)
             what = name + (" (compacted)" if model != ckpt else " (masked, dense shapes)")
-            print(f"| {what} | {seed} | {kept:.1f}% | {before} | {bpb:.4f} | {tps:.0f} | {tps / t_tps:.2f} |")
+            rows.append((what, seed, kept, before, model))
+    # timing: every model once per round, ROUNDS rounds interleaved (the machine's drift hits
+    # all models alike), the median per model
+    models = [teacher] + [r[4] for r in rows]
+    tps = {m: [] for m in models}
+    bpb = {}
+    for _ in range(ROUNDS):
+        for m in models:
+            j = eval_json(m)
+            tps[m].append(j["tokens_per_s"])
+            bpb[m] = j["val_bpb"]
+    t_tps = statistics.median(tps[teacher])
+
+    def spread(m):
+        return f"{statistics.median(tps[m]):.0f} ({min(tps[m]):.0f}–{max(tps[m]):.0f})"
+
+    print("Each model: the demo teacher pruned at step 0, distilled from the unpruned teacher; eval over the whole "
+          f"validation split. Linear weights: q/k/v/o/gate/up/down (the embedding table is not pruned). Eval tokens/s: "
+          f"median (min–max) of {ROUNDS} evals per model, all models interleaved.\n")
+    print("| model | seed | linear weights | val bpb before distillation | val bpb after | eval tok/s | × teacher |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| unpruned teacher | – | 100% | – | {bpb[teacher]:.4f} | {spread(teacher)} | 1.00 |")
+    for what, seed, kept, before, m in rows:
+        print(f"| {what} | {seed} | {kept:.1f}% | {before} | {bpb[m]:.4f} | {spread(m)} | "
+              f"{statistics.median(tps[m]) / t_tps:.2f} |")
 
 
 def main():
