@@ -67,13 +67,20 @@ int run_inspect(const std::string& path) {
     const auto model = load_model(path);
     const prune::Structure st = prune::structure_of(*model->layout, load_mask(r, *model));
     const auto& s = model->config.model;
-    std::string groups, neurons;
+    std::string groups, neurons, removed;
+    for (int l = 0, k = 0; l < s.n_layers; ++l) {
+      if (k < int(st.kept_layers.size()) && int(st.kept_layers[std::size_t(k)]) == l) {
+        ++k;
+      } else {
+        removed += fmt::format("{}{}", removed.empty() ? "" : " ", l);
+      }
+    }
     for (std::size_t l : st.kept_layers) {
       groups += fmt::format("{}{}", groups.empty() ? "" : " ", s.n_kv_heads - int(st.kept_groups[l].size()));
       neurons += fmt::format("{}{}", neurons.empty() ? "" : " ", s.d_ff - int(st.kept_neurons[l].size()));
     }
-    fmt::print("\nstructures pruned: {} of {} blocks; per block left, KV groups removed [{}], FFN neurons removed [{}]: "
-               "{}\n", s.n_layers - int(st.kept_layers.size()), s.n_layers, groups, neurons,
+    fmt::print("\nstructures pruned: {} of {} blocks [{}]; per block left, KV groups removed [{}], FFN neurons removed [{}]: "
+               "{}\n", s.n_layers - int(st.kept_layers.size()), s.n_layers, removed, groups, neurons,
                st.uniform ? "uniform (export --compact gives a standard Llama)"
                           : "NON-UNIFORM (export --compact refuses: no standard Llama config)");
   }
