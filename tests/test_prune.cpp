@@ -278,15 +278,17 @@ TEST(Training, PrunedWeightsStayExactlyZero) {
   }
 }
 
+// The config with these overrides is refused with a message containing `needle`.
+void expect(const std::vector<std::string>& overrides, const char* needle) {
+  try {
+    kdtest::tiny_config(overrides);
+    ADD_FAILURE() << needle;
+  } catch (const kd::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
 TEST(Config, BadPruneSectionsNameTheKey) {
-  auto expect = [](std::vector<std::string> o, const char* needle) {
-    try {
-      kdtest::tiny_config(o);
-      ADD_FAILURE() << needle;
-    } catch (const kd::InputError& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
   expect({"prune.sparsity=1.0"}, "prune.sparsity is 1");
   expect({"prune.sparsity=-0.5"}, "prune.sparsity is -0.5");
   expect({"prune.criterion=n_m", "prune.m=5"}, "prune.m = 5 does not divide");
@@ -626,14 +628,6 @@ TEST(Targets, SelectTensorsAndLayersAndRefuseBadGlobs) {
 
 // The configured order against the quantizers' start.
 TEST(Config, PruneOrderAgainstFakeQuantStart) {
-  auto expect = [](std::vector<std::string> o, const char* needle) {
-    try {
-      kdtest::tiny_config(o);
-      ADD_FAILURE() << needle;
-    } catch (const kd::InputError& e) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
-  };
   const std::string q = "quant.weight=int8:channel";
   expect({q, "prune.at=10"}, "quant.fake_quant_start (0) is not after the last pruning step (10)");
   expect({q, "prune.at=10", "quant.fake_quant_start=11", "prune.order=prune_quantize_distill"},
