@@ -16,4 +16,12 @@ class BatchSource {
   virtual void seek(std::int64_t sequences, int seq) = 0;
 };
 
+// A source whose sequences can be read by index without drawing the ones before (the
+// stateless shard sampler): a data-parallel rank reads only its own.
+class IndexedSource : public BatchSource {
+ public:
+  // Sequence `index` of the stream (the one the index-th draw would give); no state change.
+  virtual void sequence(std::int64_t index, std::int32_t* tokens, std::int32_t* labels, int seq) const = 0;
+};
+
 }  // namespace kd::data

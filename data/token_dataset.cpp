@@ -39,16 +39,18 @@ TokenDataset::TokenDataset(std::shared_ptr<const TokenShard> shard, int vocab, i
   check_shard(*shard_, vocab, seq, "training");
 }
 
-void TokenDataset::next(std::int32_t* tokens, std::int32_t* labels, int batch, int seq) {
+void TokenDataset::sequence(std::int64_t index, std::int32_t* t, std::int32_t* l, int seq) const {
   const std::size_t span = shard_->size() - std::size_t(seq);  // window starts 0 .. span-1
+  const std::uint64_t start = splitmix64(seed_ ^ splitmix64(std::uint64_t(index))) % span;
+  for (int i = 0; i < seq; ++i) {
+    t[i] = (*shard_)[start + i];
+    l[i] = (*shard_)[start + i + 1];
+  }
+}
+
+void TokenDataset::next(std::int32_t* tokens, std::int32_t* labels, int batch, int seq) {
   for (int b = 0; b < batch; ++b) {
-    const std::uint64_t start = splitmix64(seed_ ^ splitmix64(std::uint64_t(drawn_ + b))) % span;
-    std::int32_t* t = tokens + std::size_t(b) * seq;
-    std::int32_t* l = labels + std::size_t(b) * seq;
-    for (int i = 0; i < seq; ++i) {
-      t[i] = (*shard_)[start + i];
-      l[i] = (*shard_)[start + i + 1];
-    }
+    sequence(drawn_ + b, tokens + std::size_t(b) * seq, labels + std::size_t(b) * seq, seq);
   }
   drawn_ += batch;
 }

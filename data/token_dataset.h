@@ -12,12 +12,13 @@
 
 namespace kd::data {
 
-class TokenDataset : public BatchSource {
+class TokenDataset : public IndexedSource {
  public:
   // The shard must hold more than seq+1 tokens and ids below `vocab` (InputError naming
   // the shard otherwise).
   TokenDataset(std::shared_ptr<const TokenShard> shard, int vocab, int seq, std::uint64_t seed);
   void next(std::int32_t* tokens, std::int32_t* labels, int batch, int seq) override;
+  void sequence(std::int64_t index, std::int32_t* tokens, std::int32_t* labels, int seq) const override;
   std::int64_t position() const override { return drawn_; }
   void seek(std::int64_t sequences, int) override { drawn_ = sequences; }
   const TokenShard& shard() const { return *shard_; }
