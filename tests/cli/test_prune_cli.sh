@@ -49,6 +49,9 @@ grep -q "IMP round 1/2 at step 6: 50.00% of the linear weights pruned; weights r
   && ok "IMP logs each round's pruning and rewind" || { fail "IMP log"; grep prune "$tmp/imp.log"; }
 "$bin" inspect "$tmp/runs/imp/checkpoints/step-00000009.h5" | grep -q "IMP: round 1 of 2 .*its sparsity 50.00%; rewind snapshot stored" \
   && ok "inspect: IMP round and rewind snapshot" || { fail "inspect IMP"; "$bin" inspect "$tmp/runs/imp/checkpoints/step-00000009.h5" | grep IMP; }
+"$bin" ptq "$tmp/runs/imp/checkpoints/step-00000014.h5" --out "$tmp/imp-q.h5" --weight int8:channel \
+  --activation int8:tensor --batches 2 >/dev/null 2>&1 && "$bin" eval "$tmp/imp-q.h5" --json >/dev/null 2>&1 \
+  && ok "the IMP ticket quantized by ptq and evaluated" || fail "ptq of a pruned run"
 cp -r "$tmp/runs/imp" "$tmp/runs/imp2"
 for s in 12 14; do rm "$tmp/runs/imp2/checkpoints/step-$(printf %08d $s).h5"; done
 "$bin" train --resume "$tmp/runs/imp2" >/dev/null 2>&1 || fail "IMP resume"

@@ -45,6 +45,9 @@ int run_ptq(const PtqOptions& o) {
                            o.activation.empty() ? "quant.activation" : "--activation");
   cfg.has_quant = true;
   cfg.quant = q;
+  // the pruning is done and baked into the weights (pruned ones quantize to exact zeros);
+  // the stored config describes the quantized model, not a run to continue
+  cfg.has_prune = false;
 
   const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads);
   std::unique_ptr<data::TokenDataset> calib;

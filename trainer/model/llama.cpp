@@ -123,10 +123,11 @@ void TrainActivations<T>::build(const ModelSpec& s, int b, int t, int threads, b
 }
 
 template <class T>
-void FrozenActivations<T>::build(const ModelSpec& s, int b, int t, int threads,
+void FrozenActivations<T>::build(const ModelSpec& s, int b, int t, int n_threads,
                                  std::vector<int> capture) {
   batch = b;
   seq = t;
+  threads = n_threads;
   captured_index = std::move(capture);
   const std::size_t m = std::size_t(b) * t, d = s.d_model, f = s.d_ff;
   const std::size_t half = std::size_t(t) * (s.head_dim() / 2);
@@ -139,7 +140,7 @@ void FrozenActivations<T>::build(const ModelSpec& s, int b, int t, int threads,
     lse = ar.take(std::size_t(b) * s.n_heads * t);
     gu = ar.take(2 * m * f);
     act = ar.take(m * f);
-    attn_scratch = ar.take(kern::attention_scratch_elems(attn_shape(s, b, t), threads));
+    attn_scratch = ar.take(kern::attention_scratch_elems(attn_shape(s, b, t), n_threads));
     rope_cos = ar.take(half);
     rope_sin = ar.take(half);
     final_norm = ar.take(m * d);
@@ -273,6 +274,9 @@ void llama_backward(const LlamaLayout& lay, const T* p, T* g, const std::int32_t
 template <class T>
 void llama_forward_frozen(const LlamaLayout& lay, const T* p, const std::int32_t* tokens,
                           FrozenActivations<T>& a, LinearHook<T>* hook) {
+  KD_ASSERT(omp_get_max_threads() <= a.threads,
+            "frozen forward with {} OpenMP threads on activations built for {} (attention scratch is per thread)",
+            omp_get_max_threads(), a.threads);
   const ModelSpec& s = lay.spec();
   const int m = a.batch * a.seq, d = s.d_model;
   const std::size_t md = std::size_t(m) * d;

@@ -71,6 +71,7 @@ struct TrainActivations {
 template <class T>
 struct FrozenActivations {
   int batch = 0, seq = 0;
+  int threads = 0;  // the attention scratch is sized for at most this many OpenMP threads
   T *x, *xn, *rstd, *qkv, *att, *lse, *gu, *act, *attn_scratch, *rope_cos, *rope_sin;
   T* final_norm = nullptr;                 // (M,d)
   std::vector<int> captured_index;         // hidden-state indices kept

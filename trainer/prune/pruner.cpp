@@ -54,8 +54,8 @@ void check_prune_section(const PruneSection& p, const ModelSpec& spec, std::int6
 void check_prune_order(const PruneSection& p, std::int64_t fake_quant_start) {
   KD_CHECK_INPUT(p.schedule != PruneScheduleKind::imp,
                  "prune.schedule: imp does not combine with a quant section (the rewind would restart the "
-                 "quantizers' observers); quantize the winning ticket afterwards (kdtrain ptq, or a QAT run resumed "
-                 "from it)");
+                 "quantizers' observers); quantize the winning ticket afterwards: kdtrain ptq, or a QAT run with "
+                 "train.init_from: the ticket and a one-shot magnitude prune at step 0 to its sparsity");
   const std::int64_t last = last_pruning_step(p);
   if (p.order == PruneOrder::prune_distill_quantize) {
     KD_CHECK_INPUT(fake_quant_start > last,
