@@ -21,6 +21,16 @@ using kd::data::BatchSource;
 
 constexpr int kSeq = 8, kLocal = 3, kSteps = 4;
 
+// A shard of n tokens (i · mult) mod modulus, written in dir.
+std::shared_ptr<const kd::data::TokenShard> make_shard_file(const kdtest::TempDir& dir, std::size_t n, std::size_t mult,
+                                                            std::size_t modulus) {
+  std::vector<std::uint32_t> tokens(n);
+  for (std::size_t i = 0; i < n; ++i) tokens[i] = std::uint32_t((i * mult) % modulus);
+  const std::string path = dir.file("t.bin");
+  kd::data::write_kdtrain_shard(path, tokens, 2, 0, 0);
+  return std::make_shared<const kd::data::TokenShard>(kd::data::TokenShard::open(path));
+}
+
 // The global batches of kSteps steps as one process draws them.
 std::vector<std::int32_t> single(BatchSource& s, int world) {
   std::vector<std::int32_t> all, t(std::size_t(kLocal * world * kSeq)), l(t.size());
@@ -54,11 +64,7 @@ std::vector<std::int32_t> sharded(Make make, int world, std::int64_t* cursor) {
 
 TEST(DataParallelSource, RanksTogetherDrawTheSingleProcessBatch) {
   kdtest::TempDir dir;
-  std::vector<std::uint32_t> tokens(5000);
-  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = std::uint32_t((i * 7919) % 251);
-  const std::string path = dir.file("t.bin");
-  kd::data::write_kdtrain_shard(path, tokens, 2, 0, 0);
-  auto shard = std::make_shared<const kd::data::TokenShard>(kd::data::TokenShard::open(path));
+  const auto shard = make_shard_file(dir, 5000, 7919, 251);
   auto make_shard = [&] { return std::make_unique<kd::data::TokenDataset>(shard, 256, kSeq, 42); };
   auto make_synth = [] {
     return std::make_unique<kd::data::SyntheticTokens>(kd::data::SyntheticKind::markov, 64, 3, 5, 6);
@@ -74,11 +80,7 @@ TEST(DataParallelSource, RanksTogetherDrawTheSingleProcessBatch) {
 
 TEST(DataParallelSource, SeekingTheCursorResumesExactly) {
   kdtest::TempDir dir;
-  std::vector<std::uint32_t> tokens(3000);
-  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = std::uint32_t((i * 31) % 200);
-  const std::string path = dir.file("t.bin");
-  kd::data::write_kdtrain_shard(path, tokens, 2, 0, 0);
-  auto shard = std::make_shared<const kd::data::TokenShard>(kd::data::TokenShard::open(path));
+  const auto shard = make_shard_file(dir, 3000, 31, 200);
   kd::data::TokenDataset a(shard, 256, kSeq, 7), b(shard, 256, kSeq, 7);
   kd::data::DataParallelSource ra(a, 1, 2), rb(b, 1, 2);
   std::vector<std::int32_t> t1(std::size_t(kLocal * kSeq)), l1(t1.size()), t2(t1.size()), l2(t1.size());
