@@ -89,7 +89,7 @@ int run_inspect(const std::string& path) {
     if (cfg.has_prune && cfg.prune.schedule == PruneScheduleKind::imp) {
       const prune::ImpSchedule imp = prune::imp_of(cfg.prune);
       const std::int64_t step = r.state("step");
-      const int round = imp.round_of(step > 0 ? step - 1 : 0);
+      const int round = imp.round_done(step);
       fmt::print("\nIMP: round {} of {} done up to step {} ({} steps in all); its sparsity {:.2f}%; rewind snapshot {}\n",
                  round, cfg.prune.rounds, step, imp.total_steps(), 100.0 * imp.sparsity_of_round(round),
                  r.tensor_names("rewind").empty() ? "not taken" : "stored (group rewind)");

@@ -9,8 +9,8 @@ namespace kd::prune {
 
 namespace {
 
-// Mean next-token cross-entropy of the logits (rows, V) over the rows with a label.
-double mean_ce(const std::vector<float>& z, const std::vector<std::int32_t>& labels, int vocab, double& count) {
+// Summed next-token cross-entropy of the logits (rows, V) over the rows with a label.
+double sum_ce(const std::vector<float>& z, const std::vector<std::int32_t>& labels, int vocab) {
   double sum = 0;
   for (std::size_t r = 0; r < labels.size(); ++r) {
     if (labels[r] < 0) continue;
@@ -20,7 +20,6 @@ double mean_ce(const std::vector<float>& z, const std::vector<std::int32_t>& lab
     double se = 0;
     for (int j = 0; j < vocab; ++j) se += std::exp(double(row[j]) - mx);
     sum += mx + std::log(se) - double(row[labels[r]]);
-    count += 1;
   }
   return sum;
 }
@@ -71,11 +70,11 @@ std::vector<double> block_importance(DepthScore score, const LlamaLayout& lay, c
       auto loss_of = [&](const float* p) {
         llama_forward_frozen<float>(lay, p, tokens.data(), a);
         head_forward_frozen<float>(lay, p, logits.data(), a.final_norm, M);
-        double n = 0;
-        return mean_ce(logits, labels, s.vocab, n);
+        return sum_ce(logits, labels, s.vocab);
       };
       base += loss_of(params);
-      skipped.assign(params, params + n_params);
+      // one copy, each block zeroed and then restored in turn
+      if (skipped.empty()) skipped.assign(params, params + n_params);
       for (int l = 0; l < n_layers; ++l) {
         for_block_linears(lay, std::size_t(l), [&](std::size_t i) { skipped[i] = 0.0f; });
         sum[std::size_t(l)] += loss_of(skipped.data());

@@ -7,6 +7,8 @@
 #include <numeric>
 #include <set>
 
+#include <fmt/format.h>
+
 #include "trainer/util/errors.h"
 
 namespace kd::prune {
@@ -52,25 +54,16 @@ bool glob_match(const std::string& pattern, const std::string& name) {
   return fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
 }
 
-// The structure a structured criterion removes, by tensor name; "" for unstructured ones.
-const char* structure_of(Criterion c) {
-  switch (c) {
-    case Criterion::heads: return ".self_attn.";
-    case Criterion::neurons: return ".mlp.";
-    default: return "";
-  }
-}
-
-const char* criterion_name(Criterion c) {
-  switch (c) {
-    case Criterion::magnitude_layer: return "magnitude_layer";
-    case Criterion::magnitude_global: return "magnitude_global";
-    case Criterion::n_m: return "n_m";
-    case Criterion::heads: return "heads";
-    case Criterion::neurons: return "neurons";
-    case Criterion::layers: return "layers";
-  }
-  return "?";
+// What a structured criterion removes, and from which tensors (by name); null for the
+// criteria that take any prunable tensor.
+struct StructuredUnits {
+  const char* criterion;
+  const char* units;
+  const char* module;  // tensor names hold ".module."
+};
+const StructuredUnits* structured_units(Criterion c) {
+  static const StructuredUnits heads{"heads", "KV groups", "self_attn"}, neurons{"neurons", "FFN neurons", "mlp"};
+  return c == Criterion::heads ? &heads : c == Criterion::neurons ? &neurons : nullptr;
 }
 
 // Which blocks a structured criterion acts on: those holding a selected tensor.
@@ -107,7 +100,7 @@ void check_target(const PruneTarget& t, const ModelSpec& spec, const std::string
   if (!t.targets.empty()) {
     ParamTable table;
     const LlamaLayout lay(spec, table);
-    const std::string structure = structure_of(t.criterion);
+    const StructuredUnits* structure = structured_units(t.criterion);
     for (const auto& g : t.targets) {
       bool any = false;
       for (const auto& ti : table.tensors()) {
@@ -115,11 +108,10 @@ void check_target(const PruneTarget& t, const ModelSpec& spec, const std::string
         any = true;
         KD_CHECK_INPUT(ti.has(kPrunable), "{}.targets: '{}' matches {}, which cannot be pruned (only the linear "
                        "layers of the blocks can: q/k/v/o_proj, gate/up/down_proj)", where, g, ti.name);
-        KD_CHECK_INPUT(structure.empty() || ti.name.find(structure) != std::string::npos,
+        KD_CHECK_INPUT(!structure || ti.name.find(fmt::format(".{}.", structure->module)) != std::string::npos,
                        "{}.targets: '{}' matches {}, which the structured criterion {} cannot prune (it removes {} "
-                       "of the {} tensors)", where, g, ti.name, criterion_name(t.criterion),
-                       t.criterion == Criterion::heads ? "KV groups" : "FFN neurons",
-                       t.criterion == Criterion::heads ? "self_attn" : "mlp");
+                       "of the {} tensors)", where, g, ti.name, structure->criterion, structure->units,
+                       structure->module);
       }
       KD_CHECK_INPUT(any, "{}.targets: '{}' matches no tensor of the model (names look like "
                      "model.layers.0.mlp.up_proj.weight)", where, g);

@@ -20,6 +20,9 @@ struct ImpSchedule {
   std::int64_t total_steps() const { return round_steps + rounds * (round_steps - rewind_to); }
   // The round a step (0-based, the number of updates done) belongs to: 0..R.
   int round_of(std::int64_t step) const;
+  // The round whose training produced the weights after `steps_done` updates (what an
+  // eval or checkpoint at that point shows).
+  int round_done(std::int64_t steps_done) const { return round_of(steps_done > 0 ? steps_done - 1 : 0); }
   std::int64_t round_start(int round) const;  // its first step
   // Whether the masks are pruned and the weights rewound at the start of this step.
   bool is_boundary(std::int64_t step) const { return step > 0 && step < total_steps() && round_start(round_of(step)) == step; }

@@ -16,6 +16,7 @@ ImpSchedule imp_of(const PruneSection& p) {
 namespace {
 
 GradualSchedule gradual_of(const PruneSection& p) { return {p.initial, p.sparsity, p.start, p.end, p.every}; }
+PruneTarget target_of(const PruneSection& p, double sparsity) { return {p.criterion, sparsity, p.n, p.m, p.targets, {}}; }
 
 // The last step whose start changes the mask.
 std::int64_t last_pruning_step(const PruneSection& p) {
@@ -30,7 +31,7 @@ std::int64_t last_pruning_step(const PruneSection& p) {
 }  // namespace
 
 void check_prune_section(const PruneSection& p, const ModelSpec& spec, std::int64_t train_steps) {
-  check_target({p.criterion, p.sparsity, p.n, p.m, p.targets, {}}, spec, "prune");
+  check_target(target_of(p, p.sparsity), spec, "prune");
   switch (p.schedule) {
     case PruneScheduleKind::gradual:
       check_schedule(gradual_of(p), "prune");
@@ -110,7 +111,7 @@ std::pair<std::int64_t, std::int64_t> Pruner::lr_position(std::int64_t steps_don
 }
 
 PruneTarget Pruner::target(double sparsity, const float* params) const {
-  PruneTarget t{cfg_.criterion, sparsity, cfg_.n, cfg_.m, cfg_.targets, {}};
+  PruneTarget t = target_of(cfg_, sparsity);
   if (cfg_.criterion == Criterion::layers) {
     KD_ASSERT(scorer_, "depth pruning without a block scorer");
     t.block_importance = scorer_(params);
@@ -145,41 +146,33 @@ std::string Pruner::begin_step(std::int64_t steps_done, float* params, AdamW<flo
     snapshot_.assign(params, params + table_.total());
   }
   if (!pruning_step(steps_done)) return {};
-  const double s = sparsity_at(steps_done);
-  Mask next = prune(target(s, params), layout_, table_, params, mask_, "prune");
-  std::string event;
-  if (imp_) {
-    const int round = imp_->round_of(steps_done);
-    if (cfg_.control == ImpControl::random_mask) next = random_like(next, round);
+  Mask next = prune(target(sparsity_at(steps_done), params), layout_, table_, params, mask_, "prune");
+  if (!imp_) {
+    if (next == mask_) return {};  // between changes after_update keeps pruned positions at zero
     mask_ = std::move(next);
-    const char* how = "";
-    if (cfg_.control == ImpControl::random_reinit) {
-      layout_.init(params, seed_ + 1000003ull * std::uint64_t(round), init_std_);
-      how = "weights drawn afresh (random_reinit control)";
-    } else if (cfg_.rewind == RewindKind::lr) {
-      how = "weights kept, learning rate rewound";
-    } else {
-      KD_ASSERT(snapshot_.size() == table_.total(), "IMP round {} without a rewind snapshot", round);
-      std::copy(snapshot_.begin(), snapshot_.end(), params);
-      how = cfg_.rewind == RewindKind::init ? "weights rewound to initialization" : "weights rewound";
-    }
-    std::fill_n(opt.m(), table_.total(), 0.0f);
-    std::fill_n(opt.v(), table_.total(), 0.0f);
-    opt.set_steps_taken(0);
-    after_update(params, nullptr, nullptr);
-    event = fmt::format("prune: IMP round {}/{} at step {}: {:.2f}% of the linear weights pruned{}; {} to step {}",
-                        round, cfg_.rounds, steps_done, 100.0 * sparsity(),
-                        cfg_.control == ImpControl::random_mask ? " (random mask control)" : "", how, imp_->rewind_to);
-    return event;
-  }
-  const bool changed = !(next == mask_);
-  mask_ = std::move(next);
-  // between pruning steps after_update already keeps the pruned positions at zero
-  if (changed) {
     after_update(params, opt.m(), opt.v());
-    event = fmt::format("prune: step {}: {:.2f}% of the linear weights pruned", steps_done, 100.0 * sparsity());
+    return fmt::format("prune: step {}: {:.2f}% of the linear weights pruned", steps_done, 100.0 * sparsity());
   }
-  return event;
+  const int round = imp_->round_of(steps_done);
+  mask_ = cfg_.control == ImpControl::random_mask ? random_like(next, round) : std::move(next);
+  const char* how = "";
+  if (cfg_.control == ImpControl::random_reinit) {
+    layout_.init(params, seed_ + 1000003ull * std::uint64_t(round), init_std_);
+    how = "weights drawn afresh (random_reinit control)";
+  } else if (cfg_.rewind == RewindKind::lr) {
+    how = "weights kept, learning rate rewound";
+  } else {
+    KD_ASSERT(snapshot_.size() == table_.total(), "IMP round {} without a rewind snapshot", round);
+    std::copy(snapshot_.begin(), snapshot_.end(), params);
+    how = cfg_.rewind == RewindKind::init ? "weights rewound to initialization" : "weights rewound";
+  }
+  std::fill_n(opt.m(), table_.total(), 0.0f);
+  std::fill_n(opt.v(), table_.total(), 0.0f);
+  opt.set_steps_taken(0);
+  after_update(params, nullptr, nullptr);
+  return fmt::format("prune: IMP round {}/{} at step {}: {:.2f}% of the linear weights pruned{}; {} to step {}", round,
+                     cfg_.rounds, steps_done, 100.0 * sparsity(),
+                     cfg_.control == ImpControl::random_mask ? " (random mask control)" : "", how, imp_->rewind_to);
 }
 
 void Pruner::after_update(float* params, float* m, float* v) const {

@@ -60,7 +60,8 @@ class Pruner {
   std::pair<std::int64_t, std::int64_t> lr_position(std::int64_t steps_done, std::int64_t train_steps) const;
   // IMP: whether this step ends a round (its weights are that round's result).
   bool ends_round(std::int64_t steps_done) const;
-  int round_of(std::int64_t steps_done) const { return imp_ ? imp_->round_of(steps_done) : 0; }
+  // IMP: the round whose training produced the weights after `steps_done` updates.
+  int round_done(std::int64_t steps_done) const { return imp_ ? imp_->round_done(steps_done) : 0; }
   bool iterative() const { return imp_.has_value(); }
 
   const Mask& mask() const { return mask_; }

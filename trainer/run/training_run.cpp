@@ -158,7 +158,8 @@ int run_training(const TrainCommand& cmd) {
   std::unique_ptr<data::BatchSource> source;
   if (cfg.data.kind == DataKind::shards) {
     source = std::make_unique<data::TokenDataset>(in.train_shard, cfg.model.vocab, tr.seq_len, std::uint64_t(tr.seed));
-    if (trainer.pruner()) {  // depth pruning's block importance: its own stream of training sequences
+    if (cfg.has_prune && cfg.prune.criterion == prune::Criterion::layers) {
+      // depth pruning's block importance: its own stream of training sequences
       trainer.set_prune_calibration(std::make_unique<data::TokenDataset>(in.train_shard, cfg.model.vocab, tr.seq_len,
                                                                          std::uint64_t(tr.seed) + 5));
     }
@@ -212,7 +213,7 @@ int run_training(const TrainCommand& cmd) {
       if (!r.tensor_names("masks").empty()) {
         const std::int64_t step = r.state("step");
         if (trainer.pruner()->iterative() && r.has_state("imp_round")) {
-          const int round = trainer.pruner()->round_of(step > 0 ? step - 1 : 0);
+          const int round = trainer.pruner()->round_done(step);
           KD_CHECK_INPUT(r.state("imp_round") == round,
                          "{}: the checkpoint is in IMP round {} but the config puts its step {} in round {} "
                          "(prune.rounds, round_steps or rewind_step changed?)", *in.resume_from,
@@ -258,7 +259,7 @@ int run_training(const TrainCommand& cmd) {
     json j{{"type", "eval"}, {"step", step}, {"tokens", tokens_seen}, {"time_s", omp_get_wtime() - t_start}};
     if (trainer.pruner()) {
       j["sparsity"] = trainer.pruner()->sparsity();
-      if (trainer.pruner()->iterative()) j["imp_round"] = trainer.pruner()->round_of(step - 1);
+      if (trainer.pruner()->iterative()) j["imp_round"] = trainer.pruner()->round_done(step);
     }
     std::string text;
     if (evaluator) {
@@ -309,7 +310,7 @@ int run_training(const TrainCommand& cmd) {
     // IMP: the round that produced these weights (the round also follows from the step; a
     // resume checks the two agree, so an edited schedule cannot silently shift the rounds)
     if (trainer.pruner() && trainer.pruner()->iterative()) {
-      c.state["imp_round"] = trainer.pruner()->round_of(step > 0 ? step - 1 : 0);
+      c.state["imp_round"] = trainer.pruner()->round_done(step);
     }
     c.tensors["model"] = views(trainer.student_params());
     c.tensors["adam_m"] = views(trainer.optimizer().m());

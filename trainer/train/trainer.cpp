@@ -56,13 +56,15 @@ Trainer::Trainer(const Config& cfg) : cfg_(cfg) {
   adamw_ = std::make_unique<AdamW<float>>(stable_, cfg_.optim, cfg_.has_quant ? cfg_.quant.scale_lr_ratio : 1.0);
   if (cfg_.has_prune) {
     pruner_ = std::make_unique<prune::Pruner>(cfg_.prune, *student_, stable_, std::uint64_t(tr.seed), tr.init_std);
-    if (cfg_.data.kind != DataKind::shards) prune_calibration_ = make_synthetic(cfg_, Stream::prune_calibration);
-    pruner_->set_block_scorer([this](const float* params) {
-      KD_ASSERT(prune_calibration_, "depth pruning without calibration data");
-      const prune::ScoringData data{prune_calibration_.get(), cfg_.prune.calibration_batches, cfg_.train.batch_size,
-                                    cfg_.train.seq_len, omp_get_max_threads()};
-      return prune::block_importance(cfg_.prune.depth_score, *student_, params, stable_.total(), data);
-    });
+    if (cfg_.prune.criterion == prune::Criterion::layers) {
+      if (cfg_.data.kind != DataKind::shards) prune_calibration_ = make_synthetic(cfg_, Stream::prune_calibration);
+      pruner_->set_block_scorer([this](const float* params) {
+        KD_ASSERT(prune_calibration_, "depth pruning without calibration data");
+        const prune::ScoringData data{prune_calibration_.get(), cfg_.prune.calibration_batches, cfg_.train.batch_size,
+                                      cfg_.train.seq_len, omp_get_max_threads()};
+        return prune::block_importance(cfg_.prune.depth_score, *student_, params, stable_.total(), data);
+      });
+    }
   }
   const int threads = omp_get_max_threads();
   dstep_ = std::make_unique<DistillStep<float>>(*student_, teacher_.get(), spec, proj_,
