@@ -120,7 +120,7 @@ TEST(Comm, BroadcastSendRecvAndSplit) {
     for (float v : got) EXPECT_EQ(v, float(prev));
   }
   // groups: even and odd ranks, each summing its own members
-  auto sub = c.split(r % 2, r);
+  auto sub = c.split(r % 2, r, "test group");
   std::vector<float> s(1, float(r));
   sub->all_reduce_sum(s);
   float want = 0;

@@ -392,7 +392,7 @@ struct ImpDrive {
         opt.v()[i] = 1.0f;
       }
       opt.set_steps_taken(t + 1);
-      pruner.after_update(md.w.data(), opt.m(), opt.v());
+      pruner.after_update(md.w.data(), opt, opt.m(), opt.v());
     }
   }
 };

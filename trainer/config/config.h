@@ -136,7 +136,9 @@ struct TrainSection {
   void visit(V& v) {
     using namespace config;
     v.field("steps", steps, "optimizer steps", at_least(1));
-    v.field("batch_size", batch_size, "sequences per micro-batch", between(1, 1 << 20));
+    v.field("batch_size", batch_size,
+            "sequences per micro-batch, over all data-parallel ranks (each takes its slice; the global batch is "
+            "batch_size · grad_accum whatever the number of ranks)", between(1, 1 << 20));
     v.field("seq_len", seq_len, "tokens per sequence", between(1, 1 << 20));
     v.field("grad_accum", grad_accum, "micro-batches accumulated per optimizer step", between(1, 1 << 20));
     v.field("seed", seed, "seed of initialisation and data order", at_least(0));
@@ -192,6 +194,20 @@ struct RunSection {
   }
 };
 
+struct ParallelSection {
+  double watchdog_min_s = 300;
+  double watchdog_step_factor = 20;
+  template <class V>
+  void visit(V& v) {
+    using namespace config;
+    v.field("watchdog_min_s", watchdog_min_s,
+            "seconds any collective may wait at least before the watchdog aborts the job (exit 3, naming the "
+            "collective and the late rank); also the limit before the first step's time is known", above(0));
+    v.field("watchdog_step_factor", watchdog_step_factor,
+            "the limit is this many times the slowest step so far, when that is above watchdog_min_s", above(0));
+  }
+};
+
 struct BenchSection {
   int steps = 6;
   int warmup = 2;
@@ -213,6 +229,7 @@ struct Config {
   DataSection data;
   RunSection run;
   BenchSection bench;
+  ParallelSection parallel;
   bool has_quant = false;
   QuantSection quant;
   bool has_prune = false;
@@ -227,6 +244,7 @@ struct Config {
     v.section("data", data, "training and validation data");
     v.section("run", run, "where the run directory goes");
     v.section("bench", bench, "kdtrain bench");
+    v.section("parallel", parallel, "MPI ranks (mpirun / srun): data parallelism and the watchdog");
     v.optional_section("quant", has_quant, quant,
                        "quantization-aware training (absent: full precision); also kdtrain ptq's defaults");
     v.optional_section("prune", has_prune, prune, "pruning of the model being trained (absent: dense)");

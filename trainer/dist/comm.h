@@ -9,6 +9,9 @@
 // Sums are in the element type; same world size and same inputs give the same result run
 // after run (the MPI reduction order depends only on the world size and count).
 // Failures of the transport throw RuntimeFailure naming the collective (exit 3).
+// Watchdog: with a timeout set, a collective (or send/recv) that waits longer makes this
+// rank ask the group's other ranks where they are, print which rank is late and in which
+// collective, and abort the whole job with exit code 3 (MPI_Abort) — never a hang.
 #pragma once
 
 #include <cstddef>
@@ -46,8 +49,15 @@ class Comm {
   virtual void send(std::span<const float> x, int to, int tag) = 0;
   virtual void recv(std::span<float> x, int from, int tag) = 0;
   virtual void barrier() = 0;
-  // A sub-group of the ranks with the same color, ordered by key (MPI_Comm_split).
-  virtual std::unique_ptr<Comm> split(int color, int key) = 0;
+  // A sub-group of the ranks with the same color, ordered by key (MPI_Comm_split); `name`
+  // says what the group is for in watchdog messages ("data-parallel group").
+  virtual std::unique_ptr<Comm> split(int color, int key, const std::string& name) = 0;
+  // Seconds any one wait may last before the watchdog aborts the job (0 = wait forever,
+  // the default). Local to this rank; every rank sets its own (the trainer scales it to
+  // the step time).
+  virtual void set_timeout(double seconds) = 0;
+  // This rank in the world: rank, host and pid, for messages ("world rank 1 on node3, pid 812").
+  virtual std::string whoami() const = 0;
 };
 
 // The elements each rank owns when n elements are split into size() equal shards:

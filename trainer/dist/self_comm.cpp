@@ -1,4 +1,8 @@
+#include <unistd.h>
+
 #include <algorithm>
+
+#include <fmt/format.h>
 
 #include "trainer/dist/comm.h"
 #include "trainer/util/errors.h"
@@ -31,7 +35,9 @@ class SelfComm final : public Comm {
   void send(std::span<const float>, int to, int) override { KD_ASSERT(false, "send to rank {} in a single process", to); }
   void recv(std::span<float>, int from, int) override { KD_ASSERT(false, "recv from rank {} in a single process", from); }
   void barrier() override {}
-  std::unique_ptr<Comm> split(int, int) override { return std::make_unique<SelfComm>(); }
+  std::unique_ptr<Comm> split(int, int, const std::string&) override { return std::make_unique<SelfComm>(); }
+  void set_timeout(double) override {}  // nothing to wait for
+  std::string whoami() const override { return fmt::format("single process, pid {}", int(getpid())); }
 
  private:
   static void copy(std::span<const float> in, std::span<float> out, const char* what) {

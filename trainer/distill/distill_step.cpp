@@ -85,7 +85,8 @@ void DistillStep<T>::logits_chunk(T* out, const T* hidden, const T* head, int ro
 
 template <class T>
 StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t* tokens,
-                             const std::int32_t* labels, double loss_scale, PhaseTimes* times) {
+                             const std::int32_t* labels, double loss_scale, PhaseTimes* times,
+                             const BatchTotals* totals) {
   const ModelSpec& s = student_.spec();
   const int m = batch_ * seq_, d = s.d_model, v = s.vocab;
   double t0 = omp_get_wtime();
@@ -93,6 +94,9 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
   for (int i = 0; i < m; ++i) out.tokens += labels[i] >= 0 ? 1 : 0;
   KD_CHECK_INPUT(out.tokens > 0, "a micro-batch has no labelled tokens");
   const double n = double(out.tokens);
+  // the denominators of this micro-batch's terms: its own, or the global batch's
+  const double n_loss = totals ? totals->tokens : n;
+  const double feature_share = totals ? double(m) / totals->positions : 1.0;
 
   if (teacher_ != nullptr) llama_forward_frozen<T>(*teacher_, tp, tokens, tact_);
   double t1 = omp_get_wtime();
@@ -109,7 +113,7 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
       if (dh) std::memset(dh, 0, sizeof(T) * std::size_t(m) * d);
     }
     const int dt = teacher_->spec().d_model;
-    const double scale = spec_.feature_beta / double(spec_.pairs.size()) * loss_scale;
+    const double scale = spec_.feature_beta / double(spec_.pairs.size()) * feature_share * loss_scale;
     for (std::size_t k = 0; k < spec_.pairs.size(); ++k) {
       const auto& pr = spec_.pairs[k];
       const T* ht = tact_.hidden(pr.teacher_hidden);
@@ -129,8 +133,8 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
   lp.temperature = spec_.temperature;
   lp.divergence = spec_.divergence;
   lp.jsd_beta = spec_.jsd_beta;
-  lp.ce_scale = alpha / n * loss_scale;
-  lp.kd_scale = kd ? (1.0 - alpha) * spec_.temperature * spec_.temperature / n * loss_scale : 0.0;
+  lp.ce_scale = alpha / n_loss * loss_scale;
+  lp.kd_scale = kd ? (1.0 - alpha) * spec_.temperature * spec_.temperature / n_loss * loss_scale : 0.0;
   if (kd) {
     lp.kd_vocab = std::min(v, teacher_->spec().vocab);
     lp.teacher_ld = teacher_->spec().vocab;
@@ -155,6 +159,8 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
     out.ce += rows_[i].ce;
     out.kd += rows_[i].kd;
   }
+  out.ce_sum = out.ce;
+  out.kd_sum = out.kd;
   out.ce /= n;
   out.kd /= n;
   double t3 = omp_get_wtime();

@@ -17,6 +17,16 @@ struct StepLoss {
   double kd = 0;    // mean divergence (0 without a teacher term)
   double feat = 0;  // mean over pairs of the feature loss
   std::int64_t tokens = 0;
+  double ce_sum = 0, kd_sum = 0;  // over this micro-batch's labelled tokens
+};
+
+// The batch a micro-batch's loss is a part of: a step's loss is the sum of token losses
+// over the labelled tokens of the whole global batch (every micro-batch of every
+// data-parallel rank), never a mean of per-micro-batch means; the feature loss, a mean
+// over positions, is weighted by the micro-batch's share of the positions.
+struct BatchTotals {
+  double tokens = 0;     // labelled tokens of the global batch
+  double positions = 0;  // positions (batch · seq) of the global batch
 };
 
 struct PhaseTimes {
@@ -39,10 +49,11 @@ class DistillStep {
               std::vector<std::size_t> projection_offsets, int batch, int seq, int threads,
               LinearHook<T>* hook = nullptr);
 
-  // tokens, labels: (batch, seq). Adds loss_scale · ∂loss/∂θ to grads.
+  // tokens, labels: (batch, seq). Adds loss_scale · ∂loss/∂θ to grads, where loss is this
+  // micro-batch's own loss, or with `totals` its part of the global batch's loss.
   StepLoss run(const T* student_params, T* student_grads, const T* teacher_params,
                const std::int32_t* tokens, const std::int32_t* labels, double loss_scale,
-               PhaseTimes* times = nullptr);
+               PhaseTimes* times = nullptr, const BatchTotals* totals = nullptr);
 
   std::size_t arena_bytes() const;
 

@@ -1,20 +1,30 @@
 #include "trainer/optim/adamw.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include "trainer/util/errors.h"
 
 namespace kd {
 
 template <class T>
-AdamW<T>::AdamW(const ParamTable& table, const OptimSection& o, double quant_scale_lr_ratio)
-    : o_(o), m_(table.total()), v_(table.total()) {
+AdamW<T>::AdamW(const ParamTable& table, const OptimSection& o, double quant_scale_lr_ratio,
+                std::size_t shard_begin, std::size_t shard_end)
+    : o_(o), begin_(shard_begin) {
+  const std::size_t end = shard_end == 0 ? table.total() : shard_end;
+  KD_ASSERT(begin_ <= end, "AdamW shard [{}, {})", begin_, end);
+  m_.resize(end - begin_);
+  v_.resize(end - begin_);
   for (const auto& t : table.tensors()) {
+    const std::size_t lo = std::max(t.offset, begin_), hi = std::min(t.offset + t.numel, end);
+    if (lo >= hi) continue;  // outside the shard
     const bool decayed = t.has(kDecayed) && !t.has(kAuxiliary);
     const double ratio = t.has(kQuantScale) ? quant_scale_lr_ratio : 1.0;
-    if (!ranges_.empty() && ranges_.back().end == t.offset && ranges_.back().decayed == decayed &&
+    if (!ranges_.empty() && ranges_.back().end == lo - begin_ && ranges_.back().decayed == decayed &&
         ranges_.back().lr_ratio == ratio) {
-      ranges_.back().end += t.numel;
+      ranges_.back().end = hi - begin_;
     } else {
-      ranges_.push_back({t.offset, t.offset + t.numel, decayed, ratio});
+      ranges_.push_back({lo - begin_, hi - begin_, decayed, ratio});
     }
   }
 }

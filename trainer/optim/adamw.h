@@ -1,5 +1,7 @@
-// AdamW over a parameter table: moments share the table's offsets; weight decay only
-// on tensors flagged kDecayed (never on norms, auxiliary tensors).
+// AdamW over a parameter table: weight decay only on tensors flagged kDecayed (never on
+// norms, auxiliary tensors). It may own a shard [begin, end) of the flat buffer only
+// (ZeRO stage 1: each data-parallel rank updates its contiguous shard); its moments then
+// hold that shard, element i of them being element begin + i of the buffer.
 #pragma once
 
 #include <cstdint>
@@ -17,9 +19,15 @@ class AdamW {
  public:
   // Tensors flagged kQuantScale learn at lr · quant_scale_lr_ratio: a scale is orders of
   // magnitude smaller than the weights, and Adam's step size ignores the gradient's scale.
-  AdamW(const ParamTable& table, const OptimSection& o, double quant_scale_lr_ratio = 1.0);
+  // shard_end = 0: the whole buffer. A shard may run past the table's end (the padding
+  // that makes the buffer divide into equal shards): those elements are not updated.
+  AdamW(const ParamTable& table, const OptimSection& o, double quant_scale_lr_ratio = 1.0,
+        std::size_t shard_begin = 0, std::size_t shard_end = 0);
   // One update with learning rate lr; grad_scale multiplies every gradient (clipping).
+  // params and grads hold the shard (element 0 = element shard_begin of the buffer).
   void step(T* params, const T* grads, double lr, double grad_scale);
+  std::size_t shard_begin() const { return begin_; }
+  std::size_t shard_size() const { return m_.size(); }
   std::int64_t steps_taken() const { return t_; }
   void set_steps_taken(std::int64_t t) { t_ = t; }  // resume: bias corrections continue
   T* m() { return m_.data(); }
@@ -32,7 +40,8 @@ class AdamW {
     double lr_ratio;
   };
   OptimSection o_;
-  std::vector<Range> ranges_;  // contiguous tensors with the same decay and lr ratio merged
+  std::size_t begin_ = 0;
+  std::vector<Range> ranges_;  // shard-relative; tensors with the same decay and lr ratio merged
   AlignedBuffer<T> m_, v_;
   std::int64_t t_ = 0;
 };

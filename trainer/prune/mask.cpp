@@ -21,8 +21,15 @@ Mask Mask::from_bytes(std::vector<std::uint8_t> bytes, const std::string& where)
 
 void Mask::apply(float* x, std::size_t n) const {
   KD_ASSERT(n == keep_.size(), "mask of {} elements applied to {}", keep_.size(), n);
+  apply(x, 0, n);
+}
+
+void Mask::apply(float* x, std::size_t begin, std::size_t end) const {
+  KD_ASSERT(begin <= end && end <= keep_.size(), "mask of {} elements applied to [{}, {})", keep_.size(), begin, end);
+  const std::uint8_t* keep = keep_.data() + begin;
+  const std::size_t n = end - begin;
 #pragma omp parallel for schedule(static)
-  for (std::size_t i = 0; i < n; ++i) x[i] = keep_[i] ? x[i] : 0.0f;
+  for (std::size_t i = 0; i < n; ++i) x[i] = keep[i] ? x[i] : 0.0f;
 }
 
 std::size_t Mask::pruned(std::size_t begin, std::size_t end) const {

@@ -28,6 +28,8 @@ class Mask {
   // x[i] = 0 wherever pruned (weights after a step, gradients, optimizer moments).
   // Throws (KD_ASSERT) when n differs from the mask's size.
   void apply(float* x, std::size_t n) const;
+  // The same on the elements [begin, end) only; x points at element begin (a ZeRO shard).
+  void apply(float* x, std::size_t begin, std::size_t end) const;
   // Pruned elements in [begin, end).
   std::size_t pruned(std::size_t begin, std::size_t end) const;
   // Pruned fraction of one tensor, and of every tensor with all of `flags`.

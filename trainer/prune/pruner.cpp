@@ -150,7 +150,7 @@ std::string Pruner::begin_step(std::int64_t steps_done, float* params, AdamW<flo
   if (!imp_) {
     if (next == mask_) return {};  // between changes after_update keeps pruned positions at zero
     mask_ = std::move(next);
-    after_update(params, opt.m(), opt.v());
+    after_update(params, opt, opt.m(), opt.v());
     return fmt::format("prune: step {}: {:.2f}% of the linear weights pruned", steps_done, 100.0 * sparsity());
   }
   const int round = imp_->round_of(steps_done);
@@ -166,20 +166,20 @@ std::string Pruner::begin_step(std::int64_t steps_done, float* params, AdamW<flo
     std::copy(snapshot_.begin(), snapshot_.end(), params);
     how = cfg_.rewind == RewindKind::init ? "weights rewound to initialization" : "weights rewound";
   }
-  std::fill_n(opt.m(), table_.total(), 0.0f);
-  std::fill_n(opt.v(), table_.total(), 0.0f);
+  std::fill_n(opt.m(), opt.shard_size(), 0.0f);
+  std::fill_n(opt.v(), opt.shard_size(), 0.0f);
   opt.set_steps_taken(0);
-  after_update(params, nullptr, nullptr);
+  after_update(params, opt, nullptr, nullptr);
   return fmt::format("prune: IMP round {}/{} at step {}: {:.2f}% of the linear weights pruned{}; {} to step {}", round,
                      cfg_.rounds, steps_done, 100.0 * sparsity(),
                      cfg_.control == ImpControl::random_mask ? " (random mask control)" : "", how, imp_->rewind_to);
 }
 
-void Pruner::after_update(float* params, float* m, float* v) const {
-  const std::size_t n = mask_.size();
-  mask_.apply(params, n);
-  if (m) mask_.apply(m, n);
-  if (v) mask_.apply(v, n);
+void Pruner::after_update(float* params, const AdamW<float>& opt, float* m, float* v) const {
+  mask_.apply(params, mask_.size());
+  const std::size_t begin = opt.shard_begin(), end = begin + opt.shard_size();
+  if (m) mask_.apply(m, begin, end);
+  if (v) mask_.apply(v, begin, end);
 }
 
 std::vector<std::pair<std::string, std::vector<ckpt::TensorView>>> Pruner::checkpoint_groups() const {

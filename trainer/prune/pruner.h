@@ -47,14 +47,18 @@ class Pruner {
 
   // The target sparsity after `steps_done` updates.
   double sparsity_at(std::int64_t steps_done) const;
-  // Before the optimizer: gradients of pruned weights are zero.
-  void mask_gradients(float* grads) const { mask_.apply(grads, mask_.size()); }
+  // Before the optimizer: gradients of pruned weights are zero. grads holds the elements
+  // [begin, end) (the optimizer's shard; the whole buffer with one rank).
+  void mask_gradients(float* grads, std::size_t begin, std::size_t end) const { mask_.apply(grads, begin, end); }
   // At the start of a step: take the rewind snapshot when due; recompute the mask on
   // pruning steps (IMP: and rewind); zero weights and moments when it changed. Returns a
-  // line saying what happened ("" when nothing did).
+  // line saying what happened ("" when nothing did). params: the whole buffer (every
+  // data-parallel rank holds it and computes the same mask); the optimizer's moments
+  // cover its shard.
   std::string begin_step(std::int64_t steps_done, float* params, AdamW<float>& opt);
-  // After the optimizer: zero the pruned weights and moments again.
-  void after_update(float* params, float* m, float* v) const;
+  // After the optimizer: zero the pruned weights (the whole buffer) and the moments of the
+  // optimizer's shard again (m, v may be null).
+  void after_update(float* params, const AdamW<float>& opt, float* m, float* v) const;
   // The learning-rate schedule's (position, length) for a step: IMP replays the first
   // round's schedule in every round; otherwise (steps_done, train_steps).
   std::pair<std::int64_t, std::int64_t> lr_position(std::int64_t steps_done, std::int64_t train_steps) const;

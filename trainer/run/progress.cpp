@@ -7,7 +7,7 @@
 namespace kd {
 
 Progress::Progress(std::int64_t total, int every, std::FILE* out)
-    : total_(total), every_(every), out_(out), tty_(isatty(fileno(out)) != 0) {}
+    : total_(total), every_(every), out_(out), tty_(out != nullptr && isatty(fileno(out)) != 0) {}
 
 std::string format_duration(double s) {
   const long t = long(s + 0.5);
@@ -18,6 +18,7 @@ std::string format_duration(double s) {
 
 void Progress::step(std::int64_t step, const std::string& fields, double tokens_per_s, double elapsed_s) {
   const bool last = step == total_;
+  if (out_ == nullptr) return;
   if (!tty_ && step % every_ != 0 && !last) return;
   const double eta = step > 0 ? elapsed_s / double(step) * double(total_ - step) : 0.0;
   const std::string text = fmt::format("step {:>{}}/{} | {} | {:.0f} tok/s | ETA {}", step,
@@ -34,6 +35,7 @@ void Progress::step(std::int64_t step, const std::string& fields, double tokens_
 }
 
 void Progress::line(const std::string& text) {
+  if (out_ == nullptr) return;
   if (tty_ && dirty_) fmt::print(out_, "\r\033[K");
   fmt::print(out_, "{}\n", text);
   dirty_ = false;
@@ -41,6 +43,7 @@ void Progress::line(const std::string& text) {
 }
 
 void Progress::finish() {
+  if (out_ == nullptr) return;
   if (tty_ && dirty_) fmt::print(out_, "\n");
   dirty_ = false;
   std::fflush(out_);

@@ -10,6 +10,7 @@ namespace kd {
 
 class Progress {
  public:
+  // out = nullptr: silent (data-parallel ranks other than 0).
   Progress(std::int64_t total_steps, int every, std::FILE* out = stdout);
   // Called after each step; prints when due.
   void step(std::int64_t step, const std::string& fields, double tokens_per_s, double elapsed_s);

@@ -146,15 +146,22 @@ std::string fields_text(const StepReport& r, bool kd) {
 }  // namespace
 
 int run_training(const TrainCommand& cmd) {
+  // Launched by mpirun / srun: every rank runs this function. Rank 0 alone writes the run
+  // directory and prints; every rank reads the inputs, trains its data-parallel slice and
+  // evaluates (the same result on each).
+  const std::unique_ptr<dist::Comm> world = dist::make_world_comm();
+  const bool leader = world->rank() == 0;
   Inputs in = gather(cmd);
   Config& cfg = in.cfg;
   const auto& tr = cfg.train;
+  world->set_timeout(cfg.parallel.watchdog_min_s);
   const int threads = set_threads(tr.threads);
   Provenance prov = runtime_provenance(threads);
   prov.insert(in.provenance.begin(), in.provenance.end());
+  prov["ranks"] = std::to_string(world->size());
   if (in.teacher) prov["teacher_checkpoint"] = in.teacher->path;
 
-  Trainer trainer(cfg);
+  Trainer trainer(cfg, world.get());
   std::unique_ptr<data::BatchSource> source;
   if (cfg.data.kind == DataKind::shards) {
     source = std::make_unique<data::TokenDataset>(in.train_shard, cfg.model.vocab, tr.seq_len, std::uint64_t(tr.seed));
@@ -169,11 +176,25 @@ int run_training(const TrainCommand& cmd) {
 
   if (in.init) copy_init_weights(*in.init, trainer.student_table(), trainer.student_params());
 
-  // From here on the run directory exists.
-  const RunDir dir = RunDir::open(in.run_path, in.resume_from ? RunMode::resume : cmd.overwrite ? RunMode::overwrite : RunMode::fresh);
-  Progress progress(tr.steps, tr.log_every);
-  progress.line(fmt::format("kdtrain {}: run {} | threads {} | {}", cmd.distill ? "distill" : "train", dir.path(),
+  // From here on the run directory exists (every rank has checked the inputs first).
+  world->barrier();
+  std::optional<RunDir> dir;
+  if (leader) {
+    dir.emplace(RunDir::open(in.run_path, in.resume_from ? RunMode::resume : cmd.overwrite ? RunMode::overwrite : RunMode::fresh));
+  }
+  Progress progress(tr.steps, tr.log_every, leader ? stdout : nullptr);
+  progress.line(fmt::format("kdtrain {}: run {} | threads {} | {}", cmd.distill ? "distill" : "train", in.run_path,
                             threads, blas_description()));
+  if (world->size() > 1) {
+    std::string split;
+    for (const int b : data::DataParallelSource::split(tr.batch_size, world->size())) {
+      split += (split.empty() ? "" : "+") + std::to_string(b);
+    }
+    progress.line(fmt::format("data parallel: {} ranks, micro-batch of {} sequences split {}, ZeRO-1 shards of {} "
+                              "parameters; watchdog {:.0f} s at least", world->size(), tr.batch_size, split,
+                              dist::padded_shard(trainer.student_table().total(), world->size()),
+                              cfg.parallel.watchdog_min_s));
+  }
 
   if (trainer.qat()) progress.line(trainer.qat()->summary());
   if (in.init) progress.line(fmt::format("init: weights of {} (step {})", in.init->path, in.init->step));
@@ -199,13 +220,16 @@ int run_training(const TrainCommand& cmd) {
     // A float run resumed with a quant section added is QAT fine-tuning: its LSQ scales
     // (absent from the checkpoint) start from the calibrators, their moments from zero.
     const bool fresh_quant = trainer.qat() && !r.has_tensor("quant", "calibrated");
+    // moments of the whole buffer, of which this rank keeps its ZeRO shard
+    std::vector<float> m(trainer.student_table().total()), v(m.size());
     for (const auto& [group, dst] : {std::pair<const char*, float*>{"model", trainer.student_params()},
-                                     {"adam_m", trainer.optimizer().m()}, {"adam_v", trainer.optimizer().v()}}) {
+                                     {"adam_m", m.data()}, {"adam_v", v.data()}}) {
       for (const auto& t : trainer.student_table().tensors()) {
         if (fresh_quant && t.name.rfind("quant.", 0) == 0 && !r.has_tensor(group, t.name)) continue;
         r.read(group, t.name, t.shape, dst + t.offset);
       }
     }
+    trainer.load_moments(m.data(), v.data());
     if (cfg.has_teacher && !in.teacher) read_tensors(r, "teacher", trainer.teacher_table(), trainer.teacher_params());
     trainer.optimizer().set_steps_taken(r.state("adam_step"));
     if (trainer.pruner()) {
@@ -239,10 +263,14 @@ int run_training(const TrainCommand& cmd) {
     metrics = r.metrics_jsonl();
     progress.line(fmt::format("resumed from {} at step {}", *in.resume_from, trainer.steps_done()));
   }
-  dir.write_text(dir.config_path(), config_to_yaml(cfg));
-  std::ofstream metrics_out(dir.metrics_path(), std::ios::trunc);
-  metrics_out << metrics;
+  std::ofstream metrics_out;
+  if (leader) {
+    dir->write_text(dir->config_path(), config_to_yaml(cfg));
+    metrics_out.open(dir->metrics_path(), std::ios::trunc);
+    metrics_out << metrics;
+  }
   auto emit = [&](const json& j) {
+    if (!leader) return;
     const std::string line = j.dump() + "\n";
     metrics += line;
     metrics_out << line;
@@ -290,6 +318,8 @@ int run_training(const TrainCommand& cmd) {
     progress.line(text);
   };
   auto save = [&](std::int64_t step) {
+    const auto [adam_m, adam_v] = trainer.full_moments();  // collective
+    if (!leader) return;
     ckpt::CheckpointContents c;
     c.kind = "train";
     c.config_yaml = config_to_yaml(cfg);
@@ -313,8 +343,8 @@ int run_training(const TrainCommand& cmd) {
       c.state["imp_round"] = trainer.pruner()->round_done(step);
     }
     c.tensors["model"] = views(trainer.student_params());
-    c.tensors["adam_m"] = views(trainer.optimizer().m());
-    c.tensors["adam_v"] = views(trainer.optimizer().v());
+    c.tensors["adam_m"] = views(adam_m);
+    c.tensors["adam_v"] = views(adam_v);
     if (trainer.qat()) c.tensors["quant"] = trainer.qat()->state_tensors();
     if (trainer.pruner()) {
       for (auto& [group, list] : trainer.pruner()->checkpoint_groups()) c.tensors[group] = std::move(list);
@@ -324,21 +354,27 @@ int run_training(const TrainCommand& cmd) {
       for (const auto& t : trainer.teacher_table().tensors()) v.push_back({t.name, t.shape, trainer.teacher_params() + t.offset});
       c.tensors["teacher"] = v;
     }
-    ckpt::write_checkpoint(dir.checkpoint_path(step), c);
-    dir.prune_checkpoints(tr.keep_checkpoints);
+    ckpt::write_checkpoint(dir->checkpoint_path(step), c);
+    dir->prune_checkpoints(tr.keep_checkpoints);
   };
 
   const double tokens_per_step = double(tr.batch_size) * tr.seq_len * tr.grad_accum;
   const bool kd_terms = cfg.has_teacher && cfg.distill.alpha < 1.0;
+  double slowest = 0;
   for (std::int64_t s = trainer.steps_done(); s < tr.steps; ++s) {
     const StepReport r = trainer.step(*source);
+    // the watchdog's limit follows the slowest step (a checkpoint or an evaluation between
+    // steps is waited for under the same limit)
+    slowest = std::max(slowest, r.seconds);
+    world->set_timeout(std::max(cfg.parallel.watchdog_min_s, cfg.parallel.watchdog_step_factor * slowest));
     if (!r.prune_event.empty()) progress.line(r.prune_event);
     tokens_seen += std::int64_t(tokens_per_step);
     const std::int64_t step = s + 1;
     const double tps = tokens_per_step / r.seconds;
     emit(json{{"type", "train"}, {"step", step}, {"tokens", tokens_seen}, {"time_s", omp_get_wtime() - t_start},
               {"loss", r.loss.loss}, {"ce", r.loss.ce}, {"kd", r.loss.kd}, {"feat", r.loss.feat}, {"lr", r.lr},
-              {"grad_norm", r.grad_norm}, {"tokens_per_s", tps}, {"skipped", r.skipped}});
+              {"grad_norm", r.grad_norm}, {"tokens_per_s", tps}, {"skipped", r.skipped},
+              {"comm_s", r.comm_seconds}});
     if (r.skipped) {
       progress.line(fmt::format("step {}: SKIPPED non-finite {} ({} skipped so far)", step, r.nonfinite,
                                 trainer.skipped_steps()));
@@ -352,9 +388,11 @@ int run_training(const TrainCommand& cmd) {
   progress.finish();
   evaluate(tr.steps);
   save(tr.steps);
-  progress.line(fmt::format("done: {} steps, {} skipped, {} tokens in {}; checkpoint {}", tr.steps,
-                            trainer.skipped_steps(), tokens_seen, format_duration(omp_get_wtime() - t_start),
-                            dir.checkpoint_path(tr.steps)));
+  if (leader) {
+    progress.line(fmt::format("done: {} steps, {} skipped, {} tokens in {}; checkpoint {}", tr.steps,
+                              trainer.skipped_steps(), tokens_seen, format_duration(omp_get_wtime() - t_start),
+                              dir->checkpoint_path(tr.steps)));
+  }
   return 0;
 }
 

@@ -3,6 +3,8 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -27,8 +29,17 @@ std::string blas_description() {
                      openblas_get_corename(), model, openblas_get_num_threads());
 }
 
-Trainer::Trainer(const Config& cfg) : cfg_(cfg) {
+Trainer::Trainer(const Config& cfg, dist::Comm* dp) : cfg_(cfg), dp_(dp) {
   const auto& tr = cfg_.train;
+  if (dp_ == nullptr) {
+    own_comm_ = dist::make_self_comm();
+    dp_ = own_comm_.get();
+  }
+  const int world = dp_->size();
+  KD_CHECK_INPUT(tr.batch_size >= world,
+                 "train.batch_size ({}) is smaller than the {} data-parallel ranks: every rank needs at least one "
+                 "sequence of each micro-batch", tr.batch_size, world);
+  local_batch_ = data::DataParallelSource::split(tr.batch_size, world)[std::size_t(dp_->rank())];
   student_ = std::make_unique<LlamaLayout>(cfg_.model, stable_);
   if (cfg_.has_teacher) teacher_ = std::make_unique<LlamaLayout>(cfg_.teacher.spec, ttable_);
   const DistillSpec spec = cfg_.distill_spec();
@@ -37,8 +48,14 @@ Trainer::Trainer(const Config& cfg) : cfg_(cfg) {
   if (cfg_.has_quant) {
     qat_ = std::make_unique<quant::QatState>(quant::plan_quantization(cfg_.quant, cfg_.model), stable_);
   }
-  sparams_.resize(stable_.total());
-  grads_.resize(stable_.total());
+  // ZeRO-1: the buffer padded to world · shard; the padding stays zero
+  const std::size_t total = stable_.total();
+  shard_ = dist::padded_shard(total, world);
+  shard_begin_ = std::min(total, shard_ * std::size_t(dp_->rank()));
+  shard_end_ = std::min(total, shard_begin_ + shard_);
+  sparams_.resize(shard_ * std::size_t(world));
+  grads_.resize(sparams_.size());
+  if (world > 1) gshard_.resize(shard_);
   student_->init(sparams_.data(), std::uint64_t(tr.seed), tr.init_std);
   {
     // projections: N(0, 1/sqrt(d_teacher)) so the target starts at the teacher's scale
@@ -53,7 +70,8 @@ Trainer::Trainer(const Config& cfg) : cfg_(cfg) {
     tparams_.resize(ttable_.total());
     teacher_->init(tparams_.data(), std::uint64_t(tr.seed) + 1, tr.init_std);
   }
-  adamw_ = std::make_unique<AdamW<float>>(stable_, cfg_.optim, cfg_.has_quant ? cfg_.quant.scale_lr_ratio : 1.0);
+  adamw_ = std::make_unique<AdamW<float>>(stable_, cfg_.optim, cfg_.has_quant ? cfg_.quant.scale_lr_ratio : 1.0,
+                                          shard_begin_, shard_end_);
   if (cfg_.has_prune) {
     pruner_ = std::make_unique<prune::Pruner>(cfg_.prune, *student_, stable_, std::uint64_t(tr.seed), tr.init_std);
     if (cfg_.prune.criterion == prune::Criterion::layers) {
@@ -68,50 +86,120 @@ Trainer::Trainer(const Config& cfg) : cfg_(cfg) {
   }
   const int threads = omp_get_max_threads();
   dstep_ = std::make_unique<DistillStep<float>>(*student_, teacher_.get(), spec, proj_,
-                                                tr.batch_size, tr.seq_len, threads, qat_.get());
-  tokens_.resize(std::size_t(tr.batch_size) * tr.seq_len);
+                                                local_batch_, tr.seq_len, threads, qat_.get());
+  tokens_.resize(std::size_t(tr.grad_accum) * std::size_t(local_batch_) * tr.seq_len);
   labels_.resize(tokens_.size());
 }
 
-std::string Trainer::first_nonfinite_gradient() const {
-  // one pass over the whole flat buffer; the table only names the tensor when one is found
-  const auto i = kern::first_non_finite<float>(grads_.data(), grads_.size());
-  if (i < 0) return {};
+std::string Trainer::first_nonfinite_gradient(const float* g, std::size_t begin, std::size_t end) const {
+  // one pass over the flat buffer; the table only names the tensor when one is found
+  const auto k = kern::first_non_finite<float>(g, end - begin);
+  if (k < 0) return {};
+  const std::size_t i = begin + std::size_t(k);
   for (const auto& t : stable_.tensors()) {
-    if (std::size_t(i) < t.offset + t.numel) {
-      return fmt::format("gradient of '{}' (element {})", t.name, std::size_t(i) - t.offset);
-    }
+    if (i < t.offset + t.numel) return fmt::format("gradient of '{}' (element {})", t.name, i - t.offset);
   }
   return {};
 }
 
+std::pair<const float*, const float*> Trainer::full_moments() {
+  if (dp_->size() == 1) return {adamw_->m(), adamw_->v()};
+  full_m_.resize(sparams_.size());
+  full_v_.resize(sparams_.size());
+  // the shards own [begin, end) of the table; the padding past it gathers as zeros
+  std::vector<float> mine(shard_, 0.0f);
+  for (auto [own, full] : {std::pair{adamw_->m(), &full_m_}, std::pair{adamw_->v(), &full_v_}}) {
+    std::copy_n(own, shard_end_ - shard_begin_, mine.data());
+    dp_->all_gather(mine, std::span<float>(full->data(), full->size()));
+  }
+  return {full_m_.data(), full_v_.data()};
+}
+
+void Trainer::load_moments(const float* m, const float* v) {
+  std::copy(m + shard_begin_, m + shard_end_, adamw_->m());
+  std::copy(v + shard_begin_, v + shard_end_, adamw_->v());
+}
+
 StepReport Trainer::step(data::BatchSource& source) {
   const auto& tr = cfg_.train;
+  const int world = dp_->size();
   const double t0 = omp_get_wtime();
+  double comm = 0;
+  auto timed = [&](auto&& collective) {
+    const double c0 = omp_get_wtime();
+    collective();
+    comm += omp_get_wtime() - c0;
+  };
   StepReport rep;
   rep.step = step_;
   grads_.zero();
   if (pruner_) rep.prune_event = pruner_->begin_step(step_, sparams_.data(), *adamw_);
   // QAT: the forward reads fake-quantized weights
   const float* params = qat_ ? qat_->begin_step(step_, sparams_.data(), grads_.data()) : sparams_.data();
-  const double scale = 1.0 / tr.grad_accum;
+
+  // The step's micro-batches first: the loss divides by the global batch's labelled tokens.
+  if (world > 1 && dp_inner_ != &source) {
+    dp_source_ = std::make_unique<data::DataParallelSource>(source, dp_->rank(), world, tr.batch_size);
+    dp_inner_ = &source;
+  }
+  data::BatchSource& mine = world > 1 ? *dp_source_ : source;
+  const std::size_t micro_len = std::size_t(local_batch_) * std::size_t(tr.seq_len);
+  double labelled = 0;
+  for (int micro = 0; micro < tr.grad_accum; ++micro) {
+    std::int32_t* lab = labels_.data() + micro * micro_len;
+    mine.next(tokens_.data() + micro * micro_len, lab, local_batch_, tr.seq_len);
+    labelled += double(std::count_if(lab, lab + micro_len, [](std::int32_t l) { return l >= 0; }));
+  }
+  BatchTotals totals{labelled, double(tr.batch_size) * tr.seq_len * tr.grad_accum};
+  timed([&] { dp_->all_reduce_sum(std::span<double>(&totals.tokens, 1)); });
+  KD_CHECK_INPUT(totals.tokens > 0, "step {}: the global batch has no labelled tokens", step_);
+
+  // sums over this rank's micro-batches: ce, kd (over tokens), feat (weighted by positions),
+  // and whether a loss was non-finite
+  std::array<double, 4> sums{};
   std::string bad;
   for (int micro = 0; micro < tr.grad_accum; ++micro) {
-    source.next(tokens_.data(), labels_.data(), tr.batch_size, tr.seq_len);
-    const StepLoss l = dstep_->run(params, grads_.data(), tparams_.data(),
-                                   tokens_.data(), labels_.data(), scale, &rep.phases);
-    rep.loss.loss += l.loss * scale;
-    rep.loss.ce += l.ce * scale;
-    rep.loss.kd += l.kd * scale;
-    rep.loss.feat += l.feat * scale;
-    rep.loss.tokens += l.tokens;
+    const StepLoss l = dstep_->run(params, grads_.data(), tparams_.data(), tokens_.data() + micro * micro_len,
+                                   labels_.data() + micro * micro_len, 1.0, &rep.phases, &totals);
+    sums[0] += l.ce_sum;
+    sums[1] += l.kd_sum;
+    sums[2] += l.feat * double(micro_len) / totals.positions;
     if (bad.empty() && !std::isfinite(l.loss)) {
-      bad = fmt::format("loss (micro-batch {}: ce={} kd={} feat={})", micro, l.ce, l.kd, l.feat);
+      bad = fmt::format("loss (micro-batch {}{}: ce={} kd={} feat={})", micro,
+                        world > 1 ? fmt::format(" of data-parallel rank {}", dp_->rank()) : "", l.ce, l.kd, l.feat);
+      sums[3] = 1;
     }
   }
   if (qat_) qat_->end_step(sparams_.data(), grads_.data());
+
+  // The gradient sum: each rank gets its shard's.
+  float* g = grads_.data() + shard_begin_;
+  if (world > 1) {
+    timed([&] { dp_->reduce_scatter_sum(std::span<const float>(grads_.data(), grads_.size()), std::span<float>(gshard_.data(), shard_)); });
+    g = gshard_.data();
+  }
   const double t1 = omp_get_wtime();
-  const std::string bad_grad = first_nonfinite_gradient();
+  std::string bad_grad = first_nonfinite_gradient(g, shard_begin_, shard_end_);
+  if (world > 1) {
+    // every rank takes the same decision; the message names what this rank saw
+    std::array<double, 1> any_bad_grad{bad_grad.empty() ? 0.0 : 1.0};
+    timed([&] {
+      dp_->all_reduce_sum(std::span<double>(sums.data(), sums.size()));
+      dp_->all_reduce_max(any_bad_grad);
+    });
+    if (bad_grad.empty() && any_bad_grad[0] > 0) bad_grad = "gradient in another data-parallel rank's shard";
+    if (bad.empty() && sums[3] > 0) bad = "loss on another data-parallel rank";
+  }
+  const double alpha = teacher_ ? cfg_.distill.alpha : 1.0;
+  const bool kd = teacher_ && cfg_.distill.alpha < 1.0;
+  const double t2kd = cfg_.distill.temperature * cfg_.distill.temperature;
+  rep.loss.ce = sums[0] / totals.tokens;
+  rep.loss.kd = sums[1] / totals.tokens;
+  rep.loss.feat = sums[2];
+  const bool feature = !proj_.empty();
+  rep.loss.loss = alpha * rep.loss.ce + (kd ? (1.0 - alpha) * t2kd * rep.loss.kd : 0.0) +
+                  (feature ? cfg_.distill.feature.beta * rep.loss.feat : 0.0);
+  rep.loss.tokens = std::int64_t(totals.tokens);
   if (!bad.empty() || !bad_grad.empty()) {
     const std::string what = bad.empty() ? bad_grad
                              : bad_grad.empty() ? bad
@@ -123,14 +211,23 @@ StepReport Trainer::step(data::BatchSource& source) {
     rep.nonfinite = what;
     ++skipped_;
   } else {
-    if (pruner_) pruner_->mask_gradients(grads_.data());
-    rep.grad_norm = global_norm(grads_.data(), grads_.size());
+    if (pruner_) pruner_->mask_gradients(g, shard_begin_, shard_end_);
+    std::array<double, 1> sq{kern::sum_squares<float>(g, shard_end_ - shard_begin_)};
+    if (world > 1) timed([&] { dp_->all_reduce_sum(sq); });
+    rep.grad_norm = std::sqrt(sq[0]);
     const auto [position, length] = pruner_ ? pruner_->lr_position(step_, tr.steps) : std::pair{step_, tr.steps};
     rep.lr = lr_at(cfg_.optim, length, position);
-    adamw_->step(sparams_.data(), grads_.data(), rep.lr, clip_factor(rep.grad_norm, cfg_.optim.grad_clip));
-    if (pruner_) pruner_->after_update(sparams_.data(), adamw_->m(), adamw_->v());
+    adamw_->step(sparams_.data() + shard_begin_, g, rep.lr, clip_factor(rep.grad_norm, cfg_.optim.grad_clip));
+    if (pruner_) pruner_->after_update(sparams_.data(), *adamw_, adamw_->m(), adamw_->v());
+    if (world > 1) {
+      float* own = sparams_.data() + shard_ * std::size_t(dp_->rank());
+      timed([&] { dp_->all_gather(std::span<const float>(own, shard_), std::span<float>(sparams_.data(), sparams_.size())); });
+    }
   }
   ++step_;
+  // ring reduce-scatter and all-gather each send (W − 1)/W of the buffer
+  if (world > 1) rep.comm_bytes = 2.0 * double(world - 1) / world * double(sparams_.size()) * sizeof(float);
+  rep.comm_seconds = comm;
   const double t2 = omp_get_wtime();
   rep.optim_seconds = t2 - t1;
   rep.seconds = t2 - t0;

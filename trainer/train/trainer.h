@@ -1,5 +1,13 @@
 // The training loop's one step: grad_accum micro-batches through the distillation step,
 // the NaN/Inf policy, global-norm clipping, the LR schedule and AdamW.
+//
+// Data parallel (a Comm of W ranks): each rank runs its slice of every global micro-batch
+// (data::DataParallelSource), the loss is the sum of token losses over the global batch's
+// labelled tokens, and the optimizer is ZeRO stage 1 over the flat buffer: padded to
+// W · shard elements, gradients reduce-scattered so rank r holds the sum for its shard
+// [r · shard, (r + 1) · shard), AdamW's moments and update for that shard only (pruning
+// masks and LSQ scales live in the same buffer, so they follow), then the parameters
+// all-gathered. Every rank holds the whole parameter buffer (for the forward).
 #pragma once
 
 #include <cstdint>
@@ -8,6 +16,8 @@
 #include <vector>
 
 #include "data/batch_source.h"
+#include "data/dp_source.h"
+#include "trainer/dist/comm.h"
 #include "trainer/config/config.h"
 #include "trainer/distill/distill_step.h"
 #include "trainer/eval/evaluator.h"
@@ -28,6 +38,8 @@ struct StepReport {
   bool skipped = false;   // non-finite, nan_policy: skip
   std::string nonfinite;  // what went non-finite, when skipped
   std::string prune_event;  // what pruning did at the start of the step ("" when nothing)
+  double comm_seconds = 0;  // waiting in collectives (data parallel)
+  double comm_bytes = 0;    // sent by this rank in the step's collectives (an estimate: ring algorithms)
   PhaseTimes phases;
   double optim_seconds = 0;
   double seconds = 0;
@@ -35,10 +47,12 @@ struct StepReport {
 
 class Trainer {
  public:
-  explicit Trainer(const Config& cfg);
+  // dp: the data-parallel group (null: one process). It must outlive the trainer.
+  explicit Trainer(const Config& cfg, dist::Comm* dp = nullptr);
 
-  // One optimizer step (reads grad_accum micro-batches). Throws RuntimeFailure on a
-  // non-finite loss or gradient under nan_policy: stop.
+  // One optimizer step (reads grad_accum micro-batches). With data parallelism `source`
+  // is the whole stream; the trainer reads its rank's slice. Throws RuntimeFailure on a
+  // non-finite loss or gradient under nan_policy: stop. Collective over the group.
   StepReport step(data::BatchSource& source);
 
   const Config& config() const { return cfg_; }
@@ -50,6 +64,12 @@ class Trainer {
   float* teacher_params() { return tparams_.data(); }
   const float* grads() const { return grads_.data(); }
   AdamW<float>& optimizer() { return *adamw_; }
+  dist::Comm& comm() { return *dp_; }
+  // AdamW's first and second moments of the whole buffer (for a checkpoint). Collective:
+  // gathers the shards when data parallel.
+  std::pair<const float*, const float*> full_moments();
+  // Resume: this rank's shard of moments of the whole buffer (m, v: table.total() each).
+  void load_moments(const float* m, const float* v);
   std::int64_t steps_done() const { return step_; }
   // Resume: the step counter and skipped-step count of the checkpoint.
   void restore_counters(std::int64_t steps_done, std::int64_t skipped) {
@@ -69,9 +89,15 @@ class Trainer {
   double evaluate(data::BatchSource& source, int batches);
 
  private:
-  std::string first_nonfinite_gradient() const;  // "" when every gradient is finite
+  // "" when every gradient of [begin, end) is finite; g holds those elements.
+  std::string first_nonfinite_gradient(const float* g, std::size_t begin, std::size_t end) const;
 
   Config cfg_;
+  std::unique_ptr<dist::Comm> own_comm_;  // one process: the trainer's own
+  dist::Comm* dp_;
+  std::size_t shard_ = 0, shard_begin_ = 0, shard_end_ = 0;  // ZeRO: [begin, end) ∩ the table
+  int local_batch_ = 0;                                         // this rank's sequences per micro-batch
+  AlignedBuffer<float> gshard_, full_m_, full_v_;
   ParamTable stable_, ttable_;
   std::unique_ptr<LlamaLayout> student_, teacher_;
   std::vector<std::size_t> proj_;
@@ -82,7 +108,9 @@ class Trainer {
   std::unique_ptr<data::BatchSource> prune_calibration_;
   std::unique_ptr<DistillStep<float>> dstep_;
   std::unique_ptr<Evaluator> evaluator_;  // forward only, student alone, same shapes
-  std::vector<std::int32_t> tokens_, labels_;
+  std::vector<std::int32_t> tokens_, labels_;  // the step's micro-batches (this rank's slices)
+  std::unique_ptr<data::DataParallelSource> dp_source_;
+  data::BatchSource* dp_inner_ = nullptr;  // what dp_source_ slices
   std::int64_t step_ = 0, skipped_ = 0;
 };
 
