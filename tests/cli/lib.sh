@@ -20,7 +20,7 @@ expect() {
 }
 
 # Metrics lines without their timing fields (they differ run to run): for exact comparisons.
-strip() { sed -E 's/"(time_s|tokens_per_s)":[^,}]*,?//g' "$1"; }
+strip() { sed -E 's/"(time_s|tokens_per_s|comm_s)":[^,}]*,?//g' "$1"; }
 # The small corpus of tests/data as a 300-token BPE tokenizer and shards in $tmp/prep. Needs $root.
 prepare_corpus() {
   "$bin" prepare "$root/tests/data" --out "$tmp/prep" --vocab-size 300 --val-every 3 >/dev/null || fail "prepare"

@@ -7,6 +7,7 @@
 #include <limits>
 #include <utility>
 
+#include "trainer/dist/comm.h"
 #include "trainer/util/errors.h"
 
 namespace kd::quant {
@@ -339,6 +340,37 @@ void Histogram::grow_to(double radius) {
   radius_ = radius;
 }
 
+void Histogram::merge(const Histogram& o) {
+  KD_ASSERT(o.bins() == bins(), "merging histograms of {} and {} bins", o.bins(), bins());
+  if (o.empty()) return;
+  Histogram other = o;
+  const double r = std::max(radius_, other.radius_);
+  if (r > radius_) grow_to(r);
+  if (r > other.radius_) other.grow_to(r);
+  for (std::size_t i = 0; i < counts_.size(); ++i) counts_[i] += other.counts_[i];
+  min_ = total_ == 0 ? other.min_ : std::min(min_, other.min_);
+  max_ = total_ == 0 ? other.max_ : std::max(max_, other.max_);
+  total_ += other.total_;
+}
+
+void Histogram::all_reduce(dist::Comm& group) {
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  std::array<double, 3> mx{radius_, total_ ? -double(min_) : -inf, total_ ? double(max_) : -inf};
+  group.all_reduce_max(mx);
+  if (mx[0] > radius_) grow_to(mx[0]);
+  // counts as doubles: exact below 2^53 values
+  std::vector<double> c(counts_.size() + 1);
+  c[0] = double(total_);
+  for (std::size_t i = 0; i < counts_.size(); ++i) c[i + 1] = double(counts_[i]);
+  group.all_reduce_sum(c);
+  total_ = std::uint64_t(c[0]);
+  for (std::size_t i = 0; i < counts_.size(); ++i) counts_[i] = std::uint64_t(c[i + 1]);
+  if (total_ > 0) {
+    min_ = float(-mx[1]);
+    max_ = float(mx[2]);
+  }
+}
+
 void Histogram::add(const float* x, std::size_t n) {
   const BatchStats b = batch_stats(x, n);
   if (b.finite == 0) return;
@@ -472,6 +504,44 @@ void Observer::observe(const float* x, std::size_t n) {
     max_ = max_ + dmax;
   }
   seen_ += cfg_.kind == Calibrator::minmax ? b.finite : 1;
+}
+
+void Observer::merge(const Observer& b) {
+  if (b.empty()) return;
+  if (hist_) {
+    KD_ASSERT(b.hist_.has_value(), "merging a {} observer into a histogram one", to_string(b.kind()));
+    hist_->merge(*b.hist_);
+    return;
+  }
+  KD_ASSERT(b.kind() == Calibrator::minmax, "merging a {} observer", to_string(b.kind()));
+  if (cfg_.kind == Calibrator::minmax || seen_ == 0) {
+    min_ = seen_ == 0 ? b.min_ : std::min(min_, b.min_);
+    max_ = seen_ == 0 ? b.max_ : std::max(max_, b.max_);
+  } else {  // the same float32 update as observe()
+    const float c = float(cfg_.averaging_constant);
+    const volatile float dmin = c * (b.min_ - min_), dmax = c * (b.max_ - max_);
+    min_ = min_ + dmin;
+    max_ = max_ + dmax;
+  }
+  seen_ += cfg_.kind == Calibrator::minmax ? b.seen_ : 1;
+}
+
+void Observer::all_reduce(dist::Comm& group) {
+  if (hist_) {
+    hist_->all_reduce(group);
+    return;
+  }
+  KD_ASSERT(cfg_.kind == Calibrator::minmax, "all_reduce of a {} observer", to_string(cfg_.kind));
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  std::array<double, 2> mx{seen_ ? -double(min_) : -inf, seen_ ? double(max_) : -inf};
+  std::array<double, 1> seen{double(seen_)};
+  group.all_reduce_max(mx);
+  group.all_reduce_sum(seen);
+  seen_ = std::uint64_t(seen[0]);
+  if (seen_ > 0) {
+    min_ = float(-mx[0]);
+    max_ = float(mx[1]);
+  }
 }
 
 bool Observer::empty() const { return hist_ ? hist_->empty() : seen_ == 0; }

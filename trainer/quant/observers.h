@@ -27,6 +27,10 @@
 
 #include "kernels/common/quant_math.h"
 
+namespace kd::dist {
+class Comm;
+}
+
 namespace kd::quant {
 
 enum class Calibrator { minmax, moving_average, percentile, mse, kl };
@@ -71,6 +75,11 @@ class Histogram {
   explicit Histogram(int bins);
 
   void add(const float* x, std::size_t n);  // finite values only
+  // Adds another histogram's counts (both widened to the larger radius first: exact, as
+  // the counts do not depend on when R grew).
+  void merge(const Histogram& o);
+  // Data parallel: every rank of the group ends up with the sum of their histograms.
+  void all_reduce(dist::Comm& group);
 
   int bins() const { return int(counts_.size()); }
   double radius() const { return radius_; }
@@ -118,6 +127,14 @@ class Observer {
   // Accumulates one batch (moving_average: one observe = one batch).
   void observe(const float* x, std::size_t n);
   void observe(std::span<const float> x) { observe(x.data(), x.size()); }
+  // Accumulates `batch` (a minmax or a histogram observer, what one training step saw) as
+  // one batch: minmax widens, moving_average takes one averaging step with the batch's
+  // min and max, histogram kinds add the counts.
+  void merge(const Observer& batch);
+  // Data parallel: every rank of the group ends up with the statistics of all of them.
+  // minmax and histogram kinds only (a moving average does not reduce: reduce the step's
+  // minmax, then merge it).
+  void all_reduce(dist::Comm& group);
 
   bool empty() const;
   // The clipping range for `t` (asserts !empty()):

@@ -49,6 +49,7 @@ QatState::QatState(const QuantPlan& plan, ParamTable& table) : plan_(plan), tabl
     s.plan = ip;
     if (is_static(ip.format)) {
       s.observer = std::make_unique<Observer>(plan_.observer);
+      s.step_observer = make_step_observer();
       if (plan_.learn_scales) {
         s.lsq = table[table.add("quant." + ip.module + ".input_scale", {1}, kAuxiliary | kQuantScale)].offset;
       }
@@ -91,6 +92,20 @@ void QatState::calibrate_weight(WeightSite& w, const float* params, float* scale
   }
 }
 
+std::unique_ptr<Observer> QatState::make_step_observer() const {
+  ObserverConfig c = plan_.observer;
+  if (c.kind == Calibrator::moving_average) c.kind = Calibrator::minmax;  // a step's batch: its min and max
+  return std::make_unique<Observer>(c);
+}
+
+void QatState::init_lsq_input(InputSite& s, float* params) {
+  const Target t = target_of(s.plan.format);
+  const common::Affine a = to_affine(s.observer->range(t), t);
+  params[s.lsq] = a.scale;
+  s.zero = std::int32_t(a.zero_point);
+  s.calibrated = true;
+}
+
 void QatState::update_input_scale(InputSite& s) {
   if (s.observer->empty()) return;
   const Target t = target_of(s.plan.format);
@@ -102,6 +117,7 @@ void QatState::update_input_scale(InputSite& s) {
 }
 
 void QatState::begin_calibration(float* params) {
+  calibrating_ = true;
   training_ = true;
   observing_ = true;
   fake_quant_ = false;
@@ -120,13 +136,10 @@ void QatState::finish_calibration() {
     if (s.lsq == SIZE_MAX) {
       update_input_scale(s);
     } else {
-      const Target t = target_of(s.plan.format);
-      const common::Affine a = to_affine(s.observer->range(t), t);
-      params_[s.lsq] = a.scale;
-      s.zero = std::int32_t(a.zero_point);
-      s.calibrated = true;
+      init_lsq_input(s, params_);
     }
   }
+  calibrating_ = false;
   training_ = true;
 }
 
@@ -159,6 +172,14 @@ const float* QatState::begin_step(std::int64_t step, float* params, float* grads
     } else if (observing_ || !w.calibrated) {
       calibrate_weight(w, params, w.scale.data());
       w.calibrated = true;
+    }
+  }
+  // input scales from the statistics merged at the end of earlier steps (fixed for the step)
+  if (fake_quant_) {
+    for (InputSite& s : inputs_) {
+      if (!s.observer) continue;
+      if (s.lsq == SIZE_MAX && s.dirty) update_input_scale(s);
+      if (s.lsq != SIZE_MAX && !s.calibrated && !s.observer->empty()) init_lsq_input(s, params);
     }
   }
   clamp_lsq_scales(params);
@@ -203,7 +224,19 @@ const float* QatState::begin_eval_weights(float* params) {
   return shadow_.data();
 }
 
-void QatState::end_step(const float* params, float* grads) {
+void QatState::end_step(const float* params, float* grads, dist::Comm* group) {
+  // the step's input statistics, over the whole data-parallel group, as one batch
+  if (observing_) {
+    for (InputSite& s : inputs_) {
+      if (!s.observer) continue;
+      if (group != nullptr && group->size() > 1) s.step_observer->all_reduce(*group);
+      if (s.step_observer->empty()) continue;
+      s.observer->merge(*s.step_observer);
+      s.step_observer = make_step_observer();
+      s.dirty = true;
+      if (fake_quant_ && s.lsq == SIZE_MAX) update_input_scale(s);  // the next step's scale
+    }
+  }
   if (!fake_quant_) return;
 #pragma omp parallel for schedule(dynamic, 1)
   for (std::size_t i = 0; i < weights_.size(); ++i) {
@@ -233,19 +266,23 @@ const float* QatState::forward(int layer, LinearInput which, float* x, float* bu
   if (s == nullptr) return pass();
   const kern::QuantFormat& f = s->plan.format;
   if (is_static(f)) {
-    // observe while observers run (training only), and once in any case to have a scale;
-    // the range is computed only when a quantized forward needs it (KL is not cheap)
-    if ((training_ && observing_) || !s->calibrated) {
+    // Training: the step's statistics go to the step observer, merged (and reduced over
+    // the data-parallel group) at the end of the step, so a step's scales are fixed and
+    // the same on every rank. PTQ calibration, and an evaluation of a site that has no
+    // scale yet, observe directly; the range is computed only when a quantized forward
+    // needs it (KL is not cheap).
+    if (calibrating_ || (!training_ && !s->calibrated)) {
       s->observer->observe(x, n);
       s->dirty = true;
+    } else if (training_ && observing_) {
+      s->step_observer->observe(x, n);
     }
-    if (s->lsq == SIZE_MAX && s->dirty && fake_quant_) update_input_scale(*s);
-    if (s->lsq != SIZE_MAX && !s->calibrated && fake_quant_ && params_ != nullptr) {
-      const common::Affine a = to_affine(s->observer->range(target_of(f)), target_of(f));
-      params_[s->lsq] = a.scale;
-      s->zero = std::int32_t(a.zero_point);
-      s->calibrated = true;
+    if (!training_ && fake_quant_) {
+      if (s->lsq == SIZE_MAX && s->dirty) update_input_scale(*s);
+      if (s->lsq != SIZE_MAX && !s->calibrated && params_ != nullptr) init_lsq_input(*s, params_);
     }
+    // a step before any statistics were merged: the input stays in float (backward too)
+    if (!s->calibrated) return pass();
   }
   if (!fake_quant_) return pass();
   float* out = buf ? buf : x;
@@ -264,6 +301,7 @@ void QatState::backward(int layer, LinearInput which, float* dx, const float* x,
   InputSite* s = site(layer, which);
   if (s == nullptr || !fake_quant_) return;  // the forward passed a plain copy
   const kern::QuantFormat& f = s->plan.format;
+  if (is_static(f) && !s->calibrated) return;  // so did it before the first statistics
   if (!is_static(f)) {
     // the scales of this batch again (deterministic), then the straight-through estimator
     s->row_scale.resize(std::size_t(rows));

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "trainer/checkpoint/checkpoint.h"
+#include "trainer/dist/comm.h"
 #include "trainer/model/llama.h"
 #include "trainer/quant/quant_plan.h"
 #include "trainer/util/aligned_buffer.h"
@@ -42,8 +43,12 @@ class QatState final : public LinearHook<float> {
   // itself before fake quantization starts). grads: where LSQ input-scale gradients go.
   const float* begin_step(std::int64_t step, float* params, float* grads);
   // After the step's micro-batches: gradients w.r.t. quantized weights → real weights
-  // (STE mask, LSQ scale gradients). Before the optimizer step.
-  void end_step(const float* params, float* grads);
+  // (STE mask, LSQ scale gradients). Before the optimizer step. While observers run, the
+  // input statistics of the step (every micro-batch; with a data-parallel group, every
+  // rank's, reduced over it: a collective) are merged into the observers as one batch;
+  // the next step's begin_step computes the scales from them. So the first step with
+  // fake quantization on and no statistics yet runs the static inputs in float.
+  void end_step(const float* params, float* grads, dist::Comm* group = nullptr);
   // Evaluation with the current quantizers (no observing): the parameters to read.
   const float* begin_eval(float* params);
   void end_eval() { training_ = true; }
@@ -92,7 +97,8 @@ class QatState final : public LinearHook<float> {
     std::size_t lsq = SIZE_MAX;
     float scale = 1.0f;
     std::int32_t zero = 0;
-    std::unique_ptr<Observer> observer;  // :tensor formats
+    std::unique_ptr<Observer> observer;       // :tensor formats
+    std::unique_ptr<Observer> step_observer;  // what the current step saw (minmax or histogram)
     bool calibrated = false;
     bool dirty = false;                  // observed since the scale was last computed
     std::vector<float> row_scale;        // :token scratch
@@ -104,6 +110,8 @@ class QatState final : public LinearHook<float> {
   InputSite* site(int layer, LinearInput s);
   const float* scale_of(const InputSite& s) const;
   void update_input_scale(InputSite& s);  // from its observer (non-LSQ)
+  void init_lsq_input(InputSite& s, float* params);  // the LSQ scale from its observer, once
+  std::unique_ptr<Observer> make_step_observer() const;
   // LSQ scales stay positive: the optimizer may push one through zero (PyTorch clamps too)
   void clamp_lsq_scales(float* params) const;
 
@@ -115,7 +123,7 @@ class QatState final : public LinearHook<float> {
   AlignedBuffer<float> shadow_;
   float* params_ = nullptr;  // of the current step / evaluation
   float* grads_ = nullptr;
-  bool observing_ = true, fake_quant_ = false, training_ = true;
+  bool observing_ = true, fake_quant_ = false, training_ = true, calibrating_ = false;
   // what state_tensors() points into
   mutable std::vector<std::int32_t> calibrated_flags_;
   mutable std::vector<std::vector<double>> observer_states_;
