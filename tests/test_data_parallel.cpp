@@ -120,7 +120,7 @@ bool same_on_every_rank(const std::vector<float>& x) {
 // statistics give the single process's input scales bit for bit. From the first
 // quantized step on, a parameter 1e-7 away from a rounding boundary may round to the
 // neighbouring code in one run and not the other (rounding is discontinuous), so the
-// runs separate by about one update (lr) per flipped weight: the losses stay within 1e-4
+// runs separate by about one update (lr) per flipped weight: the losses stay within 5e-4
 // (relative), and every rank keeps bit-identical scales.
 TEST(DataParallel, QuantizationAwareTraining) {
   const std::vector<std::vector<std::string>> cases{
@@ -134,7 +134,7 @@ TEST(DataParallel, QuantizationAwareTraining) {
     const auto [dp3, one3] = expect_same_as_one_process(o, 3);  // observe-only steps 0-2
     ASSERT_FALSE(one3.input_scales.empty());
     EXPECT_EQ(dp3.input_scales, one3.input_scales) << "the observers' statistics differ after the observe-only steps";
-    const auto [dp, one] = expect_same_as_one_process(o, kSteps, 1e-4, 0);
+    const auto [dp, one] = expect_same_as_one_process(o, kSteps, 5e-4, 0);
     EXPECT_TRUE(same_on_every_rank(dp.input_scales)) << "the replicas quantize with different scales";
     EXPECT_TRUE(same_on_every_rank(dp.params)) << "the replicas hold different parameters";
   }
