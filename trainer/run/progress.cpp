@@ -4,10 +4,17 @@
 
 #include <fmt/format.h>
 
+#include "trainer/dist/comm.h"
+
 namespace kd {
 
 Progress::Progress(std::int64_t total, int every, std::FILE* out)
-    : total_(total), every_(every), out_(out), tty_(out != nullptr && isatty(fileno(out)) != 0) {}
+    // mpirun gives ranks a pseudo-terminal whatever the job's output is (a file, a SLURM
+    // log): under a launcher, plain lines
+    : total_(total),
+      every_(every),
+      out_(out),
+      tty_(out != nullptr && isatty(fileno(out)) != 0 && !dist::launched_by_mpi()) {}
 
 std::string format_duration(double s) {
   const long t = long(s + 0.5);

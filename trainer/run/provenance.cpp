@@ -42,7 +42,7 @@ std::vector<std::string> check_provenance(const Provenance& saved, const Provena
     auto it = p.find(k);
     return it == p.end() ? std::string() : it->second;
   };
-  for (const char* key : {"tokenizer_hash", "train_data_hash", "val_data_hash", "world_size"}) {
+  for (const char* key : {"tokenizer_hash", "train_data_hash", "val_data_hash"}) {
     const std::string a = get(saved, key), b = get(now, key);
     KD_CHECK_INPUT(a.empty() || b.empty() || a == b,
                    "{}: provenance field '{}' is {} in the checkpoint but {} now: resuming would train on "
@@ -50,7 +50,9 @@ std::vector<std::string> check_provenance(const Provenance& saved, const Provena
                    path, key, a, b, std::string(key).find("data") != std::string::npos ? "data" : "inputs");
   }
   std::vector<std::string> warnings;
-  for (const char* key : {"threads", "blas", "blas_core", "kdtrain_version"}) {
+  // the global batch and the data cursor do not depend on the world size: another number
+  // of ranks continues the same run, summing in another order
+  for (const char* key : {"threads", "world_size", "blas", "blas_core", "kdtrain_version"}) {
     const std::string a = get(saved, key), b = get(now, key);
     if (a != b) {
       warnings.push_back(fmt::format("{}: {} was '{}' and is '{}' now: the run continues correctly but "

@@ -158,7 +158,7 @@ int run_training(const TrainCommand& cmd) {
   const int threads = set_threads(tr.threads);
   Provenance prov = runtime_provenance(threads);
   prov.insert(in.provenance.begin(), in.provenance.end());
-  prov["ranks"] = std::to_string(world->size());
+  prov["world_size"] = std::to_string(world->size());
   if (in.teacher) prov["teacher_checkpoint"] = in.teacher->path;
 
   Trainer trainer(cfg, world.get());

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# kdtrain under mpirun (one thread per rank) on the small corpus of tests/data:
+#  * a 2-rank distillation writes one run directory from rank 0, and its losses equal
+#    the 1-rank run's within 1e-5 (relative; docs/distributed.md says why not bit for bit);
+#  * a 2-rank run stopped at step 4 and resumed on 2 ranks gives the uninterrupted run's
+#    losses bit for bit; resumed on 1 and on 3 ranks, within 1e-5 (a warning says the
+#    world size changed);
+#  * the watchdog: one rank stopped (SIGSTOP) mid-run makes the other abort the job with
+#    exit 3 within the timeout, naming the collective and the late rank; one rank killed
+#    (SIGKILL) ends the job non-zero within the timeout; no process is left behind.
+# Usage: test_mpi_cli.sh <kdtrain binary> <repo root> <mpirun>
+set -u
+bin=$1
+root=$2
+mpirun=$3
+source "$(dirname "$0")/lib.sh"
+export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+run_np() { local np=$1; shift; "$mpirun" -np "$np" --oversubscribe "$bin" "$@"; }
+
+prepare_corpus
+cat >"$tmp/teacher.yaml" <<YAML
+model: {vocab: 300, d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 64, tie_embeddings: true}
+optim: {lr: 3.0e-3, warmup_steps: 2}
+train: {steps: 4, batch_size: 6, seq_len: 32, seed: 3, threads: 1}
+data: {kind: shards, train: $tmp/prep/train.bin, val: $tmp/prep/val.bin}
+run: {dir: $tmp/runs, name: teacher}
+YAML
+"$bin" train --config "$tmp/teacher.yaml" >"$tmp/teacher.log" 2>&1 || { fail "teacher"; cat "$tmp/teacher.log"; }
+cat >"$tmp/student.yaml" <<YAML
+model: {vocab: 300, d_model: 16, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 32, tie_embeddings: true}
+teacher: {checkpoint: $tmp/runs/teacher/checkpoints/step-00000004.h5}
+distill: {alpha: 0.5, temperature: 2.0, feature: {beta: 0.1, kind: mse, layers: [[1, 2]]}}
+optim: {lr: 3.0e-3, warmup_steps: 2}
+train: {steps: 8, batch_size: 6, grad_accum: 2, seq_len: 32, seed: 3, threads: 1, eval_every: 4, checkpoint_every: 4, keep_checkpoints: 5}
+data: {kind: shards, train: $tmp/prep/train.bin, val: $tmp/prep/val.bin}
+run: {dir: $tmp/runs}
+YAML
+
+# The train-line losses of a run, one per line.
+losses() { grep '"type":"train"' "$1/metrics.jsonl" | sed -E 's/.*"loss":([^,}]*).*/\1/'; }
+# Whether two runs' losses agree within a relative tolerance, step by step.
+close() {
+  paste <(losses "$1") <(losses "$2") | awk -v tol="$3" '
+    { n++; d = $1 - $2; if (d < 0) d = -d; a = $2 < 0 ? -$2 : $2; if (d > tol * a) bad++ }
+    END { exit (n == 8 && bad == 0) ? 0 : 1 }'
+}
+
+run_np 1 distill --config "$tmp/student.yaml" --set run.name=np1 >"$tmp/np1.log" 2>&1 || { fail "1-rank distill"; tail -5 "$tmp/np1.log"; }
+run_np 2 distill --config "$tmp/student.yaml" --set run.name=np2 >"$tmp/np2.log" 2>&1 || { fail "2-rank distill"; tail -5 "$tmp/np2.log"; }
+if grep -q "data parallel: 2 ranks, micro-batch of 6 sequences split 3+3" "$tmp/np2.log" \
+   && [ "$(grep -c '^done:' "$tmp/np2.log")" = 1 ] && [ -f "$tmp/runs/np2/checkpoints/step-00000008.h5" ]; then
+  ok "2 ranks: one run directory, one log (rank 0), the split announced"
+else
+  fail "2-rank run output"; tail -5 "$tmp/np2.log"
+fi
+close "$tmp/runs/np1" "$tmp/runs/np2" 1e-5 && ok "2 ranks give the 1-rank losses within 1e-5" \
+  || { fail "2 ranks vs 1"; paste <(losses "$tmp/runs/np1") <(losses "$tmp/runs/np2"); }
+
+# resume from step 4 on 2 ranks (bit for bit), on 1 and on 3 (within tolerance)
+for np in 2 1 3; do
+  cp -r "$tmp/runs/np2" "$tmp/runs/resume$np"
+  rm "$tmp/runs/resume$np/checkpoints/step-00000008.h5"
+  run_np "$np" distill --resume "$tmp/runs/resume$np" >"$tmp/resume$np.log" 2>&1 \
+    || { fail "resume on $np ranks"; tail -5 "$tmp/resume$np.log"; }
+done
+if cmp -s <(strip "$tmp/runs/np2/metrics.jsonl") <(strip "$tmp/runs/resume2/metrics.jsonl"); then
+  ok "2 ranks stopped at step 4 and resumed on 2: the same losses bit for bit"
+else
+  fail "2-rank resume differs"; diff <(strip "$tmp/runs/np2/metrics.jsonl") <(strip "$tmp/runs/resume2/metrics.jsonl") | head -4
+fi
+for np in 1 3; do
+  if close "$tmp/runs/np2" "$tmp/runs/resume$np" 1e-5 && grep -q "world_size was '2' and is '$np' now" "$tmp/resume$np.log"; then
+    ok "a 2-rank checkpoint resumed on $np ranks: the losses within 1e-5, a warning names the world size"
+  else
+    fail "2-rank checkpoint resumed on $np ranks"; grep -i warn "$tmp/resume$np.log"
+  fi
+done
+
+# ---- the watchdog. A long run (many steps); once it has logged a step, one rank is
+# stopped or killed. The rank's pid comes from its environment (OMPI_COMM_WORLD_RANK and
+# a tag of this test), so no other process on the machine is touched.
+tag=kdtest-$$-$RANDOM
+env_of() { cat "/proc/$1/environ" 2>/dev/null | tr '\0' '\n'; }
+tagged() { for p in $(ls /proc | grep -E '^[0-9]+$'); do env_of "$p" | grep -qx "KD_TEST_TAG=$tag" && echo "$p"; done; }
+rank_pid() {  # the pid of world rank $1 of this test's job
+  for p in $(tagged); do env_of "$p" | grep -qx "OMPI_COMM_WORLD_RANK=$1" && { echo "$p"; return; }; done
+}
+left_behind() { for p in $(tagged); do [ "$p" != $$ ] && echo "$p $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; done; }
+watch_case() {  # watch_case <signal> <name>
+  local sig=$1 name=$2
+  KD_TEST_TAG=$tag "$mpirun" -np 2 --oversubscribe -x KD_TEST_TAG "$bin" distill --config "$tmp/student.yaml" \
+    --set run.name="$name" --set train.steps=100000 --set train.log_every=1 --set train.eval_every=0 \
+    --set train.checkpoint_every=0 --set parallel.watchdog_min_s=3 --set parallel.watchdog_step_factor=5 \
+    >"$tmp/$name.log" 2>&1 &
+  local job=$!
+  for _ in $(seq 300); do grep -q "^step  *[0-9]" "$tmp/$name.log" 2>/dev/null && break; sleep 0.1; done
+  local pid
+  pid=$(rank_pid 1)
+  [ -n "$pid" ] || { fail "$name: no pid for rank 1"; kill -9 $job; return; }
+  local t0=$SECONDS
+  kill -"$sig" "$pid"
+  local rc=0
+  # the watchdog limit is 3 s (+ the grace to ask the other ranks); 30 s means it hung
+  for _ in $(seq 300); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $job 2>/dev/null; then
+    fail "$name: the job still runs 30 s after SIG$sig"; kill -9 $job; kill -9 "$pid" 2>/dev/null
+  fi
+  wait $job; rc=$?
+  WATCH_RC=$rc WATCH_S=$((SECONDS - t0))
+  sleep 1
+  local left
+  left=$(left_behind)
+  [ -z "$left" ] || fail "$name: processes left behind: $left"
+}
+
+watch_case STOP hang
+if [ "$WATCH_RC" = 3 ] && grep -q "watchdog: .* #[0-9]* in the world (2 ranks) waited" "$tmp/hang.log" \
+   && grep -q "rank 1 (world rank 1 on .*, pid [0-9]*): LATE" "$tmp/hang.log"; then
+  ok "rank 1 stopped: the job exits 3 after ${WATCH_S} s: $(grep -m1 'watchdog:' "$tmp/hang.log" | cut -c1-110)"
+else
+  fail "SIGSTOP: rc $WATCH_RC after ${WATCH_S} s"; grep -v "^step" "$tmp/hang.log" | tail -8
+fi
+
+watch_case KILL killed
+if [ "$WATCH_RC" != 0 ] && [ "$WATCH_S" -le 15 ]; then
+  ok "rank 1 killed: the job ends with rc $WATCH_RC after ${WATCH_S} s: $(grep -v '^step' "$tmp/killed.log" | grep -m1 -i 'kill\|exit\|signal' | cut -c1-110)"
+else
+  fail "SIGKILL: rc $WATCH_RC after ${WATCH_S} s"; tail -5 "$tmp/killed.log"
+fi
+
+[ "$fails" -eq 0 ] && echo "all MPI CLI checks passed" || { echo "$fails failure(s)"; exit 1; }
