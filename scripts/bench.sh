@@ -12,9 +12,12 @@
 # student's block linears 50% pruned by magnitude per tensor (kdtrain: prune.criterion
 # magnitude_layer, one-shot at step 0, masks kept through every update; PyTorch:
 # torch.nn.utils.prune.l1_unstructured, the weight = weight_orig * mask reparametrisation).
+#  4. data parallel: the kd step as 1 rank × <threads> threads and as <threads> MPI ranks ×
+#     1 thread (ZeRO-1, the same global batch), alternated twice, the mean of the two step medians.
 # Last line (machine-readable, one line; wrapped here):
 #   RESULT kd_speedup=<kdtrain/pytorch tokens/s> student_speedup=<...> mfu=<kdtrain kd MFU> rss_ratio=<kdtrain/pytorch peak RSS>
 #          kdqat_speedup=<kdtrain/pytorch kd+qat tokens/s> kdprune_speedup=<... kd+prune ...>
+#          dp_ratio=<ranks×1 thread / 1 rank×threads tokens/s> dp_comm_ms=<collectives per step>
 # Usage: scripts/bench.sh [threads (default 2)] [peak seconds per size (default 3)]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,6 +51,20 @@ for variant in kd student-only kd+qat kd+prune; do
     "$py" scripts/torch_kd_ref.py --threads "$threads" --peak-gflops "$peak" $tflag | tee "$log/torch-$variant"
 done
 
+echo "== data parallel: 1 rank x ${threads} threads against ${threads} ranks x 1 thread"
+# as root OpenMPI needs both variables; one rank per core, bound
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+for round in 1 2; do
+  ./build/kdtrain bench --config configs/bench-cpu.yaml --threads "$threads" --peak-gflops "$peak" \
+    | tee "$log/dp-1x$threads-$round" | grep -E '^(RESULT|median)'
+  OMP_NUM_THREADS=1 mpirun -np "$threads" --bind-to core ./build/kdtrain bench --config configs/bench-cpu.yaml \
+    --threads 1 --peak-gflops "$peak" | tee "$log/dp-${threads}x1-$round" | grep -E '^(RESULT|median|communication)'
+done
+mean2() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a + b) / 2 }'; }
+one=$(mean2 "$(field "$log/dp-1x$threads-1" tokens_per_s)" "$(field "$log/dp-1x$threads-2" tokens_per_s)")
+many=$(mean2 "$(field "$log/dp-${threads}x1-1" tokens_per_s)" "$(field "$log/dp-${threads}x1-2" tokens_per_s)")
+dp_comm=$(mean2 "$(field "$log/dp-${threads}x1-1" comm_ms)" "$(field "$log/dp-${threads}x1-2" comm_ms)")
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 kd_k=$(field "$log/kdtrain-kd" tokens_per_s); kd_t=$(field "$log/torch-kd" tokens_per_s)
 so_k=$(field "$log/kdtrain-student-only" tokens_per_s); so_t=$(field "$log/torch-student-only" tokens_per_s)
@@ -65,4 +82,6 @@ printf '%-22s %14s %14s %9s\n' "kd+qat tokens/s" "$qat_k" "$qat_t" "$(ratio "$qa
 printf '%-22s %14s %14s %9s\n' "kd+prune tokens/s" "$pr_k" "$pr_t" "$(ratio "$pr_k" "$pr_t")"
 printf '%-22s %14s %14s %9s\n' "kd MFU" "$mfu" "$(field "$log/torch-kd" mfu)" ""
 printf '%-22s %14s %14s %9s\n' "kd peak RSS KiB" "$rss_k" "$rss_t" "$(ratio "$rss_k" "$rss_t")"
-echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t")"
+printf '%-22s %14s %14s %9s\n' "" "1 rank" "$threads ranks" ratio
+printf '%-22s %14s %14s %9s\n' "kd tokens/s (DP)" "$one" "$many" "$(ratio "$many" "$one")"
+echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t") dp_ratio=$(ratio "$many" "$one") dp_comm_ms=$dp_comm"
