@@ -120,6 +120,22 @@ template <class T>
 void distill_loss_rows(T* dlogits, LossRow* rows, const T* student, const T* teacher,
                        const std::int32_t* labels, int r, int v, const DistillLossParams& p);
 
+// Top-k distillation (a cached teacher, or one on other ranks): the teacher is known by its
+// k largest logits per row (raw values t_j and their distinct vocabulary indices) and the
+// log-sum-exp of all its logits at the temperature, lse = log Σ_v exp(t_v / τ). Forward KL
+// with the rest of the vocabulary as one bucket:
+//   KL = Σ_{j∈K} p_j log(p_j / q_j) + p_tail log(p_tail / q_tail),
+//   p_j = exp(t_j / τ − lse), p_tail = max(0, 1 − Σ_K p_j),
+// q the student's tempered softmax over the first kd_vocab logits, q_tail its mass outside K.
+// d KL / d s_v = (q_v − p_v) / τ in K and q_v (1 − p_tail / q_tail) / τ outside K (the
+// student's tail is pulled to the teacher's tail mass as a whole). With K the whole
+// vocabulary this is the full forward KL. CE, labels and scales as distill_loss_rows
+// (teacher_ld unused). t_vals, t_idx: (r, k); t_lse: (r).
+template <class T>
+void topk_distill_loss_rows(T* dlogits, LossRow* rows, const T* student, const float* t_vals,
+                            const std::int32_t* t_idx, const float* t_lse, const std::int32_t* labels, int r,
+                            int v, int k, const DistillLossParams& p);
+
 // ---------------------------------------------------------------- feature loss
 enum class FeatureLoss : int { mse = 0, cosine = 1 };
 // target (M, ds) = h_teacher (M, dt) · proj (ds, dt)^T is computed by the caller (GEMM).

@@ -7,19 +7,12 @@
 
 #include "kernels/common/kd_math.h"
 #include "kernels/common/scalar_math.h"
+#include "kernels/cpu/row_max.h"
 #include "kernels/kernels.h"
 
 namespace kd::kern {
 
 namespace {
-
-template <class T>
-T row_max(const T* x, int v) {
-  T m = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : m)
-  for (int i = 0; i < v; ++i) m = std::max(m, x[i]);
-  return m;
-}
 
 template <class T>
 LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, int vk, const DistillLossParams& p) {
