@@ -1,7 +1,9 @@
 // The top-k distillation loss (kernels.h, topk_distill_loss_rows):
 //  * with k = the whole vocabulary it equals the full forward KL of distill_loss_rows
-//    (value and gradient; double: 1e-12, float: 1e-5 relative — the teacher's softmax is
-//    formed from a stored log-sum-exp instead of its own maximum and sum);
+//    (value and gradient): the top-k form takes the teacher's log-sum-exp as stored, in
+//    float (as in a cache); its rounding (half an ulp of a value near 10: ~5e-7) shifts
+//    every teacher log-probability, hence 1e-6 · (1 + KL) on the value and 1e-6 on the
+//    gradient, in double and in float;
 //  * for k < V its gradient matches central finite differences of its value in double
 //    (step 1e-6: truncation ~1e-12, rounding ~1e-10; tolerance 1e-7);
 //  * the value equals the bucketed KL written out by hand, and the gradient may overwrite
@@ -31,7 +33,7 @@ TopK top_k(const std::vector<double>& t, int r, int v, int k, double tau) {
   TopK out;
   for (int i = 0; i < r; ++i) {
     const double* row = t.data() + std::size_t(i) * v;
-    std::vector<int> order(std::size_t(v));
+    std::vector<int> order(static_cast<std::size_t>(v));
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return row[a] > row[b]; });
     for (int j = 0; j < k; ++j) {
@@ -77,10 +79,10 @@ TEST(TopKDistill, WholeVocabularyEqualsTheFullForwardKl) {
     kd::kern::topk_distill_loss_rows<double>(g_topk.data(), rows_topk.data(), s.data(), tk.vals.data(), tk.idx.data(),
                                              tk.lse.data(), y.data(), r, v, v, p);
     for (int i = 0; i < r; ++i) {
-      EXPECT_NEAR(rows_topk[i].kd, rows_full[i].kd, 1e-6) << "row " << i;  // lse stored as float: ~1e-7
+      EXPECT_NEAR(rows_topk[i].kd, rows_full[i].kd, 1e-6 * (1 + rows_full[i].kd)) << "row " << i;
       EXPECT_EQ(rows_topk[i].ce, rows_full[i].ce);
     }
-    for (std::size_t i = 0; i < s.size(); ++i) EXPECT_NEAR(g_topk[i], g_full[i], 1e-7) << i;
+    for (std::size_t i = 0; i < s.size(); ++i) EXPECT_NEAR(g_topk[i], g_full[i], 1e-6) << i;
 
     // float: the same within float rounding
     std::vector<float> sf(s.begin(), s.end()), tff(tf.begin(), tf.end()), gf_full(s.size()), gf_topk(s.size());
