@@ -7,6 +7,7 @@
 
 #include "trainer/cli/commands.h"
 #include "trainer/config/config.h"
+#include "trainer/run/teacher_cache_run.h"
 #include "trainer/run/training_run.h"
 #include "trainer/util/errors.h"
 
@@ -41,6 +42,17 @@ int main(int argc, char** argv) {
   add_run_options(t, train);
   auto* d = app.add_subcommand("distill", "distill a student from the teacher the config names");
   add_run_options(d, distill);
+  TrainCommand cache_cmd;
+  cache_cmd.distill = true;
+  std::string cache_out;
+  auto* ct = app.add_subcommand("cache-teacher",
+                                "run the config's teacher once over its training stream; write its top-k logits "
+                                "(distill.top_k) and log-sum-exps to an HDF5 cache that distill reads (teacher.cache)");
+  ct->add_option("--config", cache_cmd.config, "the distill config (its teacher, data, seed, seq_len, steps)")
+      ->check(CLI::ExistingFile)->required();
+  ct->add_option("--set", cache_cmd.overrides, "override a config key: a.b=value (repeatable)");
+  ct->add_option("--out", cache_out, "the cache directory (one HDF5 file per rank)")->required();
+  ct->add_flag("--overwrite", cache_cmd.overwrite, "replace a cache already in --out");
 
   cli::EvalOptions ev;
   auto* e = app.add_subcommand("eval", "validation loss, perplexity, bits per byte, agreement with the teacher");
@@ -138,6 +150,7 @@ int main(int argc, char** argv) {
     if (pr->parsed()) return cli::run_prepare(prep);
     if (t->parsed()) return run_training(train);
     if (d->parsed()) return run_training(distill);
+    if (ct->parsed()) return run_cache_teacher(cache_cmd, cache_out);
     if (e->parsed()) return cli::run_eval(ev);
     if (g->parsed()) return cli::run_generate(gen);
     if (in->parsed()) return cli::run_inspect(inspect_path);

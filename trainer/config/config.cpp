@@ -13,7 +13,7 @@ namespace kd {
 
 void Config::validate() const {
   model.validate("model");
-  if (has_teacher && teacher.checkpoint.empty()) {
+  if (has_teacher && teacher.checkpoint.empty() && teacher.cache.empty()) {
     teacher.spec.validate("teacher");
     KD_CHECK_INPUT(teacher.spec.vocab == model.vocab,
                    "teacher.vocab ({}) must equal model.vocab ({}): the divergence compares "
@@ -21,6 +21,16 @@ void Config::validate() const {
                    teacher.spec.vocab, model.vocab);
   }
   const auto& f = distill.feature;
+  if (has_teacher && !teacher.cache.empty()) {
+    KD_CHECK_INPUT(distill.divergence == kern::Divergence::forward_kl,
+                   "distill.divergence is {}; a teacher cache (teacher.cache) holds top-k logits, for which only "
+                   "forward_kl is defined (the tail as one bucket)",
+                   distill.divergence == kern::Divergence::reverse_kl ? "reverse_kl" : "jsd");
+    KD_CHECK_INPUT(f.beta == 0, "distill.feature.beta > 0 needs the teacher's hidden states; a teacher cache "
+                   "(teacher.cache) holds only its top-k logits");
+    KD_CHECK_INPUT(distill.teacher_pretrain_steps == 0,
+                   "distill.teacher_pretrain_steps: a run with teacher.cache has no teacher to pretrain");
+  }
   if (f.beta > 0) {
     KD_CHECK_INPUT(has_teacher, "distill.feature.beta > 0 needs a teacher section");
     KD_CHECK_INPUT(!f.layers.empty(), "distill.feature.beta > 0 needs distill.feature.layers");

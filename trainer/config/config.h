@@ -35,10 +35,14 @@ void visit(V& v, ModelSpec& s) {
 // here (randomly initialised: benchmarks, synthetic tasks with teacher_pretrain_steps).
 struct TeacherSection {
   std::string checkpoint;
+  std::string cache;
   ModelSpec spec;
   template <class V>
   void visit(V& v) {
     v.field("checkpoint", checkpoint, "kdtrain checkpoint of a trained teacher (its model shape overrides the keys below)");
+    v.field("cache", cache,
+            "a teacher cache made by kdtrain cache-teacher: distill reads its top-k logits instead of running a "
+            "teacher (forward KL only; no feature loss); with checkpoint also set, the cache must be of that teacher");
     kd::visit(v, spec);
   }
 };
@@ -66,6 +70,9 @@ struct DistillSection {
   double jsd_beta = 0.5;
   int logit_chunk_rows = 256;
   std::int64_t teacher_pretrain_steps = 0;
+  int top_k = 64;
+  std::vector<double> cache_temperatures;
+  bool cache_bf16 = false;
   FeatureSection feature;
   template <class V>
   void visit(V& v) {
@@ -83,6 +90,13 @@ struct DistillSection {
     v.field("teacher_pretrain_steps", teacher_pretrain_steps,
             "train the teacher from scratch on labels for this many steps before distilling "
             "(synthetic tasks without a trained teacher); 0 = use the teacher as given", at_least(0));
+    v.field("top_k", top_k,
+            "logits per position a teacher cache keeps (kdtrain cache-teacher; the rest of the vocabulary is "
+            "one bucket of the top-k KL); capped at the vocabulary", between(1, 1 << 24));
+    v.field("cache_temperatures", cache_temperatures,
+            "temperatures kdtrain cache-teacher stores log-sum-exps for (distill then accepts only these); "
+            "[] = 1 and distill.temperature", open_between(0, 100));
+    v.field("cache_bf16", cache_bf16, "kdtrain cache-teacher stores the top-k values in bfloat16 (half the size)");
     v.section("feature", feature, "hidden-state matching through a learned projection (TinyBERT)");
   }
 };

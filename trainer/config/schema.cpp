@@ -116,6 +116,22 @@ void YamlLoader::field(const char* key, std::vector<std::string>& v, const char*
   for (const auto& item : n) v.push_back(scalar<std::string>(key, item, "a string"));
 }
 
+void YamlLoader::field(const char* key, std::vector<double>& v, const char* doc, Range r) {
+  const YAML::Node n = get(key);
+  if (!n.IsDefined()) return;
+  if (!n.IsScalar() && !n.IsSequence()) fail(n, key, "must be a list of numbers");
+  std::vector<double> out;
+  for (const auto& item : n.IsScalar() ? std::vector<YAML::Node>{n} : std::vector<YAML::Node>(n.begin(), n.end())) {
+    // each element read and range-checked as a scalar field of its own
+    YamlLoader one(file_, YAML::Node(YAML::NodeType::Map), path_, overridden_);
+    one.node_[key] = item;
+    double x = 0;
+    one.field(key, x, doc, r);
+    out.push_back(x);
+  }
+  v = std::move(out);
+}
+
 namespace {
 std::size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<std::size_t> row(b.size() + 1);
@@ -179,6 +195,12 @@ std::string DocPrinter::value_text(double v) { return fmt::format("{}", v); }
 std::string DocPrinter::value_text(const std::vector<std::pair<int, int>>& v) {
   std::string s = "[";
   for (const auto& [a, b] : v) s += fmt::format("{}[{}, {}]", s.size() > 1 ? ", " : "", a, b);
+  return s + "]";
+}
+
+std::string DocPrinter::value_text(const std::vector<double>& v) {
+  std::string s = "[";
+  for (const double x : v) s += fmt::format("{}{}", s.size() > 1 ? ", " : "", value_text(x));
   return s + "]";
 }
 

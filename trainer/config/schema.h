@@ -46,6 +46,8 @@ class YamlLoader {
   void field(const char* key, std::vector<std::pair<int, int>>& v, const char* doc);
   // a list of strings; a single string is read as a list of one
   void field(const char* key, std::vector<std::string>& v, const char* doc);
+  // a list of numbers, each in r; a single number is read as a list of one
+  void field(const char* key, std::vector<double>& v, const char* doc, Range r = kAny);
   template <class E>
   void choice(const char* key, E& v, const char* doc, const Choices<E>& choices) {
     std::string s;
@@ -135,6 +137,7 @@ class DocPrinter {
   static std::string type_name(const std::string&) { return "string"; }
   static std::string type_name(const std::vector<std::pair<int, int>>&) { return "[[int, int], ...]"; }
   static std::string type_name(const std::vector<std::string>&) { return "[string, ...]"; }
+  static std::string type_name(const std::vector<double>&) { return "[float, ...]"; }
   static std::string value_text(int v) { return std::to_string(v); }
   static std::string value_text(std::int64_t v) { return std::to_string(v); }
   static std::string value_text(double v);
@@ -142,6 +145,7 @@ class DocPrinter {
   static std::string value_text(const std::string& v) { return "\"" + v + "\""; }
   static std::string value_text(const std::vector<std::pair<int, int>>& v);
   static std::string value_text(const std::vector<std::string>& v);
+  static std::string value_text(const std::vector<double>& v);
   std::string& out_;
   std::string path_;
 };
@@ -162,6 +166,11 @@ class YamlEmitter {
   void field(const char* key, const std::vector<std::string>& v, const char*) {
     e_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
     for (const auto& s : v) e_ << s;
+    e_ << YAML::EndSeq;
+  }
+  void field(const char* key, const std::vector<double>& v, const char*, Range = kAny) {
+    e_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (const double x : v) e_ << x;
     e_ << YAML::EndSeq;
   }
   template <class E>

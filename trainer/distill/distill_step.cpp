@@ -33,9 +33,11 @@ std::vector<std::size_t> declare_feature_projections(ParamTable& table, const Di
 template <class T>
 DistillStep<T>::DistillStep(const LlamaLayout& student, const LlamaLayout* teacher,
                             DistillSpec spec, std::vector<std::size_t> proj, int batch, int seq,
-                            int threads, LinearHook<T>* hook)
+                            int threads, LinearHook<T>* hook, bool top_k_targets)
     : student_(student), teacher_(teacher), spec_(std::move(spec)), proj_(std::move(proj)),
-      hook_(hook), batch_(batch), seq_(seq) {
+      hook_(hook), top_k_(top_k_targets), batch_(batch), seq_(seq) {
+  KD_ASSERT(!(top_k_ && teacher_ != nullptr), "top-k targets replace the teacher");
+  KD_ASSERT(!(top_k_ && !proj_.empty()), "a feature loss needs the teacher's hidden states");
   const ModelSpec& s = student.spec();
   // Vocabularies may differ only by padding rows; the caller checked that no token of the
   // tokenizer lives there (check_teacher_vocab). The divergence uses the shared prefix.
@@ -86,7 +88,9 @@ void DistillStep<T>::logits_chunk(T* out, const T* hidden, const T* head, int ro
 template <class T>
 StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t* tokens,
                              const std::int32_t* labels, double loss_scale, PhaseTimes* times,
-                             const BatchTotals* totals) {
+                             const BatchTotals* totals, const TopKTargets* targets) {
+  KD_ASSERT(top_k_ == (targets != nullptr) || spec_.alpha >= 1.0, "top-k targets {} but {} given",
+            top_k_ ? "expected" : "not expected", targets ? "some" : "none");
   const ModelSpec& s = student_.spec();
   const int m = batch_ * seq_, d = s.d_model, v = s.vocab;
   double t0 = omp_get_wtime();
@@ -128,16 +132,19 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
   }
 
   kern::DistillLossParams lp;
-  const bool kd = uses_teacher_logits();
-  const double alpha = teacher_ != nullptr ? spec_.alpha : 1.0;
+  const bool from_targets = top_k_ && targets != nullptr && spec_.alpha < 1.0;
+  const bool kd = uses_teacher_logits() || from_targets;
+  const double alpha = has_teacher_term() ? spec_.alpha : 1.0;
   lp.temperature = spec_.temperature;
   lp.divergence = spec_.divergence;
   lp.jsd_beta = spec_.jsd_beta;
   lp.ce_scale = alpha / n_loss * loss_scale;
   lp.kd_scale = kd ? (1.0 - alpha) * spec_.temperature * spec_.temperature / n_loss * loss_scale : 0.0;
-  if (kd) {
+  if (uses_teacher_logits()) {
     lp.kd_vocab = std::min(v, teacher_->spec().vocab);
     lp.teacher_ld = teacher_->spec().vocab;
+  } else if (from_targets) {
+    lp.kd_vocab = std::min(v, targets->kd_vocab);
   }
   const T* shead = sp + student_.head();
   T* dshead = sg + student_.head();
@@ -146,13 +153,19 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
     const int r = std::min(rows, m - r0);
     const T* hs = head_in + std::size_t(r0) * d;
     logits_chunk(zs_, hs, shead, r, v, d);
-    if (kd) {
-      const int dtm = teacher_->spec().d_model;
-      logits_chunk(zt_, tact_.final_norm + std::size_t(r0) * dtm, tp + teacher_->head(), r,
-                   teacher_->spec().vocab, dtm);
+    if (from_targets) {
+      const std::size_t k = std::size_t(targets->k);
+      kern::topk_distill_loss_rows<T>(zs_, rows_.data() + r0, zs_, targets->values.data() + std::size_t(r0) * k,
+                                      targets->indices.data() + std::size_t(r0) * k, targets->lse.data() + r0,
+                                      labels + r0, r, v, targets->k, lp);
+    } else {
+      if (kd) {
+        const int dtm = teacher_->spec().d_model;
+        logits_chunk(zt_, tact_.final_norm + std::size_t(r0) * dtm, tp + teacher_->head(), r,
+                     teacher_->spec().vocab, dtm);
+      }
+      kern::distill_loss_rows<T>(zs_, rows_.data() + r0, zs_, kd ? zt_ : nullptr, labels + r0, r, v, lp);
     }
-    kern::distill_loss_rows<T>(zs_, rows_.data() + r0, zs_, kd ? zt_ : nullptr, labels + r0, r, v,
-                               lp);
     kern::linear_backward<T>(dfinal_ + std::size_t(r0) * d, dshead, zs_, hs, shead, r, v, d, false);
   }
   for (int i = 0; i < m; ++i) {

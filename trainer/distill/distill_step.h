@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "trainer/distill/distill_spec.h"
+#include "trainer/distill/teacher_topk.h"
 #include "trainer/model/llama.h"
 
 namespace kd {
@@ -42,23 +43,27 @@ std::vector<std::size_t> declare_feature_projections(ParamTable& table, const Di
 template <class T>
 class DistillStep {
  public:
-  // teacher may be null: the student trains on CE alone (alpha is then ignored).
+  // teacher may be null: the student trains on CE alone (alpha is then ignored), unless
+  // top_k_targets: the divergence then comes from top-k targets passed to run() (a teacher
+  // cache, teacher ranks) and teacher must be null.
   // hook (nullable): transforms the student's linear inputs, head included (QAT); it
   // must outlive the step.
   DistillStep(const LlamaLayout& student, const LlamaLayout* teacher, DistillSpec spec,
               std::vector<std::size_t> projection_offsets, int batch, int seq, int threads,
-              LinearHook<T>* hook = nullptr);
+              LinearHook<T>* hook = nullptr, bool top_k_targets = false);
 
   // tokens, labels: (batch, seq). Adds loss_scale · ∂loss/∂θ to grads, where loss is this
   // micro-batch's own loss, or with `totals` its part of the global batch's loss.
   StepLoss run(const T* student_params, T* student_grads, const T* teacher_params,
                const std::int32_t* tokens, const std::int32_t* labels, double loss_scale,
-               PhaseTimes* times = nullptr, const BatchTotals* totals = nullptr);
+               PhaseTimes* times = nullptr, const BatchTotals* totals = nullptr,
+               const TopKTargets* targets = nullptr);
 
   std::size_t arena_bytes() const;
 
  private:
   bool uses_teacher_logits() const { return teacher_ != nullptr && spec_.alpha < 1.0; }
+  bool has_teacher_term() const { return teacher_ != nullptr || top_k_; }
   void logits_chunk(T* out, const T* hidden, const T* head, int rows, int vocab, int d) const;
 
   const LlamaLayout& student_;
@@ -66,6 +71,7 @@ class DistillStep {
   DistillSpec spec_;
   std::vector<std::size_t> proj_;
   LinearHook<T>* hook_;
+  bool top_k_;
   int batch_, seq_;
   TrainActivations<T> sact_;
   FrozenActivations<T> tact_;

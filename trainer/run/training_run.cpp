@@ -19,6 +19,8 @@
 #include "trainer/run/progress.h"
 #include "trainer/run/provenance.h"
 #include "trainer/run/run_dir.h"
+#include "trainer/run/run_inputs.h"
+#include "trainer/run/teacher_cache_run.h"
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/teacher_pretrain.h"
 #include "trainer/train/trainer.h"
@@ -31,19 +33,6 @@ using json = nlohmann::json;
 
 namespace {
 
-// Everything read and checked before the run directory is touched.
-struct Inputs {
-  Config cfg;
-  std::string run_path;
-  std::optional<std::string> resume_from;  // checkpoint
-  std::unique_ptr<LoadedModel> teacher;
-  std::shared_ptr<const data::TokenShard> train_shard, val_shard;
-  std::optional<data::BpeTokenizer> tokenizer;
-  Provenance provenance;
-  std::unique_ptr<LoadedModel> init;  // train.init_from
-};
-
-// train.init_from: the student's weights from a trained model of the same shape.
 void copy_init_weights(const LoadedModel& from, const ParamTable& table, float* params) {
   for (const auto& t : table.tensors()) {
     if (t.has(kAuxiliary)) continue;  // feature projections, quantizer scales: their own init
@@ -55,85 +44,6 @@ void copy_init_weights(const LoadedModel& from, const ParamTable& table, float* 
                    from.config.model.vocab);
     std::copy_n(from.params.data() + from.table[*i].offset, t.numel, params + t.offset);
   }
-}
-
-data::ShardFormat shard_format(const std::string& s) {
-  if (s == "kdtrain") return data::ShardFormat::kdtrain;
-  if (s == "nanogpt") return data::ShardFormat::nanogpt;
-  if (s == "llmc") return data::ShardFormat::llmc;
-  return data::ShardFormat::auto_detect;
-}
-
-Inputs gather(const TrainCommand& cmd) {
-  Inputs in;
-  if (!cmd.resume.empty()) {
-    RunDir::check(cmd.resume, RunMode::resume);  // it has a checkpoint
-    in.resume_from = RunDir::latest_checkpoint(cmd.resume);
-    ckpt::CheckpointReader r(*in.resume_from);
-    in.cfg = load_config_text(r.config_yaml(), *in.resume_from + ":/config", cmd.overrides);
-    in.run_path = cmd.resume;
-  } else {
-    KD_CHECK_INPUT(!cmd.config.empty(), "give --config FILE (or --resume RUN_DIR)");
-    in.cfg = load_config(cmd.config, cmd.overrides);
-    const std::string name = in.cfg.run.name.empty() ? fs::path(cmd.config).stem().string() : in.cfg.run.name;
-    in.run_path = (fs::path(in.cfg.run.dir) / name).string();
-    RunDir::check(in.run_path, cmd.overwrite ? RunMode::overwrite : RunMode::fresh);
-  }
-  Config& cfg = in.cfg;
-  if (cmd.distill) {
-    KD_CHECK_INPUT(cfg.has_teacher, "distill: the config has no teacher section");
-  } else {
-    KD_CHECK_INPUT(!cfg.has_teacher, "train: the config has a teacher section; use `kdtrain distill`");
-  }
-  if (!in.resume_from && !cfg.train.init_from.empty()) in.init = load_model(cfg.train.init_from);
-  if (cfg.has_teacher && !cfg.teacher.checkpoint.empty()) {
-    in.teacher = load_model(cfg.teacher.checkpoint);
-    cfg.teacher.spec = in.teacher->config.model;
-    for (const auto& [s, t] : cfg.distill.feature.layers) {
-      KD_CHECK_INPUT(cfg.distill.feature.beta <= 0 || t <= cfg.teacher.spec.n_layers,
-                     "distill.feature.layers: teacher hidden index {} is outside 0..{} of {}", t,
-                     cfg.teacher.spec.n_layers, cfg.teacher.checkpoint);
-    }
-  }
-  if (cfg.data.kind == DataKind::shards) {
-    const auto fmt_ = shard_format(cfg.data.format);
-    in.train_shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(cfg.data.train, fmt_));
-    data::check_shard(*in.train_shard, cfg.model.vocab, cfg.train.seq_len, "training");
-    if (!cfg.data.val.empty()) {
-      in.val_shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(cfg.data.val, fmt_));
-      data::check_shard(*in.val_shard, cfg.model.vocab, cfg.train.seq_len, "validation");
-    }
-    std::string tok = cfg.data.tokenizer;
-    const fs::path beside = fs::path(cfg.data.train).parent_path() / "tokenizer.json";
-    if (tok.empty() && fs::exists(beside)) tok = beside.string();
-    if (!tok.empty()) {
-      in.tokenizer = data::BpeTokenizer::load(tok);
-      KD_CHECK_INPUT(in.tokenizer->vocab_size() <= cfg.model.vocab,
-                     "tokenizer {} has {} tokens but model.vocab is {}", tok, in.tokenizer->vocab_size(),
-                     cfg.model.vocab);
-      const auto h = in.train_shard->tokenizer_hash();
-      KD_CHECK_INPUT(h == 0 || h == in.tokenizer->hash(),
-                     "training shard {} was made with another tokenizer than {} (hash {:016x} vs {:016x})",
-                     cfg.data.train, tok, h, in.tokenizer->hash());
-    }
-    in.provenance["train_data_hash"] = fmt::format("{:016x}", data::shard_hash(*in.train_shard));
-    if (in.val_shard) in.provenance["val_data_hash"] = fmt::format("{:016x}", data::shard_hash(*in.val_shard));
-    if (in.tokenizer) in.provenance["tokenizer_hash"] = fmt::format("{:016x}", in.tokenizer->hash());
-    if (in.teacher) {
-      auto it = in.teacher->provenance.find("tokenizer_hash");
-      if (it != in.teacher->provenance.end() && in.provenance.count("tokenizer_hash")) {
-        KD_CHECK_INPUT(it->second == in.provenance["tokenizer_hash"],
-                       "teacher {} was trained with another tokenizer (hash {} vs {})", cfg.teacher.checkpoint,
-                       it->second, in.provenance["tokenizer_hash"]);
-      }
-    }
-  }
-  if (in.teacher) {
-    const std::int64_t tok_vocab = in.tokenizer ? in.tokenizer->vocab_size()
-                                   : in.teacher->tokenizer ? in.teacher->tokenizer->vocab_size() : 0;
-    check_teacher_vocab(cfg.model.vocab, cfg.teacher.spec.vocab, tok_vocab, cfg.teacher.checkpoint);
-  }
-  return in;
 }
 
 std::string fields_text(const StepReport& r, bool kd) {
@@ -151,7 +61,7 @@ int run_training(const TrainCommand& cmd) {
   // evaluates (the same result on each).
   const std::unique_ptr<dist::Comm> world = dist::make_world_comm();
   const bool leader = world->rank() == 0;
-  Inputs in = gather(cmd);
+  RunInputs in = gather_inputs(cmd);
   Config& cfg = in.cfg;
   const auto& tr = cfg.train;
   world->set_timeout(cfg.parallel.watchdog_min_s);
@@ -162,6 +72,10 @@ int run_training(const TrainCommand& cmd) {
   if (in.teacher) prov["teacher_checkpoint"] = in.teacher->path;
 
   Trainer trainer(cfg, world.get());
+  if (trainer.uses_teacher_cache()) {
+    const RunCache rc = open_run_cache(in);
+    trainer.set_teacher_cache(rc.cache, rc.temperature_index);
+  }
   std::unique_ptr<data::BatchSource> source;
   if (cfg.data.kind == DataKind::shards) {
     source = std::make_unique<data::TokenDataset>(in.train_shard, cfg.model.vocab, tr.seq_len, std::uint64_t(tr.seed));
@@ -188,7 +102,7 @@ int run_training(const TrainCommand& cmd) {
   if (world->size() > 1) {
     std::string split;
     for (const int b : data::DataParallelSource::split(tr.batch_size, world->size())) {
-      split += (split.empty() ? "" : "+") + std::to_string(b);
+      split += fmt::format("{}{}", split.empty() ? "" : "+", b);
     }
     progress.line(fmt::format("data parallel: {} ranks, micro-batch of {} sequences split {}, ZeRO-1 shards of {} "
                               "parameters; watchdog {:.0f} s at least", world->size(), tr.batch_size, split,
@@ -198,7 +112,11 @@ int run_training(const TrainCommand& cmd) {
 
   if (trainer.qat()) progress.line(trainer.qat()->summary());
   if (in.init) progress.line(fmt::format("init: weights of {} (step {})", in.init->path, in.init->step));
-  if (in.teacher) {
+  if (trainer.uses_teacher_cache()) {
+    progress.line(fmt::format("teacher: the cache {} (top-{} logits of {}, temperature {})", cfg.teacher.cache,
+                              trainer.teacher_cache()->shape().k, trainer.teacher_cache()->teacher_path(),
+                              cfg.distill.temperature));
+  } else if (in.teacher) {
     read_tensors(ckpt::CheckpointReader(in.teacher->path), "model", trainer.teacher_table(), trainer.teacher_params());
     progress.line(fmt::format("teacher: {} (step {}, {} parameters)", in.teacher->path, in.teacher->step,
                               trainer.teacher_table().total()));
@@ -230,7 +148,9 @@ int run_training(const TrainCommand& cmd) {
       }
     }
     trainer.load_moments(m.data(), v.data());
-    if (cfg.has_teacher && !in.teacher) read_tensors(r, "teacher", trainer.teacher_table(), trainer.teacher_params());
+    if (cfg.has_teacher && !in.teacher && !trainer.uses_teacher_cache()) {
+      read_tensors(r, "teacher", trainer.teacher_table(), trainer.teacher_params());
+    }
     trainer.optimizer().set_steps_taken(r.state("adam_step"));
     if (trainer.pruner()) {
       // a dense run resumed with a prune section added prunes the trained model from here
@@ -349,7 +269,7 @@ int run_training(const TrainCommand& cmd) {
     if (trainer.pruner()) {
       for (auto& [group, list] : trainer.pruner()->checkpoint_groups()) c.tensors[group] = std::move(list);
     }
-    if (cfg.has_teacher && !in.teacher) {  // a teacher made in this run has no checkpoint of its own
+    if (cfg.has_teacher && !in.teacher && !trainer.uses_teacher_cache()) {  // a teacher made in this run: no file of its own
       std::vector<ckpt::TensorView> v;
       for (const auto& t : trainer.teacher_table().tensors()) v.push_back({t.name, t.shape, trainer.teacher_params() + t.offset});
       c.tensors["teacher"] = v;

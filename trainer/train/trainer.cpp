@@ -39,9 +39,12 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp) : cfg_(cfg), dp_(dp) {
   KD_CHECK_INPUT(tr.batch_size >= world,
                  "train.batch_size ({}) is smaller than the {} data-parallel ranks: every rank needs at least one "
                  "sequence of each micro-batch", tr.batch_size, world);
-  local_batch_ = data::DataParallelSource::split(tr.batch_size, world)[std::size_t(dp_->rank())];
+  const auto split = data::DataParallelSource::split(tr.batch_size, world);
+  local_batch_ = split[std::size_t(dp_->rank())];
+  for (int r = 0; r < dp_->rank(); ++r) dp_first_ += split[std::size_t(r)];
   student_ = std::make_unique<LlamaLayout>(cfg_.model, stable_);
-  if (cfg_.has_teacher) teacher_ = std::make_unique<LlamaLayout>(cfg_.teacher.spec, ttable_);
+  // a teacher cache replaces the teacher: no teacher model in this process
+  if (cfg_.has_teacher && !uses_teacher_cache()) teacher_ = std::make_unique<LlamaLayout>(cfg_.teacher.spec, ttable_);
   const DistillSpec spec = cfg_.distill_spec();
   proj_ = declare_feature_projections(stable_, spec, cfg_.model,
                                       cfg_.has_teacher ? &cfg_.teacher.spec : nullptr);
@@ -85,8 +88,9 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp) : cfg_(cfg), dp_(dp) {
     }
   }
   const int threads = omp_get_max_threads();
-  dstep_ = std::make_unique<DistillStep<float>>(*student_, teacher_.get(), spec, proj_,
-                                                local_batch_, tr.seq_len, threads, qat_.get());
+  dstep_ = std::make_unique<DistillStep<float>>(*student_, teacher_.get(), spec, proj_, local_batch_, tr.seq_len,
+                                                threads, qat_.get(), uses_teacher_cache());
+  micro_first_.resize(std::size_t(tr.grad_accum));
   tokens_.resize(std::size_t(tr.grad_accum) * std::size_t(local_batch_) * tr.seq_len);
   labels_.resize(tokens_.size());
 }
@@ -146,6 +150,7 @@ StepReport Trainer::step(data::BatchSource& source) {
   const std::size_t micro_len = std::size_t(local_batch_) * std::size_t(tr.seq_len);
   double labelled = 0;
   for (int micro = 0; micro < tr.grad_accum; ++micro) {
+    micro_first_[std::size_t(micro)] = source.position() + (world > 1 ? dp_first_ : 0);
     std::int32_t* lab = labels_.data() + micro * micro_len;
     mine.next(tokens_.data() + micro * micro_len, lab, local_batch_, tr.seq_len);
     labelled += double(std::count_if(lab, lab + micro_len, [](std::int32_t l) { return l >= 0; }));
@@ -159,8 +164,13 @@ StepReport Trainer::step(data::BatchSource& source) {
   std::array<double, 4> sums{};
   std::string bad;
   for (int micro = 0; micro < tr.grad_accum; ++micro) {
-    const StepLoss l = dstep_->run(params, grads_.data(), tparams_.data(), tokens_.data() + micro * micro_len,
-                                   labels_.data() + micro * micro_len, 1.0, &rep.phases, &totals);
+    const std::int32_t* tok = tokens_.data() + micro * micro_len;
+    if (uses_teacher_cache()) {
+      KD_ASSERT(cache_ != nullptr, "teacher.cache set but no cache given to the trainer");
+      cache_->read(micro_first_[std::size_t(micro)], local_batch_, tok, cache_temperature_, targets_);
+    }
+    const StepLoss l = dstep_->run(params, grads_.data(), tparams_.data(), tok, labels_.data() + micro * micro_len,
+                                   1.0, &rep.phases, &totals, uses_teacher_cache() ? &targets_ : nullptr);
     sums[0] += l.ce_sum;
     sums[1] += l.kd_sum;
     sums[2] += l.feat * double(micro_len) / totals.positions;
@@ -190,8 +200,9 @@ StepReport Trainer::step(data::BatchSource& source) {
     if (bad_grad.empty() && any_bad_grad[0] > 0) bad_grad = "gradient in another data-parallel rank's shard";
     if (bad.empty() && sums[3] > 0) bad = "loss on another data-parallel rank";
   }
-  const double alpha = teacher_ ? cfg_.distill.alpha : 1.0;
-  const bool kd = teacher_ && cfg_.distill.alpha < 1.0;
+  const bool teacher_term = teacher_ || uses_teacher_cache();
+  const double alpha = teacher_term ? cfg_.distill.alpha : 1.0;
+  const bool kd = teacher_term && cfg_.distill.alpha < 1.0;
   const double t2kd = cfg_.distill.temperature * cfg_.distill.temperature;
   rep.loss.ce = sums[0] / totals.tokens;
   rep.loss.kd = sums[1] / totals.tokens;

@@ -20,6 +20,7 @@
 #include "trainer/dist/comm.h"
 #include "trainer/config/config.h"
 #include "trainer/distill/distill_step.h"
+#include "trainer/distill/teacher_cache.h"
 #include "trainer/eval/evaluator.h"
 #include "trainer/model/llama.h"
 #include "trainer/optim/adamw.h"
@@ -82,6 +83,14 @@ class Trainer {
   quant::QatState* qat() { return qat_.get(); }
   // Pruning state (null without a prune section).
   prune::Pruner* pruner() { return pruner_.get(); }
+  // Distillation from a teacher cache (teacher.cache): the cache, checked against the run
+  // by the caller, and the index of the run's temperature among the cache's.
+  void set_teacher_cache(std::shared_ptr<const TeacherCache> cache, int temperature_index) {
+    cache_ = std::move(cache);
+    cache_temperature_ = temperature_index;
+  }
+  bool uses_teacher_cache() const { return cfg_.has_teacher && !cfg_.teacher.cache.empty(); }
+  const TeacherCache* teacher_cache() const { return cache_.get(); }
   // The batches depth pruning scores blocks on (synthetic data: made by the trainer).
   void set_prune_calibration(std::unique_ptr<data::BatchSource> s) { prune_calibration_ = std::move(s); }
 
@@ -110,6 +119,11 @@ class Trainer {
   std::unique_ptr<Evaluator> evaluator_;  // forward only, student alone, same shapes
   std::vector<std::int32_t> tokens_, labels_;  // the step's micro-batches (this rank's slices)
   std::unique_ptr<data::DataParallelSource> dp_source_;
+  std::int64_t dp_first_ = 0;               // this rank's first sequence within a global micro-batch
+  std::vector<std::int64_t> micro_first_;   // the global index of each micro-batch's first sequence
+  std::shared_ptr<const TeacherCache> cache_;
+  int cache_temperature_ = 0;
+  TopKTargets targets_;
   data::BatchSource* dp_inner_ = nullptr;  // what dp_source_ slices
   std::int64_t step_ = 0, skipped_ = 0;
 };

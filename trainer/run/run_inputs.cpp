@@ -1,0 +1,100 @@
+#include "trainer/run/run_inputs.h"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "data/token_dataset.h"
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/run/run_dir.h"
+#include "trainer/util/errors.h"
+
+namespace kd {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+data::ShardFormat shard_format(const std::string& s) {
+  if (s == "kdtrain") return data::ShardFormat::kdtrain;
+  if (s == "nanogpt") return data::ShardFormat::nanogpt;
+  if (s == "llmc") return data::ShardFormat::llmc;
+  return data::ShardFormat::auto_detect;
+}
+
+}  // namespace
+
+RunInputs gather_inputs(const TrainCommand& cmd, bool run_dir) {
+  RunInputs in;
+  if (!cmd.resume.empty()) {
+    RunDir::check(cmd.resume, RunMode::resume);  // it has a checkpoint
+    in.resume_from = RunDir::latest_checkpoint(cmd.resume);
+    ckpt::CheckpointReader r(*in.resume_from);
+    in.cfg = load_config_text(r.config_yaml(), *in.resume_from + ":/config", cmd.overrides);
+    in.run_path = cmd.resume;
+  } else {
+    KD_CHECK_INPUT(!cmd.config.empty(), "give --config FILE (or --resume RUN_DIR)");
+    in.cfg = load_config(cmd.config, cmd.overrides);
+    const std::string name = in.cfg.run.name.empty() ? fs::path(cmd.config).stem().string() : in.cfg.run.name;
+    in.run_path = (fs::path(in.cfg.run.dir) / name).string();
+    if (run_dir) RunDir::check(in.run_path, cmd.overwrite ? RunMode::overwrite : RunMode::fresh);
+  }
+  Config& cfg = in.cfg;
+  if (cmd.distill) {
+    KD_CHECK_INPUT(cfg.has_teacher, "distill: the config has no teacher section");
+  } else {
+    KD_CHECK_INPUT(!cfg.has_teacher, "train: the config has a teacher section; use `kdtrain distill`");
+  }
+  if (!in.resume_from && !cfg.train.init_from.empty()) in.init = load_model(cfg.train.init_from);
+  if (cfg.has_teacher && !cfg.teacher.checkpoint.empty()) {
+    in.teacher = load_model(cfg.teacher.checkpoint);
+    cfg.teacher.spec = in.teacher->config.model;
+    for (const auto& [s, t] : cfg.distill.feature.layers) {
+      KD_CHECK_INPUT(cfg.distill.feature.beta <= 0 || t <= cfg.teacher.spec.n_layers,
+                     "distill.feature.layers: teacher hidden index {} is outside 0..{} of {}", t,
+                     cfg.teacher.spec.n_layers, cfg.teacher.checkpoint);
+    }
+  }
+  if (cfg.data.kind == DataKind::shards) {
+    const auto fmt_ = shard_format(cfg.data.format);
+    in.train_shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(cfg.data.train, fmt_));
+    data::check_shard(*in.train_shard, cfg.model.vocab, cfg.train.seq_len, "training");
+    if (!cfg.data.val.empty()) {
+      in.val_shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(cfg.data.val, fmt_));
+      data::check_shard(*in.val_shard, cfg.model.vocab, cfg.train.seq_len, "validation");
+    }
+    std::string tok = cfg.data.tokenizer;
+    const fs::path beside = fs::path(cfg.data.train).parent_path() / "tokenizer.json";
+    if (tok.empty() && fs::exists(beside)) tok = beside.string();
+    if (!tok.empty()) {
+      in.tokenizer = data::BpeTokenizer::load(tok);
+      KD_CHECK_INPUT(in.tokenizer->vocab_size() <= cfg.model.vocab,
+                     "tokenizer {} has {} tokens but model.vocab is {}", tok, in.tokenizer->vocab_size(),
+                     cfg.model.vocab);
+      const auto h = in.train_shard->tokenizer_hash();
+      KD_CHECK_INPUT(h == 0 || h == in.tokenizer->hash(),
+                     "training shard {} was made with another tokenizer than {} (hash {:016x} vs {:016x})",
+                     cfg.data.train, tok, h, in.tokenizer->hash());
+    }
+    in.provenance["train_data_hash"] = fmt::format("{:016x}", data::shard_hash(*in.train_shard));
+    if (in.val_shard) in.provenance["val_data_hash"] = fmt::format("{:016x}", data::shard_hash(*in.val_shard));
+    if (in.tokenizer) in.provenance["tokenizer_hash"] = fmt::format("{:016x}", in.tokenizer->hash());
+    if (in.teacher) {
+      auto it = in.teacher->provenance.find("tokenizer_hash");
+      if (it != in.teacher->provenance.end() && in.provenance.count("tokenizer_hash")) {
+        KD_CHECK_INPUT(it->second == in.provenance["tokenizer_hash"],
+                       "teacher {} was trained with another tokenizer (hash {} vs {})", cfg.teacher.checkpoint,
+                       it->second, in.provenance["tokenizer_hash"]);
+      }
+    }
+  }
+  if (in.teacher) {
+    const std::int64_t tok_vocab = in.tokenizer ? in.tokenizer->vocab_size()
+                                   : in.teacher->tokenizer ? in.teacher->tokenizer->vocab_size() : 0;
+    check_teacher_vocab(cfg.model.vocab, cfg.teacher.spec.vocab, tok_vocab, cfg.teacher.checkpoint);
+  }
+  return in;
+}
+
+
+}  // namespace kd

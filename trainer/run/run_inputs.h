@@ -1,0 +1,34 @@
+// What `train`, `distill` and `cache-teacher` read and check before anything is written:
+// the config (or a resumed run's), the teacher checkpoint, token shards, the tokenizer,
+// and the provenance of the data. Bad input throws InputError (exit 2).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "data/shards/token_shard.h"
+#include "data/tokenizer/bpe_tokenizer.h"
+#include "trainer/config/config.h"
+#include "trainer/run/model_loader.h"
+#include "trainer/run/provenance.h"
+#include "trainer/run/training_run.h"
+
+namespace kd {
+
+struct RunInputs {
+  Config cfg;
+  std::string run_path;
+  std::optional<std::string> resume_from;  // checkpoint
+  std::unique_ptr<LoadedModel> teacher;
+  std::shared_ptr<const data::TokenShard> train_shard, val_shard;
+  std::optional<data::BpeTokenizer> tokenizer;
+  Provenance provenance;
+  std::unique_ptr<LoadedModel> init;  // train.init_from
+};
+
+
+// run_dir: also check that the run directory can be created (or resumed).
+RunInputs gather_inputs(const TrainCommand& cmd, bool run_dir = true);
+
+}  // namespace kd
