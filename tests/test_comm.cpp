@@ -1,7 +1,9 @@
 // Comm (trainer/dist/comm.h) against closed-form results: run by CTest as one process
-// (the single-process Comm) and under `mpirun -np 2` and `-np 3` (MPI; 3 ranks give
-// uneven shards and padding). Every rank runs every test in the same order; the values
-// are small integers and halves, so float sums are exact and compared with ==.
+// (the single-process Comm) and under `mpirun -np 2`, `-np 3` and `-np 4` (MPI; 3 ranks
+// give uneven shards and padding). Every operation runs on the world and on a sub-group:
+// the first W − 1 ranks (W ≥ 3; else the world) in reverse order, and the last rank alone,
+// so group ranks differ from world ranks. Every rank runs every test in the same order;
+// the values are small integers and halves, so float sums are exact and compared with ==.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -18,6 +20,22 @@ kd::dist::Comm& world() {
   return *c;
 }
 
+// Created on first use, by every rank at the same point (split is collective).
+kd::dist::Comm& subgroup() {
+  static std::unique_ptr<kd::dist::Comm> g = [] {
+    auto& w = world();
+    const int W = w.size(), r = w.rank();
+    const bool last_alone = W >= 3 && r == W - 1;
+    return w.split(last_alone ? 1 : 0, -r, "test sub-group");
+  }();
+  return *g;
+}
+
+class CommOps : public ::testing::TestWithParam<const char*> {
+ protected:
+  kd::dist::Comm& comm() { return std::string(GetParam()) == "world" ? world() : subgroup(); }
+};
+
 TEST(Comm, WorldMatchesTheLauncher) {
   auto& c = world();
   const char* env = std::getenv("OMPI_COMM_WORLD_SIZE");
@@ -27,8 +45,22 @@ TEST(Comm, WorldMatchesTheLauncher) {
   std::printf("rank %d: %s\n", c.rank(), c.describe().c_str());
 }
 
-TEST(Comm, AllReduceSumsAndMaxes) {
-  auto& c = world();
+TEST(Comm, SubGroupRanksAreReversed) {
+  auto& w = world();
+  auto& g = subgroup();
+  const int W = w.size(), r = w.rank();
+  if (W >= 3 && r == W - 1) {
+    EXPECT_EQ(g.size(), 1);
+    EXPECT_EQ(g.rank(), 0);
+  } else {
+    const int n = W >= 3 ? W - 1 : W;
+    EXPECT_EQ(g.size(), n);
+    EXPECT_EQ(g.rank(), n - 1 - r);  // keys -r: the highest world rank first
+  }
+}
+
+TEST_P(CommOps, AllReduceSumsAndMaxes) {
+  auto& c = comm();
   const int W = c.size(), r = c.rank();
   std::vector<float> x(7);
   std::vector<double> y(7), z(7);
@@ -50,8 +82,8 @@ TEST(Comm, AllReduceSumsAndMaxes) {
 }
 
 // ZeRO's pair: a padded buffer reduce-scattered into contiguous shards, then gathered back.
-TEST(Comm, ReduceScatterThenAllGatherOverPaddedShards) {
-  auto& c = world();
+TEST_P(CommOps, ReduceScatterThenAllGatherOverPaddedShards) {
+  auto& c = comm();
   const int W = c.size(), r = c.rank();
   const std::size_t n = 10, shard = kd::dist::padded_shard(n, W);
   EXPECT_GE(shard * std::size_t(W), n);
@@ -76,8 +108,8 @@ TEST(Comm, ReduceScatterThenAllGatherOverPaddedShards) {
 }
 
 // Uneven counts: rank k owns k + 1 elements.
-TEST(Comm, UnevenReduceScatterAndAllGather) {
-  auto& c = world();
+TEST_P(CommOps, UnevenReduceScatterAndAllGather) {
+  auto& c = comm();
   const int W = c.size(), r = c.rank();
   std::vector<std::size_t> counts(static_cast<std::size_t>(W));
   std::iota(counts.begin(), counts.end(), std::size_t(1));
@@ -98,8 +130,8 @@ TEST(Comm, UnevenReduceScatterAndAllGather) {
   }
 }
 
-TEST(Comm, BroadcastSendRecvAndSplit) {
-  auto& c = world();
+TEST_P(CommOps, BroadcastSendRecvAndSplit) {
+  auto& c = comm();
   const int W = c.size(), r = c.rank();
   std::vector<float> b(5, float(r));
   std::vector<std::int64_t> bi(3, r);
@@ -118,6 +150,16 @@ TEST(Comm, BroadcastSendRecvAndSplit) {
       c.send(out, next, 7);
     }
     for (float v : got) EXPECT_EQ(v, float(prev));
+    // int32 (token ids, top-k indices): every bit, beyond float's 24
+    std::vector<std::int32_t> iout(3, (1 << 30) + 7 * r + 1), igot(3, -1);
+    if (r % 2 == 0) {
+      c.send(iout, next, 8);
+      c.recv(igot, prev, 8);
+    } else {
+      c.recv(igot, prev, 8);
+      c.send(iout, next, 8);
+    }
+    for (auto v : igot) EXPECT_EQ(v, (1 << 30) + 7 * prev + 1);
   }
   // groups: even and odd ranks, each summing its own members
   auto sub = c.split(r % 2, r, "test group");
@@ -134,8 +176,8 @@ TEST(Comm, BroadcastSendRecvAndSplit) {
 
 // Same inputs, same world size: the same bits, call after call (float sums of arbitrary
 // values, where the order matters).
-TEST(Comm, ReductionsAreDeterministic) {
-  auto& c = world();
+TEST_P(CommOps, ReductionsAreDeterministic) {
+  auto& c = comm();
   std::mt19937 rng(1234u + unsigned(c.rank()));
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::vector<float> x(4099);
@@ -145,5 +187,7 @@ TEST(Comm, ReductionsAreDeterministic) {
   c.all_reduce_sum(b);
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(Groups, CommOps, ::testing::Values("world", "subgroup"));
 
 }  // namespace

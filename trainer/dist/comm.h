@@ -48,6 +48,8 @@ class Comm {
   virtual void broadcast(std::span<std::int64_t> x, int root) = 0;
   virtual void send(std::span<const float> x, int to, int tag) = 0;
   virtual void recv(std::span<float> x, int from, int tag) = 0;
+  virtual void send(std::span<const std::int32_t> x, int to, int tag) = 0;
+  virtual void recv(std::span<std::int32_t> x, int from, int tag) = 0;
   virtual void barrier() = 0;
   // A sub-group of the ranks with the same color, ordered by key (MPI_Comm_split); `name`
   // says what the group is for in watchdog messages ("data-parallel group").

@@ -144,6 +144,16 @@ class MpiComm final : public Comm {
       return MPI_Irecv(x.data(), count_of(x.size(), "recv"), MPI_FLOAT, from, tag, comm_, r);
     }, false);
   }
+  void send(std::span<const std::int32_t> x, int to, int tag) override {
+    run("send", [&](MPI_Request* r) {
+      return MPI_Isend(x.data(), count_of(x.size(), "send"), MPI_INT32_T, to, tag, comm_, r);
+    }, false);
+  }
+  void recv(std::span<std::int32_t> x, int from, int tag) override {
+    run("recv", [&](MPI_Request* r) {
+      return MPI_Irecv(x.data(), count_of(x.size(), "recv"), MPI_INT32_T, from, tag, comm_, r);
+    }, false);
+  }
   void barrier() override {
     run("barrier", [&](MPI_Request* r) { return MPI_Ibarrier(comm_, r); });
   }
