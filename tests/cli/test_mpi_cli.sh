@@ -5,6 +5,10 @@
 #  * a 2-rank run stopped at step 4 and resumed on 2 ranks gives the uninterrupted run's
 #    losses bit for bit; resumed on 1 and on 3 ranks, within 1e-5 (a warning says the
 #    world size changed);
+#  * a teacher on its own rank (parallel.teacher_ranks = 1) serving 1 and 2 student ranks
+#    (k = the vocabulary): the losses of the teacher on the student's rank within 1e-5;
+#    stopped at step 4 and resumed (same layout): bit for bit; a feature loss, another
+#    divergence, or no rank left for the student: exit 2;
 #  * the watchdog: one rank stopped (SIGSTOP) mid-run makes the other abort the job with
 #    exit 3 within the timeout, naming the collective and the late rank; one rank killed
 #    (SIGKILL) ends the job non-zero within the timeout; no process is left behind.
@@ -76,6 +80,36 @@ for np in 1 3; do
   fi
 done
 
+# ---- a teacher on its own rank: top-k with k = V, no feature loss (teacher ranks send no hidden states)
+nofeat="--set distill.feature.beta=0 --set distill.top_k=300"
+run_np 1 distill --config "$tmp/student.yaml" $nofeat --set run.name=local >"$tmp/local.log" 2>&1 || fail "local teacher"
+for np in 2 3; do
+  run_np "$np" distill --config "$tmp/student.yaml" $nofeat --set parallel.teacher_ranks=1 --set run.name="remote$np" \
+    >"$tmp/remote$np.log" 2>&1 || { fail "teacher rank with $np ranks"; tail -5 "$tmp/remote$np.log"; }
+  if close "$tmp/runs/local" "$tmp/runs/remote$np" 1e-5 && grep -q "teacher: on its own rank $((np - 1))" "$tmp/remote$np.log"; then
+    ok "$np ranks, the last one the teacher's: the losses of a teacher on the student's rank within 1e-5"
+  else
+    fail "teacher rank, $np ranks"; paste <(losses "$tmp/runs/local") <(losses "$tmp/runs/remote$np")
+  fi
+done
+cp -r "$tmp/runs/remote3" "$tmp/runs/remote3r" && rm "$tmp/runs/remote3r/checkpoints/step-00000008.h5"
+run_np 3 distill --resume "$tmp/runs/remote3r" >"$tmp/remote3r.log" 2>&1 || { fail "resume with a teacher rank"; tail -5 "$tmp/remote3r.log"; }
+cmp -s <(strip "$tmp/runs/remote3/metrics.jsonl") <(strip "$tmp/runs/remote3r/metrics.jsonl") \
+  && ok "2 students + 1 teacher rank stopped at step 4 and resumed: the same losses bit for bit" \
+  || fail "resume with a teacher rank differs"
+mpi_expect() {  # mpi_expect <np> <stderr substring> <kdtrain args...>: exit 2 (mpirun passes it on)
+  local np=$1 want=$2; shift 2
+  run_np "$np" "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?
+  if [ "$rc" -eq 2 ] && grep -qF -- "$want" "$tmp/err"; then ok "$np ranks: exit 2: $(grep -m1 error "$tmp/err" | cut -c1-120)"
+  else fail "$np ranks, kdtrain $* -> rc $rc, wanted 2 and: $want"; head -3 "$tmp/err"; fi
+}
+mpi_expect 2 "distill.feature.beta > 0 needs the teacher's hidden states; teacher ranks" \
+  distill --config "$tmp/student.yaml" --set parallel.teacher_ranks=1 --set run.name=bad
+mpi_expect 2 "distill.divergence is jsd; teacher ranks" distill --config "$tmp/student.yaml" $nofeat \
+  --set parallel.teacher_ranks=1 --set distill.divergence=jsd --set run.name=bad
+mpi_expect 2 "parallel.teacher_ranks is 2 but the job has 2 rank(s)" distill --config "$tmp/student.yaml" $nofeat \
+  --set parallel.teacher_ranks=2 --set run.name=bad
+
 # ---- the watchdog. A long run (many steps); once it has logged a step, one rank is
 # stopped or killed. The rank's pid comes from its environment (OMPI_COMM_WORLD_RANK and
 # a tag of this test), so no other process on the machine is touched.
@@ -86,11 +120,11 @@ rank_pid() {  # the pid of world rank $1 of this test's job
   for p in $(tagged); do env_of "$p" | grep -qx "OMPI_COMM_WORLD_RANK=$1" && { echo "$p"; return; }; done
 }
 left_behind() { for p in $(tagged); do [ "$p" != $$ ] && echo "$p $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"; done; }
-watch_case() {  # watch_case <signal> <name>
-  local sig=$1 name=$2
+watch_case() {  # watch_case <signal> <name> [kdtrain options...]
+  local sig=$1 name=$2; shift 2
   KD_TEST_TAG=$tag "$mpirun" -np 2 --oversubscribe -x KD_TEST_TAG "$bin" distill --config "$tmp/student.yaml" \
     --set run.name="$name" --set train.steps=100000 --set train.log_every=1 --set train.eval_every=0 \
-    --set train.checkpoint_every=0 --set parallel.watchdog_min_s=3 --set parallel.watchdog_step_factor=5 \
+    --set train.checkpoint_every=0 --set parallel.watchdog_min_s=3 --set parallel.watchdog_step_factor=5 "$@" \
     >"$tmp/$name.log" 2>&1 &
   local job=$!
   for _ in $(seq 300); do grep -q "^step  *[0-9]" "$tmp/$name.log" 2>/dev/null && break; sleep 0.1; done
@@ -119,6 +153,15 @@ if [ "$WATCH_RC" = 3 ] && grep -q "watchdog: .* #[0-9]* in the world (2 ranks) w
   ok "rank 1 stopped: the job exits 3 after ${WATCH_S} s: $(grep -m1 'watchdog:' "$tmp/hang.log" | cut -c1-110)"
 else
   fail "SIGSTOP: rc $WATCH_RC after ${WATCH_S} s"; grep -v "^step" "$tmp/hang.log" | tail -8
+fi
+
+# the teacher rank stopped: the student waits for its targets (a recv) and names it
+watch_case STOP teacher_hang $nofeat --set parallel.teacher_ranks=1
+if [ "$WATCH_RC" = 3 ] && grep -q "watchdog: recv from rank 1 (after collective #[0-9]*) in the world (2 ranks)" "$tmp/teacher_hang.log" \
+   && grep -q "rank 1 (world rank 1 on .*): LATE" "$tmp/teacher_hang.log"; then
+  ok "the teacher rank stopped: exit 3 after ${WATCH_S} s: $(grep -m1 'watchdog:' "$tmp/teacher_hang.log" | cut -c1-90)"
+else
+  fail "teacher rank SIGSTOP: rc $WATCH_RC after ${WATCH_S} s"; grep -v "^step" "$tmp/teacher_hang.log" | tail -8
 fi
 
 watch_case KILL killed

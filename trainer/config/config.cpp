@@ -31,6 +31,16 @@ void Config::validate() const {
     KD_CHECK_INPUT(distill.teacher_pretrain_steps == 0,
                    "distill.teacher_pretrain_steps: a run with teacher.cache has no teacher to pretrain");
   }
+  if (parallel.teacher_ranks > 0) {
+    KD_CHECK_INPUT(has_teacher && !teacher.checkpoint.empty() && teacher.cache.empty(),
+                   "parallel.teacher_ranks needs teacher.checkpoint (the teacher those ranks run) and no teacher.cache");
+    KD_CHECK_INPUT(distill.divergence == kern::Divergence::forward_kl,
+                   "distill.divergence is {}; teacher ranks (parallel.teacher_ranks) send top-k logits, for which only "
+                   "forward_kl is defined (the tail as one bucket)",
+                   distill.divergence == kern::Divergence::reverse_kl ? "reverse_kl" : "jsd");
+    KD_CHECK_INPUT(f.beta == 0, "distill.feature.beta > 0 needs the teacher's hidden states; teacher ranks "
+                   "(parallel.teacher_ranks) send only top-k logits (sending hidden states is not implemented)");
+  }
   if (f.beta > 0) {
     KD_CHECK_INPUT(has_teacher, "distill.feature.beta > 0 needs a teacher section");
     KD_CHECK_INPUT(!f.layers.empty(), "distill.feature.beta > 0 needs distill.feature.layers");

@@ -209,11 +209,16 @@ struct RunSection {
 };
 
 struct ParallelSection {
+  int teacher_ranks = 0;
   double watchdog_min_s = 300;
   double watchdog_step_factor = 20;
   template <class V>
   void visit(V& v) {
     using namespace config;
+    v.field("teacher_ranks", teacher_ranks,
+            "distill: the last N MPI ranks run only the teacher and send each student rank, per micro-batch, the "
+            "teacher's top-k logits (distill.top_k) and log-sum-exp; the student ranks never load the teacher "
+            "(forward KL only, no feature loss); 0 = every rank runs its own teacher", between(0, 1 << 20));
     v.field("watchdog_min_s", watchdog_min_s,
             "seconds any collective may wait at least before the watchdog aborts the job (exit 3, naming the "
             "collective and the late rank); also the limit before the first step's time is known", above(0));

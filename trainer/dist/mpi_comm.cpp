@@ -137,22 +137,22 @@ class MpiComm final : public Comm {
   void send(std::span<const float> x, int to, int tag) override {
     run("send", [&](MPI_Request* r) {
       return MPI_Isend(x.data(), count_of(x.size(), "send"), MPI_FLOAT, to, tag, comm_, r);
-    }, false);
+    }, false, to);
   }
   void recv(std::span<float> x, int from, int tag) override {
     run("recv", [&](MPI_Request* r) {
       return MPI_Irecv(x.data(), count_of(x.size(), "recv"), MPI_FLOAT, from, tag, comm_, r);
-    }, false);
+    }, false, from);
   }
   void send(std::span<const std::int32_t> x, int to, int tag) override {
     run("send", [&](MPI_Request* r) {
       return MPI_Isend(x.data(), count_of(x.size(), "send"), MPI_INT32_T, to, tag, comm_, r);
-    }, false);
+    }, false, to);
   }
   void recv(std::span<std::int32_t> x, int from, int tag) override {
     run("recv", [&](MPI_Request* r) {
       return MPI_Irecv(x.data(), count_of(x.size(), "recv"), MPI_INT32_T, from, tag, comm_, r);
-    }, false);
+    }, false, from);
   }
   void barrier() override {
     run("barrier", [&](MPI_Request* r) { return MPI_Ibarrier(comm_, r); });
@@ -165,10 +165,10 @@ class MpiComm final : public Comm {
 
  private:
   template <class Start>
-  void run(const char* op, Start start, bool collective = true) {
+  void run(const char* op, Start start, bool collective = true, int peer = -1) {
     MPI_Request req = MPI_REQUEST_NULL;
     check(start(&req), op);
-    check(watchdog_->wait(req, op, collective), op);
+    check(watchdog_->wait(req, op, collective, peer), op);
   }
   void check_counts(const std::vector<std::size_t>& counts, std::size_t whole, std::size_t mine,
                     const char* what) const {

@@ -75,7 +75,7 @@ std::string Watchdog::who(int r) const {
 
 Watchdog::Status Watchdog::mine() const { return {seq_, waiting_ ? 1 : 0, op_}; }
 
-int Watchdog::wait(MPI_Request& req, const char* op, bool collective) {
+int Watchdog::wait(MPI_Request& req, const char* op, bool collective, int peer) {
   if (collective) ++seq_;
   waiting_ = true;
   op_ = op_index(op);
@@ -90,7 +90,7 @@ int Watchdog::wait(MPI_Request& req, const char* op, bool collective) {
     if ((i & 63) == 63) {
       if (size_ > 1) answer_queries();
       const double waited = MPI_Wtime() - t0;
-      if (timeout_ > 0 && waited > timeout_) expire(op, waited);
+      if (timeout_ > 0 && waited > timeout_) expire(op, waited, peer);
       sched_yield();
     }
   }
@@ -113,7 +113,7 @@ void Watchdog::answer_queries() {
   }
 }
 
-void Watchdog::expire(const char* op, double waited) {
+void Watchdog::expire(const char* op, double waited, int peer) {
   const Status me = mine();
   // Ask every other rank; answer theirs meanwhile (they may be timing out too).
   reply_buffers().push_back({me.seq, me.waiting, me.op});
@@ -141,9 +141,11 @@ void Watchdog::expire(const char* op, double waited) {
       usleep(1000);
     }
   }
-  std::string text = fmt::format(
-      "kdtrain: watchdog: {} #{} in the {} ({} ranks) waited {:.1f} s (timeout {:.1f} s) on rank {} ({})\n", op,
-      me.seq, group_, size_, waited, timeout_, rank_, who(rank_));
+  const std::string what = peer >= 0 ? fmt::format("{} {} rank {} (after collective #{})", op,
+                                                    std::string(op) == "send" ? "to" : "from", peer, me.seq)
+                                    : fmt::format("{} #{}", op, me.seq);
+  std::string text = fmt::format("kdtrain: watchdog: {} in the {} ({} ranks) waited {:.1f} s (timeout {:.1f} s) on rank {} ({})\n",
+                                 what, group_, size_, waited, timeout_, rank_, who(rank_));
   int late = 0;
   for (int p = 0; p < size_; ++p) {
     if (p == rank_) continue;

@@ -30,7 +30,8 @@ class Watchdog {
   // Completes `req` (started by the caller for operation `op`); `collective` says whether
   // every rank of the group takes part (then it counts in the sequence numbers).
   // Returns MPI's error code of the completed request.
-  int wait(MPI_Request& req, const char* op, bool collective);
+  // peer: the other rank of a send or recv (-1 for a collective).
+  int wait(MPI_Request& req, const char* op, bool collective, int peer = -1);
   // "world rank 1 on host, pid 812" of group rank r.
   std::string who(int r) const;
 
@@ -40,7 +41,7 @@ class Watchdog {
     std::int64_t waiting = 0;  // 1 while inside a wait
     std::int64_t op = -1;      // index into kOps of the one it waits in
   };
-  [[noreturn]] void expire(const char* op, double waited);
+  [[noreturn]] void expire(const char* op, double waited, int peer);
   void answer_queries();
   Status mine() const;
 

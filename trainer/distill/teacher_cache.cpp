@@ -248,6 +248,11 @@ void TeacherCacheWriter::finish() {
   if (ec) throw RuntimeFailure(fmt::format("teacher cache: renaming {} to {}: {}", m.tmp, m.path, ec.message()));
 }
 
+std::string CacheTargets::describe() const {
+  return fmt::format("the cache {} (top-{} logits of {}, temperature {})", dir_, cache_->shape().k,
+                     cache_->teacher_path(), cache_->shape().temperatures[std::size_t(t_)]);
+}
+
 // ---------------------------------------------------------------- reader
 struct TeacherCache::Impl {
   struct Shard {

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/distill/target_source.h"
 #include "trainer/distill/teacher_topk.h"
 
 namespace kd {
@@ -79,6 +80,22 @@ class TeacherCache {
   TeacherCache();
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// A cache as the trainer's target source, at one of its temperatures.
+class CacheTargets final : public TargetSource {
+ public:
+  CacheTargets(std::shared_ptr<const TeacherCache> cache, int temperature_index, std::string dir)
+      : cache_(std::move(cache)), t_(temperature_index), dir_(std::move(dir)) {}
+  void fetch(std::int64_t first, int batch, int, const std::int32_t* tokens, TopKTargets& out) override {
+    cache_->read(first, batch, tokens, t_, out);
+  }
+  std::string describe() const override;
+
+ private:
+  std::shared_ptr<const TeacherCache> cache_;
+  int t_;
+  std::string dir_;
 };
 
 }  // namespace kd

@@ -52,7 +52,7 @@ ckpt::CheckpointContents derived_checkpoint(const ckpt::CheckpointReader& source
   return c;
 }
 
-std::unique_ptr<LoadedModel> load_model(const std::string& path) {
+std::unique_ptr<LoadedModel> load_model(const std::string& path, bool weights) {
   auto m = std::make_unique<LoadedModel>();
   m->path = path;
   ckpt::CheckpointReader r(path);
@@ -66,6 +66,7 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path) {
   m->provenance = r.provenance();
   m->step = r.has_state("step") ? r.state("step") : 0;
   m->layout = std::make_unique<LlamaLayout>(m->config.model, m->table);
+  if (!weights) return m;
   m->params.resize(m->table.total());
   if (r.kind() != "quantized") {
     read_tensors(r, "model", m->table, m->params.data());

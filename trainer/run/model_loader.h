@@ -31,7 +31,8 @@ struct LoadedModel {
 };
 
 // InputError naming the checkpoint (and the tensor) on anything missing or malformed.
-std::unique_ptr<LoadedModel> load_model(const std::string& checkpoint_path);
+// weights = false: config, tokenizer, provenance and layout only (params stays empty).
+std::unique_ptr<LoadedModel> load_model(const std::string& checkpoint_path, bool weights = true);
 
 // A teacher may have a different vocabulary size only when the difference is padding:
 // rows beyond the tokenizer's vocabulary, which no token uses (the divergence then runs

@@ -24,7 +24,7 @@ data::ShardFormat shard_format(const std::string& s) {
 
 }  // namespace
 
-RunInputs gather_inputs(const TrainCommand& cmd, bool run_dir) {
+RunInputs gather_inputs(const TrainCommand& cmd, bool run_dir, int world_rank, int world_size) {
   RunInputs in;
   if (!cmd.resume.empty()) {
     RunDir::check(cmd.resume, RunMode::resume);  // it has a checkpoint
@@ -47,7 +47,9 @@ RunInputs gather_inputs(const TrainCommand& cmd, bool run_dir) {
   }
   if (!in.resume_from && !cfg.train.init_from.empty()) in.init = load_model(cfg.train.init_from);
   if (cfg.has_teacher && !cfg.teacher.checkpoint.empty()) {
-    in.teacher = load_model(cfg.teacher.checkpoint);
+    const int teachers = cfg.parallel.teacher_ranks;
+    const bool student_rank = teachers > 0 && world_rank < world_size - teachers;
+    in.teacher = load_model(cfg.teacher.checkpoint, !student_rank);
     cfg.teacher.spec = in.teacher->config.model;
     for (const auto& [s, t] : cfg.distill.feature.layers) {
       KD_CHECK_INPUT(cfg.distill.feature.beta <= 0 || t <= cfg.teacher.spec.n_layers,

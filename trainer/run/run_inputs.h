@@ -28,7 +28,9 @@ struct RunInputs {
 };
 
 
-// run_dir: also check that the run directory can be created (or resumed).
-RunInputs gather_inputs(const TrainCommand& cmd, bool run_dir = true);
+// run_dir: also check that the run directory can be created (or resumed). world_rank,
+// world_size: with parallel.teacher_ranks, a student rank reads the teacher checkpoint's
+// config but not its weights.
+RunInputs gather_inputs(const TrainCommand& cmd, bool run_dir = true, int world_rank = 0, int world_size = 1);
 
 }  // namespace kd

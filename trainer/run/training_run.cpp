@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -21,6 +22,7 @@
 #include "trainer/run/run_dir.h"
 #include "trainer/run/run_inputs.h"
 #include "trainer/run/teacher_cache_run.h"
+#include "trainer/run/teacher_ranks.h"
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/teacher_pretrain.h"
 #include "trainer/train/trainer.h"
@@ -61,7 +63,7 @@ int run_training(const TrainCommand& cmd) {
   // evaluates (the same result on each).
   const std::unique_ptr<dist::Comm> world = dist::make_world_comm();
   const bool leader = world->rank() == 0;
-  RunInputs in = gather_inputs(cmd);
+  RunInputs in = gather_inputs(cmd, true, world->rank(), world->size());
   Config& cfg = in.cfg;
   const auto& tr = cfg.train;
   world->set_timeout(cfg.parallel.watchdog_min_s);
@@ -71,10 +73,35 @@ int run_training(const TrainCommand& cmd) {
   prov["world_size"] = std::to_string(world->size());
   if (in.teacher) prov["teacher_checkpoint"] = in.teacher->path;
 
-  Trainer trainer(cfg, world.get());
-  if (trainer.uses_teacher_cache()) {
+  // Groups: with teacher ranks, the students are a data-parallel group of their own.
+  const TeacherRanks layout = teacher_ranks(cfg, world->size());
+  KD_CHECK_INPUT(tr.batch_size >= layout.students(),
+                 "train.batch_size ({}) is smaller than the {} data-parallel ranks: every rank needs at least one "
+                 "sequence of each micro-batch", tr.batch_size, layout.students());
+  std::unique_ptr<dist::Comm> student_group;
+  dist::Comm* dp = world.get();
+  if (layout.teachers > 0) {
+    const bool teacher_rank = layout.is_teacher(world->rank());
+    student_group = world->split(teacher_rank ? 1 : 0, world->rank(), teacher_rank ? "teacher group" : "data-parallel group");
+    student_group->set_timeout(cfg.parallel.watchdog_min_s);
+    if (teacher_rank) {
+      world->barrier();  // the students' barrier before the run directory
+      std::array<std::int64_t, 1> start{0};
+      world->broadcast(start, 0);  // the step the students start (or resume) at
+      serve_as_teacher(in, *world, layout, start[0]);
+      return 0;
+    }
+    dp = student_group.get();
+  }
+
+  Trainer trainer(cfg, dp);
+  const int kd_vocab = cfg.has_teacher ? std::min(cfg.model.vocab, cfg.teacher.spec.vocab) : 0;
+  if (trainer.uses_topk_targets() && !cfg.teacher.cache.empty()) {
     const RunCache rc = open_run_cache(in);
-    trainer.set_teacher_cache(rc.cache, rc.temperature_index);
+    trainer.set_targets(std::make_unique<CacheTargets>(rc.cache, rc.temperature_index, cfg.teacher.cache));
+  } else if (trainer.uses_topk_targets()) {
+    trainer.set_targets(std::make_unique<RemoteTeacherTargets>(*world, layout.teacher_of(dp->rank()),
+                                                               teacher_rank_k(cfg, kd_vocab), kd_vocab));
   }
   std::unique_ptr<data::BatchSource> source;
   if (cfg.data.kind == DataKind::shards) {
@@ -99,23 +126,26 @@ int run_training(const TrainCommand& cmd) {
   Progress progress(tr.steps, tr.log_every, leader ? stdout : nullptr);
   progress.line(fmt::format("kdtrain {}: run {} | threads {} | {}", cmd.distill ? "distill" : "train", in.run_path,
                             threads, blas_description()));
-  if (world->size() > 1) {
+  if (dp->size() > 1) {
     std::string split;
-    for (const int b : data::DataParallelSource::split(tr.batch_size, world->size())) {
+    for (const int b : data::DataParallelSource::split(tr.batch_size, dp->size())) {
       split += fmt::format("{}{}", split.empty() ? "" : "+", b);
     }
     progress.line(fmt::format("data parallel: {} ranks, micro-batch of {} sequences split {}, ZeRO-1 shards of {} "
-                              "parameters; watchdog {:.0f} s at least", world->size(), tr.batch_size, split,
-                              dist::padded_shard(trainer.student_table().total(), world->size()),
+                              "parameters; watchdog {:.0f} s at least", dp->size(), tr.batch_size, split,
+                              dist::padded_shard(trainer.student_table().total(), dp->size()),
                               cfg.parallel.watchdog_min_s));
+  }
+  if (layout.teachers > 0) {
+    progress.line(fmt::format("teacher ranks: {} (world ranks {}..{}) run only the teacher, each serving {} student "
+                              "rank(s)", layout.teachers, layout.students(), layout.world - 1,
+                              (layout.students() + layout.teachers - 1) / layout.teachers));
   }
 
   if (trainer.qat()) progress.line(trainer.qat()->summary());
   if (in.init) progress.line(fmt::format("init: weights of {} (step {})", in.init->path, in.init->step));
-  if (trainer.uses_teacher_cache()) {
-    progress.line(fmt::format("teacher: the cache {} (top-{} logits of {}, temperature {})", cfg.teacher.cache,
-                              trainer.teacher_cache()->shape().k, trainer.teacher_cache()->teacher_path(),
-                              cfg.distill.temperature));
+  if (trainer.uses_topk_targets()) {
+    progress.line("teacher: " + trainer.targets()->describe());
   } else if (in.teacher) {
     read_tensors(ckpt::CheckpointReader(in.teacher->path), "model", trainer.teacher_table(), trainer.teacher_params());
     progress.line(fmt::format("teacher: {} (step {}, {} parameters)", in.teacher->path, in.teacher->step,
@@ -148,7 +178,7 @@ int run_training(const TrainCommand& cmd) {
       }
     }
     trainer.load_moments(m.data(), v.data());
-    if (cfg.has_teacher && !in.teacher && !trainer.uses_teacher_cache()) {
+    if (cfg.has_teacher && !in.teacher && !trainer.uses_topk_targets()) {
       read_tensors(r, "teacher", trainer.teacher_table(), trainer.teacher_params());
     }
     trainer.optimizer().set_steps_taken(r.state("adam_step"));
@@ -269,7 +299,7 @@ int run_training(const TrainCommand& cmd) {
     if (trainer.pruner()) {
       for (auto& [group, list] : trainer.pruner()->checkpoint_groups()) c.tensors[group] = std::move(list);
     }
-    if (cfg.has_teacher && !in.teacher && !trainer.uses_teacher_cache()) {  // a teacher made in this run: no file of its own
+    if (cfg.has_teacher && !in.teacher && !trainer.uses_topk_targets()) {  // a teacher made in this run: no file of its own
       std::vector<ckpt::TensorView> v;
       for (const auto& t : trainer.teacher_table().tensors()) v.push_back({t.name, t.shape, trainer.teacher_params() + t.offset});
       c.tensors["teacher"] = v;
@@ -280,13 +310,19 @@ int run_training(const TrainCommand& cmd) {
 
   const double tokens_per_step = double(tr.batch_size) * tr.seq_len * tr.grad_accum;
   const bool kd_terms = cfg.has_teacher && cfg.distill.alpha < 1.0;
+  if (layout.teachers > 0) {  // the teacher ranks start where the students do
+    std::array<std::int64_t, 1> start{trainer.steps_done()};
+    world->broadcast(start, 0);
+  }
   double slowest = 0;
   for (std::int64_t s = trainer.steps_done(); s < tr.steps; ++s) {
     const StepReport r = trainer.step(*source);
     // the watchdog's limit follows the slowest step (a checkpoint or an evaluation between
     // steps is waited for under the same limit)
     slowest = std::max(slowest, r.seconds);
-    world->set_timeout(std::max(cfg.parallel.watchdog_min_s, cfg.parallel.watchdog_step_factor * slowest));
+    const double limit = std::max(cfg.parallel.watchdog_min_s, cfg.parallel.watchdog_step_factor * slowest);
+    world->set_timeout(limit);
+    dp->set_timeout(limit);
     if (!r.prune_event.empty()) progress.line(r.prune_event);
     tokens_seen += std::int64_t(tokens_per_step);
     const std::int64_t step = s + 1;

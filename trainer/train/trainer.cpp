@@ -44,7 +44,7 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp) : cfg_(cfg), dp_(dp) {
   for (int r = 0; r < dp_->rank(); ++r) dp_first_ += split[std::size_t(r)];
   student_ = std::make_unique<LlamaLayout>(cfg_.model, stable_);
   // a teacher cache replaces the teacher: no teacher model in this process
-  if (cfg_.has_teacher && !uses_teacher_cache()) teacher_ = std::make_unique<LlamaLayout>(cfg_.teacher.spec, ttable_);
+  if (cfg_.has_teacher && !uses_topk_targets()) teacher_ = std::make_unique<LlamaLayout>(cfg_.teacher.spec, ttable_);
   const DistillSpec spec = cfg_.distill_spec();
   proj_ = declare_feature_projections(stable_, spec, cfg_.model,
                                       cfg_.has_teacher ? &cfg_.teacher.spec : nullptr);
@@ -89,7 +89,7 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp) : cfg_(cfg), dp_(dp) {
   }
   const int threads = omp_get_max_threads();
   dstep_ = std::make_unique<DistillStep<float>>(*student_, teacher_.get(), spec, proj_, local_batch_, tr.seq_len,
-                                                threads, qat_.get(), uses_teacher_cache());
+                                                threads, qat_.get(), uses_topk_targets());
   micro_first_.resize(std::size_t(tr.grad_accum));
   tokens_.resize(std::size_t(tr.grad_accum) * std::size_t(local_batch_) * tr.seq_len);
   labels_.resize(tokens_.size());
@@ -165,12 +165,12 @@ StepReport Trainer::step(data::BatchSource& source) {
   std::string bad;
   for (int micro = 0; micro < tr.grad_accum; ++micro) {
     const std::int32_t* tok = tokens_.data() + micro * micro_len;
-    if (uses_teacher_cache()) {
-      KD_ASSERT(cache_ != nullptr, "teacher.cache set but no cache given to the trainer");
-      cache_->read(micro_first_[std::size_t(micro)], local_batch_, tok, cache_temperature_, targets_);
+    if (uses_topk_targets()) {
+      KD_ASSERT(targets_src_ != nullptr, "distillation from top-k targets without a source");
+      targets_src_->fetch(micro_first_[std::size_t(micro)], local_batch_, tr.seq_len, tok, targets_);
     }
     const StepLoss l = dstep_->run(params, grads_.data(), tparams_.data(), tok, labels_.data() + micro * micro_len,
-                                   1.0, &rep.phases, &totals, uses_teacher_cache() ? &targets_ : nullptr);
+                                   1.0, &rep.phases, &totals, uses_topk_targets() ? &targets_ : nullptr);
     sums[0] += l.ce_sum;
     sums[1] += l.kd_sum;
     sums[2] += l.feat * double(micro_len) / totals.positions;
@@ -200,7 +200,7 @@ StepReport Trainer::step(data::BatchSource& source) {
     if (bad_grad.empty() && any_bad_grad[0] > 0) bad_grad = "gradient in another data-parallel rank's shard";
     if (bad.empty() && sums[3] > 0) bad = "loss on another data-parallel rank";
   }
-  const bool teacher_term = teacher_ || uses_teacher_cache();
+  const bool teacher_term = teacher_ || uses_topk_targets();
   const double alpha = teacher_term ? cfg_.distill.alpha : 1.0;
   const bool kd = teacher_term && cfg_.distill.alpha < 1.0;
   const double t2kd = cfg_.distill.temperature * cfg_.distill.temperature;

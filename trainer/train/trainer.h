@@ -20,7 +20,7 @@
 #include "trainer/dist/comm.h"
 #include "trainer/config/config.h"
 #include "trainer/distill/distill_step.h"
-#include "trainer/distill/teacher_cache.h"
+#include "trainer/distill/target_source.h"
 #include "trainer/eval/evaluator.h"
 #include "trainer/model/llama.h"
 #include "trainer/optim/adamw.h"
@@ -83,14 +83,13 @@ class Trainer {
   quant::QatState* qat() { return qat_.get(); }
   // Pruning state (null without a prune section).
   prune::Pruner* pruner() { return pruner_.get(); }
-  // Distillation from a teacher cache (teacher.cache): the cache, checked against the run
-  // by the caller, and the index of the run's temperature among the cache's.
-  void set_teacher_cache(std::shared_ptr<const TeacherCache> cache, int temperature_index) {
-    cache_ = std::move(cache);
-    cache_temperature_ = temperature_index;
+  // Distillation from top-k targets (a teacher cache, teacher ranks): no teacher in this
+  // process; the caller gives the source, checked against the run.
+  bool uses_topk_targets() const {
+    return cfg_.has_teacher && (!cfg_.teacher.cache.empty() || cfg_.parallel.teacher_ranks > 0);
   }
-  bool uses_teacher_cache() const { return cfg_.has_teacher && !cfg_.teacher.cache.empty(); }
-  const TeacherCache* teacher_cache() const { return cache_.get(); }
+  void set_targets(std::unique_ptr<TargetSource> s) { targets_src_ = std::move(s); }
+  const TargetSource* targets() const { return targets_src_.get(); }
   // The batches depth pruning scores blocks on (synthetic data: made by the trainer).
   void set_prune_calibration(std::unique_ptr<data::BatchSource> s) { prune_calibration_ = std::move(s); }
 
@@ -121,8 +120,7 @@ class Trainer {
   std::unique_ptr<data::DataParallelSource> dp_source_;
   std::int64_t dp_first_ = 0;               // this rank's first sequence within a global micro-batch
   std::vector<std::int64_t> micro_first_;   // the global index of each micro-batch's first sequence
-  std::shared_ptr<const TeacherCache> cache_;
-  int cache_temperature_ = 0;
+  std::unique_ptr<TargetSource> targets_src_;
   TopKTargets targets_;
   data::BatchSource* dp_inner_ = nullptr;  // what dp_source_ slices
   std::int64_t step_ = 0, skipped_ = 0;

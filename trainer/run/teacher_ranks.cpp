@@ -1,0 +1,133 @@
+#include "trainer/run/teacher_ranks.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "data/dp_source.h"
+#include "data/token_dataset.h"
+#include "trainer/distill/teacher_cache.h"
+#include "trainer/train/batch_sources.h"
+#include "trainer/train/trainer.h"
+#include "trainer/util/errors.h"
+
+namespace kd {
+
+namespace {
+
+constexpr int kFloatTag = 7100, kIntTag = 7101;
+
+std::uint64_t tokens_hash(const std::int32_t* tokens, std::size_t n) { return fnv1a(tokens, n * sizeof(std::int32_t)); }
+
+}  // namespace
+
+std::vector<int> TeacherRanks::students_of(int teacher_world_rank) const {
+  std::vector<int> s;
+  for (int r = 0; r < students(); ++r) {
+    if (teacher_of(r) == teacher_world_rank) s.push_back(r);
+  }
+  return s;
+}
+
+TeacherRanks teacher_ranks(const Config& cfg, int world) {
+  const int n = cfg.parallel.teacher_ranks;
+  KD_CHECK_INPUT(n == 0 || n < world,
+                 "parallel.teacher_ranks is {} but the job has {} rank(s): at least one rank must train the student "
+                 "(launch more ranks, e.g. mpirun -np {})", n, world, n + 1);
+  return TeacherRanks{world, n};
+}
+
+int teacher_rank_k(const Config& cfg, int kd_vocab) { return std::min(cfg.distill.top_k, kd_vocab); }
+
+RemoteTeacherTargets::RemoteTeacherTargets(dist::Comm& world, int teacher_world_rank, int k, int kd_vocab)
+    : world_(world), from_(teacher_world_rank), k_(k), kd_vocab_(kd_vocab) {}
+
+void RemoteTeacherTargets::fetch(std::int64_t first, int batch, int seq, const std::int32_t* tokens,
+                                 TopKTargets& out) {
+  const std::size_t m = std::size_t(batch) * std::size_t(seq), mk = m * std::size_t(k_);
+  floats_.resize(mk + m);
+  ints_.resize(mk + 2);
+  world_.recv(floats_, from_, kFloatTag);
+  world_.recv(ints_, from_, kIntTag);
+  std::uint64_t h = 0;
+  std::memcpy(&h, ints_.data() + mk, sizeof(h));
+  if (h != tokens_hash(tokens, m)) {
+    throw RuntimeFailure(fmt::format("teacher rank {} sent the targets of other tokens than sequences {}..{} "
+                                     "(its data stream and this rank's differ)", from_, first, first + batch - 1));
+  }
+  out.resize(m, k_);
+  out.kd_vocab = kd_vocab_;
+  std::copy_n(floats_.data(), mk, out.values.data());
+  std::copy_n(floats_.data() + mk, m, out.lse.data());
+  std::copy_n(ints_.data(), mk, out.indices.data());
+}
+
+std::string RemoteTeacherTargets::describe() const {
+  return fmt::format("on its own rank {} (top-{} logits and log-sum-exp per position, over MPI)", from_, k_);
+}
+
+void serve_as_teacher(const RunInputs& in, dist::Comm& world, const TeacherRanks& layout, std::int64_t start_step) {
+  const Config& cfg = in.cfg;
+  const auto& tr = cfg.train;
+  KD_ASSERT(in.teacher && in.teacher->params.size() > 0, "a teacher rank without the teacher's weights");
+  const LlamaLayout& teacher = *in.teacher->layout;
+  const int kd_vocab = std::min(cfg.model.vocab, cfg.teacher.spec.vocab);
+  const int k = teacher_rank_k(cfg, kd_vocab);
+  const int threads = omp_get_max_threads();
+  struct Served {
+    int student;
+    std::unique_ptr<data::BatchSource> inner;
+    std::unique_ptr<data::DataParallelSource> slice;
+    std::unique_ptr<TeacherTopK> topk;
+    std::vector<std::int32_t> tokens, labels, ints;
+    std::vector<float> values, lse;
+  };
+  std::vector<Served> served;
+  for (const int s : layout.students_of(world.rank())) {
+    Served v;
+    v.student = s;
+    if (cfg.data.kind == DataKind::shards) {
+      v.inner = std::make_unique<data::TokenDataset>(in.train_shard, cfg.model.vocab, tr.seq_len,
+                                                     std::uint64_t(tr.seed));
+    } else {
+      v.inner = make_synthetic(cfg, Stream::train);
+    }
+    v.slice = std::make_unique<data::DataParallelSource>(*v.inner, s, layout.students(), tr.batch_size);
+    v.slice->seek(start_step * tr.batch_size * tr.grad_accum, tr.seq_len);
+    const int b = v.slice->local_batch();
+    v.topk = std::make_unique<TeacherTopK>(teacher, b, tr.seq_len, threads, k, kd_vocab,
+                                           std::vector<double>{cfg.distill.temperature}, cfg.distill.logit_chunk_rows);
+    const std::size_t m = std::size_t(b) * tr.seq_len;
+    v.tokens.resize(m);
+    v.labels.resize(m);
+    v.values.resize(m * std::size_t(k) + m);
+    v.ints.resize(m * std::size_t(k) + 2);
+    v.lse.resize(m);
+    served.push_back(std::move(v));
+  }
+  double slowest = 0;
+  for (std::int64_t step = start_step; step < tr.steps; ++step) {
+    const double t0 = omp_get_wtime();
+    for (int micro = 0; micro < tr.grad_accum; ++micro) {
+      for (Served& v : served) {
+        const int b = v.slice->local_batch();
+        const std::size_t m = std::size_t(b) * tr.seq_len, mk = m * std::size_t(k);
+        v.slice->next(v.tokens.data(), v.labels.data(), b, tr.seq_len);
+        v.topk->run(in.teacher->params.data(), v.tokens.data(), v.values.data(), v.ints.data(), v.lse.data());
+        std::copy_n(v.lse.data(), m, v.values.data() + mk);  // one message: values, then lse
+        const std::uint64_t h = tokens_hash(v.tokens.data(), m);
+        std::memcpy(v.ints.data() + mk, &h, sizeof(h));
+        world.send(v.values, v.student, kFloatTag);
+        world.send(v.ints, v.student, kIntTag);
+      }
+    }
+    // a teacher rank waits on its students' steps: its limit follows its own cycle
+    slowest = std::max(slowest, omp_get_wtime() - t0);
+    world.set_timeout(std::max(cfg.parallel.watchdog_min_s, cfg.parallel.watchdog_step_factor * slowest));
+  }
+}
+
+}  // namespace kd
