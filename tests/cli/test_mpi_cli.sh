@@ -9,6 +9,9 @@
 #    (k = the vocabulary): the losses of the teacher on the student's rank within 1e-5;
 #    stopped at step 4 and resumed (same layout): bit for bit; a feature loss, another
 #    divergence, or no rank left for the student: exit 2;
+#  * a tensor-parallel teacher (parallel.tensor_parallel = 2) on 2 ranks, and 2 × 2 (data ×
+#    tensor parallel) on 4 ranks: the 1-rank losses (feature loss included) within 1e-5; a
+#    split that does not divide the teacher, or the ranks: exit 2;
 #  * the watchdog: one rank stopped (SIGSTOP) mid-run makes the other abort the job with
 #    exit 3 within the timeout, naming the collective and the late rank; one rank killed
 #    (SIGKILL) ends the job non-zero within the timeout; no process is left behind.
@@ -109,6 +112,21 @@ mpi_expect 2 "distill.divergence is jsd; teacher ranks" distill --config "$tmp/s
   --set parallel.teacher_ranks=1 --set distill.divergence=jsd --set run.name=bad
 mpi_expect 2 "parallel.teacher_ranks is 2 but the job has 2 rank(s)" distill --config "$tmp/student.yaml" $nofeat \
   --set parallel.teacher_ranks=2 --set run.name=bad
+
+# ---- a tensor-parallel teacher (2 KV groups, d_ff 64: TP 2 divides them)
+for np in 2 4; do
+  run_np "$np" distill --config "$tmp/student.yaml" --set parallel.tensor_parallel=2 --set run.name="tp$np" \
+    >"$tmp/tp$np.log" 2>&1 || { fail "tensor parallel on $np ranks"; tail -5 "$tmp/tp$np.log"; }
+  if close "$tmp/runs/np1" "$tmp/runs/tp$np" 1e-5 && grep -q "tensor-parallel over 2 ranks" "$tmp/tp$np.log"; then
+    ok "$np ranks, teacher tensor-parallel over 2: the 1-rank losses within 1e-5 (feature loss included)"
+  else
+    fail "tensor parallel, $np ranks"; paste <(losses "$tmp/runs/np1") <(losses "$tmp/runs/tp$np")
+  fi
+done
+mpi_expect 3 "parallel.tensor_parallel 2 does not divide the job's 3 ranks" distill --config "$tmp/student.yaml" \
+  --set parallel.tensor_parallel=2 --set run.name=bad
+mpi_expect 4 "parallel.tensor_parallel: parallel.tensor_parallel 4 must divide the teacher's n_kv_heads (2)" \
+  distill --config "$tmp/student.yaml" --set parallel.tensor_parallel=4 --set run.name=bad
 
 # ---- the watchdog. A long run (many steps); once it has logged a step, one rank is
 # stopped or killed. The rank's pid comes from its environment (OMPI_COMM_WORLD_RANK and

@@ -31,6 +31,11 @@ void Config::validate() const {
     KD_CHECK_INPUT(distill.teacher_pretrain_steps == 0,
                    "distill.teacher_pretrain_steps: a run with teacher.cache has no teacher to pretrain");
   }
+  if (parallel.tensor_parallel > 1) {
+    KD_CHECK_INPUT(has_teacher && !teacher.checkpoint.empty() && teacher.cache.empty() && parallel.teacher_ranks == 0,
+                   "parallel.tensor_parallel > 1 needs teacher.checkpoint (the teacher it splits), and neither "
+                   "teacher.cache nor parallel.teacher_ranks");
+  }
   if (parallel.teacher_ranks > 0) {
     KD_CHECK_INPUT(has_teacher && !teacher.checkpoint.empty() && teacher.cache.empty(),
                    "parallel.teacher_ranks needs teacher.checkpoint (the teacher those ranks run) and no teacher.cache");

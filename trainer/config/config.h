@@ -209,12 +209,17 @@ struct RunSection {
 };
 
 struct ParallelSection {
+  int tensor_parallel = 1;
   int teacher_ranks = 0;
   double watchdog_min_s = 300;
   double watchdog_step_factor = 20;
   template <class V>
   void visit(V& v) {
     using namespace config;
+    v.field("tensor_parallel", tensor_parallel,
+            "distill: ranks per tensor-parallel teacher group (consecutive ranks; the teacher's KV groups and FFN "
+            "neurons split across them, logits vocab-parallel); the student is replicated inside a group and data "
+            "parallel across groups; 1 = off", between(1, 1 << 16));
     v.field("teacher_ranks", teacher_ranks,
             "distill: the last N MPI ranks run only the teacher and send each student rank, per micro-batch, the "
             "teacher's top-k logits (distill.top_k) and log-sum-exp; the student ranks never load the teacher "

@@ -111,7 +111,8 @@ class DocPrinter {
     std::string def, all;
     for (const auto& [n, e] : choices) {
       if (e == v) def = n;
-      all += (all.empty() ? "" : "|") + std::string(n);
+      if (!all.empty()) all += '|';
+      all += n;
     }
     line(key, all, def, doc, kAny);
   }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "trainer/util/errors.h"
 
@@ -102,7 +103,17 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
   const double n_loss = totals ? totals->tokens : n;
   const double feature_share = totals ? double(m) / totals->positions : 1.0;
 
-  if (teacher_ != nullptr) llama_forward_frozen<T>(*teacher_, tp, tokens, tact_);
+  if (teacher_ != nullptr) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (tp_ != nullptr) {
+        tp_->forward(tp, tokens, tact_);
+      } else {
+        llama_forward_frozen<T>(*teacher_, tp, tokens, tact_);
+      }
+    } else {
+      llama_forward_frozen<T>(*teacher_, tp, tokens, tact_);
+    }
+  }
   double t1 = omp_get_wtime();
   llama_forward_train<T>(student_, sp, tokens, sact_, hook_);
   // the head's input: the final normed states, or the hook's transform of them
@@ -161,8 +172,16 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
     } else {
       if (kd) {
         const int dtm = teacher_->spec().d_model;
-        logits_chunk(zt_, tact_.final_norm + std::size_t(r0) * dtm, tp + teacher_->head(), r,
-                     teacher_->spec().vocab, dtm);
+        const T* hidden = tact_.final_norm + std::size_t(r0) * dtm;
+        if constexpr (std::is_same_v<T, float>) {
+          if (tp_ != nullptr) {
+            tp_->logits(zt_, hidden, tp, r);
+          } else {
+            logits_chunk(zt_, hidden, tp + teacher_->head(), r, teacher_->spec().vocab, dtm);
+          }
+        } else {
+          logits_chunk(zt_, hidden, tp + teacher_->head(), r, teacher_->spec().vocab, dtm);
+        }
       }
       kern::distill_loss_rows<T>(zs_, rows_.data() + r0, zs_, kd ? zt_ : nullptr, labels + r0, r, v, lp);
     }

@@ -8,6 +8,7 @@
 
 #include "trainer/distill/distill_spec.h"
 #include "trainer/distill/teacher_topk.h"
+#include "trainer/distill/teacher_tp.h"
 #include "trainer/model/llama.h"
 
 namespace kd {
@@ -60,6 +61,9 @@ class DistillStep {
                const TopKTargets* targets = nullptr);
 
   std::size_t arena_bytes() const;
+  // A tensor-parallel teacher: `teacher` (the constructor's) is then this rank's shard and
+  // the forward and logits run through tp (float only). Must outlive the step.
+  void set_tensor_parallel(TeacherTp* tp) { tp_ = tp; }
 
  private:
   bool uses_teacher_logits() const { return teacher_ != nullptr && spec_.alpha < 1.0; }
@@ -71,6 +75,7 @@ class DistillStep {
   DistillSpec spec_;
   std::vector<std::size_t> proj_;
   LinearHook<T>* hook_;
+  TeacherTp* tp_ = nullptr;
   bool top_k_;
   int batch_, seq_;
   TrainActivations<T> sact_;

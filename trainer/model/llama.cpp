@@ -182,26 +182,26 @@ struct BlockInputs {
 template <class T>
 void attention_block(const ModelSpec& s, const LlamaLayout::Layer& L, const T* p, const T* x,
                      T* xn, T* rstd, T* qkv, T* att, T* lse, T* out, const T* cos, const T* sin,
-                     T* scratch, int batch, int seq, const BlockInputs<T>& in) {
+                     T* scratch, int batch, int seq, const BlockInputs<T>& in, bool residual = true) {
   const int m = batch * seq, d = s.d_model, hd = s.head_dim();
   kern::rmsnorm_forward<T>(xn, rstd, x, p + L.ln1, m, d, T(s.norm_eps));
   in.linear(LinearInput::qkv, qkv, xn, in.qkv, p + L.wqkv, m, s.qkv_dim(), d, false);
   kern::rope_forward<T>(qkv, cos, sin, m, seq, s.n_heads + s.n_kv_heads, hd, s.qkv_dim(), 0);
   kern::attention_forward<T>(att, lse, qkv, attn_shape(s, batch, seq), scratch);
-  if (out != x) std::memcpy(out, x, sizeof(T) * std::size_t(m) * d);
-  in.linear(LinearInput::o, out, att, in.o, p + L.wo, m, d, s.q_dim(), true);
+  if (residual && out != x) std::memcpy(out, x, sizeof(T) * std::size_t(m) * d);
+  in.linear(LinearInput::o, out, att, in.o, p + L.wo, m, d, s.q_dim(), residual);
 }
 
 // The MLP half: x -> xn -> gu -> act; out = x + act·Wdownᵀ (out may alias x).
 template <class T>
 void mlp_block(const ModelSpec& s, const LlamaLayout::Layer& L, const T* p, const T* x, T* xn,
-               T* rstd, T* gu, T* act, T* out, int m, const BlockInputs<T>& in) {
+               T* rstd, T* gu, T* act, T* out, int m, const BlockInputs<T>& in, bool residual = true) {
   const int d = s.d_model, f = s.d_ff;
   kern::rmsnorm_forward<T>(xn, rstd, x, p + L.ln2, m, d, T(s.norm_eps));
   in.linear(LinearInput::gate_up, gu, xn, in.gu, p + L.wgu, m, 2 * f, d, false);
   kern::swiglu_forward<T>(act, gu, m, f);
-  if (out != x) std::memcpy(out, x, sizeof(T) * std::size_t(m) * d);
-  in.linear(LinearInput::down, out, act, in.down, p + L.wdown, m, d, f, true);
+  if (residual && out != x) std::memcpy(out, x, sizeof(T) * std::size_t(m) * d);
+  in.linear(LinearInput::down, out, act, in.down, p + L.wdown, m, d, f, residual);
 }
 
 }  // namespace
@@ -296,6 +296,41 @@ void llama_forward_frozen(const LlamaLayout& lay, const T* p, const std::int32_t
     capture(l + 1);
   }
   kern::rmsnorm_forward<T>(a.final_norm, a.rstd, a.x, p + lay.final_norm(), m, d, T(s.norm_eps));
+}
+
+void llama_forward_frozen_tp(const LlamaLayout& shard, const float* p, const std::int32_t* tokens,
+                             FrozenActivations<float>& a, float* partial,
+                             const std::function<void(float*, std::size_t)>& sum_over_group) {
+  KD_ASSERT(omp_get_max_threads() <= a.threads, "frozen forward with {} OpenMP threads on activations built for {}",
+            omp_get_max_threads(), a.threads);
+  const ModelSpec& s = shard.spec();
+  const int m = a.batch * a.seq, d = s.d_model;
+  const std::size_t md = std::size_t(m) * d;
+  auto capture = [&](int k) {
+    for (std::size_t i = 0; i < a.captured_index.size(); ++i) {
+      if (a.captured_index[i] == k) std::memcpy(a.captured[i], a.x, sizeof(float) * md);
+    }
+  };
+  // x stays replicated: each block's output projection gives this rank's partial sum,
+  // summed over the group before the residual add
+  auto add_group_sum = [&] {
+    sum_over_group(partial, md);
+#pragma omp parallel for schedule(static)
+    for (std::size_t i = 0; i < md; ++i) a.x[i] += partial[i];
+  };
+  kern::embedding_forward<float>(a.x, p + shard.embed(), tokens, m, d);
+  capture(0);
+  for (int l = 0; l < s.n_layers; ++l) {
+    const auto& L = shard.layers()[l];
+    const BlockInputs<float> in{nullptr, l};
+    attention_block<float>(s, L, p, a.x, a.xn, a.rstd, a.qkv, a.att, a.lse, partial, a.rope_cos, a.rope_sin,
+                           a.attn_scratch, a.batch, a.seq, in, false);
+    add_group_sum();
+    mlp_block<float>(s, L, p, a.x, a.xn, a.rstd, a.gu, a.act, partial, m, in, false);
+    add_group_sum();
+    capture(l + 1);
+  }
+  kern::rmsnorm_forward<float>(a.final_norm, a.rstd, a.x, p + shard.final_norm(), m, d, float(s.norm_eps));
 }
 
 template <class T>

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -100,6 +101,15 @@ void llama_backward(const LlamaLayout& lay, const T* params, T* grads, const std
 template <class T>
 void llama_forward_frozen(const LlamaLayout& lay, const T* params, const std::int32_t* tokens,
                           FrozenActivations<T>& a, LinearHook<T>* hook = nullptr);
+
+// The frozen forward of one tensor-parallel shard (trainer/distill/teacher_tp.h): the
+// shard is a Llama with this rank's heads and FFN neurons; every block's output projection
+// is a partial sum that `sum_over_group` (an all-reduce over the tensor-parallel group)
+// completes before the residual add, so the hidden states and final normed states are
+// replicated. partial: (batch·seq, d_model) scratch.
+void llama_forward_frozen_tp(const LlamaLayout& shard, const float* params, const std::int32_t* tokens,
+                             FrozenActivations<float>& a, float* partial,
+                             const std::function<void(float*, std::size_t)>& sum_over_group);
 
 // Logits (rows, V) of the head on final normed states x, frozen use: the hook (nullable)
 // runs the head itself or transforms x in place first.

@@ -49,9 +49,6 @@ Structure structure_of(const LlamaLayout& lay, const Mask& mask) {
 }
 
 Compacted compact(const LlamaLayout& lay, const float* w, const Mask& mask) {
-  const ModelSpec& s = lay.spec();
-  const std::size_t d = s.d_model, hd = s.head_dim(), qd = s.q_dim(), kvd = s.kv_dim(), f = s.d_ff;
-  const int per_group = s.n_heads / s.n_kv_heads;
   const Structure st = structure_of(lay, mask);
   const auto& kept_layers = st.kept_layers;
   const auto& kept_groups = st.kept_groups;
@@ -68,6 +65,16 @@ Compacted compact(const LlamaLayout& lay, const float* w, const Mask& mask) {
     KD_CHECK_INPUT(!kept_groups[l].empty() && !kept_neurons[l].empty(),
                    "export --compact: layer {} has no KV group or no FFN neuron left (but is not wholly pruned)", l);
   }
+  return compact_structure(lay, w, st);
+}
+
+Compacted compact_structure(const LlamaLayout& lay, const float* w, const Structure& st) {
+  const ModelSpec& s = lay.spec();
+  const std::size_t d = s.d_model, hd = s.head_dim(), qd = s.q_dim(), kvd = s.kv_dim(), f = s.d_ff;
+  const int per_group = s.n_heads / s.n_kv_heads;
+  const auto& kept_layers = st.kept_layers;
+  const auto& kept_groups = st.kept_groups;
+  const auto& kept_neurons = st.kept_neurons;
   Compacted c;
   c.spec = s;
   const std::size_t first = kept_layers.front();

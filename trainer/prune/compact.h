@@ -35,4 +35,8 @@ Structure structure_of(const LlamaLayout& layout, const Mask& mask);
 // is no standard Llama config) or when every KV group or neuron of a kept layer is gone.
 Compacted compact(const LlamaLayout& layout, const float* weights, const Mask& mask);
 
+// The model that keeps exactly `kept` (uniform: the same number of groups and neurons in
+// every kept layer; the caller checks): also a tensor-parallel shard of a teacher.
+Compacted compact_structure(const LlamaLayout& layout, const float* weights, const Structure& kept);
+
 }  // namespace kd::prune

@@ -75,9 +75,12 @@ int run_training(const TrainCommand& cmd) {
 
   // Groups: with teacher ranks, the students are a data-parallel group of their own.
   const TeacherRanks layout = teacher_ranks(cfg, world->size());
-  KD_CHECK_INPUT(tr.batch_size >= layout.students(),
+  const int tpn = cfg.parallel.tensor_parallel;
+  KD_CHECK_INPUT(layout.students() % tpn == 0, "parallel.tensor_parallel {} does not divide the job's {} ranks", tpn,
+                 layout.students());
+  KD_CHECK_INPUT(tr.batch_size >= layout.students() / tpn,
                  "train.batch_size ({}) is smaller than the {} data-parallel ranks: every rank needs at least one "
-                 "sequence of each micro-batch", tr.batch_size, layout.students());
+                 "sequence of each micro-batch", tr.batch_size, layout.students() / tpn);
   std::unique_ptr<dist::Comm> student_group;
   dist::Comm* dp = world.get();
   if (layout.teachers > 0) {
@@ -93,8 +96,18 @@ int run_training(const TrainCommand& cmd) {
     }
     dp = student_group.get();
   }
+  // Tensor parallel: groups of consecutive ranks share a teacher (and a micro-batch); the
+  // ranks with the same place in their groups form the data-parallel groups.
+  std::unique_ptr<dist::Comm> tp_group, dp_across;
+  if (tpn > 1) {
+    tp_group = world->split(world->rank() / tpn, world->rank(), "tensor-parallel group");
+    dp_across = world->split(world->rank() % tpn, world->rank(), "data-parallel group");
+    tp_group->set_timeout(cfg.parallel.watchdog_min_s);
+    dp_across->set_timeout(cfg.parallel.watchdog_min_s);
+    dp = dp_across.get();
+  }
 
-  Trainer trainer(cfg, dp);
+  Trainer trainer(cfg, dp, tp_group.get());
   const int kd_vocab = cfg.has_teacher ? std::min(cfg.model.vocab, cfg.teacher.spec.vocab) : 0;
   if (trainer.uses_topk_targets() && !cfg.teacher.cache.empty()) {
     const RunCache rc = open_run_cache(in);
@@ -146,6 +159,15 @@ int run_training(const TrainCommand& cmd) {
   if (in.init) progress.line(fmt::format("init: weights of {} (step {})", in.init->path, in.init->step));
   if (trainer.uses_topk_targets()) {
     progress.line("teacher: " + trainer.targets()->describe());
+  } else if (in.teacher && tp_group) {
+    const TeacherShard shard = shard_teacher(*in.teacher->layout, in.teacher->params.data(), tpn, tp_group->rank());
+    KD_ASSERT(shard.params.size() == trainer.teacher_table().total(), "teacher shard of {} values for a table of {}",
+              shard.params.size(), trainer.teacher_table().total());
+    std::copy(shard.params.begin(), shard.params.end(), trainer.teacher_params());
+    progress.line(fmt::format("teacher: {} (step {}) tensor-parallel over {} ranks: {} heads, {} KV groups, d_ff {} "
+                              "and a vocabulary slice per rank ({} of its {} parameters)", in.teacher->path,
+                              in.teacher->step, tpn, shard.spec.n_heads, shard.spec.n_kv_heads, shard.spec.d_ff,
+                              shard.params.size(), in.teacher->params.size()));
   } else if (in.teacher) {
     read_tensors(ckpt::CheckpointReader(in.teacher->path), "model", trainer.teacher_table(), trainer.teacher_params());
     progress.line(fmt::format("teacher: {} (step {}, {} parameters)", in.teacher->path, in.teacher->step,
@@ -229,8 +251,9 @@ int run_training(const TrainCommand& cmd) {
 
   std::unique_ptr<Evaluator> evaluator;
   if (in.val_shard) {
-    evaluator = std::make_unique<Evaluator>(trainer.student(), trainer.teacher(), tr.batch_size, tr.seq_len, threads,
-                                            trainer.qat());
+    // a tensor-parallel teacher is a shard here: validation without teacher metrics
+    evaluator = std::make_unique<Evaluator>(trainer.student(), tp_group ? nullptr : trainer.teacher(), tr.batch_size,
+                                            tr.seq_len, threads, trainer.qat());
   }
   const double t_start = omp_get_wtime() - time_offset;
   auto evaluate = [&](std::int64_t step) {
@@ -323,6 +346,7 @@ int run_training(const TrainCommand& cmd) {
     const double limit = std::max(cfg.parallel.watchdog_min_s, cfg.parallel.watchdog_step_factor * slowest);
     world->set_timeout(limit);
     dp->set_timeout(limit);
+    if (tp_group) tp_group->set_timeout(limit);
     if (!r.prune_event.empty()) progress.line(r.prune_event);
     tokens_seen += std::int64_t(tokens_per_step);
     const std::int64_t step = s + 1;

@@ -29,7 +29,7 @@ std::string blas_description() {
                      openblas_get_corename(), model, openblas_get_num_threads());
 }
 
-Trainer::Trainer(const Config& cfg, dist::Comm* dp) : cfg_(cfg), dp_(dp) {
+Trainer::Trainer(const Config& cfg, dist::Comm* dp, dist::Comm* tp) : cfg_(cfg), dp_(dp) {
   const auto& tr = cfg_.train;
   if (dp_ == nullptr) {
     own_comm_ = dist::make_self_comm();
@@ -44,7 +44,13 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp) : cfg_(cfg), dp_(dp) {
   for (int r = 0; r < dp_->rank(); ++r) dp_first_ += split[std::size_t(r)];
   student_ = std::make_unique<LlamaLayout>(cfg_.model, stable_);
   // a teacher cache replaces the teacher: no teacher model in this process
-  if (cfg_.has_teacher && !uses_topk_targets()) teacher_ = std::make_unique<LlamaLayout>(cfg_.teacher.spec, ttable_);
+  // with tensor parallelism: this rank's shard of the teacher
+  const bool tensor_parallel = tp != nullptr && tp->size() > 1;
+  if (tensor_parallel) check_tensor_parallel(cfg_.teacher.spec, tp->size(), "parallel.tensor_parallel");
+  if (cfg_.has_teacher && !uses_topk_targets()) {
+    teacher_ = std::make_unique<LlamaLayout>(
+        tensor_parallel ? shard_spec(cfg_.teacher.spec, tp->size()) : cfg_.teacher.spec, ttable_);
+  }
   const DistillSpec spec = cfg_.distill_spec();
   proj_ = declare_feature_projections(stable_, spec, cfg_.model,
                                       cfg_.has_teacher ? &cfg_.teacher.spec : nullptr);
@@ -91,6 +97,10 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp) : cfg_(cfg), dp_(dp) {
   dstep_ = std::make_unique<DistillStep<float>>(*student_, teacher_.get(), spec, proj_, local_batch_, tr.seq_len,
                                                 threads, qat_.get(), uses_topk_targets());
   micro_first_.resize(std::size_t(tr.grad_accum));
+  if (tensor_parallel && teacher_) {
+    teacher_tp_ = std::make_unique<TeacherTp>(*tp, *teacher_, local_batch_, tr.seq_len);
+    dstep_->set_tensor_parallel(teacher_tp_.get());
+  }
   tokens_.resize(std::size_t(tr.grad_accum) * std::size_t(local_batch_) * tr.seq_len);
   labels_.resize(tokens_.size());
 }

@@ -48,8 +48,10 @@ struct StepReport {
 
 class Trainer {
  public:
-  // dp: the data-parallel group (null: one process). It must outlive the trainer.
-  explicit Trainer(const Config& cfg, dist::Comm* dp = nullptr);
+  // dp: the data-parallel group (null: one process); tp: the tensor-parallel group of the
+  // teacher (null: the whole teacher here), whose ranks share every micro-batch. Both must
+  // outlive the trainer. With tp, teacher_params() is this rank's shard.
+  explicit Trainer(const Config& cfg, dist::Comm* dp = nullptr, dist::Comm* tp = nullptr);
 
   // One optimizer step (reads grad_accum micro-batches). With data parallelism `source`
   // is the whole stream; the trainer reads its rank's slice. Throws RuntimeFailure on a
@@ -121,6 +123,7 @@ class Trainer {
   std::int64_t dp_first_ = 0;               // this rank's first sequence within a global micro-batch
   std::vector<std::int64_t> micro_first_;   // the global index of each micro-batch's first sequence
   std::unique_ptr<TargetSource> targets_src_;
+  std::unique_ptr<TeacherTp> teacher_tp_;
   TopKTargets targets_;
   data::BatchSource* dp_inner_ = nullptr;  // what dp_source_ slices
   std::int64_t step_ = 0, skipped_ = 0;

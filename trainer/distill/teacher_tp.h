@@ -1,0 +1,52 @@
+// A tensor-parallel teacher (parallel.tensor_parallel = TP; Megatron-style, frozen): rank r
+// of a TP group holds KV groups [r·G/TP, (r+1)·G/TP) with their query heads (the rows of
+// q/k/v: column-parallel) and the matching columns of o_proj (row-parallel), FFN neurons
+// [r·F/TP, (r+1)·F/TP) (rows of gate/up, columns of down); norms, the embedding and the head
+// are replicated. Each block's output projection is a partial sum all-reduced over the
+// group, so hidden states are the same on every rank. The head is vocab-parallel: rank r
+// computes the logits of its slice of the vocabulary, and the slices are all-gathered per
+// chunk of rows for the loss (the student is replicated inside the group).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "trainer/dist/comm.h"
+#include "trainer/model/llama.h"
+
+namespace kd {
+
+// InputError naming `where` unless TP divides the KV groups and d_ff.
+void check_tensor_parallel(const ModelSpec& teacher, int tp, const std::string& where);
+
+// The shape of one rank's shard.
+ModelSpec shard_spec(const ModelSpec& teacher, int tp);
+
+struct TeacherShard {
+  ModelSpec spec;  // n_heads, n_kv_heads, d_ff divided by TP; head_dim kept
+  ParamTable table;
+  std::unique_ptr<LlamaLayout> layout;
+  std::vector<float> params;
+};
+// Rank `rank`'s shard of a full teacher's weights.
+TeacherShard shard_teacher(const LlamaLayout& full, const float* weights, int tp, int rank);
+
+class TeacherTp {
+ public:
+  TeacherTp(dist::Comm& group, const LlamaLayout& shard, int batch, int seq);
+  // The frozen forward: hidden and final normed states replicated on every rank.
+  void forward(const float* params, const std::int32_t* tokens, FrozenActivations<float>& a);
+  // Teacher logits (rows, V) for `rows` final normed states: the own vocabulary slice, then
+  // all-gathered. Collective.
+  void logits(float* out, const float* hidden, const float* params, int rows);
+
+ private:
+  dist::Comm& group_;
+  const LlamaLayout& shard_;
+  std::vector<std::size_t> vocab_counts_;  // per rank
+  std::size_t vocab_begin_ = 0;
+  std::vector<float> partial_, slice_, gathered_;
+};
+
+}  // namespace kd
