@@ -189,4 +189,14 @@ else
   fail "SIGKILL: rc $WATCH_RC after ${WATCH_S} s"; tail -5 "$tmp/killed.log"
 fi
 
+# ---- kdtrain validate --ranks: the memory per rank of each layout
+"$bin" validate "$tmp/student.yaml" --ranks 4 --set parallel.tensor_parallel=2 >"$tmp/mem.txt" 2>&1
+grep -q "memory per rank (estimate), 4 rank(s): 2 data-parallel x 2 tensor-parallel" "$tmp/mem.txt" \
+  && grep -q "AdamW moments (2 x fp32, 1/2 shard)" "$tmp/mem.txt" && grep -q "teacher shard (fp32, 1/2 of the blocks" "$tmp/mem.txt" \
+  && ok "validate --ranks 4, TP 2: $(grep -m1 'total' "$tmp/mem.txt" | tr -s ' ')" || { fail "validate --ranks"; tail -9 "$tmp/mem.txt"; }
+"$bin" validate "$tmp/student.yaml" --ranks 3 $nofeat --set parallel.teacher_ranks=1 >"$tmp/mem.txt" 2>&1
+grep -q "total, a teacher rank" "$tmp/mem.txt" && ! grep -q "^  teacher (fp32)" "$tmp/mem.txt" \
+  && ok "validate with a teacher rank: the student ranks hold no teacher" || { fail "validate teacher ranks"; tail -9 "$tmp/mem.txt"; }
+expect 2 "--ranks 1: parallel.teacher_ranks is 1" validate "$tmp/student.yaml" --ranks 1 $nofeat --set parallel.teacher_ranks=1
+
 [ "$fails" -eq 0 ] && echo "all MPI CLI checks passed" || { echo "$fails failure(s)"; exit 1; }

@@ -7,6 +7,8 @@
 
 #include "trainer/cli/commands.h"
 #include "trainer/config/config.h"
+#include "trainer/run/memory_estimate.h"
+#include "trainer/run/model_loader.h"
 #include "trainer/run/teacher_cache_run.h"
 #include "trainer/run/training_run.h"
 #include "trainer/util/errors.h"
@@ -116,9 +118,12 @@ int main(int argc, char** argv) {
 
   std::string validate_path;
   std::vector<std::string> validate_overrides;
+  int validate_ranks = 0;
   auto* v = app.add_subcommand("validate", "check a config and print the effective YAML");
   v->add_option("config", validate_path, "YAML config")->required();
   v->add_option("--set", validate_overrides, "override a config key: a.b=value (repeatable)");
+  v->add_option("--ranks", validate_ranks, "also print an estimate of the memory per rank on this many MPI ranks")
+      ->check(CLI::Range(1, 1 << 20));
 
   bool doc = false;
   auto* c = app.add_subcommand("config", "describe the config schema");
@@ -159,7 +164,15 @@ int main(int argc, char** argv) {
     if (b->parsed()) return cli::run_bench(bench);
     if (p->parsed()) return cli::run_bench_peak(peak);
     if (v->parsed()) {
-      std::cout << config_to_yaml(load_config(validate_path, validate_overrides));
+      Config cfg = load_config(validate_path, validate_overrides);
+      std::cout << config_to_yaml(cfg);
+      if (validate_ranks > 0) {
+        // the teacher's shape comes from its checkpoint (its config only)
+        if (cfg.has_teacher && !cfg.teacher.checkpoint.empty()) {
+          cfg.teacher.spec = load_model(cfg.teacher.checkpoint, false)->config.model;
+        }
+        std::cout << "# " << format_memory(estimate_memory(cfg, validate_ranks));
+      }
       return 0;
     }
     if (c->parsed()) {

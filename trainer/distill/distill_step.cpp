@@ -34,7 +34,7 @@ std::vector<std::size_t> declare_feature_projections(ParamTable& table, const Di
 template <class T>
 DistillStep<T>::DistillStep(const LlamaLayout& student, const LlamaLayout* teacher,
                             DistillSpec spec, std::vector<std::size_t> proj, int batch, int seq,
-                            int threads, LinearHook<T>* hook, bool top_k_targets)
+                            int threads, LinearHook<T>* hook, bool top_k_targets, bool measure_only)
     : student_(student), teacher_(teacher), spec_(std::move(spec)), proj_(std::move(proj)),
       hook_(hook), top_k_(top_k_targets), batch_(batch), seq_(seq) {
   KD_ASSERT(!(top_k_ && teacher_ != nullptr), "top-k targets replace the teacher");
@@ -49,6 +49,11 @@ DistillStep<T>::DistillStep(const LlamaLayout& student, const LlamaLayout* teach
     for (const auto& p : spec_.pairs) capture.push_back(p.teacher_hidden);
     std::sort(capture.begin(), capture.end());
     capture.erase(std::unique(capture.begin(), capture.end()), capture.end());
+  }
+  if (measure_only) {
+    sact_.arena.measure_only();
+    tact_.arena.measure_only();
+    loss_arena_.measure_only();
   }
   sact_.build(s, batch, seq, threads, hook_ != nullptr);
   if (teacher_ != nullptr) tact_.build(teacher_->spec(), batch, seq, threads, capture);

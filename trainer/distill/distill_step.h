@@ -51,7 +51,7 @@ class DistillStep {
   // must outlive the step.
   DistillStep(const LlamaLayout& student, const LlamaLayout* teacher, DistillSpec spec,
               std::vector<std::size_t> projection_offsets, int batch, int seq, int threads,
-              LinearHook<T>* hook = nullptr, bool top_k_targets = false);
+              LinearHook<T>* hook = nullptr, bool top_k_targets = false, bool measure_only = false);
 
   // tokens, labels: (batch, seq). Adds loss_scale · ∂loss/∂θ to grads, where loss is this
   // micro-batch's own loss, or with `totals` its part of the global batch's loss.
@@ -60,6 +60,8 @@ class DistillStep {
                PhaseTimes* times = nullptr, const BatchTotals* totals = nullptr,
                const TopKTargets* targets = nullptr);
 
+  // The activation and loss arenas (with measure_only: what they would take; such a step
+  // cannot run).
   std::size_t arena_bytes() const;
   // A tensor-parallel teacher: `teacher` (the constructor's) is then this rank's shard and
   // the forward and logits run through tp (float only). Must outlive the step.

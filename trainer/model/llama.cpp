@@ -119,7 +119,7 @@ void TrainActivations<T>::build(const ModelSpec& s, int b, int t, int threads, b
     rope_cos = ar.take(half);
     rope_sin = ar.take(half);
   });
-  kern::rope_table<T>(rope_cos, rope_sin, t, s.head_dim(), s.rope_theta);
+  if (rope_cos != nullptr) kern::rope_table<T>(rope_cos, rope_sin, t, s.head_dim(), s.rope_theta);  // null: measured only
 }
 
 template <class T>
@@ -147,7 +147,7 @@ void FrozenActivations<T>::build(const ModelSpec& s, int b, int t, int n_threads
     captured.assign(captured_index.size(), nullptr);
     for (auto& c : captured) c = ar.take(m * d);
   });
-  kern::rope_table<T>(rope_cos, rope_sin, t, s.head_dim(), s.rope_theta);
+  if (rope_cos != nullptr) kern::rope_table<T>(rope_cos, rope_sin, t, s.head_dim(), s.rope_theta);  // null: measured only
 }
 
 template <class T>

@@ -17,6 +17,10 @@ class Arena {
     measuring_ = true;
     used_ = 0;
     layout(*this);
+    if (measure_only_) {  // sizes only: every buffer stays null
+      measured_ = used_;
+      return;
+    }
     buf_.resize(used_);
     measuring_ = false;
     used_ = 0;
@@ -29,12 +33,16 @@ class Arena {
     used_ += ((n + kAlign - 1) / kAlign) * kAlign;
     return measuring_ ? nullptr : buf_.data() + at;
   }
-  std::size_t bytes() const { return buf_.size() * sizeof(T); }
+  std::size_t bytes() const { return (measure_only_ ? measured_ : buf_.size()) * sizeof(T); }
+  // The next build() only measures (memory estimates): nothing is allocated.
+  void measure_only() { measure_only_ = true; }
 
  private:
   AlignedBuffer<T> buf_;
   std::size_t used_ = 0;
   bool measuring_ = false;
+  bool measure_only_ = false;
+  std::size_t measured_ = 0;
 };
 
 }  // namespace kd

@@ -1,0 +1,31 @@
+// Memory per rank of a distillation or training run, estimated before it starts
+// (`kdtrain validate CONFIG --ranks N`): parameters, gradients, AdamW moments (ZeRO-1:
+// divided by the data-parallel ranks), QAT and pruning state, the teacher (whole, a
+// tensor-parallel shard, or none on student ranks with teacher ranks or a cache), and the
+// activation arenas measured by laying them out without allocating.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "trainer/config/config.h"
+
+namespace kd {
+
+struct MemoryLine {
+  std::string what;
+  double bytes = 0;
+};
+struct MemoryEstimate {
+  std::string layout;             // "4 ranks: 2 data-parallel x 2 tensor-parallel"
+  std::vector<MemoryLine> lines;  // a student rank's
+  double total = 0;
+  double teacher_rank_total = 0;  // with parallel.teacher_ranks: a teacher rank's
+};
+
+// cfg: validated, with the teacher's shape resolved (from its checkpoint). InputError when
+// the ranks do not fit the config's parallel layout.
+MemoryEstimate estimate_memory(const Config& cfg, int ranks);
+std::string format_memory(const MemoryEstimate& e);
+
+}  // namespace kd
