@@ -84,7 +84,9 @@ std::pair<TrainedRun, TrainedRun> expect_same_as_one_process(const std::vector<s
     largest = std::max(largest, std::abs(one.params[i]));
     worst = std::max(worst, std::abs(dp.params[i] - one.params[i]));
   }
-  if (param_tol > 0) EXPECT_LE(worst, float(param_tol) * largest) << world().size() << " ranks";
+  if (param_tol > 0) {
+    EXPECT_LE(worst, float(param_tol) * largest) << world().size() << " ranks";
+  }
   std::printf("%d ranks: losses %.9f / %.9f at the end, largest parameter difference %.3g (of %.3g)\n",
               world().size(), dp.losses.back(), one.losses.back(), double(worst), double(largest));
   if (!one.input_scales.empty()) {
