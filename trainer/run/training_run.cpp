@@ -112,6 +112,7 @@ int run_training(const TrainCommand& cmd) {
   if (trainer.uses_topk_targets() && !cfg.teacher.cache.empty()) {
     const RunCache rc = open_run_cache(in);
     trainer.set_targets(std::make_unique<CacheTargets>(rc.cache, rc.temperature_index, cfg.teacher.cache));
+    if (in.teacher) in.teacher->params = AlignedBuffer<float>();  // only its hash was needed
   } else if (trainer.uses_topk_targets()) {
     trainer.set_targets(std::make_unique<RemoteTeacherTargets>(*world, layout.teacher_of(dp->rank()),
                                                                teacher_rank_k(cfg, kd_vocab), kd_vocab));
@@ -163,13 +164,18 @@ int run_training(const TrainCommand& cmd) {
     const TeacherShard shard = shard_teacher(*in.teacher->layout, in.teacher->params.data(), tpn, tp_group->rank());
     KD_ASSERT(shard.params.size() == trainer.teacher_table().total(), "teacher shard of {} values for a table of {}",
               shard.params.size(), trainer.teacher_table().total());
-    std::copy(shard.params.begin(), shard.params.end(), trainer.teacher_params());
+    AlignedBuffer<float> mine(shard.params.size());
+    std::copy(shard.params.begin(), shard.params.end(), mine.data());
+    trainer.adopt_teacher_params(std::move(mine));
     progress.line(fmt::format("teacher: {} (step {}) tensor-parallel over {} ranks: {} heads, {} KV groups, d_ff {} "
                               "and a vocabulary slice per rank ({} of its {} parameters)", in.teacher->path,
                               in.teacher->step, tpn, shard.spec.n_heads, shard.spec.n_kv_heads, shard.spec.d_ff,
                               shard.params.size(), in.teacher->params.size()));
+    in.teacher->params = AlignedBuffer<float>();  // the whole teacher is no longer needed here
   } else if (in.teacher) {
-    read_tensors(ckpt::CheckpointReader(in.teacher->path), "model", trainer.teacher_table(), trainer.teacher_params());
+    // the loaded weights move to the trainer: one copy of the teacher in memory (a
+    // quantized teacher's are already dequantized)
+    trainer.adopt_teacher_params(std::move(in.teacher->params));
     progress.line(fmt::format("teacher: {} (step {}, {} parameters)", in.teacher->path, in.teacher->step,
                               trainer.teacher_table().total()));
   } else if (cfg.has_teacher && cfg.distill.teacher_pretrain_steps > 0 && !in.resume_from) {

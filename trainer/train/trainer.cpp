@@ -75,7 +75,8 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp, dist::Comm* tp) : cfg_(cfg),
       for (std::size_t i = 0; i < t.numel; ++i) sparams_[t.offset + i] = nd(rng);
     }
   }
-  if (teacher_) {
+  // a teacher from a checkpoint arrives through adopt_teacher_params (no second copy)
+  if (teacher_ && cfg_.teacher.checkpoint.empty()) {
     tparams_.resize(ttable_.total());
     teacher_->init(tparams_.data(), std::uint64_t(tr.seed) + 1, tr.init_std);
   }
@@ -179,6 +180,7 @@ StepReport Trainer::step(data::BatchSource& source) {
       KD_ASSERT(targets_src_ != nullptr, "distillation from top-k targets without a source");
       targets_src_->fetch(micro_first_[std::size_t(micro)], local_batch_, tr.seq_len, tok, targets_);
     }
+    KD_ASSERT(!teacher_ || tparams_.size() == ttable_.total(), "a teacher without its weights");
     const StepLoss l = dstep_->run(params, grads_.data(), tparams_.data(), tok, labels_.data() + micro * micro_len,
                                    1.0, &rep.phases, &totals, uses_topk_targets() ? &targets_ : nullptr);
     sums[0] += l.ce_sum;

@@ -28,6 +28,7 @@
 #include "trainer/prune/pruner.h"
 #include "trainer/quant/qat.h"
 #include "trainer/util/aligned_buffer.h"
+#include "trainer/util/errors.h"
 
 namespace kd {
 
@@ -65,6 +66,13 @@ class Trainer {
   const LlamaLayout* teacher() const { return teacher_.get(); }
   float* student_params() { return sparams_.data(); }
   float* teacher_params() { return tparams_.data(); }
+  // The teacher's weights (teacher.checkpoint: the trainer does not allocate them itself),
+  // laid out by teacher_table() (with tensor parallelism: this rank's shard).
+  void adopt_teacher_params(AlignedBuffer<float>&& p) {
+    KD_CHECK_INPUT(p.size() == ttable_.total(), "the teacher's weights hold {} values; its table {}", p.size(),
+                   ttable_.total());
+    tparams_ = std::move(p);
+  }
   const float* grads() const { return grads_.data(); }
   AdamW<float>& optimizer() { return *adamw_; }
   dist::Comm& comm() { return *dp_; }

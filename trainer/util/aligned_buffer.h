@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <utility>
 #include <new>
 
 namespace kd {
@@ -15,6 +16,13 @@ class AlignedBuffer {
  public:
   AlignedBuffer() = default;
   explicit AlignedBuffer(std::size_t n) { resize(n); }
+  // moving leaves the source empty (size 0), not a stale size over a null pointer
+  AlignedBuffer(AlignedBuffer&& o) noexcept : data_(std::move(o.data_)), size_(std::exchange(o.size_, 0)) {}
+  AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
+    data_ = std::move(o.data_);
+    size_ = std::exchange(o.size_, 0);
+    return *this;
+  }
 
   void resize(std::size_t n) {
     const std::size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
