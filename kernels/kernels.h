@@ -29,6 +29,9 @@ void gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a, 
 // y (M,N) = x (M,K) · w(N,K)^T, plus y when accumulate (a residual add for free).
 template <class T>
 void linear_forward(T* y, const T* x, const T* w, int m, int n, int k, bool accumulate);
+// The same with w stored in bfloat16 (a frozen teacher's weights): converted to float32 one
+// tile of output rows at a time (a few hundred KB of scratch), each tile a float GEMM.
+void linear_forward_bf16(float* y, const float* x, const std::uint16_t* w, int m, int n, int k, bool accumulate);
 // dx (M,K) = dy · w (skipped when dx is null; += when accumulate_dx);  dw (N,K) += dy^T · x
 template <class T>
 void linear_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, int m, int n, int k,

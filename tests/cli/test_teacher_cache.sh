@@ -7,6 +7,8 @@
 #  * a cache written by 2 ranks (2 shards) read by 2 ranks and by 1 rank: the same losses
 #    as the 1-rank cache within 1e-5;
 #  * a top-k cache with k < V trains (finite losses, the run completes);
+#  * a teacher held in bfloat16 (teacher.bf16) trains within 1e-3 of the fp32 teacher,
+#    locally and on a teacher rank;
 #  * every way a cache can be wrong for a run exits 2 naming the cause, and leaves no run
 #    directory: another sampler seed, another teacher, a temperature the cache lacks, a
 #    divergence or feature loss a cache cannot give, too few sequences, a missing shard, no
@@ -68,6 +70,19 @@ close "$tmp/runs/cached" "$tmp/runs/shards1" 1e-5 && close "$tmp/runs/cached" "$
   && ok "a 2-shard cache read by 1 and by 2 ranks: the 1-shard cache's losses within 1e-5" || fail "sharded caches"
 distill --set run.name=topk --set teacher.cache="$tmp/ck"
 [ "$(losses "$tmp/runs/topk" | grep -c '^[0-9]')" = 6 ] && ok "top-16 of 300: 6 finite losses" || fail "top-k run"
+
+# a teacher held in bfloat16 (teacher.bf16): the fp32 teacher's losses within 1e-3, and a
+# teacher rank holding it in bf16 gives the local bf16 teacher's losses within 1e-5
+distill --set run.name=bf16 --set teacher.bf16=true
+grep -q "teacher: linear layers in bfloat16" "$tmp/last.log" && close "$tmp/runs/online" "$tmp/runs/bf16" 1e-3 \
+  && ok "teacher.bf16: the fp32 teacher's losses within 1e-3: $(grep 'bfloat16' "$tmp/last.log")" \
+  || { fail "bf16 teacher"; paste <(losses "$tmp/runs/online") <(losses "$tmp/runs/bf16"); }
+"$mpirun" -np 2 --oversubscribe "$bin" distill --config "$tmp/student.yaml" --set run.name=bf16rank \
+  --set teacher.bf16=true --set parallel.teacher_ranks=1 >"$tmp/bf16rank.log" 2>&1 || { fail "bf16 teacher rank"; tail -3 "$tmp/bf16rank.log"; }
+close "$tmp/runs/bf16" "$tmp/runs/bf16rank" 1e-5 && ok "a bf16 teacher on its own rank: the local bf16 teacher's losses within 1e-5" \
+  || fail "bf16 teacher rank vs local"
+expect 2 "teacher.bf16 needs teacher.checkpoint, and works neither with teacher.cache" \
+  distill --config "$tmp/student.yaml" --set run.name=bad --set teacher.cache="$tmp/c32" --set teacher.bf16=true
 
 # bad caches and configs: exit 2, the cause named, no run directory left
 student() { echo distill --config "$tmp/student.yaml" --set run.name=bad --set teacher.cache="$tmp/c32"; }

@@ -36,6 +36,7 @@ void visit(V& v, ModelSpec& s) {
 struct TeacherSection {
   std::string checkpoint;
   std::string cache;
+  bool bf16 = false;
   ModelSpec spec;
   template <class V>
   void visit(V& v) {
@@ -43,6 +44,9 @@ struct TeacherSection {
     v.field("cache", cache,
             "a teacher cache made by kdtrain cache-teacher: distill reads its top-k logits instead of running a "
             "teacher (forward KL only; no feature loss); with checkpoint also set, the cache must be of that teacher");
+    v.field("bf16", bf16,
+            "hold the checkpoint teacher's linear weights in bfloat16 (converted to float32 per GEMM tile): about half "
+            "its memory; its logits change by the rounding of the weights");
     kd::visit(v, spec);
   }
 };

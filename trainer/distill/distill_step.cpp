@@ -92,6 +92,16 @@ void DistillStep<T>::logits_chunk(T* out, const T* hidden, const T* head, int ro
 }
 
 template <class T>
+void DistillStep<T>::teacher_logits(const T* hidden, const T* tp, int rows) {
+  const int dt = teacher_->spec().d_model, vt = teacher_->spec().vocab;
+  if (teacher_hook_ && teacher_hook_->linear(-1, LinearInput::head, zt_, const_cast<T*>(hidden), tp + teacher_->head(),
+                                             rows, vt, dt, false)) {
+    return;
+  }
+  logits_chunk(zt_, hidden, tp + teacher_->head(), rows, vt, dt);
+}
+
+template <class T>
 StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t* tokens,
                              const std::int32_t* labels, double loss_scale, PhaseTimes* times,
                              const BatchTotals* totals, const TopKTargets* targets) {
@@ -113,10 +123,10 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
       if (tp_ != nullptr) {
         tp_->forward(tp, tokens, tact_);
       } else {
-        llama_forward_frozen<T>(*teacher_, tp, tokens, tact_);
+        llama_forward_frozen<T>(*teacher_, tp, tokens, tact_, teacher_hook_);
       }
     } else {
-      llama_forward_frozen<T>(*teacher_, tp, tokens, tact_);
+      llama_forward_frozen<T>(*teacher_, tp, tokens, tact_, teacher_hook_);
     }
   }
   double t1 = omp_get_wtime();
@@ -182,10 +192,10 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
           if (tp_ != nullptr) {
             tp_->logits(zt_, hidden, tp, r);
           } else {
-            logits_chunk(zt_, hidden, tp + teacher_->head(), r, teacher_->spec().vocab, dtm);
+            teacher_logits(hidden, tp, r);
           }
         } else {
-          logits_chunk(zt_, hidden, tp + teacher_->head(), r, teacher_->spec().vocab, dtm);
+          teacher_logits(hidden, tp, r);
         }
       }
       kern::distill_loss_rows<T>(zs_, rows_.data() + r0, zs_, kd ? zt_ : nullptr, labels + r0, r, v, lp);

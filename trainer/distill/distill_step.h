@@ -66,11 +66,14 @@ class DistillStep {
   // A tensor-parallel teacher: `teacher` (the constructor's) is then this rank's shard and
   // the forward and logits run through tp (float only). Must outlive the step.
   void set_tensor_parallel(TeacherTp* tp) { tp_ = tp; }
+  // The teacher's linear layers run through this (a bf16 teacher; not with tp).
+  void set_teacher_hook(LinearHook<T>* h) { teacher_hook_ = h; }
 
  private:
   bool uses_teacher_logits() const { return teacher_ != nullptr && spec_.alpha < 1.0; }
   bool has_teacher_term() const { return teacher_ != nullptr || top_k_; }
   void logits_chunk(T* out, const T* hidden, const T* head, int rows, int vocab, int d) const;
+  void teacher_logits(const T* hidden, const T* teacher_params, int rows);  // into zt_
 
   const LlamaLayout& student_;
   const LlamaLayout* teacher_;
@@ -78,6 +81,7 @@ class DistillStep {
   std::vector<std::size_t> proj_;
   LinearHook<T>* hook_;
   TeacherTp* tp_ = nullptr;
+  LinearHook<T>* teacher_hook_ = nullptr;
   bool top_k_;
   int batch_, seq_;
   TrainActivations<T> sact_;

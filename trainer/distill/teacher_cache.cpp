@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "kernels/common/bf16.h"
 #include "trainer/checkpoint/h5_util.h"
 #include "trainer/util/errors.h"
 
@@ -23,20 +24,8 @@ namespace {
 constexpr const char* kFormat = "kdtrain-teacher-cache";
 constexpr std::int64_t kVersion = 1;
 
-// bfloat16: the top 16 bits of a float32, rounded to nearest even (NaN kept a NaN).
-std::uint16_t to_bf16(float x) {
-  std::uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return std::uint16_t((u >> 16) | 0x40);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return std::uint16_t(u >> 16);
-}
-float from_bf16(std::uint16_t b) {
-  const std::uint32_t u = std::uint32_t(b) << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
+using common::from_bf16;
+using common::to_bf16;
 
 [[noreturn]] void fail_write(const std::string& what) {
   throw RuntimeFailure(fmt::format("teacher cache: {}{}", what, ckpt::h5::error_detail()));

@@ -25,13 +25,12 @@ TeacherTopK::TeacherTopK(const LlamaLayout& teacher, int batch, int seq, int thr
 
 void TeacherTopK::run(const float* params, const std::int32_t* tokens, float* values, std::int32_t* indices,
                       float* lse) {
-  llama_forward_frozen<float>(teacher_, params, tokens, act_);
+  llama_forward_frozen<float>(teacher_, params, tokens, act_, hook_);
   const int m = batch_ * seq_, v = teacher_.spec().vocab, d = teacher_.spec().d_model, vk = kd_vocab_;
   const std::size_t nt = temps_.size();
   for (int r0 = 0; r0 < m; r0 += chunk_) {
     const int rows = std::min(chunk_, m - r0);
-    kern::linear_forward<float>(logits_.data(), act_.final_norm + std::size_t(r0) * d, params + teacher_.head(),
-                                rows, v, d, false);
+    head_forward_frozen<float>(teacher_, params, logits_.data(), act_.final_norm + std::size_t(r0) * d, rows, hook_);
 #pragma omp parallel
     {
       std::vector<std::int32_t> order(static_cast<std::size_t>(vk));

@@ -36,12 +36,15 @@ class TeacherTopK {
   // for the T temperatures, row-major.
   void run(const float* params, const std::int32_t* tokens, float* values, std::int32_t* indices, float* lse);
   int k() const { return k_; }
+  // The teacher's linear layers run through this (a bf16 teacher); null: float GEMMs.
+  void set_hook(LinearHook<float>* h) { hook_ = h; }
   const std::vector<double>& temperatures() const { return temps_; }
 
  private:
   const LlamaLayout& teacher_;
   int batch_, seq_, k_, kd_vocab_, chunk_;
   std::vector<double> temps_;
+  LinearHook<float>* hook_ = nullptr;
   FrozenActivations<float> act_;
   std::vector<float> logits_;
 };

@@ -38,7 +38,7 @@ void Evaluator::reset() {
 void Evaluator::score_batch(const float* p, const float* tp) {
   const int m = batch_ * seq_, v = model_.spec().vocab, d = model_.spec().d_model;
   llama_forward_frozen<float>(model_, p, tokens_.data(), act_, hook_);
-  if (teacher_) llama_forward_frozen<float>(*teacher_, tp, tokens_.data(), tact_);
+  if (teacher_) llama_forward_frozen<float>(*teacher_, tp, tokens_.data(), tact_, teacher_hook_);
   kern::DistillLossParams lp;  // T = 1 forward KL: kd = KL(teacher ‖ model)
   const int vt = teacher_ ? teacher_->spec().vocab : v, vk = std::min(v, vt);
   lp.kd_vocab = vk;
@@ -48,7 +48,7 @@ void Evaluator::score_batch(const float* p, const float* tp) {
     head_forward_frozen<float>(model_, p, zs_.data(), act_.final_norm + std::size_t(r0) * d, r, hook_);
     if (teacher_) {
       const int dt = teacher_->spec().d_model;
-      kern::linear_forward<float>(zt_.data(), tact_.final_norm + std::size_t(r0) * dt, tp + teacher_->head(), r, vt, dt, false);
+      head_forward_frozen<float>(*teacher_, tp, zt_.data(), tact_.final_norm + std::size_t(r0) * dt, r, teacher_hook_);
       for (int i = 0; i < r; ++i) {
         if (labels_[r0 + i] < 0) continue;
         agree_ += argmax(&zs_[std::size_t(i) * v], vk) == argmax(&zt_[std::size_t(i) * vt], vk);

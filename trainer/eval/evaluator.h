@@ -34,6 +34,8 @@ class Evaluator {
                  std::int64_t max_tokens);
   // `batches` batches drawn from a stream (synthetic tasks); bits per byte stay NaN.
   EvalResult run(const float* params, const float* teacher_params, data::BatchSource& source, int batches);
+  // The teacher's linear layers run through this (a bf16 teacher); null: float GEMMs.
+  void set_teacher_hook(LinearHook<float>* h) { teacher_hook_ = h; }
 
  private:
   void reset();
@@ -42,6 +44,7 @@ class Evaluator {
   const LlamaLayout& model_;
   const LlamaLayout* teacher_;
   LinearHook<float>* hook_;
+  LinearHook<float>* teacher_hook_ = nullptr;
   int batch_, seq_;
   FrozenActivations<float> act_, tact_;
   std::vector<float> zs_, zt_, scratch_;

@@ -10,6 +10,7 @@
 
 #include "data/token_dataset.h"
 #include "trainer/dist/comm.h"
+#include "trainer/distill/bf16_teacher.h"
 #include "trainer/run/progress.h"
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/trainer.h"
@@ -136,6 +137,11 @@ int run_cache_teacher(const TrainCommand& cmd, const std::string& out_dir) {
   const bool indexed = dynamic_cast<data::IndexedSource*>(source.get()) != nullptr;
   TeacherTopK topk(teacher, tr.batch_size, tr.seq_len, threads, shape.k, kd_vocab, shape.temperatures,
                    cfg.distill.logit_chunk_rows);
+  std::unique_ptr<Bf16Teacher> bf16;
+  if (cfg.teacher.bf16) {  // the cache then holds the bf16 teacher's logits (its hash: the float weights)
+    bf16 = std::make_unique<Bf16Teacher>(teacher, in.teacher->params.data());
+    topk.set_hook(bf16.get());
+  }
   const std::size_t m = std::size_t(tr.batch_size) * tr.seq_len;
   std::vector<std::int32_t> tokens(m), labels(m), indices(m * std::size_t(shape.k));
   std::vector<float> values(indices.size()), lse(m * shape.temperatures.size());

@@ -9,6 +9,7 @@
 
 #include "data/dp_source.h"
 #include "data/token_dataset.h"
+#include "trainer/distill/bf16_teacher.h"
 #include "trainer/distill/teacher_cache.h"
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/trainer.h"
@@ -69,7 +70,7 @@ std::string RemoteTeacherTargets::describe() const {
   return fmt::format("on its own rank {} (top-{} logits and log-sum-exp per position, over MPI)", from_, k_);
 }
 
-void serve_as_teacher(const RunInputs& in, dist::Comm& world, const TeacherRanks& layout, std::int64_t start_step) {
+void serve_as_teacher(RunInputs& in, dist::Comm& world, const TeacherRanks& layout, std::int64_t start_step) {
   const Config& cfg = in.cfg;
   const auto& tr = cfg.train;
   KD_ASSERT(in.teacher && in.teacher->params.size() > 0, "a teacher rank without the teacher's weights");
@@ -77,6 +78,11 @@ void serve_as_teacher(const RunInputs& in, dist::Comm& world, const TeacherRanks
   const int kd_vocab = std::min(cfg.model.vocab, cfg.teacher.spec.vocab);
   const int k = teacher_rank_k(cfg, kd_vocab);
   const int threads = omp_get_max_threads();
+  std::unique_ptr<Bf16Teacher> bf16;
+  if (cfg.teacher.bf16) {
+    bf16 = std::make_unique<Bf16Teacher>(teacher, in.teacher->params.data());
+    bf16->release_float_linears(in.teacher->params.data());
+  }
   struct Served {
     int student;
     std::unique_ptr<data::BatchSource> inner;
@@ -100,6 +106,7 @@ void serve_as_teacher(const RunInputs& in, dist::Comm& world, const TeacherRanks
     const int b = v.slice->local_batch();
     v.topk = std::make_unique<TeacherTopK>(teacher, b, tr.seq_len, threads, k, kd_vocab,
                                            std::vector<double>{cfg.distill.temperature}, cfg.distill.logit_chunk_rows);
+    v.topk->set_hook(bf16.get());
     const std::size_t m = std::size_t(b) * tr.seq_len;
     v.tokens.resize(m);
     v.labels.resize(m);

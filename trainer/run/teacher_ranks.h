@@ -47,6 +47,6 @@ class RemoteTeacherTargets final : public TargetSource {
 int teacher_rank_k(const Config& cfg, int kd_vocab);
 
 // The teacher side: serves every step from `start_step` to train.steps, then returns.
-void serve_as_teacher(const RunInputs& in, dist::Comm& world, const TeacherRanks& layout, std::int64_t start_step);
+void serve_as_teacher(RunInputs& in, dist::Comm& world, const TeacherRanks& layout, std::int64_t start_step);
 
 }  // namespace kd

@@ -255,11 +255,13 @@ int run_training(const TrainCommand& cmd) {
     metrics_out.flush();
   };
 
+  if (const std::string frozen = trainer.freeze_teacher(); !frozen.empty()) progress.line(frozen);
   std::unique_ptr<Evaluator> evaluator;
   if (in.val_shard) {
     // a tensor-parallel teacher is a shard here: validation without teacher metrics
     evaluator = std::make_unique<Evaluator>(trainer.student(), tp_group ? nullptr : trainer.teacher(), tr.batch_size,
                                             tr.seq_len, threads, trainer.qat());
+    evaluator->set_teacher_hook(trainer.teacher_hook());
   }
   const double t_start = omp_get_wtime() - time_offset;
   auto evaluate = [&](std::int64_t step) {

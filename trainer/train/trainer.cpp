@@ -117,6 +117,15 @@ std::string Trainer::first_nonfinite_gradient(const float* g, std::size_t begin,
   return {};
 }
 
+std::string Trainer::freeze_teacher() {
+  if (!cfg_.has_teacher || !cfg_.teacher.bf16 || !teacher_ || bf16_teacher_) return {};
+  bf16_teacher_ = std::make_unique<Bf16Teacher>(*teacher_, tparams_.data());
+  const std::size_t released = bf16_teacher_->release_float_linears(tparams_.data());
+  dstep_->set_teacher_hook(bf16_teacher_.get());
+  return fmt::format("teacher: linear layers in bfloat16 ({:.1f} MB; {:.1f} MB of float32 released)",
+                     double(bf16_teacher_->bytes()) / 1e6, double(released) / 1e6);
+}
+
 std::pair<const float*, const float*> Trainer::full_moments() {
   if (dp_->size() == 1) return {adamw_->m(), adamw_->v()};
   full_m_.resize(sparams_.size());

@@ -20,6 +20,7 @@
 #include "trainer/dist/comm.h"
 #include "trainer/config/config.h"
 #include "trainer/distill/distill_step.h"
+#include "trainer/distill/bf16_teacher.h"
 #include "trainer/distill/target_source.h"
 #include "trainer/eval/evaluator.h"
 #include "trainer/model/llama.h"
@@ -66,6 +67,10 @@ class Trainer {
   const LlamaLayout* teacher() const { return teacher_.get(); }
   float* student_params() { return sparams_.data(); }
   float* teacher_params() { return tparams_.data(); }
+  // Once the teacher's weights are final: with teacher.bf16 its linear layers are converted
+  // and their float32 copies released. Returns a line for the log ("" when nothing done).
+  std::string freeze_teacher();
+  LinearHook<float>* teacher_hook() { return bf16_teacher_.get(); }
   // The teacher's weights (teacher.checkpoint: the trainer does not allocate them itself),
   // laid out by teacher_table() (with tensor parallelism: this rank's shard).
   void adopt_teacher_params(AlignedBuffer<float>&& p) {
@@ -132,6 +137,7 @@ class Trainer {
   std::vector<std::int64_t> micro_first_;   // the global index of each micro-batch's first sequence
   std::unique_ptr<TargetSource> targets_src_;
   std::unique_ptr<TeacherTp> teacher_tp_;
+  std::unique_ptr<Bf16Teacher> bf16_teacher_;
   TopKTargets targets_;
   data::BatchSource* dp_inner_ = nullptr;  // what dp_source_ slices
   std::int64_t step_ = 0, skipped_ = 0;
