@@ -10,8 +10,9 @@
 #    stopped at step 4 and resumed (same layout): bit for bit; a feature loss, another
 #    divergence, or no rank left for the student: exit 2;
 #  * a tensor-parallel teacher (parallel.tensor_parallel = 2) on 2 ranks, and 2 × 2 (data ×
-#    tensor parallel) on 4 ranks: the 1-rank losses (feature loss included) within 1e-5; a
-#    split that does not divide the teacher, or the ranks: exit 2;
+#    tensor parallel) on 4 ranks: the 1-rank losses (feature loss included) within 1e-5,
+#    with the vocab-parallel head and loss (forward KL) and with gathered teacher logits
+#    (reverse KL); a split that does not divide the teacher, or the ranks: exit 2;
 #  * the watchdog: one rank stopped (SIGSTOP) mid-run makes the other abort the job with
 #    exit 3 within the timeout, naming the collective and the late rank; one rank killed
 #    (SIGKILL) ends the job non-zero within the timeout; no process is left behind.
@@ -123,6 +124,14 @@ for np in 2 4; do
     fail "tensor parallel, $np ranks"; paste <(losses "$tmp/runs/np1") <(losses "$tmp/runs/tp$np")
   fi
 done
+grep -q "student head and KD loss vocab-parallel" "$tmp/tp2.log" && ok "forward KL: the student head and loss run vocab-parallel" \
+  || fail "the vocab-parallel loss was not used"
+# reverse KL: the teacher's logits are gathered instead; the same losses as 1 rank
+run_np 1 distill --config "$tmp/student.yaml" --set distill.divergence=reverse_kl --set run.name=rkl1 >/dev/null 2>&1 || fail "rkl 1 rank"
+run_np 2 distill --config "$tmp/student.yaml" --set distill.divergence=reverse_kl --set parallel.tensor_parallel=2 \
+  --set run.name=rkl2 >"$tmp/rkl2.log" 2>&1 || fail "rkl tensor parallel"
+close "$tmp/runs/rkl1" "$tmp/runs/rkl2" 1e-5 && grep -q "teacher logits gathered per chunk" "$tmp/rkl2.log" \
+  && ok "reverse KL with a tensor-parallel teacher (logits gathered): the 1-rank losses within 1e-5" || fail "rkl TP"
 mpi_expect 3 "parallel.tensor_parallel 2 does not divide the job's 3 ranks" distill --config "$tmp/student.yaml" \
   --set parallel.tensor_parallel=2 --set run.name=bad
 mpi_expect 4 "parallel.tensor_parallel: parallel.tensor_parallel 4 must divide the teacher's n_kv_heads (2)" \

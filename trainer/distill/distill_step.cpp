@@ -175,7 +175,14 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
   const T* shead = sp + student_.head();
   T* dshead = sg + student_.head();
   const int rows = spec_.logit_chunk_rows;
-  for (int r0 = 0; r0 < m; r0 += rows) {
+  bool head_done = false;
+  if constexpr (std::is_same_v<T, float>) {
+    if (vocab_parallel() && !from_targets) {
+      vocab_parallel_head(head_in, sp, tp, labels, lp, kd);
+      head_done = true;
+    }
+  }
+  for (int r0 = 0; r0 < m && !head_done; r0 += rows) {
     const int r = std::min(rows, m - r0);
     const T* hs = head_in + std::size_t(r0) * d;
     logits_chunk(zs_, hs, shead, r, v, d);
@@ -225,6 +232,12 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
     times->backward += t4 - t3;
   }
   return out;
+}
+
+template <>
+void DistillStep<double>::vocab_parallel_head(const double*, const double*, const double*, const std::int32_t*,
+                                              const kern::DistillLossParams&, bool) {
+  KD_ASSERT(false, "vocab-parallel loss in double");
 }
 
 template class DistillStep<float>;

@@ -66,6 +66,9 @@ class DistillStep {
   // A tensor-parallel teacher: `teacher` (the constructor's) is then this rank's shard and
   // the forward and logits run through tp (float only). Must outlive the step.
   void set_tensor_parallel(TeacherTp* tp) { tp_ = tp; }
+  // After a step's micro-batches, before the optimizer: the vocab-parallel head's gradient
+  // rows gathered over the tensor-parallel group into grads (a no-op otherwise).
+  void finish_step(T* grads);
   // The teacher's linear layers run through this (a bf16 teacher; not with tp).
   void set_teacher_hook(LinearHook<T>* h) { teacher_hook_ = h; }
 
@@ -74,6 +77,14 @@ class DistillStep {
   bool has_teacher_term() const { return teacher_ != nullptr || top_k_; }
   void logits_chunk(T* out, const T* hidden, const T* head, int rows, int vocab, int d) const;
   void teacher_logits(const T* hidden, const T* teacher_params, int rows);  // into zt_
+  // Tensor parallel, forward KL, equal vocabularies: the head and loss on this rank's
+  // vocabulary slice (vocab_parallel_loss.cpp). Fills rows_ and dfinal_.
+  bool vocab_parallel() const {
+    return tp_ != nullptr && (teacher_ == nullptr || (spec_.divergence == kern::Divergence::forward_kl &&
+                                                      teacher_->spec().vocab == student_.spec().vocab));
+  }
+  void vocab_parallel_head(const T* head_in, const T* sp, const T* tp, const std::int32_t* labels,
+                           const kern::DistillLossParams& lp, bool kd);
 
   const LlamaLayout& student_;
   const LlamaLayout* teacher_;
@@ -91,6 +102,19 @@ class DistillStep {
   std::vector<T*> dhidden_;  // per student hidden index (null when unused)
   std::vector<const T*> dhidden_view_;
   std::vector<kern::LossRow> rows_;
+  std::vector<T> head_grad_;  // vocab-parallel: this slice's head rows, over a step
 };
+
+// Defined for float only (vocab_parallel_loss.cpp); the double step never runs tensor parallel.
+template <>
+void DistillStep<float>::vocab_parallel_head(const float*, const float*, const float*, const std::int32_t*,
+                                             const kern::DistillLossParams&, bool);
+template <>
+void DistillStep<double>::vocab_parallel_head(const double*, const double*, const double*, const std::int32_t*,
+                                              const kern::DistillLossParams&, bool);
+template <>
+void DistillStep<float>::finish_step(float* grads);
+template <>
+void DistillStep<double>::finish_step(double* grads);
 
 }  // namespace kd

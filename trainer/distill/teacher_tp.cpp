@@ -59,12 +59,17 @@ void TeacherTp::forward(const float* params, const std::int32_t* tokens, FrozenA
                           [this](float* x, std::size_t n) { group_.all_reduce_sum(std::span<float>(x, n)); });
 }
 
+void TeacherTp::slice_logits(float* out, const float* hidden, const float* params, int rows) {
+  const std::size_t d = std::size_t(shard_.spec().d_model);
+  kern::linear_forward<float>(out, hidden, params + shard_.head() + vocab_begin_ * d, rows, int(vocab_count()), int(d),
+                              false);
+}
+
 void TeacherTp::logits(float* out, const float* hidden, const float* params, int rows) {
-  const std::size_t v = std::size_t(shard_.spec().vocab), d = std::size_t(shard_.spec().d_model);
+  const std::size_t v = std::size_t(shard_.spec().vocab);
   const std::size_t mine = vocab_counts_[std::size_t(group_.rank())];
   slice_.resize(std::size_t(rows) * mine);
-  kern::linear_forward<float>(slice_.data(), hidden, params + shard_.head() + vocab_begin_ * d, rows, int(mine),
-                              int(d), false);
+  slice_logits(slice_.data(), hidden, params, rows);
   std::vector<std::size_t> counts(vocab_counts_.size());
   for (std::size_t r = 0; r < counts.size(); ++r) counts[r] = std::size_t(rows) * vocab_counts_[r];
   gathered_.resize(std::size_t(rows) * v);

@@ -40,6 +40,12 @@ class TeacherTp {
   // Teacher logits (rows, V) for `rows` final normed states: the own vocabulary slice, then
   // all-gathered. Collective.
   void logits(float* out, const float* hidden, const float* params, int rows);
+  // Only the own slice (rows, vocab_count()): the vocab-parallel loss needs no more.
+  void slice_logits(float* out, const float* hidden, const float* params, int rows);
+  std::size_t vocab_begin() const { return vocab_begin_; }
+  std::size_t vocab_count() const { return vocab_counts_[std::size_t(group_.rank())]; }
+  const std::vector<std::size_t>& vocab_counts() const { return vocab_counts_; }
+  dist::Comm& group() { return group_; }
 
  private:
   dist::Comm& group_;

@@ -167,10 +167,15 @@ int run_training(const TrainCommand& cmd) {
     AlignedBuffer<float> mine(shard.params.size());
     std::copy(shard.params.begin(), shard.params.end(), mine.data());
     trainer.adopt_teacher_params(std::move(mine));
+    const bool vocab_parallel = cfg.distill.divergence == kern::Divergence::forward_kl &&
+                                cfg.teacher.spec.vocab == cfg.model.vocab;
     progress.line(fmt::format("teacher: {} (step {}) tensor-parallel over {} ranks: {} heads, {} KV groups, d_ff {} "
-                              "and a vocabulary slice per rank ({} of its {} parameters)", in.teacher->path,
+                              "and a vocabulary slice per rank ({} of its {} parameters); {}", in.teacher->path,
                               in.teacher->step, tpn, shard.spec.n_heads, shard.spec.n_kv_heads, shard.spec.d_ff,
-                              shard.params.size(), in.teacher->params.size()));
+                              shard.params.size(), in.teacher->params.size(),
+                              vocab_parallel ? "student head and KD loss vocab-parallel"
+                                             : "teacher logits gathered per chunk (only forward KL over equal "
+                                               "vocabularies runs vocab-parallel)"));
     in.teacher->params = AlignedBuffer<float>();  // the whole teacher is no longer needed here
   } else if (in.teacher) {
     // the loaded weights move to the trainer: one copy of the teacher in memory (a

@@ -201,6 +201,7 @@ StepReport Trainer::step(data::BatchSource& source) {
       sums[3] = 1;
     }
   }
+  dstep_->finish_step(grads_.data());
   if (qat_) qat_->end_step(sparams_.data(), grads_.data(), dp_);
 
   // The gradient sum: each rank gets its shard's.
