@@ -123,7 +123,8 @@ bool same_on_every_rank(const std::vector<float>& x) {
 // quantized step on, a parameter 1e-7 away from a rounding boundary may round to the
 // neighbouring code in one run and not the other (rounding is discontinuous), so the
 // runs separate by about one update (lr) per flipped weight: the losses stay within 5e-4
-// (relative), and every rank keeps bit-identical scales.
+// (relative), the parameters within 3% of the largest (measured: 1.1%, a few lr-sized
+// steps), and every rank keeps bit-identical scales.
 TEST(DataParallel, QuantizationAwareTraining) {
   const std::vector<std::vector<std::string>> cases{
       {"quant.weight=int4:g8", "quant.activation=int8:tensor", "quant.activation_calibrator=minmax"},
@@ -136,7 +137,7 @@ TEST(DataParallel, QuantizationAwareTraining) {
     const auto [dp3, one3] = expect_same_as_one_process(o, 3);  // observe-only steps 0-2
     ASSERT_FALSE(one3.input_scales.empty());
     EXPECT_EQ(dp3.input_scales, one3.input_scales) << "the observers' statistics differ after the observe-only steps";
-    const auto [dp, one] = expect_same_as_one_process(o, kSteps, 5e-4, 0);
+    const auto [dp, one] = expect_same_as_one_process(o, kSteps, 5e-4, 3e-2);
     EXPECT_TRUE(same_on_every_rank(dp.input_scales)) << "the replicas quantize with different scales";
     EXPECT_TRUE(same_on_every_rank(dp.params)) << "the replicas hold different parameters";
   }
