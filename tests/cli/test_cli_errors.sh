@@ -58,5 +58,9 @@ else
   echo "ok:   nan_policy=skip: 3 steps skipped, exit 0"
 fi
 
+# bench runs the plain data-parallel step only
+expect 2 "bench times the data-parallel step with the teacher in every rank" \
+  bench --config "$root/configs/bench-cpu.yaml" --peak-gflops 1 --set teacher.cache=/nonexistent
+
 [ $fails -eq 0 ] && echo "all CLI error checks passed" || echo "$fails CLI check(s) failed"
 exit $((fails > 0))

@@ -18,6 +18,7 @@
 #include "trainer/cli/commands.h"
 #include "trainer/cli/sgemm_peak.h"
 #include "trainer/train/trainer.h"
+#include "trainer/util/errors.h"
 
 namespace kd::cli {
 
@@ -56,6 +57,10 @@ int run_bench(const BenchOptions& o) {
   if (o.threads > 0) ov.push_back(fmt::format("train.threads={}", o.threads));
   Config cfg = load_config(o.config, ov);
   if (o.student_only) cfg.has_teacher = false;
+  KD_CHECK_INPUT(cfg.parallel.teacher_ranks == 0 && cfg.parallel.tensor_parallel == 1 &&
+                     (!cfg.has_teacher || cfg.teacher.cache.empty()),
+                 "bench times the data-parallel step with the teacher in every rank; parallel.teacher_ranks, "
+                 "parallel.tensor_parallel and teacher.cache are for distill");
   const int threads = set_threads(cfg.train.threads);
   double peak = o.peak_gflops;
   if (peak <= 0 && world->size() == 1) {
