@@ -7,8 +7,9 @@
 #    world size changed);
 #  * a teacher on its own rank (parallel.teacher_ranks = 1) serving 1 and 2 student ranks
 #    (k = the vocabulary): the losses of the teacher on the student's rank within 1e-5;
-#    stopped at step 4 and resumed (same layout): bit for bit; a feature loss, another
-#    divergence, or no rank left for the student: exit 2;
+#    stopped at step 4 and resumed (same layout): bit for bit; full bf16 logits instead
+#    (teacher_sends: logits) with reverse KL and JSD: within 2e-3; a feature loss, another
+#    divergence with top-k messages, or no rank left for the student: exit 2;
 #  * a tensor-parallel teacher (parallel.tensor_parallel = 2) on 2 ranks, and 2 × 2 (data ×
 #    tensor parallel) on 4 ranks: the 1-rank losses (feature loss included) within 1e-5,
 #    with the vocab-parallel head and loss (forward KL) and with gathered teacher logits
@@ -101,6 +102,17 @@ run_np 3 distill --resume "$tmp/runs/remote3r" >"$tmp/remote3r.log" 2>&1 || { fa
 cmp -s <(strip "$tmp/runs/remote3/metrics.jsonl") <(strip "$tmp/runs/remote3r/metrics.jsonl") \
   && ok "2 students + 1 teacher rank stopped at step 4 and resumed: the same losses bit for bit" \
   || fail "resume with a teacher rank differs"
+# full logits in bfloat16 (parallel.teacher_sends: logits): any divergence; bf16 rounding of
+# the teacher's logits (8 mantissa bits) keeps the losses within 2e-3
+for div in reverse_kl jsd; do
+  run_np 1 distill --config "$tmp/student.yaml" $nofeat --set distill.divergence=$div --set run.name="loc_$div" \
+    >/dev/null 2>&1 || fail "local $div"
+  run_np 2 distill --config "$tmp/student.yaml" $nofeat --set distill.divergence=$div --set parallel.teacher_ranks=1 \
+    --set parallel.teacher_sends=logits --set run.name="full_$div" >"$tmp/full_$div.log" 2>&1 || fail "full logits $div"
+  close "$tmp/runs/loc_$div" "$tmp/runs/full_$div" 2e-3 && grep -q "full logits in bfloat16" "$tmp/full_$div.log" \
+    && ok "$div from a teacher rank sending full bf16 logits: the local teacher's losses within 2e-3" \
+    || { fail "full logits $div"; paste <(losses "$tmp/runs/loc_$div") <(losses "$tmp/runs/full_$div"); }
+done
 mpi_expect() {  # mpi_expect <np> <stderr substring> <kdtrain args...>: exit 2 (mpirun passes it on)
   local np=$1 want=$2; shift 2
   run_np "$np" "$@" >"$tmp/out" 2>"$tmp/err"; local rc=$?

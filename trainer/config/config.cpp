@@ -44,9 +44,9 @@ void Config::validate() const {
   if (parallel.teacher_ranks > 0) {
     KD_CHECK_INPUT(has_teacher && !teacher.checkpoint.empty() && teacher.cache.empty(),
                    "parallel.teacher_ranks needs teacher.checkpoint (the teacher those ranks run) and no teacher.cache");
-    KD_CHECK_INPUT(distill.divergence == kern::Divergence::forward_kl,
+    KD_CHECK_INPUT(distill.divergence == kern::Divergence::forward_kl || parallel.teacher_sends == TeacherSends::logits,
                    "distill.divergence is {}; teacher ranks (parallel.teacher_ranks) send top-k logits, for which only "
-                   "forward_kl is defined (the tail as one bucket)",
+                   "forward_kl is defined (the tail as one bucket); parallel.teacher_sends: logits sends the full logits",
                    distill.divergence == kern::Divergence::reverse_kl ? "reverse_kl" : "jsd");
     KD_CHECK_INPUT(f.beta == 0, "distill.feature.beta > 0 needs the teacher's hidden states; teacher ranks "
                    "(parallel.teacher_ranks) send only top-k logits (sending hidden states is not implemented)");

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/common/bf16.h"
 #include "trainer/util/errors.h"
 
 namespace kd {
@@ -67,7 +68,10 @@ DistillStep<T>::DistillStep(const LlamaLayout& student, const LlamaLayout* teach
   }
   loss_arena_.build([&](Arena<T>& ar) {
     zs_ = ar.take(rv);
-    zt_ = uses_teacher_logits() ? ar.take(std::size_t(spec_.logit_chunk_rows) * teacher_->spec().vocab) : nullptr;
+    // teacher logits: of the teacher here, or received in full from a teacher rank
+    zt_ = uses_teacher_logits() ? ar.take(std::size_t(spec_.logit_chunk_rows) * teacher_->spec().vocab)
+          : top_k_            ? ar.take(std::size_t(spec_.logit_chunk_rows) * s.vocab)
+                              : nullptr;
     dfinal_ = ar.take(m * s.d_model);
     target_ = feature ? ar.take(m * s.d_model) : nullptr;
     dtarget_ = feature ? ar.take(m * s.d_model) : nullptr;
@@ -186,7 +190,18 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
     const int r = std::min(rows, m - r0);
     const T* hs = head_in + std::size_t(r0) * d;
     logits_chunk(zs_, hs, shead, r, v, d);
-    if (from_targets) {
+    if (from_targets && !targets->full_bf16.empty()) {
+      // full teacher logits (bfloat16) for the first kd_vocab entries: the usual loss
+      const int vk = lp.kd_vocab;
+      for (int i = 0; i < r; ++i) {
+        const std::uint16_t* src = targets->full_bf16.data() + std::size_t(r0 + i) * std::size_t(vk);
+        T* dst = zt_ + std::size_t(i) * v;
+        for (int u = 0; u < vk; ++u) dst[u] = T(common::from_bf16(src[u]));
+      }
+      kern::DistillLossParams full = lp;
+      full.teacher_ld = v;
+      kern::distill_loss_rows<T>(zs_, rows_.data() + r0, zs_, zt_, labels + r0, r, v, full);
+    } else if (from_targets) {
       const std::size_t k = std::size_t(targets->k);
       kern::topk_distill_loss_rows<T>(zs_, rows_.data() + r0, zs_, targets->values.data() + std::size_t(r0) * k,
                                       targets->indices.data() + std::size_t(r0) * k, targets->lse.data() + r0,

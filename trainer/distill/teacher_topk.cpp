@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "kernels/common/bf16.h"
 #include "kernels/kernels.h"
 #include "trainer/util/errors.h"
 
@@ -21,6 +22,21 @@ TeacherTopK::TeacherTopK(const LlamaLayout& teacher, int batch, int seq, int thr
   KD_ASSERT(k_ >= 1 && k_ <= kd_vocab_ && kd_vocab_ <= teacher.spec().vocab, "top-{} of {} logits", k_, kd_vocab_);
   act_.build(teacher.spec(), batch, seq, threads, {});
   logits_.resize(std::size_t(chunk_) * std::size_t(teacher.spec().vocab));
+}
+
+void TeacherTopK::run_logits(const float* params, const std::int32_t* tokens, std::uint16_t* out) {
+  llama_forward_frozen<float>(teacher_, params, tokens, act_, hook_);
+  const int m = batch_ * seq_, v = teacher_.spec().vocab, d = teacher_.spec().d_model, vk = kd_vocab_;
+  for (int r0 = 0; r0 < m; r0 += chunk_) {
+    const int rows = std::min(chunk_, m - r0);
+    head_forward_frozen<float>(teacher_, params, logits_.data(), act_.final_norm + std::size_t(r0) * d, rows, hook_);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < rows; ++i) {
+      for (int u = 0; u < vk; ++u) {
+        out[std::size_t(r0 + i) * vk + std::size_t(u)] = common::to_bf16(logits_[std::size_t(i) * v + std::size_t(u)]);
+      }
+    }
+  }
 }
 
 void TeacherTopK::run(const float* params, const std::int32_t* tokens, float* values, std::int32_t* indices,

@@ -18,6 +18,9 @@ struct TopKTargets {
   std::vector<float> values;         // (m, k), descending per row (ties: lower index first)
   std::vector<std::int32_t> indices; // (m, k)
   std::vector<float> lse;            // (m) at the loss's temperature
+  // Instead of the top k: the teacher's full logits (m, kd_vocab) in bfloat16 (teacher
+  // ranks with parallel.teacher_sends: logits). Any divergence then applies.
+  std::vector<std::uint16_t> full_bf16;
   void resize(std::size_t m, int k_) {
     k = k_;
     values.resize(m * std::size_t(k_));
@@ -36,6 +39,8 @@ class TeacherTopK {
   // for the T temperatures, row-major.
   void run(const float* params, const std::int32_t* tokens, float* values, std::int32_t* indices, float* lse);
   int k() const { return k_; }
+  // The teacher's forward on tokens, its full logits (m, kd_vocab) in bfloat16.
+  void run_logits(const float* params, const std::int32_t* tokens, std::uint16_t* logits);
   // The teacher's linear layers run through this (a bf16 teacher); null: float GEMMs.
   void set_hook(LinearHook<float>* h) { hook_ = h; }
   const std::vector<double>& temperatures() const { return temps_; }

@@ -65,8 +65,12 @@ MemoryEstimate estimate_memory(const Config& cfg, int ranks) {
       double(step.arena_bytes()));
   if (topk) {
     const std::size_t m = std::size_t(local_batch) * tr.seq_len;
-    add(fmt::format("top-{} teacher targets of a micro-batch", cfg.distill.top_k),
-        double(m) * (8.0 * cfg.distill.top_k + 4.0));
+    if (teachers > 0 && cfg.parallel.teacher_sends == TeacherSends::logits) {
+      add("the teacher's full logits of a micro-batch (bf16)", 2.0 * double(m) * cfg.model.vocab);
+    } else {
+      add(fmt::format("top-{} teacher targets of a micro-batch", cfg.distill.top_k),
+          double(m) * (8.0 * cfg.distill.top_k + 4.0));
+    }
   }
   for (const auto& l : e.lines) e.total += l.bytes;
   if (teachers > 0) {

@@ -41,7 +41,15 @@ TeacherRanks teacher_ranks(const Config& cfg, int world) {
   return TeacherRanks{world, n};
 }
 
-int teacher_rank_k(const Config& cfg, int kd_vocab) { return std::min(cfg.distill.top_k, kd_vocab); }
+int teacher_rank_k(const Config& cfg, int kd_vocab) {
+  return cfg.parallel.teacher_sends == TeacherSends::logits ? 0 : std::min(cfg.distill.top_k, kd_vocab);
+}
+
+namespace {
+// Full logits travel as int32 words holding two bfloat16 values each (Comm sends float and
+// int32); an odd count is padded with one value.
+std::size_t bf16_words(std::size_t values) { return (values + 1) / 2; }
+}  // namespace
 
 RemoteTeacherTargets::RemoteTeacherTargets(dist::Comm& world, int teacher_world_rank, int k, int kd_vocab)
     : world_(world), from_(teacher_world_rank), k_(k), kd_vocab_(kd_vocab) {}
@@ -49,6 +57,22 @@ RemoteTeacherTargets::RemoteTeacherTargets(dist::Comm& world, int teacher_world_
 void RemoteTeacherTargets::fetch(std::int64_t first, int batch, int seq, const std::int32_t* tokens,
                                  TopKTargets& out) {
   const std::size_t m = std::size_t(batch) * std::size_t(seq), mk = m * std::size_t(k_);
+  if (k_ == 0) {  // full logits
+    const std::size_t n = m * std::size_t(kd_vocab_), words = bf16_words(n);
+    ints_.resize(words + 2);
+    world_.recv(ints_, from_, kIntTag);
+    std::uint64_t h = 0;
+    std::memcpy(&h, ints_.data() + words, sizeof(h));
+    if (h != tokens_hash(tokens, m)) {
+      throw RuntimeFailure(fmt::format("teacher rank {} sent the logits of other tokens than sequences {}..{} (its "
+                                       "data stream and this rank's differ)", from_, first, first + batch - 1));
+    }
+    out.k = 0;
+    out.kd_vocab = kd_vocab_;
+    out.full_bf16.resize(n);
+    std::memcpy(out.full_bf16.data(), ints_.data(), n * sizeof(std::uint16_t));
+    return;
+  }
   floats_.resize(mk + m);
   ints_.resize(mk + 2);
   world_.recv(floats_, from_, kFloatTag);
@@ -67,6 +91,7 @@ void RemoteTeacherTargets::fetch(std::int64_t first, int batch, int seq, const s
 }
 
 std::string RemoteTeacherTargets::describe() const {
+  if (k_ == 0) return fmt::format("on its own rank {} (full logits in bfloat16 per position, over MPI)", from_);
   return fmt::format("on its own rank {} (top-{} logits and log-sum-exp per position, over MPI)", from_, k_);
 }
 
@@ -90,6 +115,7 @@ void serve_as_teacher(RunInputs& in, dist::Comm& world, const TeacherRanks& layo
     std::unique_ptr<TeacherTopK> topk;
     std::vector<std::int32_t> tokens, labels, ints;
     std::vector<float> values, lse;
+    std::vector<std::uint16_t> logits;  // full-logit messages
   };
   std::vector<Served> served;
   for (const int s : layout.students_of(world.rank())) {
@@ -104,15 +130,20 @@ void serve_as_teacher(RunInputs& in, dist::Comm& world, const TeacherRanks& layo
     v.slice = std::make_unique<data::DataParallelSource>(*v.inner, s, layout.students(), tr.batch_size);
     v.slice->seek(start_step * tr.batch_size * tr.grad_accum, tr.seq_len);
     const int b = v.slice->local_batch();
-    v.topk = std::make_unique<TeacherTopK>(teacher, b, tr.seq_len, threads, k, kd_vocab,
+    v.topk = std::make_unique<TeacherTopK>(teacher, b, tr.seq_len, threads, std::max(k, 1), kd_vocab,
                                            std::vector<double>{cfg.distill.temperature}, cfg.distill.logit_chunk_rows);
     v.topk->set_hook(bf16.get());
     const std::size_t m = std::size_t(b) * tr.seq_len;
     v.tokens.resize(m);
     v.labels.resize(m);
-    v.values.resize(m * std::size_t(k) + m);
-    v.ints.resize(m * std::size_t(k) + 2);
-    v.lse.resize(m);
+    if (k == 0) {
+      v.logits.resize(bf16_words(m * std::size_t(kd_vocab)) * 2, 0);
+      v.ints.resize(bf16_words(m * std::size_t(kd_vocab)) + 2);
+    } else {
+      v.values.resize(m * std::size_t(k) + m);
+      v.ints.resize(m * std::size_t(k) + 2);
+      v.lse.resize(m);
+    }
     served.push_back(std::move(v));
   }
   double slowest = 0;
@@ -123,6 +154,15 @@ void serve_as_teacher(RunInputs& in, dist::Comm& world, const TeacherRanks& layo
         const int b = v.slice->local_batch();
         const std::size_t m = std::size_t(b) * tr.seq_len, mk = m * std::size_t(k);
         v.slice->next(v.tokens.data(), v.labels.data(), b, tr.seq_len);
+        if (k == 0) {
+          v.topk->run_logits(in.teacher->params.data(), v.tokens.data(), v.logits.data());
+          const std::size_t words = v.logits.size() / 2;
+          std::memcpy(v.ints.data(), v.logits.data(), words * sizeof(std::int32_t));
+          const std::uint64_t h = tokens_hash(v.tokens.data(), m);
+          std::memcpy(v.ints.data() + words, &h, sizeof(h));
+          world.send(v.ints, v.student, kIntTag);
+          continue;
+        }
         v.topk->run(in.teacher->params.data(), v.tokens.data(), v.values.data(), v.ints.data(), v.lse.data());
         std::copy_n(v.lse.data(), m, v.values.data() + mk);  // one message: values, then lse
         const std::uint64_t h = tokens_hash(v.tokens.data(), m);

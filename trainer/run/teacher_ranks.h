@@ -32,6 +32,7 @@ TeacherRanks teacher_ranks(const Config& cfg, int world);
 // The student side: targets received from its teacher rank over `world`.
 class RemoteTeacherTargets final : public TargetSource {
  public:
+  // k = 0: the teacher rank sends full logits (bfloat16) instead of the top k.
   RemoteTeacherTargets(dist::Comm& world, int teacher_world_rank, int k, int kd_vocab);
   void fetch(std::int64_t first, int batch, int seq, const std::int32_t* tokens, TopKTargets& out) override;
   std::string describe() const override;
@@ -43,7 +44,8 @@ class RemoteTeacherTargets final : public TargetSource {
   std::vector<std::int32_t> ints_;
 };
 
-// The top-k of the teacher's logits the ranks send: distill.top_k capped at the vocabulary.
+// The top-k of the teacher's logits the ranks send: distill.top_k capped at the vocabulary;
+// 0 when they send full logits (parallel.teacher_sends: logits).
 int teacher_rank_k(const Config& cfg, int kd_vocab);
 
 // The teacher side: serves every step from `start_step` to train.steps, then returns.
