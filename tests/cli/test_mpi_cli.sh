@@ -138,6 +138,12 @@ for np in 2 4; do
 done
 grep -q "student head and KD loss vocab-parallel" "$tmp/tp2.log" && ok "forward KL: the student head and loss run vocab-parallel" \
   || fail "the vocab-parallel loss was not used"
+# a tensor-parallel teacher held in bfloat16: each rank's shard in bf16; the 1-rank bf16 run's losses
+run_np 1 distill --config "$tmp/student.yaml" --set teacher.bf16=true --set run.name=bf1 >/dev/null 2>&1 || fail "bf16 1 rank"
+run_np 2 distill --config "$tmp/student.yaml" --set teacher.bf16=true --set parallel.tensor_parallel=2 \
+  --set run.name=bf2 >"$tmp/bf2.log" 2>&1 || { fail "bf16 tensor parallel"; tail -3 "$tmp/bf2.log"; }
+close "$tmp/runs/bf1" "$tmp/runs/bf2" 1e-5 && grep -q "linear layers in bfloat16" "$tmp/bf2.log" \
+  && ok "a bf16 teacher tensor-parallel over 2 ranks: the 1-rank bf16 losses within 1e-5" || fail "bf16 TP"
 # reverse KL: the teacher's logits are gathered instead; the same losses as 1 rank
 run_np 1 distill --config "$tmp/student.yaml" --set distill.divergence=reverse_kl --set run.name=rkl1 >/dev/null 2>&1 || fail "rkl 1 rank"
 run_np 2 distill --config "$tmp/student.yaml" --set distill.divergence=reverse_kl --set parallel.tensor_parallel=2 \

@@ -81,7 +81,7 @@ grep -q "teacher: linear layers in bfloat16" "$tmp/last.log" && close "$tmp/runs
   --set teacher.bf16=true --set parallel.teacher_ranks=1 >"$tmp/bf16rank.log" 2>&1 || { fail "bf16 teacher rank"; tail -3 "$tmp/bf16rank.log"; }
 close "$tmp/runs/bf16" "$tmp/runs/bf16rank" 1e-5 && ok "a bf16 teacher on its own rank: the local bf16 teacher's losses within 1e-5" \
   || fail "bf16 teacher rank vs local"
-expect 2 "teacher.bf16 needs teacher.checkpoint, and works neither with teacher.cache" \
+expect 2 "teacher.bf16 needs teacher.checkpoint, and does not work with teacher.cache" \
   distill --config "$tmp/student.yaml" --set run.name=bad --set teacher.cache="$tmp/c32" --set teacher.bf16=true
 
 # bad caches and configs: exit 2, the cause named, no run directory left

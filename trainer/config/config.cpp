@@ -32,9 +32,8 @@ void Config::validate() const {
                    "distill.teacher_pretrain_steps: a run with teacher.cache has no teacher to pretrain");
   }
   if (has_teacher && teacher.bf16) {
-    KD_CHECK_INPUT(!teacher.checkpoint.empty() && teacher.cache.empty() && parallel.tensor_parallel == 1,
-                   "teacher.bf16 needs teacher.checkpoint, and works neither with teacher.cache (no teacher) nor with "
-                   "parallel.tensor_parallel (not built for shards yet)");
+    KD_CHECK_INPUT(!teacher.checkpoint.empty() && teacher.cache.empty(),
+                   "teacher.bf16 needs teacher.checkpoint, and does not work with teacher.cache (no teacher to hold)");
   }
   if (parallel.tensor_parallel > 1) {
     KD_CHECK_INPUT(has_teacher && !teacher.checkpoint.empty() && teacher.cache.empty() && parallel.teacher_ranks == 0,

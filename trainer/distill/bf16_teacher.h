@@ -23,6 +23,8 @@ class Bf16Teacher final : public LinearHook<float> {
   // Returns the bytes released.
   std::size_t release_float_linears(float* params) const;
   std::size_t bytes() const { return w_.size() * sizeof(std::uint16_t); }
+  // A layer's bf16 weight (n, k), row-major; the head at layer -1.
+  const std::uint16_t* weight(int layer, LinearInput site) const { return w_.data() + slot(layer, site).bf16_offset; }
 
   const float* forward(int, LinearInput, float* x, float*, int, int) override { return x; }
   void backward(int, LinearInput, float*, const float*, int, int) override;

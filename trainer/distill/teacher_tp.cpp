@@ -56,11 +56,17 @@ TeacherTp::TeacherTp(dist::Comm& group, const LlamaLayout& shard, int batch, int
 
 void TeacherTp::forward(const float* params, const std::int32_t* tokens, FrozenActivations<float>& a) {
   llama_forward_frozen_tp(shard_, params, tokens, a, partial_.data(),
-                          [this](float* x, std::size_t n) { group_.all_reduce_sum(std::span<float>(x, n)); });
+                          [this](float* x, std::size_t n) { group_.all_reduce_sum(std::span<float>(x, n)); },
+                          const_cast<Bf16Teacher*>(bf16_));
 }
 
 void TeacherTp::slice_logits(float* out, const float* hidden, const float* params, int rows) {
   const std::size_t d = std::size_t(shard_.spec().d_model);
+  if (bf16_ != nullptr) {
+    kern::linear_forward_bf16(out, hidden, bf16_->weight(-1, LinearInput::head) + vocab_begin_ * d, rows,
+                              int(vocab_count()), int(d), false);
+    return;
+  }
   kern::linear_forward<float>(out, hidden, params + shard_.head() + vocab_begin_ * d, rows, int(vocab_count()), int(d),
                               false);
 }

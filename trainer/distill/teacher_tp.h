@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "trainer/dist/comm.h"
+#include "trainer/distill/bf16_teacher.h"
 #include "trainer/model/llama.h"
 
 namespace kd {
@@ -46,6 +47,8 @@ class TeacherTp {
   std::size_t vocab_count() const { return vocab_counts_[std::size_t(group_.rank())]; }
   const std::vector<std::size_t>& vocab_counts() const { return vocab_counts_; }
   dist::Comm& group() { return group_; }
+  // The shard's linear layers in bfloat16 (teacher.bf16); null: float GEMMs.
+  void set_bf16(const Bf16Teacher* w) { bf16_ = w; }
 
  private:
   dist::Comm& group_;
@@ -53,6 +56,7 @@ class TeacherTp {
   std::vector<std::size_t> vocab_counts_;  // per rank
   std::size_t vocab_begin_ = 0;
   std::vector<float> partial_, slice_, gathered_;
+  const Bf16Teacher* bf16_ = nullptr;
 };
 
 }  // namespace kd

@@ -300,7 +300,8 @@ void llama_forward_frozen(const LlamaLayout& lay, const T* p, const std::int32_t
 
 void llama_forward_frozen_tp(const LlamaLayout& shard, const float* p, const std::int32_t* tokens,
                              FrozenActivations<float>& a, float* partial,
-                             const std::function<void(float*, std::size_t)>& sum_over_group) {
+                             const std::function<void(float*, std::size_t)>& sum_over_group,
+                             LinearHook<float>* hook) {
   KD_ASSERT(omp_get_max_threads() <= a.threads, "frozen forward with {} OpenMP threads on activations built for {}",
             omp_get_max_threads(), a.threads);
   const ModelSpec& s = shard.spec();
@@ -322,7 +323,7 @@ void llama_forward_frozen_tp(const LlamaLayout& shard, const float* p, const std
   capture(0);
   for (int l = 0; l < s.n_layers; ++l) {
     const auto& L = shard.layers()[l];
-    const BlockInputs<float> in{nullptr, l};
+    const BlockInputs<float> in{hook, l};
     attention_block<float>(s, L, p, a.x, a.xn, a.rstd, a.qkv, a.att, a.lse, partial, a.rope_cos, a.rope_sin,
                            a.attn_scratch, a.batch, a.seq, in, false);
     add_group_sum();

@@ -109,7 +109,8 @@ void llama_forward_frozen(const LlamaLayout& lay, const T* params, const std::in
 // replicated. partial: (batch·seq, d_model) scratch.
 void llama_forward_frozen_tp(const LlamaLayout& shard, const float* params, const std::int32_t* tokens,
                              FrozenActivations<float>& a, float* partial,
-                             const std::function<void(float*, std::size_t)>& sum_over_group);
+                             const std::function<void(float*, std::size_t)>& sum_over_group,
+                             LinearHook<float>* hook = nullptr);
 
 // Logits (rows, V) of the head on final normed states x, frozen use: the hook (nullable)
 // runs the head itself or transforms x in place first.

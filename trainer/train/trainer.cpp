@@ -119,9 +119,13 @@ std::string Trainer::first_nonfinite_gradient(const float* g, std::size_t begin,
 
 std::string Trainer::freeze_teacher() {
   if (!cfg_.has_teacher || !cfg_.teacher.bf16 || !teacher_ || bf16_teacher_) return {};
-  bf16_teacher_ = std::make_unique<Bf16Teacher>(*teacher_, tparams_.data());
+  bf16_teacher_ = std::make_unique<Bf16Teacher>(*teacher_, tparams_.data());  // with TP: this rank's shard
   const std::size_t released = bf16_teacher_->release_float_linears(tparams_.data());
-  dstep_->set_teacher_hook(bf16_teacher_.get());
+  if (teacher_tp_) {
+    teacher_tp_->set_bf16(bf16_teacher_.get());
+  } else {
+    dstep_->set_teacher_hook(bf16_teacher_.get());
+  }
   return fmt::format("teacher: linear layers in bfloat16 ({:.1f} MB; {:.1f} MB of float32 released)",
                      double(bf16_teacher_->bytes()) / 1e6, double(released) / 1e6);
 }
