@@ -2,7 +2,8 @@
 // under mpirun with W ranks (2 and 4), the world is one tensor-parallel group; each rank
 // holds its shard (W divides the 4 KV groups and d_ff) and the final normed states and the
 // logits, gathered from vocabulary slices (37 tokens: uneven slices 19+18, 10+9+9+9), must
-// match the unsharded forward on every rank.
+// match the unsharded forward on every rank. A shard read straight from a checkpoint (only
+// its rows and columns) equals the shard cut from the whole teacher, bit for bit.
 // Tolerance: each block's output projection is summed over ranks instead of in one GEMM,
 // a float32 reordering of ~1e-7 relative per sum; over 3 layers the logits stay within
 // 2e-5 of their largest magnitude. Every rank must hold the same logits bit for bit (the
@@ -17,6 +18,8 @@
 #include "trainer/dist/comm.h"
 #include "trainer/distill/teacher_tp.h"
 #include "trainer/model/llama.h"
+#include "tests/support/temp_files.h"
+#include "trainer/checkpoint/checkpoint.h"
 #include "trainer/util/errors.h"
 
 namespace {
@@ -90,6 +93,26 @@ TEST(TensorParallel, ShardedTeacherGivesTheWholeTeachersLogits) {
   tp.all_reduce_max(hi);
   tp.all_reduce_max(lo);
   for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(hi[i], -lo[i]) << "ranks hold different logits at " << i;
+}
+
+TEST(TensorParallel, ShardReadFromTheCheckpointEqualsTheCutShard) {
+  auto& tp = world();
+  const kd::ModelSpec spec = teacher_spec();
+  if (spec.n_kv_heads % tp.size() != 0) GTEST_SKIP() << tp.size() << " ranks do not divide 4 KV groups";
+  kd::ParamTable table;
+  const kd::LlamaLayout full(spec, table);
+  std::vector<float> w(table.total());
+  full.init(w.data(), 23, 0.2);
+  kdtest::TempDir dir("kd_tp_" + std::to_string(tp.rank()));
+  const std::string path = dir.file("teacher.h5");
+  kd::ckpt::CheckpointContents c;
+  c.kind = "train";
+  for (const auto& t : table.tensors()) c.tensors["model"].push_back({t.name, t.shape, w.data() + t.offset});
+  kd::ckpt::write_checkpoint(path, c);
+  const kd::TeacherShard cut = kd::shard_teacher(full, w.data(), tp.size(), tp.rank());
+  const kd::TeacherShard read = kd::read_teacher_shard(kd::ckpt::CheckpointReader(path), spec, tp.size(), tp.rank());
+  ASSERT_EQ(read.params.size(), cut.params.size());
+  EXPECT_EQ(read.params, cut.params);
 }
 
 TEST(TensorParallel, ShapesThatDoNotSplitAreRefused) {

@@ -88,6 +88,11 @@ class CheckpointReader {
     read_typed(group, name, expected_shape, DType::f32, out);
   }
   // The same for the other stored types; the dataset's type must be exactly `dtype`.
+  // A block of rows [row0, row0 + rows) × columns [col0, col0 + cols) of a 2-D float32
+  // tensor of shape expected_shape, into `out` (rows × cols, row-major): a tensor-parallel
+  // rank reads only its shard. The same errors as read().
+  void read_block(const std::string& group, const std::string& name, const std::vector<std::int64_t>& expected_shape,
+                  std::int64_t row0, std::int64_t rows, std::int64_t col0, std::int64_t cols, float* out) const;
   void read_typed(const std::string& group, const std::string& name,
                   const std::vector<std::int64_t>& expected_shape, DType dtype, void* out) const;
   DType dtype(const std::string& group, const std::string& name) const;

@@ -277,4 +277,27 @@ void CheckpointReader::read_typed(const std::string& group, const std::string& n
   }
 }
 
+void CheckpointReader::read_block(const std::string& group, const std::string& name,
+                                  const std::vector<std::int64_t>& expected_shape, std::int64_t row0,
+                                  std::int64_t rows, std::int64_t col0, std::int64_t cols, float* out) const {
+  const std::string who = fmt::format("tensor \"{}/{}\"", group, name);
+  Handle ds = open_tensor(path_, file_->id.get(), group, name);
+  const DType got = dtype(group, name);
+  KD_CHECK_INPUT(got == DType::f32, "{}: {} is {}, expected float32", path_, who, dtype_name(got));
+  const std::vector<std::int64_t> stored = dataset_shape(path_, who, ds.get());
+  KD_CHECK_INPUT(stored == expected_shape, "{}: {} has shape {} in the checkpoint, expected {}", path_, who,
+                 layout::shape_text(stored), layout::shape_text(expected_shape));
+  KD_ASSERT(stored.size() == 2 && row0 >= 0 && col0 >= 0 && row0 + rows <= stored[0] && col0 + cols <= stored[1],
+            "block [{}+{}, {}+{}] of {}", row0, rows, col0, cols, who);
+  if (rows == 0 || cols == 0) return;
+  Handle space(H5Dget_space(ds.get()));
+  const hsize_t start[2] = {hsize_t(row0), hsize_t(col0)}, count[2] = {hsize_t(rows), hsize_t(cols)};
+  Handle mem(H5Screate_simple(2, count, nullptr));
+  if (H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr) < 0 ||
+      H5Dread(ds.get(), H5T_NATIVE_FLOAT, mem.get(), space.get(), H5P_DEFAULT, out) < 0) {
+    bad(path_, fmt::format("{}: reading a block failed (Fletcher-32 checksum mismatch or read error)", who),
+        kDamagedHint);
+  }
+}
+
 }  // namespace kd::ckpt

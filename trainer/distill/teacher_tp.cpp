@@ -48,6 +48,41 @@ TeacherShard shard_teacher(const LlamaLayout& full, const float* w, int tp, int 
   return out;
 }
 
+TeacherShard read_teacher_shard(const ckpt::CheckpointReader& r, const ModelSpec& t, int tp, int rank) {
+  check_tensor_parallel(t, tp, "the teacher");
+  TeacherShard out;
+  out.spec = shard_spec(t, tp);
+  out.layout = std::make_unique<LlamaLayout>(out.spec, out.table);
+  out.params.assign(out.table.total(), 0.0f);
+  ParamTable full_table;
+  const LlamaLayout full(t, full_table);
+  const std::int64_t qd = out.spec.q_dim(), kvd = out.spec.kv_dim(), f = out.spec.d_ff;
+  auto ends_with = [](const std::string& s, const char* suffix) {
+    const std::string x(suffix);
+    return s.size() >= x.size() && s.compare(s.size() - x.size(), x.size(), x) == 0;
+  };
+  for (const auto& ti : out.table.tensors()) {
+    const auto& whole = full_table.at(ti.name);
+    float* dst = out.params.data() + ti.offset;
+    const std::int64_t rows = whole.shape.size() == 2 ? whole.shape[0] : 0, cols = whole.shape.size() == 2 ? whole.shape[1] : 0;
+    // column-parallel: a block of rows; row-parallel: a block of columns; the rest whole
+    if (ends_with(ti.name, "q_proj.weight")) {
+      r.read_block("model", ti.name, whole.shape, rank * qd, qd, 0, cols, dst);
+    } else if (ends_with(ti.name, "k_proj.weight") || ends_with(ti.name, "v_proj.weight")) {
+      r.read_block("model", ti.name, whole.shape, rank * kvd, kvd, 0, cols, dst);
+    } else if (ends_with(ti.name, "o_proj.weight")) {
+      r.read_block("model", ti.name, whole.shape, 0, rows, rank * qd, qd, dst);
+    } else if (ends_with(ti.name, "gate_proj.weight") || ends_with(ti.name, "up_proj.weight")) {
+      r.read_block("model", ti.name, whole.shape, rank * f, f, 0, cols, dst);
+    } else if (ends_with(ti.name, "down_proj.weight")) {
+      r.read_block("model", ti.name, whole.shape, 0, rows, rank * f, f, dst);
+    } else {
+      r.read("model", ti.name, whole.shape, dst);
+    }
+  }
+  return out;
+}
+
 TeacherTp::TeacherTp(dist::Comm& group, const LlamaLayout& shard, int batch, int seq)
     : group_(group), shard_(shard), partial_(std::size_t(batch) * seq * std::size_t(shard.spec().d_model)) {
   for (const int c : data::DataParallelSource::split(shard.spec().vocab, group.size())) vocab_counts_.push_back(std::size_t(c));

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "trainer/checkpoint/checkpoint.h"
 #include "trainer/dist/comm.h"
 #include "trainer/distill/bf16_teacher.h"
 #include "trainer/model/llama.h"
@@ -32,6 +33,9 @@ struct TeacherShard {
 };
 // Rank `rank`'s shard of a full teacher's weights.
 TeacherShard shard_teacher(const LlamaLayout& full, const float* weights, int tp, int rank);
+// The same shard read straight from a (float) checkpoint: only its rows and columns of
+// each tensor are read, so a rank never holds the whole teacher.
+TeacherShard read_teacher_shard(const ckpt::CheckpointReader& r, const ModelSpec& teacher, int tp, int rank);
 
 class TeacherTp {
  public:

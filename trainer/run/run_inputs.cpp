@@ -49,7 +49,9 @@ RunInputs gather_inputs(const TrainCommand& cmd, bool run_dir, int world_rank, i
   if (cfg.has_teacher && !cfg.teacher.checkpoint.empty()) {
     const int teachers = cfg.parallel.teacher_ranks;
     const bool student_rank = teachers > 0 && world_rank < world_size - teachers;
-    in.teacher = load_model(cfg.teacher.checkpoint, !student_rank);
+    // a tensor-parallel rank reads only its shard later (run_training)
+    const bool shard_later = cfg.parallel.tensor_parallel > 1 && cmd.distill && run_dir;
+    in.teacher = load_model(cfg.teacher.checkpoint, !student_rank && !shard_later);
     cfg.teacher.spec = in.teacher->config.model;
     for (const auto& [s, t] : cfg.distill.feature.layers) {
       KD_CHECK_INPUT(cfg.distill.feature.beta <= 0 || t <= cfg.teacher.spec.n_layers,

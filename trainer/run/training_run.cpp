@@ -161,7 +161,14 @@ int run_training(const TrainCommand& cmd) {
   if (trainer.uses_topk_targets()) {
     progress.line("teacher: " + trainer.targets()->describe());
   } else if (in.teacher && tp_group) {
-    const TeacherShard shard = shard_teacher(*in.teacher->layout, in.teacher->params.data(), tpn, tp_group->rank());
+    // this rank's rows and columns straight from the file; a quantized teacher (codes in
+    // another group) is read whole, dequantized, then cut
+    const ckpt::CheckpointReader reader(in.teacher->path);
+    const bool quantized = reader.kind() == "quantized";
+    if (quantized) in.teacher = load_model(in.teacher->path);
+    const TeacherShard shard = quantized
+                                   ? shard_teacher(*in.teacher->layout, in.teacher->params.data(), tpn, tp_group->rank())
+                                   : read_teacher_shard(reader, cfg.teacher.spec, tpn, tp_group->rank());
     KD_ASSERT(shard.params.size() == trainer.teacher_table().total(), "teacher shard of {} values for a table of {}",
               shard.params.size(), trainer.teacher_table().total());
     AlignedBuffer<float> mine(shard.params.size());
@@ -172,7 +179,7 @@ int run_training(const TrainCommand& cmd) {
     progress.line(fmt::format("teacher: {} (step {}) tensor-parallel over {} ranks: {} heads, {} KV groups, d_ff {} "
                               "and a vocabulary slice per rank ({} of its {} parameters); {}", in.teacher->path,
                               in.teacher->step, tpn, shard.spec.n_heads, shard.spec.n_kv_heads, shard.spec.d_ff,
-                              shard.params.size(), in.teacher->params.size(),
+                              shard.params.size(), in.teacher->table.total(),
                               vocab_parallel ? "student head and KD loss vocab-parallel"
                                              : "teacher logits gathered per chunk (only forward KL over equal "
                                                "vocabularies runs vocab-parallel)"));
