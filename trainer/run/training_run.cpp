@@ -17,6 +17,7 @@
 #include "trainer/checkpoint/layout.h"
 #include "trainer/eval/evaluator.h"
 #include "trainer/run/model_loader.h"
+#include "trainer/run/preemption.h"
 #include "trainer/run/progress.h"
 #include "trainer/run/provenance.h"
 #include "trainer/run/run_dir.h"
@@ -61,6 +62,7 @@ int run_training(const TrainCommand& cmd) {
   // Launched by mpirun / srun: every rank runs this function. Rank 0 alone writes the run
   // directory and prints; every rank reads the inputs, trains its data-parallel slice and
   // evaluates (the same result on each).
+  install_preemption_handlers();
   const std::unique_ptr<dist::Comm> world = dist::make_world_comm();
   const bool leader = world->rank() == 0;
   RunInputs in = gather_inputs(cmd, true, world->rank(), world->size());
@@ -383,7 +385,22 @@ int run_training(const TrainCommand& cmd) {
     // IMP: every round's result is evaluated (the sparsity curve), before the next round prunes
     const bool round_end = trainer.pruner() && trainer.pruner()->ends_round(step);
     if (step != tr.steps && ((tr.eval_every > 0 && step % tr.eval_every == 0) || round_end)) evaluate(step);
-    if (tr.checkpoint_every > 0 && step % tr.checkpoint_every == 0 && step != tr.steps) save(step);
+    const bool saved = tr.checkpoint_every > 0 && step % tr.checkpoint_every == 0 && step != tr.steps;
+    if (saved) save(step);
+    // preemption (SIGTERM, SIGUSR1): every student rank stops after the same step
+    std::array<double, 1> stop{preemption_requested() ? 1.0 : 0.0};
+    if (dp->size() > 1) dp->all_reduce_max(stop);
+    if (tp_group) tp_group->all_reduce_max(stop);
+    if (stop[0] > 0 && step != tr.steps) {
+      if (!saved) save(step);
+      progress.finish();
+      if (leader) {
+        progress.line(fmt::format("preempted ({}): checkpoint at step {}: {}; exit {} (continue with --resume {})",
+                                  preemption_signal() ? preemption_signal() : "another rank's signal", step,
+                                  dir->checkpoint_path(step), kExitPreempted, in.run_path));
+      }
+      return kExitPreempted;
+    }
   }
   progress.finish();
   evaluate(tr.steps);
