@@ -130,6 +130,20 @@ TEST_P(CommOps, UnevenReduceScatterAndAllGather) {
   }
 }
 
+// A ring: every rank sends `out` to the next and receives the previous one's into `got`,
+// even ranks sending first.
+template <class T>
+void ring_exchange(kd::dist::Comm& c, const std::vector<T>& out, std::vector<T>& got, int tag) {
+  const int W = c.size(), r = c.rank(), next = (r + 1) % W, prev = (r + W - 1) % W;
+  if (r % 2 == 0) {
+    c.send(std::span<const T>(out), next, tag);
+    c.recv(std::span<T>(got), prev, tag);
+  } else {
+    c.recv(std::span<T>(got), prev, tag);
+    c.send(std::span<const T>(out), next, tag);
+  }
+}
+
 TEST_P(CommOps, BroadcastSendRecvAndSplit) {
   auto& c = comm();
   const int W = c.size(), r = c.rank();
@@ -139,26 +153,14 @@ TEST_P(CommOps, BroadcastSendRecvAndSplit) {
   c.broadcast(bi, W - 1);
   for (float v : b) EXPECT_EQ(v, float(W - 1));
   for (auto v : bi) EXPECT_EQ(v, W - 1);
-  if (W > 1) {  // a ring: everyone sends to the next rank, even ranks first
+  if (W > 1) {
+    const int prev = (r + W - 1) % W;
     std::vector<float> out(4, float(r)), got(4, -1.0f);
-    const int next = (r + 1) % W, prev = (r + W - 1) % W;
-    if (r % 2 == 0) {
-      c.send(out, next, 7);
-      c.recv(got, prev, 7);
-    } else {
-      c.recv(got, prev, 7);
-      c.send(out, next, 7);
-    }
+    ring_exchange(c, out, got, 7);
     for (float v : got) EXPECT_EQ(v, float(prev));
     // int32 (token ids, top-k indices): every bit, beyond float's 24
     std::vector<std::int32_t> iout(3, (1 << 30) + 7 * r + 1), igot(3, -1);
-    if (r % 2 == 0) {
-      c.send(iout, next, 8);
-      c.recv(igot, prev, 8);
-    } else {
-      c.recv(igot, prev, 8);
-      c.send(iout, next, 8);
-    }
+    ring_exchange(c, iout, igot, 8);
     for (auto v : igot) EXPECT_EQ(v, (1 << 30) + 7 * prev + 1);
   }
   // groups: even and odd ranks, each summing its own members

@@ -22,11 +22,8 @@ LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, int vk, co
     std::fill_n(g, v, T(0));
     return out;
   }
-  const T ms_all = row_max(s, v);  // CE's max, over every logit
-  T z1 = 0;
-#pragma omp simd reduction(+ : z1)
-  for (int i = 0; i < v; ++i) z1 += exp_t<T>(s[i] - ms_all);
-  const T lse1 = ms_all + std::log(z1);
+  const RowLse<T> ce_norm = row_lse(s, v);  // CE over every logit
+  const T ms_all = ce_norm.max, lse1 = ce_norm.lse;
   out.ce = double(lse1) - double(s[y]);
   const T ce = T(p.ce_scale);
 

@@ -26,11 +26,8 @@ LossRow topk_row(T* g, const T* s, const float* tv, const std::int32_t* ti, floa
     std::fill_n(g, v, T(0));
     return out;
   }
-  const T ms_all = row_max(s, v);
-  T z1 = 0;
-#pragma omp simd reduction(+ : z1)
-  for (int i = 0; i < v; ++i) z1 += exp_t<T>(s[i] - ms_all);
-  const T lse1 = ms_all + std::log(z1);
+  const RowLse<T> ce_norm = row_lse(s, v);  // CE over every logit
+  const T ms_all = ce_norm.max, lse1 = ce_norm.lse;
   out.ce = double(lse1) - double(s[y]);
   const T ce = T(p.ce_scale), kw = T(p.kd_scale), it = T(1.0 / p.temperature);
 

@@ -25,3 +25,31 @@ strip() { sed -E 's/"(time_s|tokens_per_s|comm_s)":[^,}]*,?//g' "$1"; }
 prepare_corpus() {
   "$bin" prepare "$root/tests/data" --out "$tmp/prep" --vocab-size 300 --val-every 3 >/dev/null || fail "prepare"
 }
+
+# MPI tests: one thread per rank, and the two variables OpenMPI wants as root. Needs $mpirun.
+use_mpi() { export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; }
+run_np() { local np=$1; shift; "$mpirun" -np "$np" --oversubscribe "$bin" "$@"; }
+
+# A small teacher trained for $1 steps on the corpus of prepare_corpus:
+# $tmp/runs/teacher/checkpoints/step-<$1>.h5.
+train_small_teacher() {
+  cat >"$tmp/teacher.yaml" <<YAML
+model: {vocab: 300, d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 64, tie_embeddings: true}
+optim: {lr: 3.0e-3, warmup_steps: 2}
+train: {steps: $1, batch_size: 6, seq_len: 32, seed: 3, threads: 1}
+data: {kind: shards, train: $tmp/prep/train.bin, val: $tmp/prep/val.bin}
+run: {dir: $tmp/runs, name: teacher}
+YAML
+  "$bin" train --config "$tmp/teacher.yaml" >"$tmp/teacher.log" 2>&1 || { fail "teacher training"; cat "$tmp/teacher.log"; }
+}
+
+# The train-line losses of a run directory, one per line.
+losses() { grep '"type":"train"' "$1/metrics.jsonl" | sed -E 's/.*"loss":([^,}]*).*/\1/'; }
+# close <run a> <run b> <relative tolerance>: both runs logged $CLOSE_STEPS steps (set by
+# the script), each loss of b within the tolerance of a's.
+close() {
+  [ "$(losses "$1" | wc -l)" = "$CLOSE_STEPS" ] && [ "$(losses "$2" | wc -l)" = "$CLOSE_STEPS" ] || return 1
+  paste <(losses "$1") <(losses "$2") | awk -v tol="$3" '
+    { d = $1 - $2; if (d < 0) d = -d; a = $2 < 0 ? -$2 : $2; if (d > tol * a) bad++ }
+    END { exit bad == 0 ? 0 : 1 }'
+}

@@ -23,18 +23,9 @@ bin=$1
 root=$2
 mpirun=$3
 source "$(dirname "$0")/lib.sh"
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-run_np() { local np=$1; shift; "$mpirun" -np "$np" --oversubscribe "$bin" "$@"; }
-
+use_mpi
 prepare_corpus
-cat >"$tmp/teacher.yaml" <<YAML
-model: {vocab: 300, d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 64, tie_embeddings: true}
-optim: {lr: 3.0e-3, warmup_steps: 2}
-train: {steps: 4, batch_size: 6, seq_len: 32, seed: 3, threads: 1}
-data: {kind: shards, train: $tmp/prep/train.bin, val: $tmp/prep/val.bin}
-run: {dir: $tmp/runs, name: teacher}
-YAML
-"$bin" train --config "$tmp/teacher.yaml" >"$tmp/teacher.log" 2>&1 || { fail "teacher"; cat "$tmp/teacher.log"; }
+train_small_teacher 4
 cat >"$tmp/student.yaml" <<YAML
 model: {vocab: 300, d_model: 16, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 32, tie_embeddings: true}
 teacher: {checkpoint: $tmp/runs/teacher/checkpoints/step-00000004.h5}
@@ -45,14 +36,7 @@ data: {kind: shards, train: $tmp/prep/train.bin, val: $tmp/prep/val.bin}
 run: {dir: $tmp/runs}
 YAML
 
-# The train-line losses of a run, one per line.
-losses() { grep '"type":"train"' "$1/metrics.jsonl" | sed -E 's/.*"loss":([^,}]*).*/\1/'; }
-# Whether two runs' losses agree within a relative tolerance, step by step.
-close() {
-  paste <(losses "$1") <(losses "$2") | awk -v tol="$3" '
-    { n++; d = $1 - $2; if (d < 0) d = -d; a = $2 < 0 ? -$2 : $2; if (d > tol * a) bad++ }
-    END { exit (n == 8 && bad == 0) ? 0 : 1 }'
-}
+CLOSE_STEPS=8  # the student runs' train.steps
 
 run_np 1 distill --config "$tmp/student.yaml" --set run.name=np1 >"$tmp/np1.log" 2>&1 || { fail "1-rank distill"; tail -5 "$tmp/np1.log"; }
 run_np 2 distill --config "$tmp/student.yaml" --set run.name=np2 >"$tmp/np2.log" 2>&1 || { fail "2-rank distill"; tail -5 "$tmp/np2.log"; }

@@ -10,7 +10,7 @@ bin=$1
 root=$2
 mpirun=$3
 source "$(dirname "$0")/lib.sh"
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+use_mpi
 args=(distill --config "$root/configs/demo-synthetic.yaml" --set distill.teacher_pretrain_steps=20
       --set train.steps=300 --set train.log_every=1 --set train.threads=1 --set run.dir="$tmp/runs")
 

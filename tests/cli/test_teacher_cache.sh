@@ -19,17 +19,9 @@ bin=$1
 root=$2
 mpirun=$3
 source "$(dirname "$0")/lib.sh"
-export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-
+use_mpi
 prepare_corpus
-cat >"$tmp/teacher.yaml" <<YAML
-model: {vocab: 300, d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 64, tie_embeddings: true}
-optim: {lr: 3.0e-3, warmup_steps: 2}
-train: {steps: 6, batch_size: 6, seq_len: 32, seed: 3, threads: 1}
-data: {kind: shards, train: $tmp/prep/train.bin, val: $tmp/prep/val.bin}
-run: {dir: $tmp/runs, name: teacher}
-YAML
-"$bin" train --config "$tmp/teacher.yaml" >/dev/null 2>&1 || fail "teacher training"
+train_small_teacher 6
 "$bin" train --config "$tmp/teacher.yaml" --set run.name=teacher2 --set train.seed=4 >/dev/null 2>&1 || fail "teacher 2"
 tckpt=$tmp/runs/teacher/checkpoints/step-00000006.h5
 cat >"$tmp/student.yaml" <<YAML
@@ -41,12 +33,7 @@ train: {steps: 6, batch_size: 6, grad_accum: 2, seq_len: 32, seed: 3, threads: 1
 data: {kind: shards, train: $tmp/prep/train.bin, val: $tmp/prep/val.bin}
 run: {dir: $tmp/runs}
 YAML
-losses() { grep '"type":"train"' "$1/metrics.jsonl" | sed -E 's/.*"loss":([^,}]*).*/\1/'; }
-close() {  # close <run a> <run b> <relative tolerance>
-  paste <(losses "$1") <(losses "$2") | awk -v tol="$3" '
-    { n++; d = $1 - $2; if (d < 0) d = -d; a = $2 < 0 ? -$2 : $2; if (d > tol * a) bad++ }
-    END { exit (n == 6 && bad == 0) ? 0 : 1 }'
-}
+CLOSE_STEPS=6  # the student runs' train.steps
 distill() { "$bin" distill --config "$tmp/student.yaml" "$@" >"$tmp/last.log" 2>&1 || { fail "distill $*"; tail -3 "$tmp/last.log"; }; }
 
 "$bin" cache-teacher --config "$tmp/student.yaml" --out "$tmp/c32" >"$tmp/c32.log" 2>&1 || { fail "cache-teacher"; cat "$tmp/c32.log"; }

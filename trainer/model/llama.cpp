@@ -271,9 +271,13 @@ void llama_backward(const LlamaLayout& lay, const T* p, T* g, const std::int32_t
   kern::embedding_backward<T>(g + lay.embed(), a.dx, tokens, m, d);
 }
 
+namespace {
+
+// The frozen forward. With sum_over_group (a tensor-parallel shard), each block's output
+// projection goes to `partial` without the residual, is summed over the group, then added.
 template <class T>
-void llama_forward_frozen(const LlamaLayout& lay, const T* p, const std::int32_t* tokens,
-                          FrozenActivations<T>& a, LinearHook<T>* hook) {
+void frozen_forward(const LlamaLayout& lay, const T* p, const std::int32_t* tokens, FrozenActivations<T>& a,
+                    LinearHook<T>* hook, T* partial, const std::function<void(T*, std::size_t)>* sum_over_group) {
   KD_ASSERT(omp_get_max_threads() <= a.threads,
             "frozen forward with {} OpenMP threads on activations built for {} (attention scratch is per thread)",
             omp_get_max_threads(), a.threads);
@@ -285,53 +289,42 @@ void llama_forward_frozen(const LlamaLayout& lay, const T* p, const std::int32_t
       if (a.captured_index[i] == k) std::memcpy(a.captured[i], a.x, sizeof(T) * md);
     }
   };
+  const bool grouped = sum_over_group != nullptr;
+  T* out = grouped ? partial : a.x;
+  auto add_group_sum = [&] {
+    if (!grouped) return;
+    (*sum_over_group)(partial, md);
+#pragma omp parallel for schedule(static)
+    for (std::size_t i = 0; i < md; ++i) a.x[i] += partial[i];
+  };
   kern::embedding_forward<T>(a.x, p + lay.embed(), tokens, m, d);
   capture(0);
   for (int l = 0; l < s.n_layers; ++l) {
     const auto& L = lay.layers()[l];
     const BlockInputs<T> in{hook, l};  // frozen: transformed in place (scratch buffers)
-    attention_block<T>(s, L, p, a.x, a.xn, a.rstd, a.qkv, a.att, a.lse, a.x, a.rope_cos,
-                       a.rope_sin, a.attn_scratch, a.batch, a.seq, in);
-    mlp_block<T>(s, L, p, a.x, a.xn, a.rstd, a.gu, a.act, a.x, m, in);
+    attention_block<T>(s, L, p, a.x, a.xn, a.rstd, a.qkv, a.att, a.lse, out, a.rope_cos, a.rope_sin,
+                       a.attn_scratch, a.batch, a.seq, in, !grouped);
+    add_group_sum();
+    mlp_block<T>(s, L, p, a.x, a.xn, a.rstd, a.gu, a.act, out, m, in, !grouped);
+    add_group_sum();
     capture(l + 1);
   }
   kern::rmsnorm_forward<T>(a.final_norm, a.rstd, a.x, p + lay.final_norm(), m, d, T(s.norm_eps));
+}
+
+}  // namespace
+
+template <class T>
+void llama_forward_frozen(const LlamaLayout& lay, const T* p, const std::int32_t* tokens,
+                          FrozenActivations<T>& a, LinearHook<T>* hook) {
+  frozen_forward<T>(lay, p, tokens, a, hook, nullptr, nullptr);
 }
 
 void llama_forward_frozen_tp(const LlamaLayout& shard, const float* p, const std::int32_t* tokens,
                              FrozenActivations<float>& a, float* partial,
                              const std::function<void(float*, std::size_t)>& sum_over_group,
                              LinearHook<float>* hook) {
-  KD_ASSERT(omp_get_max_threads() <= a.threads, "frozen forward with {} OpenMP threads on activations built for {}",
-            omp_get_max_threads(), a.threads);
-  const ModelSpec& s = shard.spec();
-  const int m = a.batch * a.seq, d = s.d_model;
-  const std::size_t md = std::size_t(m) * d;
-  auto capture = [&](int k) {
-    for (std::size_t i = 0; i < a.captured_index.size(); ++i) {
-      if (a.captured_index[i] == k) std::memcpy(a.captured[i], a.x, sizeof(float) * md);
-    }
-  };
-  // x stays replicated: each block's output projection gives this rank's partial sum,
-  // summed over the group before the residual add
-  auto add_group_sum = [&] {
-    sum_over_group(partial, md);
-#pragma omp parallel for schedule(static)
-    for (std::size_t i = 0; i < md; ++i) a.x[i] += partial[i];
-  };
-  kern::embedding_forward<float>(a.x, p + shard.embed(), tokens, m, d);
-  capture(0);
-  for (int l = 0; l < s.n_layers; ++l) {
-    const auto& L = shard.layers()[l];
-    const BlockInputs<float> in{hook, l};
-    attention_block<float>(s, L, p, a.x, a.xn, a.rstd, a.qkv, a.att, a.lse, partial, a.rope_cos, a.rope_sin,
-                           a.attn_scratch, a.batch, a.seq, in, false);
-    add_group_sum();
-    mlp_block<float>(s, L, p, a.x, a.xn, a.rstd, a.gu, a.act, partial, m, in, false);
-    add_group_sum();
-    capture(l + 1);
-  }
-  kern::rmsnorm_forward<float>(a.final_norm, a.rstd, a.x, p + shard.final_norm(), m, d, float(s.norm_eps));
+  frozen_forward<float>(shard, p, tokens, a, hook, partial, &sum_over_group);
 }
 
 template <class T>

@@ -23,6 +23,17 @@ constexpr int kFloatTag = 7100, kIntTag = 7101;
 
 std::uint64_t tokens_hash(const std::int32_t* tokens, std::size_t n) { return fnv1a(tokens, n * sizeof(std::int32_t)); }
 
+// The last two words of an int32 message: the FNV-1a of the micro-batch's tokens.
+void put_tokens_hash(std::vector<std::int32_t>& words, const std::int32_t* tokens, std::size_t m) {
+  const std::uint64_t h = tokens_hash(tokens, m);
+  std::memcpy(words.data() + words.size() - 2, &h, sizeof(h));
+}
+bool tokens_hash_matches(const std::vector<std::int32_t>& words, const std::int32_t* tokens, std::size_t m) {
+  std::uint64_t h = 0;
+  std::memcpy(&h, words.data() + words.size() - 2, sizeof(h));
+  return h == tokens_hash(tokens, m);
+}
+
 }  // namespace
 
 std::vector<int> TeacherRanks::students_of(int teacher_world_rank) const {
@@ -57,16 +68,17 @@ RemoteTeacherTargets::RemoteTeacherTargets(dist::Comm& world, int teacher_world_
 void RemoteTeacherTargets::fetch(std::int64_t first, int batch, int seq, const std::int32_t* tokens,
                                  TopKTargets& out) {
   const std::size_t m = std::size_t(batch) * std::size_t(seq), mk = m * std::size_t(k_);
-  if (k_ == 0) {  // full logits
-    const std::size_t n = m * std::size_t(kd_vocab_), words = bf16_words(n);
-    ints_.resize(words + 2);
-    world_.recv(ints_, from_, kIntTag);
-    std::uint64_t h = 0;
-    std::memcpy(&h, ints_.data() + words, sizeof(h));
-    if (h != tokens_hash(tokens, m)) {
-      throw RuntimeFailure(fmt::format("teacher rank {} sent the logits of other tokens than sequences {}..{} (its "
-                                       "data stream and this rank's differ)", from_, first, first + batch - 1));
+  auto check_tokens = [&] {
+    if (!tokens_hash_matches(ints_, tokens, m)) {
+      throw RuntimeFailure(fmt::format("teacher rank {} sent the targets of other tokens than sequences {}..{} "
+                                       "(its data stream and this rank's differ)", from_, first, first + batch - 1));
     }
+  };
+  if (k_ == 0) {  // full logits
+    const std::size_t n = m * std::size_t(kd_vocab_);
+    ints_.resize(bf16_words(n) + 2);
+    world_.recv(ints_, from_, kIntTag);
+    check_tokens();
     out.k = 0;
     out.kd_vocab = kd_vocab_;
     out.full_bf16.resize(n);
@@ -77,12 +89,7 @@ void RemoteTeacherTargets::fetch(std::int64_t first, int batch, int seq, const s
   ints_.resize(mk + 2);
   world_.recv(floats_, from_, kFloatTag);
   world_.recv(ints_, from_, kIntTag);
-  std::uint64_t h = 0;
-  std::memcpy(&h, ints_.data() + mk, sizeof(h));
-  if (h != tokens_hash(tokens, m)) {
-    throw RuntimeFailure(fmt::format("teacher rank {} sent the targets of other tokens than sequences {}..{} "
-                                     "(its data stream and this rank's differ)", from_, first, first + batch - 1));
-  }
+  check_tokens();
   out.resize(m, k_);
   out.kd_vocab = kd_vocab_;
   std::copy_n(floats_.data(), mk, out.values.data());
@@ -158,15 +165,13 @@ void serve_as_teacher(RunInputs& in, dist::Comm& world, const TeacherRanks& layo
           v.topk->run_logits(in.teacher->params.data(), v.tokens.data(), v.logits.data());
           const std::size_t words = v.logits.size() / 2;
           std::memcpy(v.ints.data(), v.logits.data(), words * sizeof(std::int32_t));
-          const std::uint64_t h = tokens_hash(v.tokens.data(), m);
-          std::memcpy(v.ints.data() + words, &h, sizeof(h));
+          put_tokens_hash(v.ints, v.tokens.data(), m);
           world.send(v.ints, v.student, kIntTag);
           continue;
         }
         v.topk->run(in.teacher->params.data(), v.tokens.data(), v.values.data(), v.ints.data(), v.lse.data());
         std::copy_n(v.lse.data(), m, v.values.data() + mk);  // one message: values, then lse
-        const std::uint64_t h = tokens_hash(v.tokens.data(), m);
-        std::memcpy(v.ints.data() + mk, &h, sizeof(h));
+        put_tokens_hash(v.ints, v.tokens.data(), m);
         world.send(v.values, v.student, kFloatTag);
         world.send(v.ints, v.student, kIntTag);
       }

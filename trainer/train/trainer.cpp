@@ -184,8 +184,8 @@ StepReport Trainer::step(data::BatchSource& source) {
   KD_CHECK_INPUT(totals.tokens > 0, "step {}: the global batch has no labelled tokens", step_);
 
   // sums over this rank's micro-batches: ce, kd (over tokens), feat (weighted by positions),
-  // and whether a loss was non-finite
-  std::array<double, 4> sums{};
+  // whether a loss was non-finite, whether a gradient of this rank's shard is (one reduction)
+  std::array<double, 5> sums{};
   std::string bad;
   for (int micro = 0; micro < tr.grad_accum; ++micro) {
     const std::int32_t* tok = tokens_.data() + micro * micro_len;
@@ -218,12 +218,9 @@ StepReport Trainer::step(data::BatchSource& source) {
   std::string bad_grad = first_nonfinite_gradient(g, shard_begin_, shard_end_);
   if (world > 1) {
     // every rank takes the same decision; the message names what this rank saw
-    std::array<double, 1> any_bad_grad{bad_grad.empty() ? 0.0 : 1.0};
-    timed([&] {
-      dp_->all_reduce_sum(std::span<double>(sums.data(), sums.size()));
-      dp_->all_reduce_max(any_bad_grad);
-    });
-    if (bad_grad.empty() && any_bad_grad[0] > 0) bad_grad = "gradient in another data-parallel rank's shard";
+    sums[4] = bad_grad.empty() ? 0.0 : 1.0;
+    timed([&] { dp_->all_reduce_sum(std::span<double>(sums.data(), sums.size())); });
+    if (bad_grad.empty() && sums[4] > 0) bad_grad = "gradient in another data-parallel rank's shard";
     if (bad.empty() && sums[3] > 0) bad = "loss on another data-parallel rank";
   }
   const bool teacher_term = teacher_ || uses_topk_targets();
