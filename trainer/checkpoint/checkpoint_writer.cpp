@@ -142,20 +142,11 @@ class Writer {
   }
 
   void write_string_attr(hid_t loc, const std::string& name, const std::string& value) const {
-    Handle type = h5::string_type(value.size());
-    if (!type.valid()) fail("string type for attribute " + name);
-    Handle space = make(H5Screate(H5S_SCALAR), "scalar dataspace");
-    Handle a = make(H5Acreate2(loc, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                    "creating attribute " + name);
-    // An empty value is stored as one NUL byte (a fixed-length string has at least 1 byte).
-    ok(H5Awrite(a.get(), type.get(), value.c_str()), "writing attribute " + name);
+    if (!h5::write_string_attr(loc, name, value)) fail("writing attribute " + name);
   }
 
   void write_int64_attr(hid_t loc, const std::string& name, std::int64_t value) const {
-    Handle space = make(H5Screate(H5S_SCALAR), "scalar dataspace");
-    Handle a = make(H5Acreate2(loc, name.c_str(), H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                    "creating attribute " + name);
-    ok(H5Awrite(a.get(), H5T_NATIVE_INT64, &value), "writing attribute " + name);
+    if (!h5::write_int64_attr(loc, name, value)) fail("writing attribute " + name);
   }
 
   void write_string_dataset(hid_t loc, const std::string& name, const std::string& text) const {

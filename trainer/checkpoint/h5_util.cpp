@@ -109,4 +109,19 @@ std::optional<DType> stored_dtype(hid_t type) {
   return std::nullopt;
 }
 
+bool write_string_attr(hid_t loc, const std::string& name, const std::string& value) {
+  Handle type = string_type(value.size());
+  Handle space(H5Screate(H5S_SCALAR));
+  if (!type.valid() || !space.valid()) return false;
+  Handle a(H5Acreate2(loc, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  return a.valid() && H5Awrite(a.get(), type.get(), value.c_str()) >= 0;
+}
+
+bool write_int64_attr(hid_t loc, const std::string& name, std::int64_t value) {
+  Handle space(H5Screate(H5S_SCALAR));
+  if (!space.valid()) return false;
+  Handle a(H5Acreate2(loc, name.c_str(), H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  return a.valid() && H5Awrite(a.get(), H5T_NATIVE_INT64, &value) >= 0;
+}
+
 }  // namespace kd::ckpt::h5

@@ -67,4 +67,9 @@ std::optional<DType> stored_dtype(hid_t type);
 // A fixed-length UTF-8 string type of `bytes` bytes (at least 1), null-padded.
 Handle string_type(std::size_t bytes);
 
+// A scalar attribute: a fixed-length string (an empty value stored as one NUL byte), or a
+// little-endian int64. false on any HDF5 failure (error_detail() says which).
+bool write_string_attr(hid_t loc, const std::string& name, const std::string& value);
+bool write_int64_attr(hid_t loc, const std::string& name, std::int64_t value);
+
 }  // namespace kd::ckpt::h5

@@ -39,15 +39,10 @@ void ok(herr_t s, const std::string& what) {
 }
 
 void put_string(hid_t loc, const char* name, const std::string& value) {
-  Handle type = ckpt::h5::string_type(value.size());
-  Handle space = made(H5Screate(H5S_SCALAR), "dataspace");
-  Handle a = made(H5Acreate2(loc, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), name);
-  ok(H5Awrite(a.get(), type.get(), value.c_str()), name);
+  if (!ckpt::h5::write_string_attr(loc, name, value)) fail_write(fmt::format("writing attribute {}", name));
 }
 void put_int(hid_t loc, const char* name, std::int64_t value) {
-  Handle space = made(H5Screate(H5S_SCALAR), "dataspace");
-  Handle a = made(H5Acreate2(loc, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), name);
-  ok(H5Awrite(a.get(), H5T_NATIVE_INT64, &value), name);
+  if (!ckpt::h5::write_int64_attr(loc, name, value)) fail_write(fmt::format("writing attribute {}", name));
 }
 void put_doubles(hid_t loc, const char* name, const std::vector<double>& v) {
   const hsize_t n = v.size();
