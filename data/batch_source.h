@@ -14,6 +14,9 @@ class BatchSource {
   virtual std::int64_t position() const = 0;
   // Continues as if `sequences` sequences of length `seq` had been drawn (exact resume).
   virtual void seek(std::int64_t sequences, int seq) = 0;
+  // A fingerprint of the sampler's random state: a checkpoint stores it per rank and a
+  // resume checks that seek() reproduced it (the same data from here on).
+  virtual std::uint64_t rng_fingerprint() const = 0;
 };
 
 // A source whose sequences can be read by index without drawing the ones before (the

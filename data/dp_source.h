@@ -27,6 +27,7 @@ class DataParallelSource : public BatchSource {
   void next(std::int32_t* tokens, std::int32_t* labels, int batch, int seq) override;
   std::int64_t position() const override { return inner_.position(); }
   void seek(std::int64_t sequences, int seq) override { inner_.seek(sequences, seq); }
+  std::uint64_t rng_fingerprint() const override { return inner_.rng_fingerprint(); }
 
  private:
   BatchSource& inner_;

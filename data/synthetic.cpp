@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
+#include <sstream>
+#include <string>
 
 namespace kd::data {
 
@@ -71,6 +74,12 @@ void SyntheticTokens::seek(std::int64_t sequences, int seq) {
   drawn_ = 0;
   std::vector<std::int32_t> t(seq), l(seq);
   for (std::int64_t i = 0; i < sequences; ++i) next(t.data(), l.data(), 1, seq);
+}
+
+std::uint64_t SyntheticTokens::rng_fingerprint() const {
+  std::ostringstream state;
+  state << rng_;
+  return std::hash<std::string>{}(state.str()) ^ std::uint64_t(drawn_);
 }
 
 double SyntheticTokens::entropy_rate() const {

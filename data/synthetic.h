@@ -22,6 +22,7 @@ class SyntheticTokens : public BatchSource {
   std::int64_t position() const override { return drawn_; }
   // Replays the stream from its start (a synthetic stream has no random access).
   void seek(std::int64_t sequences, int seq) override;
+  std::uint64_t rng_fingerprint() const override;  // a hash of the generator's whole state
 
   // Markov only: the next-token distribution of `state` (vocab entries) and the chain's
   // entropy rate in nats under its stationary distribution — the lowest possible CE.

@@ -55,4 +55,6 @@ void TokenDataset::next(std::int32_t* tokens, std::int32_t* labels, int batch, i
   drawn_ += batch;
 }
 
+std::uint64_t TokenDataset::rng_fingerprint() const { return splitmix64(seed_ ^ splitmix64(~std::uint64_t(drawn_))); }
+
 }  // namespace kd::data

@@ -21,6 +21,8 @@ class TokenDataset : public IndexedSource {
   void sequence(std::int64_t index, std::int32_t* tokens, std::int32_t* labels, int seq) const override;
   std::int64_t position() const override { return drawn_; }
   void seek(std::int64_t sequences, int) override { drawn_ = sequences; }
+  // stateless: the seed and the cursor are the whole state
+  std::uint64_t rng_fingerprint() const override;
   const TokenShard& shard() const { return *shard_; }
 
  private:

@@ -8,6 +8,7 @@ packages=(
   libopenblas-openmp-dev   # the OpenMP build of OpenBLAS: one thread pool with our loops
   libyaml-cpp-dev libcli11-dev libfmt-dev nlohmann-json3-dev
   libhdf5-openmpi-dev      # parallel HDF5 (checkpoints); pulls in OpenMPI
+  zlib1g-dev               # CRC-32 of the checkpoint manifest
   libgtest-dev
   "$@"
 )

@@ -3,8 +3,8 @@
 # CTest), printing the time per CTest label. Exit status: CTest's.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-# python3-h5py/-torch/-matplotlib: the independent checkpoint check and the plot test
-"$root/scripts/deps.sh" python3-h5py python3-torch python3-yaml python3-matplotlib
+# hdf5-tools (h5dump) and python3-h5py/-torch/-matplotlib: the independent checkpoint checks and the plot test
+"$root/scripts/deps.sh" hdf5-tools python3-h5py python3-torch python3-yaml python3-matplotlib
 # full build output on failure
 cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$root/build" -j "$(nproc)"

@@ -1,12 +1,16 @@
 // Checkpoints: one HDF5 file holding a run's config, tokenizer, metrics, provenance, integer
-// state and named float32 tensors (model, Adam moments, ...). The layout is documented in
-// docs/checkpoint-format.md so that h5py/h5dump users can read a file without kdtrain.
+// state, per-rank state and named tensors (model, Adam moments, ...), and a manifest with
+// every dataset's size and CRC-32. The layout is documented in docs/checkpoint-format.md so
+// that h5py/h5dump users can read a file without kdtrain.
 //
-// Writing is atomic: the file is built under `path + ".tmp"`, fsync'ed, then renamed over
-// `path`; a failed write removes the .tmp and leaves any previous `path` untouched.
-// Errors: a write that fails -> RuntimeFailure (exit 3); a file that is missing, not a
-// kdtrain checkpoint, of another format version or damaged -> InputError (exit 2). Both name
-// the path (and the tensor or key concerned).
+// Writing is collective and atomic: every rank of a Comm calls write_checkpoint with the
+// same tensors (names, shapes, types), each giving the slice of each tensor it writes (its
+// ZeRO shard); with more than one rank the file is written over MPI-IO (parallel HDF5,
+// collective transfers). The file is built under `path + ".tmp"`, fsync'ed, then renamed
+// over `path`; a failed write removes the .tmp and leaves any previous `path` untouched.
+// Errors: a write that fails -> RuntimeFailure (exit 3) on every rank; a file that is
+// missing, not a kdtrain checkpoint, of another format version or damaged -> InputError
+// (exit 2). Both name the path (and the tensor or key concerned).
 //
 // HDF5 types stay out of this header (trainer/checkpoint/h5_util.h is internal). Not
 // thread-safe: Debian's parallel HDF5 is built without its thread-safety lock, so call this
@@ -16,25 +20,32 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+namespace kd::dist {
+class Comm;
+}
 
 namespace kd::ckpt {
 
 // Element types a checkpoint stores: float32 for parameters and optimizer state, float64
 // for statistics that must round-trip exactly (observer histograms), integers for
 // quantized weights (int8 codes, int4 codes packed two per uint8) and zero points.
-enum class DType { f32, f64, i8, u8, i32 };
+enum class DType { f32, f64, i8, u8, i32, i64 };
 std::size_t dtype_size(DType t);
 const char* dtype_name(DType t);
 
-// A tensor to write: `data` holds prod(shape) elements of `dtype`, row-major (shape {} =
-// one scalar).
+// A tensor to write: `data` holds the elements [begin, end) of the row-major tensor of
+// `shape` and `dtype` (shape {} = one scalar); end < 0 means the whole tensor. In a
+// collective write the ranks' ranges must cover the tensor exactly once.
 struct TensorView {
   std::string name;  // used verbatim as the dataset name: dots fine, no '/', not "." or ""
   std::vector<std::int64_t> shape;
-  const void* data = nullptr;  // may be null only when the tensor has no elements
+  const void* data = nullptr;  // may be null only when the range is empty
   DType dtype = DType::f32;
+  std::int64_t begin = 0, end = -1;
 };
 
 struct CheckpointContents {
@@ -47,12 +58,28 @@ struct CheckpointContents {
   // group -> tensors in the order they are stored (and listed back by tensor_names):
   // "model", "adam_m", "adam_v", later "teacher", masks, ...
   std::map<std::string, std::vector<TensorView>> tensors;
+  // Per-rank state, e.g. "data_rng": this rank's row; every rank gives the same keys and
+  // lengths, stored as int64 datasets /ranks/<key> of shape [world, n].
+  std::map<std::string, std::vector<std::int64_t>> per_rank;
 };
 
+// Cuts the whole tensors of `views` (the same on every rank) into `world` even shares of
+// the list's elements, in order, and keeps rank `rank`'s: every rank then writes a part.
+void split_among_ranks(std::vector<TensorView>& views, int rank, int world);
+
+// Writing checkpoint `path`: the text fields (kind, config, tokenizer, metrics), provenance
+// and state are rank 0's (the others may leave them empty); tensors and per_rank are every
+// rank's own. `comm` null = a single process.
+
 // Writes `c` to `path` atomically (see above). Contents kdtrain cannot store (an empty or
-// '/'-containing name, a duplicate tensor, a negative dimension, null data) are rejected
-// before anything touches the disk. Throws RuntimeFailure naming the path on any failure.
-void write_checkpoint(const std::string& path, const CheckpointContents& c);
+// '/'-containing name, a duplicate tensor, a negative dimension, null data, ranges that do
+// not cover a tensor exactly once) are rejected before anything touches the disk. Throws
+// RuntimeFailure naming the path on any failure, on every rank.
+//
+// For the crash tests: KDTRAIN_CHECKPOINT_FAULT=<point>:<n> makes the n-th write of this
+// process kill itself (SIGKILL) at <point>: mid-dataset, after-close, after-fsync,
+// after-rename or before-dir-fsync (docs/checkpoint-format.md).
+void write_checkpoint(const std::string& path, const CheckpointContents& c, dist::Comm* comm = nullptr);
 
 // An open checkpoint. Every accessor reads the file on demand; errors are InputErrors that
 // name the path and the thing read.
@@ -96,6 +123,21 @@ class CheckpointReader {
   void read_typed(const std::string& group, const std::string& name,
                   const std::vector<std::int64_t>& expected_shape, DType dtype, void* out) const;
   DType dtype(const std::string& group, const std::string& name) const;
+  // Elements [begin, end) of a tensor of expected_shape and type `dtype`, into `out`
+  // (end - begin elements): a rank reads only its ZeRO shard of the moments.
+  void read_range(const std::string& group, const std::string& name, const std::vector<std::int64_t>& expected_shape,
+                  DType dtype, std::int64_t begin, std::int64_t end, void* out) const;
+  // Row `rank` of the per-rank dataset /ranks/<key>; nullopt when absent or when the file
+  // was written by fewer ranks.
+  std::optional<std::vector<std::int64_t>> per_rank(const std::string& key, int rank) const;
+  int written_by_ranks() const;  // rows of /ranks datasets; 1 for a file without them
+
+  // Checks every dataset the manifest lists against its size and CRC-32 (reading all of
+  // them; Fletcher-32 checks the chunks on the way). "" when all is well, else what is
+  // wrong, naming the dataset. A file without a manifest (written before it existed, or
+  // not by kdtrain's trainer) is reported as such.
+  std::string verify() const;
+  bool has_manifest() const;
 
  private:
   struct File;  // the open HDF5 file (h5_util.h)

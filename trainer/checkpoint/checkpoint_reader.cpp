@@ -7,6 +7,7 @@
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/checkpoint/h5_util.h"
 #include "trainer/checkpoint/layout.h"
+#include "trainer/checkpoint/manifest.h"
 #include "trainer/util/errors.h"
 
 namespace kd::ckpt {
@@ -298,6 +299,123 @@ void CheckpointReader::read_block(const std::string& group, const std::string& n
     bad(path_, fmt::format("{}: reading a block failed (Fletcher-32 checksum mismatch or read error)", who),
         kDamagedHint);
   }
+}
+
+}  // namespace kd::ckpt
+
+namespace kd::ckpt {
+
+void CheckpointReader::read_range(const std::string& group, const std::string& name,
+                                  const std::vector<std::int64_t>& expected_shape, DType want, std::int64_t begin,
+                                  std::int64_t end, void* out) const {
+  const std::string who = fmt::format("tensor \"{}/{}\"", group, name);
+  Handle ds = open_tensor(path_, file_->id.get(), group, name);
+  const DType got = dtype(group, name);
+  KD_CHECK_INPUT(got == want, "{}: {} is {}, expected {}", path_, who, dtype_name(got), dtype_name(want));
+  const std::vector<std::int64_t> stored = dataset_shape(path_, who, ds.get());
+  KD_CHECK_INPUT(stored == expected_shape, "{}: {} has shape {} in the checkpoint, expected {}", path_, who,
+                 layout::shape_text(stored), layout::shape_text(expected_shape));
+  std::uint64_t numel = 1;
+  for (const std::int64_t d : stored) numel *= static_cast<std::uint64_t>(d);
+  KD_ASSERT(begin >= 0 && begin <= end && std::uint64_t(end) <= numel, "range [{}, {}) of {}", begin, end, who);
+  if (begin == end) return;
+  Handle space(H5Dget_space(ds.get()));
+  const hsize_t n = hsize_t(end - begin);
+  Handle mem(H5Screate_simple(1, &n, nullptr));
+  bool ok = space.valid() && mem.valid();
+  if (ok && !stored.empty()) {
+    const std::vector<std::uint64_t> dims(stored.begin(), stored.end());
+    bool first = true;
+    for (const layout::Block& b : layout::flat_range_blocks(dims, std::uint64_t(begin), std::uint64_t(end))) {
+      const std::vector<hsize_t> start(b.start.begin(), b.start.end()), count(b.count.begin(), b.count.end());
+      ok = ok && H5Sselect_hyperslab(space.get(), first ? H5S_SELECT_SET : H5S_SELECT_OR, start.data(), nullptr,
+                                     count.data(), nullptr) >= 0;
+      first = false;
+    }
+  }
+  if (!ok || H5Dread(ds.get(), h5::memory_type(want), mem.get(), space.get(), H5P_DEFAULT, out) < 0) {
+    bad(path_, fmt::format("{}: reading a range failed (Fletcher-32 checksum mismatch or read error)", who),
+        kDamagedHint);
+  }
+}
+
+int CheckpointReader::written_by_ranks() const {
+  if (!link_exists(file_->id.get(), {layout::kRanks})) return 1;
+  Handle g(H5Gopen2(file_->id.get(), layout::kRanks, H5P_DEFAULT));
+  H5G_info_t info;
+  if (!g.valid() || H5Gget_info(g.get(), &info) < 0) bad(path_, "group /ranks cannot be opened");
+  if (info.nlinks == 0) return 1;
+  char name[256] = {0};
+  if (H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, 0, name, sizeof name, H5P_DEFAULT) < 0) {
+    bad(path_, "group /ranks cannot be listed");
+  }
+  Handle ds(H5Dopen2(g.get(), name, H5P_DEFAULT));
+  if (!ds.valid()) bad(path_, fmt::format("/ranks/{} is not a dataset", name));
+  const auto shape = dataset_shape(path_, fmt::format("/ranks/{}", name), ds.get());
+  KD_CHECK_INPUT(shape.size() == 2 && shape[0] >= 1, "{}: /ranks/{} has shape {}, expected [ranks, n]", path_, name,
+                 layout::shape_text(shape));
+  return int(shape[0]);
+}
+
+std::optional<std::vector<std::int64_t>> CheckpointReader::per_rank(const std::string& key, int rank) const {
+  const hid_t root = file_->id.get();
+  if (!link_exists(root, {layout::kRanks, key})) return std::nullopt;
+  const std::string who = fmt::format("/ranks/{}", key);
+  Handle ds(H5Dopen2(root, who.c_str() + 1, H5P_DEFAULT));
+  if (!ds.valid()) bad(path_, who + " is not a dataset");
+  const auto shape = dataset_shape(path_, who, ds.get());
+  KD_CHECK_INPUT(shape.size() == 2, "{}: {} has shape {}, expected [ranks, n]", path_, who, layout::shape_text(shape));
+  if (rank >= shape[0]) return std::nullopt;
+  std::vector<std::int64_t> row(static_cast<std::size_t>(shape[1]));
+  if (row.empty()) return row;
+  Handle space(H5Dget_space(ds.get()));
+  const hsize_t start[2] = {hsize_t(rank), 0}, count[2] = {1, hsize_t(shape[1])};
+  const hsize_t n = hsize_t(shape[1]);
+  Handle mem(H5Screate_simple(1, &n, nullptr));
+  if (H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr) < 0 ||
+      H5Dread(ds.get(), H5T_NATIVE_INT64, mem.get(), space.get(), H5P_DEFAULT, row.data()) < 0) {
+    bad(path_, who + ": reading failed (Fletcher-32 checksum mismatch or read error)", kDamagedHint);
+  }
+  return row;
+}
+
+bool CheckpointReader::has_manifest() const { return link_exists(file_->id.get(), {layout::kManifest}); }
+
+std::string CheckpointReader::verify() const {
+  const hid_t root = file_->id.get();
+  if (!link_exists(root, {layout::kManifest})) return "it has no manifest (an incomplete write, or not written by kdtrain's trainer)";
+  std::vector<manifest::Entry> entries;
+  try {
+    entries = manifest::from_json(read_text(path_, root, layout::kManifest, true), path_ + ":/manifest");
+    for (const manifest::Entry& e : entries) {
+      std::string bytes;
+      if (e.dtype == "string") {
+        bytes = read_text(path_, root, e.path.c_str(), true);
+      } else {
+        Handle ds(H5Dopen2(root, e.path.c_str(), H5P_DEFAULT));
+        if (!ds.valid()) return fmt::format("dataset /{} listed in the manifest is missing{}", e.path, h5::error_detail());
+        Handle type(H5Dget_type(ds.get()));
+        const auto t = type.valid() ? h5::stored_dtype(type.get()) : std::nullopt;
+        if (!t || dtype_name(*t) != e.dtype) return fmt::format("dataset /{} is not of type {}", e.path, e.dtype);
+        if (dataset_shape(path_, "/" + e.path, ds.get()) != e.shape) {
+          return fmt::format("dataset /{} does not have the manifest's shape {}", e.path, layout::shape_text(e.shape));
+        }
+        bytes.resize(e.bytes);
+        if (e.bytes > 0 && H5Dread(ds.get(), h5::memory_type(*t), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0) {
+          return fmt::format("dataset /{} cannot be read (Fletcher-32 checksum mismatch or read error){}", e.path,
+                             h5::error_detail());
+        }
+      }
+      if (bytes.size() != e.bytes) return fmt::format("dataset /{} holds {} bytes, the manifest says {}", e.path, bytes.size(), e.bytes);
+      const std::uint32_t crc = manifest::crc32_of(bytes.data(), bytes.size());
+      if (crc != e.slices.front().crc32) {
+        return fmt::format("dataset /{}: CRC-32 {:08x}, the manifest says {:08x}", e.path, crc, e.slices.front().crc32);
+      }
+    }
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return {};
 }
 
 }  // namespace kd::ckpt

@@ -53,9 +53,10 @@ std::string error_detail() {
   return text.empty() ? std::string() : " (HDF5: " + text + ")";
 }
 
-Handle file_access_plist(bool for_writing) {
+Handle file_access_plist(bool for_writing, MPI_Comm comm) {
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
-  if (!fapl.valid() || H5Pset_fapl_sec2(fapl.get()) < 0 ||
+  const bool mpio = comm != MPI_COMM_NULL;
+  if (!fapl.valid() || (mpio ? H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL) : H5Pset_fapl_sec2(fapl.get())) < 0 ||
       H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
       H5Pset_file_locking(fapl.get(), true, true) < 0 ||
       (for_writing && H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI) < 0)) {
@@ -80,6 +81,7 @@ hid_t file_type(DType t) {
     case DType::i8: return H5T_STD_I8LE;
     case DType::u8: return H5T_STD_U8LE;
     case DType::i32: return H5T_STD_I32LE;
+    case DType::i64: return H5T_STD_I64LE;
   }
   return H5T_IEEE_F32LE;
 }
@@ -91,6 +93,7 @@ hid_t memory_type(DType t) {
     case DType::i8: return H5T_NATIVE_INT8;
     case DType::u8: return H5T_NATIVE_UINT8;
     case DType::i32: return H5T_NATIVE_INT32;
+    case DType::i64: return H5T_NATIVE_INT64;
   }
   return H5T_NATIVE_FLOAT;
 }
@@ -105,6 +108,7 @@ std::optional<DType> stored_dtype(hid_t type) {
     const bool is_signed = H5Tget_sign(type) == H5T_SGN_2;
     if (size == 1) return is_signed ? DType::i8 : DType::u8;
     if (size == 4 && is_signed) return DType::i32;
+    if (size == 8 && is_signed) return DType::i64;
   }
   return std::nullopt;
 }

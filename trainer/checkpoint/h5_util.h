@@ -52,11 +52,12 @@ void silence_errors();
 // or "" when the stack is empty; clears the stack.
 std::string error_detail();
 
-// File access: the default sec2 driver, the HDF5 1.8 file format (readable by HDF5 >= 1.8
-// and h5py) and file locking that is skipped where the file system has it disabled. For
-// writing, also a strict close (it fails if an object is still open, as MPI-IO requires);
-// reading keeps HDF5's default close degree, so other code may open the same file meanwhile.
-Handle file_access_plist(bool for_writing);
+// File access: the default sec2 driver (or, given an MPI communicator, the MPI-IO driver
+// over it: a collective file), the HDF5 1.8 file format (readable by HDF5 >= 1.8 and h5py)
+// and file locking that is skipped where the file system has it disabled. For writing, also
+// a strict close (it fails if an object is still open, as MPI-IO requires); reading keeps
+// HDF5's default close degree, so other code may open the same file meanwhile.
+Handle file_access_plist(bool for_writing, MPI_Comm comm = MPI_COMM_NULL);
 
 // The little-endian file type and the native memory type of a stored element type, and
 // the stored type of a dataset's type (nullopt: one kdtrain never writes).

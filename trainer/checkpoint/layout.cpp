@@ -18,6 +18,55 @@ std::vector<std::uint64_t> chunk_dims(const std::vector<std::uint64_t>& dims) {
   return chunk;
 }
 
+namespace {
+
+// Appends the boxes of [begin, end) within dimensions k.. of `dims`, the ones before k
+// fixed at `prefix`.
+void blocks_from(const std::vector<std::uint64_t>& dims, std::size_t k, std::vector<std::uint64_t>& prefix,
+                 std::uint64_t begin, std::uint64_t end, std::vector<Block>& out) {
+  if (begin >= end) return;
+  std::uint64_t inner = 1;  // elements per index of dimension k
+  for (std::size_t j = k + 1; j < dims.size(); ++j) inner *= dims[j];
+  auto whole = [&](std::uint64_t first, std::uint64_t n) {  // indices [first, first + n) of dim k, all inner
+    Block b;
+    b.start = prefix;
+    b.count.assign(prefix.size(), 1);
+    b.start.push_back(first);
+    b.count.push_back(n);
+    for (std::size_t j = k + 1; j < dims.size(); ++j) {
+      b.start.push_back(0);
+      b.count.push_back(dims[j]);
+    }
+    out.push_back(std::move(b));
+  };
+  auto partial = [&](std::uint64_t index, std::uint64_t from, std::uint64_t to) {  // inside one index of dim k
+    prefix.push_back(index);
+    blocks_from(dims, k + 1, prefix, from, to, out);
+    prefix.pop_back();
+  };
+  std::uint64_t first = begin / inner;
+  const std::uint64_t last = end / inner;  // index holding `end` (exclusive side)
+  if (begin % inner != 0) {
+    const std::uint64_t row_end = std::min(end, (first + 1) * inner);
+    partial(first, begin - first * inner, row_end - first * inner);
+    ++first;
+    if (row_end == end) return;
+  }
+  if (last > first) whole(first, last - first);
+  if (end % inner != 0 && last >= first) partial(last, 0, end - last * inner);
+}
+
+}  // namespace
+
+std::vector<Block> flat_range_blocks(const std::vector<std::uint64_t>& dims, std::uint64_t begin, std::uint64_t end) {
+  std::vector<Block> out;
+  if (begin >= end) return out;
+  if (dims.empty()) return {Block{}};
+  std::vector<std::uint64_t> prefix;
+  blocks_from(dims, 0, prefix, begin, end, out);
+  return out;
+}
+
 std::string shape_text(const std::vector<std::int64_t>& shape) {
   std::string s = "[";
   for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -35,6 +84,7 @@ std::size_t dtype_size(DType t) {
     case DType::i8:
     case DType::u8: return 1;
     case DType::i32: return 4;
+    case DType::i64: return 8;
   }
   return 4;
 }
@@ -46,6 +96,7 @@ const char* dtype_name(DType t) {
     case DType::i8: return "int8";
     case DType::u8: return "uint8";
     case DType::i32: return "int32";
+    case DType::i64: return "int64";
   }
   return "?";
 }

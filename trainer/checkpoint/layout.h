@@ -22,6 +22,8 @@ inline constexpr const char* kMetrics = "metrics";      // scalar string dataset
 inline constexpr const char* kProvenance = "provenance";  // group of string attributes
 inline constexpr const char* kState = "state";            // group of int64 attributes
 inline constexpr const char* kTensors = "tensors";        // group of groups of float32 datasets
+inline constexpr const char* kRanks = "ranks";            // group of per-rank datasets [world, ...]
+inline constexpr const char* kManifest = "manifest";      // scalar string dataset (JSON), written last
 
 // Target elements per chunk: 4 MiB of float32, one Fletcher-32 checksum each.
 inline constexpr std::uint64_t kChunkElements = std::uint64_t{1} << 20;
@@ -32,6 +34,17 @@ inline constexpr std::uint64_t kChunkElements = std::uint64_t{1} << 20;
 // tensor of up to 2^20 elements is one chunk, a [rows x cols] matrix with cols <= 2^20 is
 // cut into blocks of whole rows, e.g. [1100, 1000] -> chunks of [1048, 1000].
 std::vector<std::uint64_t> chunk_dims(const std::vector<std::uint64_t>& dims);
+
+// A box of a dataset: `count` elements from `start` in each dimension.
+struct Block {
+  std::vector<std::uint64_t> start, count;
+};
+
+// The elements [begin, end) of a row-major tensor of `dims`, in order, as the fewest boxes
+// (HDF5 hyperslabs): a partial leading row, whole rows, a partial trailing row, recursively
+// in each dimension. This is how a rank's ZeRO slice of a tensor becomes its file selection.
+// Empty when begin == end; a 0-D tensor (dims {}) is one empty-dimension box for [0, 1).
+std::vector<Block> flat_range_blocks(const std::vector<std::uint64_t>& dims, std::uint64_t begin, std::uint64_t end);
 
 // "[2, 3]" (for messages).
 std::string shape_text(const std::vector<std::int64_t>& shape);

@@ -46,6 +46,7 @@ class Comm {
                             const std::vector<std::size_t>& counts) = 0;
   virtual void broadcast(std::span<float> x, int root) = 0;
   virtual void broadcast(std::span<std::int64_t> x, int root) = 0;
+  virtual void broadcast(std::span<char> x, int root) = 0;  // bytes: texts a collective write shares
   virtual void send(std::span<const float> x, int to, int tag) = 0;
   virtual void recv(std::span<float> x, int from, int tag) = 0;
   virtual void send(std::span<const std::int32_t> x, int to, int tag) = 0;

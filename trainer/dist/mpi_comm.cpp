@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "trainer/dist/comm.h"
+#include "trainer/dist/mpi_handle.h"
 #include "trainer/util/errors.h"
 
 namespace kd::dist {
@@ -134,6 +135,12 @@ class MpiComm final : public Comm {
       return MPI_Ibcast(x.data(), count_of(x.size(), "broadcast"), MPI_INT64_T, root, comm_, r);
     });
   }
+  void broadcast(std::span<char> x, int root) override {
+    run("broadcast", [&](MPI_Request* r) {
+      return MPI_Ibcast(x.data(), count_of(x.size(), "broadcast"), MPI_CHAR, root, comm_, r);
+    });
+  }
+  MPI_Comm handle() const { return comm_; }
   void send(std::span<const float> x, int to, int tag) override {
     run("send", [&](MPI_Request* r) {
       return MPI_Isend(x.data(), count_of(x.size(), "send"), MPI_FLOAT, to, tag, comm_, r);
@@ -183,6 +190,11 @@ class MpiComm final : public Comm {
 };
 
 }  // namespace
+
+MPI_Comm mpi_handle(const Comm& c) {
+  const auto* m = dynamic_cast<const MpiComm*>(&c);
+  return m ? m->handle() : MPI_COMM_NULL;
+}
 
 bool launched_by_mpi() {
   for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"}) {

@@ -32,6 +32,7 @@ class SelfComm final : public Comm {
   }
   void broadcast(std::span<float>, int root) override { KD_ASSERT(root == 0, "broadcast from rank {} of 1", root); }
   void broadcast(std::span<std::int64_t>, int root) override { KD_ASSERT(root == 0, "broadcast from rank {} of 1", root); }
+  void broadcast(std::span<char>, int root) override { KD_ASSERT(root == 0, "broadcast from rank {} of 1", root); }
   void send(std::span<const float>, int to, int) override { KD_ASSERT(false, "send to rank {} in a single process", to); }
   void recv(std::span<float>, int from, int) override { KD_ASSERT(false, "recv from rank {} in a single process", from); }
   void send(std::span<const std::int32_t>, int to, int) override { KD_ASSERT(false, "send to rank {} in a single process", to); }

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "trainer/checkpoint/checkpoint.h"
 #include "trainer/util/errors.h"
 
 namespace kd {
@@ -62,8 +63,36 @@ RunDir RunDir::open(const std::string& path, RunMode mode) {
   return RunDir(path);
 }
 
-std::string RunDir::checkpoint_path(std::int64_t step) const {
-  return fmt::format("{}/step-{:08d}.h5", checkpoint_dir(), step);
+std::string RunDir::checkpoint_path(const std::string& run_path, std::int64_t step) {
+  return fmt::format("{}/checkpoints/step-{:08d}.h5", run_path, step);
+}
+
+std::string RunDir::verified_checkpoint(const std::string& run_path, std::vector<std::string>& warnings) {
+  const auto list = checkpoints(fs::path(run_path) / "checkpoints");
+  std::vector<std::string> rejected;
+  for (auto it = list.rbegin(); it != list.rend(); ++it) {
+    const std::string path = it->second.string();
+    std::string problem;
+    try {
+      const ckpt::CheckpointReader r(path);
+      if (!r.has_manifest()) {  // an older kdtrain's file: whole under its name (renamed), checked as read
+        warnings.push_back(fmt::format("{} has no manifest (written by an older kdtrain): not verified before use", path));
+      } else {
+        problem = r.verify();
+      }
+    } catch (const InputError& e) {
+      problem = e.what();
+    }
+    if (problem.empty()) {
+      for (const std::string& r : rejected) warnings.push_back(fmt::format("{}; falling back to {}", r, path));
+      return path;
+    }
+    rejected.push_back(fmt::format("checkpoint {} is damaged or incomplete: {}", path,
+                                   problem.rfind(path, 0) == 0 ? problem.substr(path.size() + 2) : problem));
+  }
+  std::string why;
+  for (const std::string& r : rejected) why += "\n  " + r;
+  throw InputError(fmt::format("--resume {}: no checkpoint passes verification:{}", run_path, why));
 }
 
 std::optional<std::string> RunDir::latest_checkpoint(const std::string& run_path) {
@@ -74,7 +103,11 @@ std::optional<std::string> RunDir::latest_checkpoint(const std::string& run_path
 
 void RunDir::prune_checkpoints(int keep) const {
   auto c = checkpoints(checkpoint_dir());
-  for (std::size_t i = 0; i + std::size_t(keep) < c.size(); ++i) fs::remove(c[i].second);
+  std::error_code ec;
+  for (std::size_t i = 0; i + std::size_t(keep) < c.size(); ++i) fs::remove(c[i].second, ec);
+  for (const auto& e : fs::directory_iterator(checkpoint_dir(), ec)) {
+    if (e.path().extension() == ".tmp") fs::remove(e.path(), ec);
+  }
 }
 
 void RunDir::write_text(const std::string& file, const std::string& text) const {

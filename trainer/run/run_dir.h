@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace kd {
 
@@ -24,12 +25,17 @@ class RunDir {
   std::string config_path() const { return path_ + "/config.yaml"; }
   std::string metrics_path() const { return path_ + "/metrics.jsonl"; }
   std::string checkpoint_dir() const { return path_ + "/checkpoints"; }
-  std::string checkpoint_path(std::int64_t step) const;
+  std::string checkpoint_path(std::int64_t step) const { return checkpoint_path(path_, step); }
+  static std::string checkpoint_path(const std::string& run_path, std::int64_t step);
   // The newest complete checkpoint (highest step), if any.
   std::optional<std::string> latest_checkpoint() const { return latest_checkpoint(path_); }
   // The same for a run directory given by path, without opening (creating) anything.
   static std::optional<std::string> latest_checkpoint(const std::string& run_path);
-  // Deletes all but the newest `keep` checkpoints.
+  // The newest checkpoint that passes CheckpointReader::verify(); each newer one that does
+  // not is skipped with a line in `warnings` saying why and what is used instead. InputError
+  // when none passes.
+  static std::string verified_checkpoint(const std::string& run_path, std::vector<std::string>& warnings);
+  // Deletes all but the newest `keep` checkpoints, and any .tmp a killed write left behind.
   void prune_checkpoints(int keep) const;
   // Writes a text file atomically (tmp + rename).
   void write_text(const std::string& file, const std::string& text) const;

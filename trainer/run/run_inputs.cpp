@@ -28,7 +28,7 @@ RunInputs gather_inputs(const TrainCommand& cmd, bool run_dir, int world_rank, i
   RunInputs in;
   if (!cmd.resume.empty()) {
     RunDir::check(cmd.resume, RunMode::resume);  // it has a checkpoint
-    in.resume_from = RunDir::latest_checkpoint(cmd.resume);
+    in.resume_from = RunDir::verified_checkpoint(cmd.resume, in.resume_warnings);
     ckpt::CheckpointReader r(*in.resume_from);
     in.cfg = load_config_text(r.config_yaml(), *in.resume_from + ":/config", cmd.overrides);
     in.run_path = cmd.resume;

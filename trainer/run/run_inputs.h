@@ -20,6 +20,7 @@ struct RunInputs {
   Config cfg;
   std::string run_path;
   std::optional<std::string> resume_from;  // checkpoint
+  std::vector<std::string> resume_warnings;  // newer checkpoints skipped as damaged, and why
   std::unique_ptr<LoadedModel> teacher;
   std::shared_ptr<const data::TokenShard> train_shard, val_shard;
   std::optional<data::BpeTokenizer> tokenizer;

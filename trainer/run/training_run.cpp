@@ -206,20 +206,21 @@ int run_training(const TrainCommand& cmd) {
   double time_offset = 0;
   if (in.resume_from) {
     ckpt::CheckpointReader r(*in.resume_from);
+    for (const auto& w : in.resume_warnings) progress.line("warning: " + w);
     for (const auto& w : check_provenance(r.provenance(), prov, *in.resume_from)) progress.line("warning: " + w);
     // A float run resumed with a quant section added is QAT fine-tuning: its LSQ scales
     // (absent from the checkpoint) start from the calibrators, their moments from zero.
     const bool fresh_quant = trainer.qat() && !r.has_tensor("quant", "calibrated");
-    // moments of the whole buffer, of which this rank keeps its ZeRO shard
-    std::vector<float> m(trainer.student_table().total()), v(m.size());
-    for (const auto& [group, dst] : {std::pair<const char*, float*>{"model", trainer.student_params()},
-                                     {"adam_m", m.data()}, {"adam_v", v.data()}}) {
-      for (const auto& t : trainer.student_table().tensors()) {
-        if (fresh_quant && t.name.rfind("quant.", 0) == 0 && !r.has_tensor(group, t.name)) continue;
-        r.read(group, t.name, t.shape, dst + t.offset);
-      }
+    // the whole model; of the moments only this rank's ZeRO shard
+    const Trainer::MomentShard ms = trainer.moment_shard();
+    for (const auto& t : trainer.student_table().tensors()) {
+      if (fresh_quant && t.name.rfind("quant.", 0) == 0 && !r.has_tensor("model", t.name)) continue;
+      r.read("model", t.name, t.shape, trainer.student_params() + t.offset);
+      const std::size_t b = std::max(ms.begin, t.offset), e = std::min(ms.end, t.offset + t.numel);
+      if (b >= e) continue;
+      r.read_range("adam_m", t.name, t.shape, ckpt::DType::f32, b - t.offset, e - t.offset, ms.m + (b - ms.begin));
+      r.read_range("adam_v", t.name, t.shape, ckpt::DType::f32, b - t.offset, e - t.offset, ms.v + (b - ms.begin));
     }
-    trainer.load_moments(m.data(), v.data());
     if (cfg.has_teacher && !in.teacher && !trainer.uses_topk_targets()) {
       read_tensors(r, "teacher", trainer.teacher_table(), trainer.teacher_params());
     }
@@ -250,6 +251,14 @@ int run_training(const TrainCommand& cmd) {
     }
     trainer.restore_counters(r.state("step"), r.state("skipped_steps"));
     source->seek(r.state("data_cursor"), tr.seq_len);
+    // the sampler's state after the seek is the one saved: the same data from here on
+    if (const auto saved = r.per_rank("data_rng", r.written_by_ranks() == dp->size() ? dp->rank() : 0)) {
+      KD_CHECK_INPUT(saved->size() == 2 && (*saved)[0] == source->position() &&
+                         std::uint64_t((*saved)[1]) == source->rng_fingerprint(),
+                     "{}: the data sampler does not reproduce the checkpoint's state at sequence {} (fingerprint "
+                     "{:016x}, now {:016x}): the data or its seed changed", *in.resume_from, source->position(),
+                     saved->size() == 2 ? std::uint64_t((*saved)[1]) : 0, source->rng_fingerprint());
+    }
     tokens_seen = r.state("tokens_seen");
     time_offset = double(r.state("time_ms")) / 1000.0;
     metrics = r.metrics_jsonl();
@@ -312,45 +321,60 @@ int run_training(const TrainCommand& cmd) {
     emit(j);
     progress.line(text);
   };
+  // Collective over the data-parallel ranks, each writing its ZeRO shard (in a tensor-parallel
+  // job the group of tensor-parallel rank 0: the others hold the same student).
   auto save = [&](std::int64_t step) {
-    const auto [adam_m, adam_v] = trainer.full_moments();  // collective
-    if (!leader) return;
+    if (tp_group && tp_group->rank() != 0) return;
     ckpt::CheckpointContents c;
-    c.kind = "train";
-    c.config_yaml = config_to_yaml(cfg);
-    if (in.tokenizer) c.tokenizer_json = in.tokenizer->to_json_text();
-    c.metrics_jsonl = metrics;
-    c.provenance = prov;
-    c.state = {{"step", step},
-               {"skipped_steps", trainer.skipped_steps()},
-               {"adam_step", trainer.optimizer().steps_taken()},
-               {"data_cursor", source->position()},
-               {"tokens_seen", tokens_seen},
-               {"time_ms", std::int64_t((omp_get_wtime() - t_start) * 1000)}};
-    auto views = [&](const float* base) {
+    if (leader) {  // the texts and counters are rank 0's
+      c.kind = "train";
+      c.config_yaml = config_to_yaml(cfg);
+      if (in.tokenizer) c.tokenizer_json = in.tokenizer->to_json_text();
+      c.metrics_jsonl = metrics;
+      c.provenance = prov;
+      c.state = {{"step", step},
+                 {"skipped_steps", trainer.skipped_steps()},
+                 {"adam_step", trainer.optimizer().steps_taken()},
+                 {"data_cursor", source->position()},
+                 {"tokens_seen", tokens_seen},
+                 {"time_ms", std::int64_t((omp_get_wtime() - t_start) * 1000)}};
+      // IMP: the round that produced these weights (the round also follows from the step; a
+      // resume checks the two agree, so an edited schedule cannot silently shift the rounds)
+      if (trainer.pruner() && trainer.pruner()->iterative()) {
+        c.state["imp_round"] = trainer.pruner()->round_done(step);
+      }
+    }
+    const Trainer::MomentShard ms = trainer.moment_shard();
+    // the table's tensors cut to this rank's shard [ms.begin, ms.end); base[0] is element `first`
+    auto shard_views = [&](const float* base, std::size_t first) {
       std::vector<ckpt::TensorView> v;
-      for (const auto& t : trainer.student_table().tensors()) v.push_back({t.name, t.shape, base + t.offset});
+      for (const auto& t : trainer.student_table().tensors()) {
+        const std::size_t b = std::clamp(ms.begin, t.offset, t.offset + t.numel);
+        const std::size_t e = std::max(b, std::clamp(ms.end, t.offset, t.offset + t.numel));
+        v.push_back({t.name, t.shape, base + (b - first), ckpt::DType::f32, std::int64_t(b - t.offset),
+                     std::int64_t(e - t.offset)});
+      }
       return v;
     };
-    // IMP: the round that produced these weights (the round also follows from the step; a
-    // resume checks the two agree, so an edited schedule cannot silently shift the rounds)
-    if (trainer.pruner() && trainer.pruner()->iterative()) {
-      c.state["imp_round"] = trainer.pruner()->round_done(step);
-    }
-    c.tensors["model"] = views(trainer.student_params());
-    c.tensors["adam_m"] = views(adam_m);
-    c.tensors["adam_v"] = views(adam_v);
-    if (trainer.qat()) c.tensors["quant"] = trainer.qat()->state_tensors();
+    auto split = [&](std::vector<ckpt::TensorView> v) {  // replicated on every rank: each writes a share
+      ckpt::split_among_ranks(v, dp->rank(), dp->size());
+      return v;
+    };
+    c.tensors["model"] = shard_views(trainer.student_params(), 0);
+    c.tensors["adam_m"] = shard_views(ms.m, ms.begin);
+    c.tensors["adam_v"] = shard_views(ms.v, ms.begin);
+    if (trainer.qat()) c.tensors["quant"] = split(trainer.qat()->state_tensors());
     if (trainer.pruner()) {
-      for (auto& [group, list] : trainer.pruner()->checkpoint_groups()) c.tensors[group] = std::move(list);
+      for (auto& [group, list] : trainer.pruner()->checkpoint_groups()) c.tensors[group] = split(std::move(list));
     }
     if (cfg.has_teacher && !in.teacher && !trainer.uses_topk_targets()) {  // a teacher made in this run: no file of its own
       std::vector<ckpt::TensorView> v;
       for (const auto& t : trainer.teacher_table().tensors()) v.push_back({t.name, t.shape, trainer.teacher_params() + t.offset});
-      c.tensors["teacher"] = v;
+      c.tensors["teacher"] = split(std::move(v));
     }
-    ckpt::write_checkpoint(dir->checkpoint_path(step), c);
-    dir->prune_checkpoints(tr.keep_checkpoints);
+    c.per_rank["data_rng"] = {source->position(), std::int64_t(source->rng_fingerprint())};
+    ckpt::write_checkpoint(RunDir::checkpoint_path(in.run_path, step), c, dp);
+    if (leader) dir->prune_checkpoints(tr.keep_checkpoints);
   };
 
   const double tokens_per_step = double(tr.batch_size) * tr.seq_len * tr.grad_accum;

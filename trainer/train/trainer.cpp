@@ -130,24 +130,6 @@ std::string Trainer::freeze_teacher() {
                      double(bf16_teacher_->bytes()) / 1e6, double(released) / 1e6);
 }
 
-std::pair<const float*, const float*> Trainer::full_moments() {
-  if (dp_->size() == 1) return {adamw_->m(), adamw_->v()};
-  full_m_.resize(sparams_.size());
-  full_v_.resize(sparams_.size());
-  // the shards own [begin, end) of the table; the padding past it gathers as zeros
-  std::vector<float> mine(shard_, 0.0f);
-  for (auto [own, full] : {std::pair{adamw_->m(), &full_m_}, std::pair{adamw_->v(), &full_v_}}) {
-    std::copy_n(own, shard_end_ - shard_begin_, mine.data());
-    dp_->all_gather(mine, std::span<float>(full->data(), full->size()));
-  }
-  return {full_m_.data(), full_v_.data()};
-}
-
-void Trainer::load_moments(const float* m, const float* v) {
-  std::copy(m + shard_begin_, m + shard_end_, adamw_->m());
-  std::copy(v + shard_begin_, v + shard_end_, adamw_->v());
-}
-
 StepReport Trainer::step(data::BatchSource& source) {
   const auto& tr = cfg_.train;
   const int world = dp_->size();

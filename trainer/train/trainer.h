@@ -81,11 +81,14 @@ class Trainer {
   const float* grads() const { return grads_.data(); }
   AdamW<float>& optimizer() { return *adamw_; }
   dist::Comm& comm() { return *dp_; }
-  // AdamW's first and second moments of the whole buffer (for a checkpoint). Collective:
-  // gathers the shards when data parallel.
-  std::pair<const float*, const float*> full_moments();
-  // Resume: this rank's shard of moments of the whole buffer (m, v: table.total() each).
-  void load_moments(const float* m, const float* v);
+  // This rank's ZeRO shard of AdamW's moments: elements [begin, end) of the flat buffer,
+  // m[0] and v[0] being element `begin` (a checkpoint writes and reads only these).
+  struct MomentShard {
+    std::size_t begin = 0, end = 0;
+    float* m = nullptr;
+    float* v = nullptr;
+  };
+  MomentShard moment_shard() { return {shard_begin_, shard_end_, adamw_->m(), adamw_->v()}; }
   std::int64_t steps_done() const { return step_; }
   // Resume: the step counter and skipped-step count of the checkpoint.
   void restore_counters(std::int64_t steps_done, std::int64_t skipped) {
@@ -120,7 +123,7 @@ class Trainer {
   dist::Comm* dp_;
   std::size_t shard_ = 0, shard_begin_ = 0, shard_end_ = 0;  // ZeRO: [begin, end) ∩ the table
   int local_batch_ = 0;                                         // this rank's sequences per micro-batch
-  AlignedBuffer<float> gshard_, full_m_, full_v_;
+  AlignedBuffer<float> gshard_;
   ParamTable stable_, ttable_;
   std::unique_ptr<LlamaLayout> student_, teacher_;
   std::vector<std::size_t> proj_;
