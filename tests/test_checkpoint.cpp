@@ -514,6 +514,101 @@ TEST(CheckpointErrors, CorruptedPayloadFailsChecksum) {
   EXPECT_EQ(std::memcmp(out.data(), f.c.tensors["model"][3].data, out.size() * 4), 0);
 }
 
+// The manifest: a whole file verifies; a flipped byte in a tensor's data (caught by
+// Fletcher-32 on the read) and in the config text (no Fletcher-32 there: caught by the CRC)
+// make verify() name the dataset.
+TEST(CheckpointManifest, VerifyNamesTheDamagedDataset) {
+  TempDir dir;
+  const std::string path = dir.file("ckpt.h5");
+  Fixture f;
+  fill(f);
+  write_checkpoint(path, f.c);
+  const std::string whole = slurp(path);
+  {
+    const CheckpointReader r(path);
+    ASSERT_TRUE(r.has_manifest());
+    EXPECT_EQ(r.verify(), "");
+  }
+  const TensorView& t = f.c.tensors["adam_v"][3];
+  const std::string needle(reinterpret_cast<const char*>(static_cast<const float*>(t.data) + 3000), 64);
+  std::string bytes = whole;
+  const std::size_t at = bytes.find(needle);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 17] ^= 0x10;
+  write_bytes(path, bytes);
+  EXPECT_NE(CheckpointReader(path).verify().find("tensors/adam_v/lm_head.weight"), std::string::npos)
+      << CheckpointReader(path).verify();
+
+  bytes = whole;
+  const std::size_t text = bytes.find("naïve");
+  ASSERT_NE(text, std::string::npos);
+  bytes[text + 1] = 'X';
+  write_bytes(path, bytes);
+  const std::string problem = CheckpointReader(path).verify();
+  EXPECT_NE(problem.find("/config: CRC-32"), std::string::npos) << problem;
+}
+
+// A flat range of a row-major tensor as hyperslab boxes: every range of small shapes, the
+// boxes' elements in order are exactly the range, and there are at most 2·rank − 1 of them.
+TEST(CheckpointLayout, FlatRangeBlocksTileTheRange) {
+  using kd::ckpt::layout::flat_range_blocks;
+  const std::vector<std::vector<std::uint64_t>> shapes = {{7}, {3, 5}, {2, 3, 4}, {1, 6}, {4, 1, 3}, {2, 2, 2, 3}};
+  for (const auto& dims : shapes) {
+    std::uint64_t total = 1;
+    for (auto d : dims) total *= d;
+    for (std::uint64_t b = 0; b <= total; ++b) {
+      for (std::uint64_t e = b; e <= total; ++e) {
+        const auto blocks = flat_range_blocks(dims, b, e);
+        std::vector<std::uint64_t> got;
+        for (const auto& blk : blocks) {
+          ASSERT_EQ(blk.start.size(), dims.size());
+          // the box's elements in row-major order
+          std::vector<std::uint64_t> idx(dims.size(), 0);
+          std::uint64_t n = 1;
+          for (auto c : blk.count) n *= c;
+          for (std::uint64_t k = 0; k < n; ++k) {
+            std::uint64_t rem = k, flat = 0;
+            for (std::size_t j = dims.size(); j-- > 0;) {
+              idx[j] = blk.start[j] + rem % blk.count[j];
+              rem /= blk.count[j];
+            }
+            for (std::size_t j = 0; j < dims.size(); ++j) flat = flat * dims[j] + idx[j];
+            got.push_back(flat);
+          }
+        }
+        std::vector<std::uint64_t> want(e - b);
+        std::iota(want.begin(), want.end(), b);
+        ASSERT_EQ(got, want) << "dims rank " << dims.size() << " [" << b << ", " << e << ")";
+        EXPECT_LE(blocks.size(), 2 * dims.size() - 1);
+      }
+    }
+  }
+  EXPECT_EQ(flat_range_blocks({}, 0, 1).size(), 1u);
+  EXPECT_TRUE(flat_range_blocks({}, 0, 0).empty());
+}
+
+// split_among_ranks: the ranks' shares cover every tensor exactly once, in order, and each
+// view's data points at its first element.
+TEST(CheckpointLayout, SplitAmongRanksCoversEachTensorOnce) {
+  std::vector<float> a(10), b(7), c(1);
+  for (int world : {1, 2, 3, 4, 7, 20}) {
+    std::vector<std::int64_t> covered(3, 0);
+    for (int r = 0; r < world; ++r) {
+      std::vector<TensorView> v = {{"a", {2, 5}, a.data()}, {"b", {7}, b.data()}, {"c", {}, c.data()}};
+      kd::ckpt::split_among_ranks(v, r, world);
+      for (std::size_t i = 0; i < v.size(); ++i) {
+        ASSERT_LE(v[i].begin, v[i].end);
+        covered[i] += v[i].end - v[i].begin;
+        const float* base = i == 0 ? a.data() : i == 1 ? b.data() : c.data();
+        if (v[i].end > v[i].begin) {
+          EXPECT_EQ(static_cast<const float*>(v[i].data), base + v[i].begin);
+        }
+      }
+    }
+    EXPECT_EQ(covered, (std::vector<std::int64_t>{10, 7, 1})) << world << " ranks";
+  }
+}
+
 // The file read by h5py, i.e. by a user without kdtrain (skipped when h5py is absent).
 TEST(Checkpoint, ReadableByH5py) {
   if (std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") != 0) {

@@ -47,7 +47,7 @@ struct GenerateOptions {
 };
 int run_generate(const GenerateOptions& o);
 
-int run_inspect(const std::string& checkpoint);
+int run_inspect(const std::string& checkpoint, bool verify_only = false);
 
 struct PtqOptions {
   std::string checkpoint;

@@ -7,11 +7,20 @@
 #include "trainer/prune/compact.h"
 #include "trainer/prune/pruner.h"
 #include "trainer/run/model_loader.h"
+#include "trainer/util/errors.h"
 
 namespace kd::cli {
 
-int run_inspect(const std::string& path) {
+int run_inspect(const std::string& path, bool verify_only) {
   ckpt::CheckpointReader r(path);
+  if (verify_only) {
+    KD_CHECK_INPUT(r.has_manifest(), "{}: the checkpoint has no manifest to verify against (written by an older "
+                   "kdtrain, or by export/ptq)", path);
+    const std::string problem = r.verify();
+    KD_CHECK_INPUT(problem.empty(), "{}: damaged: {}", path, problem);
+    fmt::print("{}: verified: every dataset matches the manifest\n", path);
+    return 0;
+  }
   fmt::print("checkpoint {}\nkind: {}\n", path, r.kind());
   fmt::print("\nstate:\n");
   for (const char* k : {"step", "skipped_steps", "adam_step", "data_cursor", "tokens_seen", "time_ms", "imp_round"}) {
