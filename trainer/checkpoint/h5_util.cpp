@@ -50,6 +50,7 @@ std::string error_detail() {
   std::string text;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, first_entry, &text);
   H5Eclear2(H5E_DEFAULT);
+  std::replace(text.begin(), text.end(), '\n', ' ');  // HDF5's I/O messages break lines; ours are one line
   return text.empty() ? std::string() : " (HDF5: " + text + ")";
 }
 

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Checkpoints that survive crashes (docs/checkpoint-format.md, "Writing"):
+# - kill -9 (SIGKILL, raised by the writer itself at a chosen point through
+#   KDTRAIN_CHECKPOINT_FAULT) during the second checkpoint write, at each of: mid-dataset,
+#   after close, after fsync, after rename, before the directory fsync. Every file under a
+#   final name verifies whole (kdtrain inspect --verify), the killed checkpoint exists only
+#   when the rename happened, and --resume continues to the uninterrupted run's losses bit for
+#   bit. The same mid-dataset kill on 2 ranks (a collective MPI-IO write).
+# - A flipped byte in the newest checkpoint's tensor data: --resume says so, falls back to
+#   the one before and still ends bit for bit.
+# - A full disk (a file-size limit, ulimit -f): exit 3 naming the checkpoint, no .tmp left,
+#   the previous checkpoints unchanged.
+# Usage: test_checkpoint_crash.sh <kdtrain binary> <repo root> <mpirun>
+set -u
+bin=$1
+root=$2
+mpirun=$3
+source "$(dirname "$0")/lib.sh"
+use_mpi
+py=/usr/bin/python3
+args=(distill --config "$root/configs/demo-synthetic.yaml" --set distill.teacher_pretrain_steps=20
+      --set train.steps=8 --set optim.warmup_steps=2 --set train.checkpoint_every=2 --set train.keep_checkpoints=3
+      --set train.threads=1 --set run.dir="$tmp/runs")
+ck() { printf '%s/runs/%s/checkpoints/step-%08d.h5' "$tmp" "$1" "$2"; }
+same_losses() { cmp -s <(strip "$tmp/runs/$1/metrics.jsonl") <(strip "$tmp/runs/$2/metrics.jsonl"); }
+
+"$bin" "${args[@]}" --set run.name=whole >"$tmp/whole.log" 2>&1 || { fail "uninterrupted run"; cat "$tmp/whole.log"; }
+
+# every file under a final name is whole
+all_verify() {
+  local f bad=0
+  for f in "$tmp/runs/$1"/checkpoints/step-*.h5; do
+    "$bin" inspect --verify "$f" >/dev/null 2>"$tmp/verify.err" || { bad=1; cat "$tmp/verify.err"; }
+  done
+  return $bad
+}
+
+for point in mid-dataset after-close after-fsync after-rename before-dir-fsync; do
+  KDTRAIN_CHECKPOINT_FAULT=$point:2 "$bin" "${args[@]}" --set run.name="$point" >"$tmp/$point.log" 2>&1
+  rc=$?
+  [ "$rc" = 137 ] || { fail "$point: rc $rc, expected 137 (SIGKILL)"; tail -3 "$tmp/$point.log"; continue; }
+  case $point in after-rename|before-dir-fsync) want=4 ;; *) want=2 ;; esac
+  if [ -f "$(ck "$point" 4)" ] && [ "$want" = 2 ]; then
+    fail "$point: step 4 exists under its final name before its rename"
+  elif [ ! -f "$(ck "$point" "$want")" ]; then
+    fail "$point: checkpoint of step $want missing"
+  elif ! all_verify "$point"; then
+    fail "$point: a file under a final name does not verify"
+  else
+    ok "$point: killed (137); newest whole checkpoint step $want, every final-named file verifies$( [ -e "$(ck "$point" 4).tmp" ] && echo ', the .tmp left behind')"
+  fi
+  [ "$point" = after-rename ] && cp -a "$tmp/runs/$point" "$tmp/runs/flip"  # for the flipped-byte case
+  [ "$point" = after-rename ] && cp -a "$tmp/runs/$point" "$tmp/runs/full"  # for the full-disk case
+  "$bin" distill --resume "$tmp/runs/$point" >"$tmp/$point.res" 2>&1 || { fail "$point: resume"; tail -3 "$tmp/$point.res"; continue; }
+  grep -q "resumed from $(ck "$point" "$want") at step $want" "$tmp/$point.res" \
+    && same_losses whole "$point" && ! ls "$tmp/runs/$point"/checkpoints/*.tmp >/dev/null 2>&1 \
+    && ok "$point: resumed at step $want, the uninterrupted losses bit for bit, no .tmp left" \
+    || { fail "$point: resume differs"; grep -v "^step" "$tmp/$point.res" | head -5; }
+done
+
+# 2 ranks: both die mid-dataset of a collective write; resumed on 2 ranks, bit for bit
+run_np 2 "${args[@]}" --set run.name=whole2 >"$tmp/whole2.log" 2>&1 || { fail "2-rank run"; tail -5 "$tmp/whole2.log"; }
+KDTRAIN_CHECKPOINT_FAULT=mid-dataset:2 "$mpirun" -np 2 --oversubscribe -x KDTRAIN_CHECKPOINT_FAULT \
+  "$bin" "${args[@]}" --set run.name=cut2 >"$tmp/cut2.log" 2>&1
+rc=$?
+if [ "$rc" != 0 ] && [ ! -f "$(ck cut2 4)" ] && all_verify cut2; then
+  ok "2 ranks killed mid-dataset (rc $rc): step 4 absent, step 2 verifies"
+else
+  fail "2 ranks mid-dataset: rc $rc"; ls "$tmp/runs/cut2/checkpoints"
+fi
+run_np 2 distill --resume "$tmp/runs/cut2" >"$tmp/cut2.res" 2>&1 || fail "2-rank resume"
+grep -q "resumed from $(ck cut2 2) at step 2" "$tmp/cut2.res" && same_losses whole2 cut2 \
+  && ok "2 ranks resumed at step 2: the uninterrupted 2-rank losses bit for bit" || fail "2-rank resume differs"
+
+# A flipped byte in the newest checkpoint's data: found by its checksums, the one before is used
+if [ -x "$py" ] && "$py" -c 'import h5py' 2>/dev/null; then
+  off=$("$py" - "$(ck flip 4)" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    ds = f["tensors/adam_m"][list(f["tensors/adam_m"].keys())[0]]
+    print(ds.id.get_chunk_info(0).byte_offset + 4)
+PY
+)
+  printf '\xff' | dd of="$(ck flip 4)" bs=1 seek="$off" conv=notrunc status=none
+  if "$bin" inspect --verify "$(ck flip 4)" >/dev/null 2>"$tmp/flip.err"; then
+    fail "a flipped byte at $off passes --verify"
+  else
+    ok "inspect --verify: $(head -1 "$tmp/flip.err" | cut -c1-150)"
+  fi
+  "$bin" distill --resume "$tmp/runs/flip" >"$tmp/flip.res" 2>&1 || fail "resume past a damaged checkpoint"
+  grep -q "warning: checkpoint $(ck flip 4) is damaged or incomplete: .*tensors/adam_m.*; falling back to $(ck flip 2)" "$tmp/flip.res" \
+    && grep -q "resumed from $(ck flip 2) at step 2" "$tmp/flip.res" && same_losses whole flip \
+    && ok "flipped byte: $(grep -o 'warning: checkpoint.*' "$tmp/flip.res" | sed "s|$tmp/||g" | cut -c1-170)…; resumed at step 2, bit for bit" \
+    || { fail "flipped byte not handled"; grep -v "^step" "$tmp/flip.res" | head -5; }
+else
+  fail "/usr/bin/python3 with h5py is needed to find a chunk (scripts/test.sh installs python3-h5py)"
+fi
+
+# A full disk: the write of step 6 hits a file-size limit below a checkpoint's size
+before=$(cd "$tmp/runs/full/checkpoints" && sha256sum step-*.h5)
+limit=$(( $(stat -c %s "$(ck full 4)") / 1024 / 2 ))
+( ulimit -f "$limit"; exec "$bin" distill --resume "$tmp/runs/full" ) >"$tmp/full.log" 2>&1
+rc=$?
+after=$(cd "$tmp/runs/full/checkpoints" && sha256sum step-*.h5)
+if [ "$rc" = 3 ] && grep -q "$(ck full 6): cannot write checkpoint" "$tmp/full.log" && [ "$before" = "$after" ] \
+   && [ ! -e "$(ck full 6)" ] && [ ! -e "$(ck full 6).tmp" ]; then
+  ok "file-size limit ${limit} KiB: exit 3, $(grep -o 'cannot write checkpoint.*' "$tmp/full.log" | cut -c1-120); steps 2 and 4 unchanged, no .tmp"
+else
+  fail "full disk: rc $rc"; grep -v "^step" "$tmp/full.log" | tail -4; echo "$before"; echo "$after"
+fi
+
+[ "$fails" -eq 0 ] && echo "all checkpoint crash checks passed" || { echo "$fails failure(s)"; exit 1; }
