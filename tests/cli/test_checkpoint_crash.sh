@@ -10,6 +10,7 @@
 #   the one before and still ends bit for bit.
 # - A full disk (a file-size limit, ulimit -f): exit 3 naming the checkpoint, no .tmp left,
 #   the previous checkpoints unchanged.
+# - Periodic checkpoints by wall time (train.checkpoint_minutes) on 2 ranks.
 # Usage: test_checkpoint_crash.sh <kdtrain binary> <repo root> <mpirun>
 set -u
 bin=$1
@@ -108,5 +109,13 @@ if [ "$rc" = 3 ] && grep -q "$(ck full 6): cannot write checkpoint" "$tmp/full.l
 else
   fail "full disk: rc $rc"; grep -v "^step" "$tmp/full.log" | tail -4; echo "$before"; echo "$after"
 fi
+
+# Periodic by wall time: checkpoint_minutes tiny (6 ms) saves after about every step, on 2
+# ranks that agree when (the save is collective); checkpoint_every 0 would save only at the end
+run_np 2 "${args[@]}" --set run.name=timed --set train.checkpoint_every=0 --set train.checkpoint_minutes=0.0001 \
+  --set train.keep_checkpoints=100 >"$tmp/timed.log" 2>&1 || { fail "timed checkpoints"; tail -3 "$tmp/timed.log"; }
+n=$(ls "$tmp/runs/timed/checkpoints" | grep -c '^step-.*\.h5$')
+[ "$n" -ge 4 ] && all_verify timed && ok "checkpoint_minutes: $n checkpoints in 8 steps with checkpoint_every 0, all verify" \
+  || fail "checkpoint_minutes: $n checkpoints"
 
 [ "$fails" -eq 0 ] && echo "all checkpoint crash checks passed" || { echo "$fails failure(s)"; exit 1; }

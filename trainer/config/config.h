@@ -148,6 +148,7 @@ struct TrainSection {
   std::int64_t eval_every = 0;
   std::int64_t eval_tokens = 0;
   std::int64_t checkpoint_every = 0;
+  double checkpoint_minutes = 0;
   int keep_checkpoints = 2;
   std::string init_from;
   template <class V>
@@ -169,6 +170,9 @@ struct TrainSection {
     v.field("eval_every", eval_every, "steps between validation evaluations (0 = only at the end)", at_least(0));
     v.field("eval_tokens", eval_tokens, "validation tokens per evaluation (0 = the whole validation shard)", at_least(0));
     v.field("checkpoint_every", checkpoint_every, "steps between checkpoints (0 = only at the end)", at_least(0));
+    v.field("checkpoint_minutes", checkpoint_minutes,
+            "also checkpoint once this many minutes of wall time have passed since the last checkpoint (or the "
+            "start), whatever checkpoint_every says; 0 = off", at_least(0));
     v.field("keep_checkpoints", keep_checkpoints, "how many of the newest checkpoints to keep", between(1, 1000));
     v.field("init_from", init_from, "a checkpoint whose model weights start the run instead of a random init (a "
             "trained model to prune or fine-tune; same model shape); \"\" = random init");

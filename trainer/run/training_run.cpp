@@ -384,6 +384,7 @@ int run_training(const TrainCommand& cmd) {
     world->broadcast(start, 0);
   }
   double slowest = 0;
+  double last_save = omp_get_wtime();
   for (std::int64_t s = trainer.steps_done(); s < tr.steps; ++s) {
     const StepReport r = trainer.step(*source);
     // the watchdog's limit follows the slowest step (a checkpoint or an evaluation between
@@ -409,13 +410,18 @@ int run_training(const TrainCommand& cmd) {
     // IMP: every round's result is evaluated (the sparsity curve), before the next round prunes
     const bool round_end = trainer.pruner() && trainer.pruner()->ends_round(step);
     if (step != tr.steps && ((tr.eval_every > 0 && step % tr.eval_every == 0) || round_end)) evaluate(step);
-    const bool saved = tr.checkpoint_every > 0 && step % tr.checkpoint_every == 0 && step != tr.steps;
-    if (saved) save(step);
-    // preemption (SIGTERM, SIGUSR1): every student rank stops after the same step
-    std::array<double, 1> stop{preemption_requested() ? 1.0 : 0.0};
-    if (dp->size() > 1) dp->all_reduce_max(stop);
-    if (tp_group) tp_group->all_reduce_max(stop);
-    if (stop[0] > 0 && step != tr.steps) {
+    // preemption (SIGTERM, SIGUSR1) and the wall-time period: every student rank acts after
+    // the same step (their clocks and signals may differ, so the flags are max-reduced)
+    std::array<double, 2> flags{preemption_requested() ? 1.0 : 0.0,
+                                tr.checkpoint_minutes > 0 && omp_get_wtime() - last_save >= 60 * tr.checkpoint_minutes};
+    if (dp->size() > 1) dp->all_reduce_max(flags);
+    if (tp_group) tp_group->all_reduce_max(flags);
+    const bool saved = step != tr.steps && ((tr.checkpoint_every > 0 && step % tr.checkpoint_every == 0) || flags[1] > 0);
+    if (saved) {
+      save(step);
+      last_save = omp_get_wtime();
+    }
+    if (flags[0] > 0 && step != tr.steps) {
       if (!saved) save(step);
       progress.finish();
       if (leader) {
