@@ -319,23 +319,30 @@ void CheckpointReader::read_range(const std::string& group, const std::string& n
   for (const std::int64_t d : stored) numel *= static_cast<std::uint64_t>(d);
   KD_ASSERT(begin >= 0 && begin <= end && std::uint64_t(end) <= numel, "range [{}, {}) of {}", begin, end, who);
   if (begin == end) return;
-  Handle space(H5Dget_space(ds.get()));
-  const hsize_t n = hsize_t(end - begin);
-  Handle mem(H5Screate_simple(1, &n, nullptr));
-  bool ok = space.valid() && mem.valid();
-  if (ok && !stored.empty()) {
-    const std::vector<std::uint64_t> dims(stored.begin(), stored.end());
-    bool first = true;
-    for (const layout::Block& b : layout::flat_range_blocks(dims, std::uint64_t(begin), std::uint64_t(end))) {
-      const std::vector<hsize_t> start(b.start.begin(), b.start.end()), count(b.count.begin(), b.count.end());
-      ok = ok && H5Sselect_hyperslab(space.get(), first ? H5S_SELECT_SET : H5S_SELECT_OR, start.data(), nullptr,
-                                     count.data(), nullptr) >= 0;
-      first = false;
-    }
-  }
-  if (!ok || H5Dread(ds.get(), h5::memory_type(want), mem.get(), space.get(), H5P_DEFAULT, out) < 0) {
+  // One read per box, its memory space of the box's own shape: HDF5 then copies chunk rows
+  // directly (a flat memory space against an N-D selection takes its element-wise path, ~5x slower).
+  auto fail_read = [&] {
     bad(path_, fmt::format("{}: reading a range failed (Fletcher-32 checksum mismatch or read error)", who),
         kDamagedHint);
+  };
+  if (stored.empty()) {  // a 0-D tensor: [0, 1)
+    if (H5Dread(ds.get(), h5::memory_type(want), H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) fail_read();
+    return;
+  }
+  auto* dst = static_cast<char*>(out);
+  const std::vector<std::uint64_t> dims(stored.begin(), stored.end());
+  for (const layout::Block& b : layout::flat_range_blocks(dims, std::uint64_t(begin), std::uint64_t(end))) {
+    const std::vector<hsize_t> start(b.start.begin(), b.start.end()), count(b.count.begin(), b.count.end());
+    Handle space(H5Dget_space(ds.get()));
+    Handle mem(H5Screate_simple(int(count.size()), count.data(), nullptr));
+    if (!space.valid() || !mem.valid() ||
+        H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0 ||
+        H5Dread(ds.get(), h5::memory_type(want), mem.get(), space.get(), H5P_DEFAULT, dst) < 0) {
+      fail_read();
+    }
+    std::uint64_t n = 1;
+    for (const hsize_t c : count) n *= c;
+    dst += n * dtype_size(want);
   }
 }
 

@@ -379,8 +379,12 @@ class Writer {
   // calls it, an empty range selecting nothing).
   void write_range(hid_t ds, const std::string& where, const TensorView& t, std::uint64_t begin,
                    std::uint64_t end) const {
-    Handle space = make(H5Dget_space(ds), "dataspace of " + where);
     const std::uint64_t n = end - begin;
+    if (begin == 0 && n == numel_of(t.shape)) {  // the whole tensor: HDF5's direct path, no selection to map
+      ok(H5Dwrite(ds, h5::memory_type(t.dtype), H5S_ALL, H5S_ALL, dxpl_.get(), t.data), "writing " + where);
+      return;
+    }
+    Handle space = make(H5Dget_space(ds), "dataspace of " + where);
     const hsize_t mem_n = std::max<hsize_t>(n, 1);
     Handle mem = make(H5Screate_simple(1, &mem_n, nullptr), "memory dataspace");
     if (n == 0) {

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "data/synthetic.h"
+#include "trainer/cli/bench_checkpoint.h"
 #include "trainer/cli/commands.h"
 #include "trainer/cli/sgemm_peak.h"
 #include "trainer/train/trainer.h"
@@ -140,6 +141,10 @@ int run_bench(const BenchOptions& o) {
       variant, med * 1e3, tps, f_total / 1e9, gfs, mfu, ru.ru_maxrss, threads, world->size(), comm_bytes / 1e6,
       median(comm) * 1e3);
   std::fflush(out);
+  if (o.checkpoint) {
+    bench_checkpoint(trainer, cfg, source, med, o.checkpoint_dir, world->rank() == 0 ? out : nullptr);
+    std::fflush(out);
+  }
   if (out != stdout) std::fclose(out);
   return 0;
 }

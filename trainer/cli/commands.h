@@ -14,6 +14,8 @@ struct BenchOptions {
   bool student_only = false;
   int threads = 0;
   double peak_gflops = 0;
+  bool checkpoint = false;     // also time a checkpoint's write, read and stall
+  std::string checkpoint_dir;  // where (default: a temporary directory)
 };
 int run_bench(const BenchOptions& o);
 

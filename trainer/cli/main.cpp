@@ -117,6 +117,12 @@ int main(int argc, char** argv) {
   b->add_option("--set", bench.overrides, "override a config key: a.b=value (repeatable)");
   b->add_flag("--student-only", bench.student_only, "drop the teacher: time the student's CE step");
   b->add_option("--threads", bench.threads, "threads (overrides train.threads)")->check(CLI::NonNegativeNumber);
+  b->add_flag("--checkpoint", bench.checkpoint,
+              "also time a checkpoint of the student with its optimizer state: write, verify, read, and the stall it "
+              "causes to training");
+  b->add_option("--checkpoint-dir", bench.checkpoint_dir,
+                "where --checkpoint writes (default: a temporary directory, removed after); under mpirun a directory "
+                "every rank sees");
   b->add_option("--peak-gflops", bench.peak_gflops, "MFU denominator (default: measured now)")->check(CLI::NonNegativeNumber);
 
   cli::PeakOptions peak;

@@ -24,6 +24,7 @@
 #include "trainer/run/run_inputs.h"
 #include "trainer/run/teacher_cache_run.h"
 #include "trainer/run/teacher_ranks.h"
+#include "trainer/run/trainer_state.h"
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/teacher_pretrain.h"
 #include "trainer/train/trainer.h"
@@ -211,16 +212,7 @@ int run_training(const TrainCommand& cmd) {
     // A float run resumed with a quant section added is QAT fine-tuning: its LSQ scales
     // (absent from the checkpoint) start from the calibrators, their moments from zero.
     const bool fresh_quant = trainer.qat() && !r.has_tensor("quant", "calibrated");
-    // the whole model; of the moments only this rank's ZeRO shard
-    const Trainer::MomentShard ms = trainer.moment_shard();
-    for (const auto& t : trainer.student_table().tensors()) {
-      if (fresh_quant && t.name.rfind("quant.", 0) == 0 && !r.has_tensor("model", t.name)) continue;
-      r.read("model", t.name, t.shape, trainer.student_params() + t.offset);
-      const std::size_t b = std::max(ms.begin, t.offset), e = std::min(ms.end, t.offset + t.numel);
-      if (b >= e) continue;
-      r.read_range("adam_m", t.name, t.shape, ckpt::DType::f32, b - t.offset, e - t.offset, ms.m + (b - ms.begin));
-      r.read_range("adam_v", t.name, t.shape, ckpt::DType::f32, b - t.offset, e - t.offset, ms.v + (b - ms.begin));
-    }
+    read_model_and_moments(r, trainer, fresh_quant);  // the whole model, this rank's shard of the moments
     if (cfg.has_teacher && !in.teacher && !trainer.uses_topk_targets()) {
       read_tensors(r, "teacher", trainer.teacher_table(), trainer.teacher_params());
     }
@@ -344,34 +336,7 @@ int run_training(const TrainCommand& cmd) {
         c.state["imp_round"] = trainer.pruner()->round_done(step);
       }
     }
-    const Trainer::MomentShard ms = trainer.moment_shard();
-    // the table's tensors cut to this rank's shard [ms.begin, ms.end); base[0] is element `first`
-    auto shard_views = [&](const float* base, std::size_t first) {
-      std::vector<ckpt::TensorView> v;
-      for (const auto& t : trainer.student_table().tensors()) {
-        const std::size_t b = std::clamp(ms.begin, t.offset, t.offset + t.numel);
-        const std::size_t e = std::max(b, std::clamp(ms.end, t.offset, t.offset + t.numel));
-        v.push_back({t.name, t.shape, base + (b - first), ckpt::DType::f32, std::int64_t(b - t.offset),
-                     std::int64_t(e - t.offset)});
-      }
-      return v;
-    };
-    auto split = [&](std::vector<ckpt::TensorView> v) {  // replicated on every rank: each writes a share
-      ckpt::split_among_ranks(v, dp->rank(), dp->size());
-      return v;
-    };
-    c.tensors["model"] = shard_views(trainer.student_params(), 0);
-    c.tensors["adam_m"] = shard_views(ms.m, ms.begin);
-    c.tensors["adam_v"] = shard_views(ms.v, ms.begin);
-    if (trainer.qat()) c.tensors["quant"] = split(trainer.qat()->state_tensors());
-    if (trainer.pruner()) {
-      for (auto& [group, list] : trainer.pruner()->checkpoint_groups()) c.tensors[group] = split(std::move(list));
-    }
-    if (cfg.has_teacher && !in.teacher && !trainer.uses_topk_targets()) {  // a teacher made in this run: no file of its own
-      std::vector<ckpt::TensorView> v;
-      for (const auto& t : trainer.teacher_table().tensors()) v.push_back({t.name, t.shape, trainer.teacher_params() + t.offset});
-      c.tensors["teacher"] = split(std::move(v));
-    }
+    add_trainer_tensors(trainer, cfg.has_teacher && !in.teacher && !trainer.uses_topk_targets(), c);
     c.per_rank["data_rng"] = {source->position(), std::int64_t(source->rng_fingerprint())};
     ckpt::write_checkpoint(RunDir::checkpoint_path(in.run_path, step), c, dp);
     if (leader) dir->prune_checkpoints(tr.keep_checkpoints);
@@ -413,7 +378,9 @@ int run_training(const TrainCommand& cmd) {
     // preemption (SIGTERM, SIGUSR1) and the wall-time period: every student rank acts after
     // the same step (their clocks and signals may differ, so the flags are max-reduced)
     std::array<double, 2> flags{preemption_requested() ? 1.0 : 0.0,
-                                tr.checkpoint_minutes > 0 && omp_get_wtime() - last_save >= 60 * tr.checkpoint_minutes};
+                                tr.checkpoint_minutes > 0 && omp_get_wtime() - last_save >= 60 * tr.checkpoint_minutes
+                                    ? 1.0
+                                    : 0.0};
     if (dp->size() > 1) dp->all_reduce_max(flags);
     if (tp_group) tp_group->all_reduce_max(flags);
     const bool saved = step != tr.steps && ((tr.checkpoint_every > 0 && step % tr.checkpoint_every == 0) || flags[1] > 0);

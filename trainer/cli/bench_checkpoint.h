@@ -1,0 +1,23 @@
+// kdtrain bench --checkpoint: the cost of a checkpoint of the bench config's student with
+// its optimizer state, on the trainer the bench has just timed.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "trainer/config/config.h"
+#include "data/batch_source.h"
+#include "trainer/train/trainer.h"
+
+namespace kd::cli {
+
+// Times, on every rank of the trainer's Comm: the collective write (median of 3, fsync and
+// rename included), the manifest verification and the read of the model and this rank's
+// moment shard that a resume does; then the stall the write causes to training (steps with a
+// checkpoint after each, against `median_step` s without) and, for comparison, what taking a
+// memory snapshot alone would stall (the floor of a background write). `dir`: "" = a fresh
+// directory under $TMPDIR, removed afterwards. Rank 0 prints to `out`.
+void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& source, double median_step,
+                      const std::string& dir, std::FILE* out);
+
+}  // namespace kd::cli

@@ -1,0 +1,55 @@
+#include "trainer/run/trainer_state.h"
+
+#include <algorithm>
+
+#include "trainer/dist/comm.h"
+#include "trainer/prune/pruner.h"
+#include "trainer/quant/qat.h"
+
+namespace kd {
+
+void add_trainer_tensors(Trainer& trainer, bool with_teacher, ckpt::CheckpointContents& c) {
+  const Trainer::MomentShard ms = trainer.moment_shard();
+  // the table's tensors cut to this rank's shard [ms.begin, ms.end); base[0] is element `first`
+  auto shard_views = [&](const float* base, std::size_t first) {
+    std::vector<ckpt::TensorView> v;
+    for (const auto& t : trainer.student_table().tensors()) {
+      const std::size_t b = std::clamp(ms.begin, t.offset, t.offset + t.numel);
+      const std::size_t e = std::max(b, std::clamp(ms.end, t.offset, t.offset + t.numel));
+      v.push_back({t.name, t.shape, base + (b - first), ckpt::DType::f32, std::int64_t(b - t.offset),
+                   std::int64_t(e - t.offset)});
+    }
+    return v;
+  };
+  const int rank = trainer.comm().rank(), world = trainer.comm().size();
+  auto split = [&](std::vector<ckpt::TensorView> v) {  // replicated on every rank: each writes a share
+    ckpt::split_among_ranks(v, rank, world);
+    return v;
+  };
+  c.tensors["model"] = shard_views(trainer.student_params(), 0);
+  c.tensors["adam_m"] = shard_views(ms.m, ms.begin);
+  c.tensors["adam_v"] = shard_views(ms.v, ms.begin);
+  if (trainer.qat()) c.tensors["quant"] = split(trainer.qat()->state_tensors());
+  if (trainer.pruner()) {
+    for (auto& [group, list] : trainer.pruner()->checkpoint_groups()) c.tensors[group] = split(std::move(list));
+  }
+  if (with_teacher) {
+    std::vector<ckpt::TensorView> v;
+    for (const auto& t : trainer.teacher_table().tensors()) v.push_back({t.name, t.shape, trainer.teacher_params() + t.offset});
+    c.tensors["teacher"] = split(std::move(v));
+  }
+}
+
+void read_model_and_moments(const ckpt::CheckpointReader& r, Trainer& trainer, bool skip_missing_quant) {
+  const Trainer::MomentShard ms = trainer.moment_shard();
+  for (const auto& t : trainer.student_table().tensors()) {
+    if (skip_missing_quant && t.name.rfind("quant.", 0) == 0 && !r.has_tensor("model", t.name)) continue;
+    r.read("model", t.name, t.shape, trainer.student_params() + t.offset);
+    const std::size_t b = std::max(ms.begin, t.offset), e = std::min(ms.end, t.offset + t.numel);
+    if (b >= e) continue;
+    r.read_range("adam_m", t.name, t.shape, ckpt::DType::f32, b - t.offset, e - t.offset, ms.m + (b - ms.begin));
+    r.read_range("adam_v", t.name, t.shape, ckpt::DType::f32, b - t.offset, e - t.offset, ms.v + (b - ms.begin));
+  }
+}
+
+}  // namespace kd
