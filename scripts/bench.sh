@@ -12,12 +12,17 @@
 # student's block linears 50% pruned by magnitude per tensor (kdtrain: prune.criterion
 # magnitude_layer, one-shot at step 0, masks kept through every update; PyTorch:
 # torch.nn.utils.prune.l1_unstructured, the weight = weight_orig * mask reparametrisation).
-#  4. data parallel: the kd step as 1 rank × <threads> threads and as <threads> MPI ranks ×
+#  4. checkpoint: kdtrain bench --checkpoint on the kd variant (the student with AdamW state:
+#     write, verify, read, stall between steps) against torch.save/torch.load of the same
+#     student's and optimizer's state_dicts (fsync'ed, renamed), in the same run;
+#  5. data parallel: the kd step as 1 rank × <threads> threads and as <threads> MPI ranks ×
 #     1 thread (ZeRO-1, the same global batch), alternated twice, the mean of the two step medians.
 # Last line (machine-readable, one line; wrapped here):
 #   RESULT kd_speedup=<kdtrain/pytorch tokens/s> student_speedup=<...> mfu=<kdtrain kd MFU> rss_ratio=<kdtrain/pytorch peak RSS>
 #          kdqat_speedup=<kdtrain/pytorch kd+qat tokens/s> kdprune_speedup=<... kd+prune ...>
 #          dp_ratio=<ranks×1 thread / 1 rank×threads tokens/s> dp_comm_ms=<collectives per step>
+#          ckpt_write_ratio=<kdtrain/pytorch write s> ckpt_read_ratio=<kdtrain verify+read / torch.load s>
+#          ckpt_stall_steps=<kdtrain stall per checkpoint in kd steps>
 # Usage: scripts/bench.sh [threads (default 2)] [peak seconds per size (default 3)]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +35,7 @@ log=$(mktemp -d)
 trap 'rm -rf "$log"' EXIT
 py=/usr/bin/python3   # Debian's interpreter: python3-torch lives there
 
-field() { grep '^RESULT' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+field() { grep '^RESULT' "$1" | grep -v checkpoint_mb | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
 echo "== sgemm peak (kdtrain bench-peak, ${threads} threads)"
 ./build/kdtrain bench-peak --threads "$threads" --seconds "$peak_seconds" | tee "$log/peak"
@@ -39,6 +44,7 @@ peak=$(sed -n 's/^PEAK gflops=\([0-9.]*\).*/\1/p' "$log/peak")
 for variant in kd student-only kd+qat kd+prune; do
   kflag=""; tflag=""
   case "$variant" in
+    kd) kflag="--checkpoint"; tflag="--checkpoint" ;;
     student-only) kflag="--student-only"; tflag="--student-only" ;;
     kd+qat) kflag="--set quant.weight=int8:channel --set quant.activation=int8:tensor"; tflag="--qat" ;;
     kd+prune) kflag="--set prune.criterion=magnitude_layer --set prune.sparsity=0.5"; tflag="--prune 0.5" ;;
@@ -72,6 +78,11 @@ qat_k=$(field "$log/kdtrain-kd+qat" tokens_per_s); qat_t=$(field "$log/torch-kd+
 pr_k=$(field "$log/kdtrain-kd+prune" tokens_per_s); pr_t=$(field "$log/torch-kd+prune" tokens_per_s)
 rss_k=$(field "$log/kdtrain-kd" peak_rss_kib); rss_t=$(field "$log/torch-kd" peak_rss_kib)
 mfu=$(field "$log/kdtrain-kd" mfu)
+ckfield() { grep '^RESULT.*checkpoint_mb' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+ck_wk=$(ckfield "$log/kdtrain-kd" write_s); ck_wt=$(ckfield "$log/torch-kd" write_s)
+ck_rk=$(awk -v a="$(ckfield "$log/kdtrain-kd" verify_s)" -v b="$(ckfield "$log/kdtrain-kd" read_s)" 'BEGIN { printf "%.3f", a + b }')
+ck_rt=$(ckfield "$log/torch-kd" read_s)
+ck_stall=$(ckfield "$log/kdtrain-kd" stall_steps)
 
 echo
 echo "== summary (${threads} threads, sgemm peak ${peak} GFLOP/s)"
@@ -82,6 +93,9 @@ printf '%-22s %14s %14s %9s\n' "kd+qat tokens/s" "$qat_k" "$qat_t" "$(ratio "$qa
 printf '%-22s %14s %14s %9s\n' "kd+prune tokens/s" "$pr_k" "$pr_t" "$(ratio "$pr_k" "$pr_t")"
 printf '%-22s %14s %14s %9s\n' "kd MFU" "$mfu" "$(field "$log/torch-kd" mfu)" ""
 printf '%-22s %14s %14s %9s\n' "kd peak RSS KiB" "$rss_k" "$rss_t" "$(ratio "$rss_k" "$rss_t")"
+printf '%-22s %14s %14s %9s\n' "checkpoint write s" "$ck_wk" "$ck_wt" "$(ratio "$ck_wk" "$ck_wt")"
+printf '%-22s %14s %14s %9s\n' "checkpoint read s" "$ck_rk" "$ck_rt" "$(ratio "$ck_rk" "$ck_rt")"
+printf '%-22s %14s\n' "checkpoint stall steps" "$ck_stall"
 printf '%-22s %14s %14s %9s\n' "" "1 rank" "$threads ranks" ratio
 printf '%-22s %14s %14s %9s\n' "kd tokens/s (DP)" "$one" "$many" "$(ratio "$many" "$one")"
-echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t") dp_ratio=$(ratio "$many" "$one") dp_comm_ms=$dp_comm"
+echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t") dp_ratio=$(ratio "$many" "$one") dp_comm_ms=$dp_comm ckpt_write_ratio=$(ratio "$ck_wk" "$ck_wt") ckpt_read_ratio=$(ratio "$ck_rk" "$ck_rt") ckpt_stall_steps=$ck_stall"

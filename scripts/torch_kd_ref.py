@@ -73,6 +73,8 @@ def parse_args():
                    default=float(os.environ.get("SGEMM_PEAK_GFLOPS", "0")) or None,
                    help="denominator for MFU (measured sgemm peak, GFLOP/s; env SGEMM_PEAK_GFLOPS)")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--checkpoint", action="store_true",
+                   help="also time torch.save of the student's and AdamW's state_dicts (+ fsync), and torch.load")
     p.add_argument("--show-config", action="store_true", help="print torch build and parallel info")
     a = p.parse_args()
     if a.steps < 1:
@@ -284,6 +286,35 @@ def main():
     print(f"RESULT impl=pytorch variant={variant} step_ms={med*1e3:.1f} tokens_per_s={tps:.1f} "
           f"gflop_per_step={f_total/1e9:.2f} gflops={gfs:.1f} mfu={mfu:.3f} peak_rss_kib={rss} "
           f"threads={torch.get_num_threads()}")
+    if args.checkpoint:
+        checkpoint_reference(student, opt)
+
+
+def checkpoint_reference(student, opt):
+    """What a PyTorch trainer does for a checkpoint: torch.save of the model's and the optimizer's
+    state_dicts to a temporary name, fsync, rename (median of 3); then torch.load of it."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "ckpt.pt")
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            with open(path + ".tmp", "wb") as f:
+                torch.save({"model": student.state_dict(), "optim": opt.state_dict()}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(path + ".tmp", path)
+            times.append(time.perf_counter() - t0)
+        size = os.path.getsize(path)
+        t0 = time.perf_counter()
+        state = torch.load(path)
+        student.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        read = time.perf_counter() - t0
+    w = statistics.median(times)
+    print(f"checkpoint (torch.save, state_dicts of the student and AdamW, fsync, rename): {size/1e6:.1f} MB, "
+          f"write median {w:.3f} s of 3, load {read:.3f} s")
+    print(f"RESULT impl=pytorch checkpoint_mb={size/1e6:.1f} write_s={w:.3f} read_s={read:.3f}")
 
 
 if __name__ == "__main__":
