@@ -25,7 +25,15 @@ def text(v):
 
 
 def stored_bytes(f, entry):
-    """The bytes the manifest's CRC covers: a text's UTF-8, a tensor's little-endian elements."""
+    """The bytes the manifest's CRC covers: a text's UTF-8, a group's attributes as "name=value"
+    lines in name order, a tensor's little-endian elements."""
+    if entry["dtype"] == "attributes":
+        attrs = f[entry["path"]].attrs
+        lines = []
+        for k in sorted(attrs):  # code-point order = the UTF-8 byte order HDF5 lists them in
+            v = attrs[k]
+            lines.append(f"{k}={text(v) if isinstance(v, (bytes, np.bytes_)) else int(v)}\n")
+        return "".join(lines).encode("utf-8")
     ds = f[entry["path"]]
     if entry["dtype"] == "string":
         return text(ds[()]).encode("utf-8")
@@ -44,7 +52,7 @@ def verify(f):
             problems.append(f"{e['path']}: missing")
             continue
         ds = f[e["path"]]
-        if e["dtype"] != "string" and (list(ds.shape) != e["shape"] or np.dtype(ds.dtype).name != e["dtype"]):
+        if e["dtype"] not in ("string", "attributes") and (list(ds.shape) != e["shape"] or np.dtype(ds.dtype).name != e["dtype"]):
             problems.append(f"{e['path']}: {ds.dtype} {ds.shape}, the manifest says {e['dtype']} {e['shape']}")
             continue
         try:

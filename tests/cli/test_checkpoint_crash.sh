@@ -110,6 +110,25 @@ else
   fail "full disk: rc $rc"; grep -v "^step" "$tmp/full.log" | tail -4; echo "$before"; echo "$after"
 fi
 
+# Bad input around checkpoints: exit 2, naming the thing
+expect 2 "step-00000004.h5: the data sampler does not reproduce the checkpoint's state" \
+  distill --resume "$tmp/runs/full" --set train.seed=99
+KDTRAIN_CHECKPOINT_FAULT=mid-data:1 expect 2 "KDTRAIN_CHECKPOINT_FAULT=mid-data:1: expected <point>:<n>" \
+  "${args[@]}" --set run.name=badfault
+[ ! -e "$tmp/runs/badfault" ] || fail "a malformed KDTRAIN_CHECKPOINT_FAULT left a run directory"
+cp -a "$tmp/runs/mid-dataset" "$tmp/runs/alldamaged"
+for f in "$tmp/runs/alldamaged"/checkpoints/step-*.h5; do printf 'junk' | dd of="$f" bs=1 seek=2000 conv=notrunc status=none; done
+expect 2 "--resume $tmp/runs/alldamaged: no checkpoint passes verification" distill --resume "$tmp/runs/alldamaged"
+# a checkpoint without a manifest (as an older kdtrain wrote them): --verify refuses to vouch
+# for it; a resume uses it, saying it is unverified
+mkdir -p "$tmp/runs/old/checkpoints"
+cp "$tmp/runs/whole/config.yaml" "$tmp/runs/old/"
+cp "$(ck whole 6)" "$(ck old 6)"
+"$py" -c 'import sys, h5py; f = h5py.File(sys.argv[1], "r+"); del f["manifest"]; f.close()' "$(ck old 6)" || fail "h5py"
+expect 2 "step-00000006.h5: the checkpoint has no manifest to verify against" inspect --verify "$(ck old 6)"
+"$bin" distill --resume "$tmp/runs/old" >"$tmp/old.log" 2>&1 && grep -q "warning: .*step-00000006.h5 has no manifest (written by an older kdtrain): not verified" "$tmp/old.log" \
+  && ok "a checkpoint without a manifest: resumed with a warning that it is unverified" || { fail "manifest-less resume"; tail -3 "$tmp/old.log"; }
+
 # Periodic by wall time: checkpoint_minutes tiny (6 ms) saves after about every step, on 2
 # ranks that agree when (the save is collective); checkpoint_every 0 would save only at the end
 run_np 2 "${args[@]}" --set run.name=timed --set train.checkpoint_every=0 --set train.checkpoint_minutes=0.0001 \

@@ -80,6 +80,8 @@ void split_among_ranks(std::vector<TensorView>& views, int rank, int world);
 // process kill itself (SIGKILL) at <point>: mid-dataset, after-close, after-fsync,
 // after-rename or before-dir-fsync (docs/checkpoint-format.md).
 void write_checkpoint(const std::string& path, const CheckpointContents& c, dist::Comm* comm = nullptr);
+// InputError when KDTRAIN_CHECKPOINT_FAULT is set but malformed (checked before a run starts).
+void check_fault_env();
 
 // An open checkpoint. Every accessor reads the file on demand; errors are InputErrors that
 // name the path and the thing read.

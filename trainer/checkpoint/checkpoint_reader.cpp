@@ -396,8 +396,25 @@ std::string CheckpointReader::verify() const {
     entries = manifest::from_json(read_text(path_, root, layout::kManifest, true), path_ + ":/manifest");
     for (const manifest::Entry& e : entries) {
       std::string bytes;
-      if (e.dtype == "string") {
+      if (e.dtype == manifest::kString) {
         bytes = read_text(path_, root, e.path.c_str(), true);
+      } else if (e.dtype == manifest::kAttributes) {
+        Handle g(H5Oopen(root, e.path.c_str(), H5P_DEFAULT));
+        if (!g.valid()) return fmt::format("group {} listed in the manifest cannot be opened{}", e.path, h5::error_detail());
+        for (const std::string& name : attr_names(g.get())) {
+          Handle a(H5Aopen(g.get(), name.c_str(), H5P_DEFAULT));
+          Handle type(a.valid() ? H5Aget_type(a.get()) : H5I_INVALID_HID);
+          if (!type.valid()) return fmt::format("attribute {} of {} cannot be read{}", name, e.path, h5::error_detail());
+          const std::string what = fmt::format("attribute {} of {}", name, e.path);
+          bytes += name + "=" +
+                   (H5Tget_class(type.get()) == H5T_INTEGER ? std::to_string(read_int64_attr(path_, g.get(), name, what))
+                                                            : read_string_attr(path_, g.get(), name, what)) +
+                   "\n";
+        }
+        if (bytes.size() != e.bytes || manifest::crc32_of(bytes.data(), bytes.size()) != e.slices.front().crc32) {
+          return fmt::format("the attributes of {} differ from the manifest's (CRC-32)", e.path);
+        }
+        continue;
       } else {
         Handle ds(H5Dopen2(root, e.path.c_str(), H5P_DEFAULT));
         if (!ds.valid()) return fmt::format("dataset /{} listed in the manifest is missing{}", e.path, h5::error_detail());

@@ -43,28 +43,34 @@ std::uint64_t numel_of(const std::vector<std::int64_t>& shape) {
 }
 
 // KDTRAIN_CHECKPOINT_FAULT=<point>:<n>: the n-th checkpoint write of this process kills
-// itself at <point> (the crash tests' kill -9 at a chosen moment).
+// itself at <point> (the crash tests' kill -9 at a chosen moment). {"", 0} when unset.
+std::pair<std::string, int> fault_env() {
+  const char* env = std::getenv("KDTRAIN_CHECKPOINT_FAULT");
+  if (env == nullptr || *env == '\0') return {"", 0};
+  const std::string spec(env);
+  const auto colon = spec.rfind(':');
+  static const std::set<std::string> kPoints = {"mid-dataset", "after-close", "after-fsync", "after-rename",
+                                                "before-dir-fsync"};
+  int n = 0;
+  try {
+    n = colon == std::string::npos ? 1 : std::stoi(spec.substr(colon + 1));
+  } catch (const std::exception&) {
+    n = 0;
+  }
+  const std::string point = spec.substr(0, colon);
+  KD_CHECK_INPUT(kPoints.count(point) && n >= 1,
+                 "KDTRAIN_CHECKPOINT_FAULT={}: expected <point>:<n>, point one of mid-dataset, after-close, "
+                 "after-fsync, after-rename, before-dir-fsync, n >= 1", spec);
+  return {point, n};
+}
+
 class Fault {
  public:
   Fault() {
     static int writes = 0;
     ++writes;
-    const char* env = std::getenv("KDTRAIN_CHECKPOINT_FAULT");
-    if (env == nullptr || *env == '\0') return;
-    const std::string spec(env);
-    const auto colon = spec.rfind(':');
-    static const std::set<std::string> kPoints = {"mid-dataset", "after-close", "after-fsync", "after-rename",
-                                                  "before-dir-fsync"};
-    int n = 0;
-    try {
-      n = colon == std::string::npos ? 1 : std::stoi(spec.substr(colon + 1));
-    } catch (const std::exception&) {
-      n = 0;
-    }
-    point_ = spec.substr(0, colon);
-    KD_CHECK_INPUT(kPoints.count(point_) && n >= 1,
-                   "KDTRAIN_CHECKPOINT_FAULT={}: expected <point>:<n>, point one of mid-dataset, after-close, "
-                   "after-fsync, after-rename, before-dir-fsync, n >= 1", spec);
+    const auto [point, n] = fault_env();
+    point_ = point;
     armed_ = n == writes;
   }
   bool armed(const char* point) const { return armed_ && point_ == point; }
@@ -262,6 +268,16 @@ class Writer {
       Handle s = create_group(root, layout::kState);
       for (const auto& [key, value] : h.state) write_int64_attr(s.get(), key, value);
     });
+    // the attributes (Fletcher-32 covers none of them), as "name=value" lines in name order
+    std::string attrs = fmt::format("{}={}\n{}={}\n{}={}\n", layout::kFormatAttr, layout::kFormat,
+                                    layout::kFormatVersionAttr, layout::kFormatVersion, layout::kKindAttr, h.kind);
+    add_attributes_entry("/", attrs);
+    attrs.clear();
+    for (const auto& [key, value] : h.provenance) attrs += fmt::format("{}={}\n", key, value);
+    add_attributes_entry(layout::kProvenance, attrs);
+    attrs.clear();
+    for (const auto& [key, value] : h.state) attrs += fmt::format("{}={}\n", key, value);
+    add_attributes_entry(layout::kState, attrs);
     std::size_t total = 0;
     for (const auto& [group, list] : c.tensors) total += list.size();
     const std::size_t middle = total / 2;
@@ -339,6 +355,10 @@ class Writer {
     if (!h5::write_int64_attr(loc, name, value)) fail("writing attribute " + name);
   }
 
+  void add_attributes_entry(const std::string& path, const std::string& text) {
+    manifest_.push_back({path, manifest::kAttributes, {}, text.size(), {{0, text.size(), manifest::crc32_of(text.data(), text.size())}}});
+  }
+
   // A scalar string dataset; rank 0 writes it (the others take part with nothing selected).
   void write_text(hid_t loc, const std::string& name, const std::string& text) {
     Handle type = h5::string_type(text.size());
@@ -352,7 +372,7 @@ class Writer {
       ok(H5Sselect_none(mem.get()), "empty selection");
     }
     ok(H5Dwrite(ds.get(), type.get(), mem.get(), space.get(), dxpl_.get(), text.c_str()), "writing dataset /" + name);
-    if (name != layout::kManifest) manifest_.push_back({name, "string", {}, text.size(), {{0, text.size(), manifest::crc32_of(text.data(), text.size())}}});
+    if (name != layout::kManifest) manifest_.push_back({name, manifest::kString, {}, text.size(), {{0, text.size(), manifest::crc32_of(text.data(), text.size())}}});
   }
 
   Handle create_tensor(hid_t loc, const std::string& where, const TensorView& t) const {
@@ -441,7 +461,9 @@ class Writer {
     }
     ranks_.comm().all_reduce_sum(std::span<double>(all));
     for (std::size_t i = 0; i < n; ++i) {
-      if (manifest_[i].dtype == "string") continue;  // rank 0 wrote it alone
+      if (manifest_[i].dtype == manifest::kString || manifest_[i].dtype == manifest::kAttributes) {
+        continue;  // the same on every rank
+      }
       manifest_[i].slices.clear();
       for (std::size_t r = 0; r < world; ++r) {
         const double* row = &all[(r * n + i) * 3];
@@ -457,6 +479,8 @@ class Writer {
 };
 
 }  // namespace
+
+void check_fault_env() { fault_env(); }
 
 void split_among_ranks(std::vector<TensorView>& views, int rank, int world) {
   std::uint64_t total = 0;

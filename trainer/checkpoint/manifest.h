@@ -9,6 +9,11 @@
 
 namespace kd::ckpt::manifest {
 
+// Entry dtypes besides the tensor types (dtype_name): a text dataset, and a group's
+// attributes as "name=value\n" lines in name order (integers in decimal; "/" = the root's).
+inline constexpr const char* kString = "string";
+inline constexpr const char* kAttributes = "attributes";
+
 struct Slice {
   std::uint64_t offset = 0, bytes = 0;  // within the dataset's bytes
   std::uint32_t crc32 = 0;
@@ -16,7 +21,7 @@ struct Slice {
 
 struct Entry {
   std::string path;   // e.g. "tensors/model/lm_head.weight", "config"
-  std::string dtype;  // dtype_name(), or "string"
+  std::string dtype;  // dtype_name(), kString or kAttributes
   std::vector<std::int64_t> shape;
   std::uint64_t bytes = 0;
   std::vector<Slice> slices;  // written; read back: one slice, the whole dataset

@@ -26,6 +26,7 @@ data::ShardFormat shard_format(const std::string& s) {
 
 RunInputs gather_inputs(const TrainCommand& cmd, bool run_dir, int world_rank, int world_size) {
   RunInputs in;
+  ckpt::check_fault_env();
   if (!cmd.resume.empty()) {
     RunDir::check(cmd.resume, RunMode::resume);  // it has a checkpoint
     in.resume_from = RunDir::verified_checkpoint(cmd.resume, in.resume_warnings);
