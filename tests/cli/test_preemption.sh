@@ -3,7 +3,7 @@
 # step, write a checkpoint, say "preempted (SIG…): checkpoint at step k" and exit 99; the run
 # resumed from that checkpoint ends with the uninterrupted run's losses bit for bit. Also
 # under mpirun with 2 ranks (mpirun forwards SIGUSR1 to every rank; the ranks agree on
-# the step).
+# the step). A second signal during the checkpoint write changes nothing.
 # Usage: test_preemption.sh <kdtrain binary> <repo root> <mpirun>
 set -u
 bin=$1
@@ -42,6 +42,27 @@ for sig in USR1 TERM; do
     || { fail "resume after SIG$sig differs"; diff <(strip "$tmp/runs/whole/metrics.jsonl") <(strip "$tmp/runs/cut$sig/metrics.jsonl") | head -4; }
   rm -rf "$tmp/runs/whole"
 done
+
+# A second signal while the checkpoint is written (SIGTERM every 20 ms after the SIGUSR1 until
+# the process is gone): it changes nothing, the checkpoint verifies and the resume is exact
+"$bin" "${args[@]}" --set run.name=whole >/dev/null 2>&1 || fail "uninterrupted run"
+"$bin" "${args[@]}" --set run.name=twice >"$tmp/twice.log" 2>&1 &
+pid=$!
+for _ in $(seq 300); do grep -q "^step  *[0-9]*/300" "$tmp/twice.log" 2>/dev/null && break; sleep 0.05; done
+kill -USR1 "$pid"
+while kill -TERM "$pid" 2>/dev/null; do sleep 0.02; done
+wait "$pid"
+rc=$?
+ckpt=$(ls "$tmp/runs/twice/checkpoints/"step-*.h5 2>/dev/null | tail -1)
+if [ "$rc" = 99 ] && grep -q "preempted (SIGUSR1)" "$tmp/twice.log" && [ -n "$ckpt" ] \
+   && "$bin" inspect --verify "$ckpt" >/dev/null 2>&1 && ! ls "$tmp/runs/twice/checkpoints/"*.tmp >/dev/null 2>&1; then
+  ok "SIGUSR1 then SIGTERM every 20 ms: exit 99, $(basename "$ckpt") verifies, no .tmp"
+else
+  fail "second signal: rc $rc, checkpoint '$ckpt'"; grep -v "^step" "$tmp/twice.log" | tail -3
+fi
+"$bin" distill --resume "$tmp/runs/twice" >/dev/null 2>&1 || fail "resume after two signals"
+cmp -s <(strip "$tmp/runs/whole/metrics.jsonl") <(strip "$tmp/runs/twice/metrics.jsonl") \
+  && ok "resumed after two signals: the uninterrupted losses bit for bit" || fail "resume after two signals differs"
 
 # 2 ranks: mpirun forwards SIGUSR1 to both; they stop after the same step
 "$mpirun" -np 2 --oversubscribe "$bin" "${args[@]}" --set run.name=whole2 >/dev/null 2>&1 || fail "2-rank run"
