@@ -249,45 +249,54 @@ std::vector<std::int64_t> CheckpointReader::shape(const std::string& group, cons
   return dataset_shape(path_, fmt::format("tensor \"{}/{}\"", group, name), ds.get());
 }
 
-DType CheckpointReader::dtype(const std::string& group, const std::string& name) const {
-  const std::string who = fmt::format("tensor \"{}/{}\"", group, name);
-  Handle ds = open_tensor(path_, file_->id.get(), group, name);
-  Handle type(H5Dget_type(ds.get()));
+namespace {
+
+DType dataset_dtype(const std::string& path, const std::string& who, hid_t ds) {
+  Handle type(H5Dget_type(ds));
   const auto t = type.valid() ? h5::stored_dtype(type.get()) : std::nullopt;
-  KD_CHECK_INPUT(t.has_value(), "{}: {} has an element type kdtrain does not store (HDF5 class {}, {} bytes)", path_,
+  KD_CHECK_INPUT(t.has_value(), "{}: {} has an element type kdtrain does not store (HDF5 class {}, {} bytes)", path,
                  who, type.valid() ? static_cast<int>(H5Tget_class(type.get())) : -1,
                  type.valid() ? H5Tget_size(type.get()) : 0);
   return *t;
 }
 
+// The tensor's dataset, checked to hold exactly type `want` (HDF5 would otherwise convert a
+// float64 or integer dataset silently) and shape `expected`.
+Handle open_checked(const std::string& path, hid_t root, const std::string& group, const std::string& name,
+                    const std::vector<std::int64_t>& expected, DType want, std::uint64_t& numel) {
+  const std::string who = fmt::format("tensor \"{}/{}\"", group, name);
+  Handle ds = open_tensor(path, root, group, name);
+  const DType got = dataset_dtype(path, who, ds.get());
+  KD_CHECK_INPUT(got == want, "{}: {} is {}, expected {}", path, who, dtype_name(got), dtype_name(want));
+  const std::vector<std::int64_t> stored = dataset_shape(path, who, ds.get());
+  KD_CHECK_INPUT(stored == expected, "{}: {} has shape {} in the checkpoint, expected {}", path, who,
+                 layout::shape_text(stored), layout::shape_text(expected));
+  numel = 1;
+  for (const std::int64_t d : stored) numel *= static_cast<std::uint64_t>(d);
+  return ds;
+}
+
+}  // namespace
+
+DType CheckpointReader::dtype(const std::string& group, const std::string& name) const {
+  Handle ds = open_tensor(path_, file_->id.get(), group, name);
+  return dataset_dtype(path_, fmt::format("tensor \"{}/{}\"", group, name), ds.get());
+}
+
 void CheckpointReader::read_typed(const std::string& group, const std::string& name,
                                   const std::vector<std::int64_t>& expected_shape, DType want, void* out) const {
-  const std::string who = fmt::format("tensor \"{}/{}\"", group, name);
-  Handle ds = open_tensor(path_, file_->id.get(), group, name);
-  // exactly the expected type: HDF5 would otherwise convert a float64 or integer dataset silently
-  const DType got = dtype(group, name);
-  KD_CHECK_INPUT(got == want, "{}: {} is {}, expected {}", path_, who, dtype_name(got), dtype_name(want));
-  const std::vector<std::int64_t> stored = dataset_shape(path_, who, ds.get());
-  KD_CHECK_INPUT(stored == expected_shape, "{}: {} has shape {} in the checkpoint, expected {}", path_, who,
-                 layout::shape_text(stored), layout::shape_text(expected_shape));
-  std::uint64_t numel = 1;
-  for (const std::int64_t d : stored) numel *= static_cast<std::uint64_t>(d);
-  if (numel == 0) return;
-  if (H5Dread(ds.get(), h5::memory_type(want), H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-    bad(path_, fmt::format("{}: reading failed (Fletcher-32 checksum mismatch or read error)", who), kDamagedHint);
-  }
+  std::int64_t numel = 1;
+  for (const std::int64_t d : expected_shape) numel *= d;
+  read_range(group, name, expected_shape, want, 0, numel, out);
 }
 
 void CheckpointReader::read_block(const std::string& group, const std::string& name,
                                   const std::vector<std::int64_t>& expected_shape, std::int64_t row0,
                                   std::int64_t rows, std::int64_t col0, std::int64_t cols, float* out) const {
   const std::string who = fmt::format("tensor \"{}/{}\"", group, name);
-  Handle ds = open_tensor(path_, file_->id.get(), group, name);
-  const DType got = dtype(group, name);
-  KD_CHECK_INPUT(got == DType::f32, "{}: {} is {}, expected float32", path_, who, dtype_name(got));
-  const std::vector<std::int64_t> stored = dataset_shape(path_, who, ds.get());
-  KD_CHECK_INPUT(stored == expected_shape, "{}: {} has shape {} in the checkpoint, expected {}", path_, who,
-                 layout::shape_text(stored), layout::shape_text(expected_shape));
+  std::uint64_t numel = 0;
+  Handle ds = open_checked(path_, file_->id.get(), group, name, expected_shape, DType::f32, numel);
+  const std::vector<std::int64_t>& stored = expected_shape;
   KD_ASSERT(stored.size() == 2 && row0 >= 0 && col0 >= 0 && row0 + rows <= stored[0] && col0 + cols <= stored[1],
             "block [{}+{}, {}+{}] of {}", row0, rows, col0, cols, who);
   if (rows == 0 || cols == 0) return;
@@ -309,20 +318,15 @@ void CheckpointReader::read_range(const std::string& group, const std::string& n
                                   const std::vector<std::int64_t>& expected_shape, DType want, std::int64_t begin,
                                   std::int64_t end, void* out) const {
   const std::string who = fmt::format("tensor \"{}/{}\"", group, name);
-  Handle ds = open_tensor(path_, file_->id.get(), group, name);
-  const DType got = dtype(group, name);
-  KD_CHECK_INPUT(got == want, "{}: {} is {}, expected {}", path_, who, dtype_name(got), dtype_name(want));
-  const std::vector<std::int64_t> stored = dataset_shape(path_, who, ds.get());
-  KD_CHECK_INPUT(stored == expected_shape, "{}: {} has shape {} in the checkpoint, expected {}", path_, who,
-                 layout::shape_text(stored), layout::shape_text(expected_shape));
-  std::uint64_t numel = 1;
-  for (const std::int64_t d : stored) numel *= static_cast<std::uint64_t>(d);
+  std::uint64_t numel = 0;
+  Handle ds = open_checked(path_, file_->id.get(), group, name, expected_shape, want, numel);
+  const std::vector<std::int64_t>& stored = expected_shape;
   KD_ASSERT(begin >= 0 && begin <= end && std::uint64_t(end) <= numel, "range [{}, {}) of {}", begin, end, who);
   if (begin == end) return;
   // One read per box, its memory space of the box's own shape: HDF5 then copies chunk rows
   // directly (a flat memory space against an N-D selection takes its element-wise path, ~5x slower).
   auto fail_read = [&] {
-    bad(path_, fmt::format("{}: reading a range failed (Fletcher-32 checksum mismatch or read error)", who),
+    bad(path_, fmt::format("{}: reading failed (Fletcher-32 checksum mismatch or read error)", who),
         kDamagedHint);
   };
   if (stored.empty()) {  // a 0-D tensor: [0, 1)
