@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Preemption (trainer/run/preemption.h): SIGUSR1 or SIGTERM mid-run make the run finish its
-# step, write a checkpoint, say "preempted (SIG…): checkpoint at step k" and exit 99; the run
+# step, write a checkpoint, say "preempted: checkpoint at step k: … (SIG…)" and exit 99; the run
 # resumed from that checkpoint ends with the uninterrupted run's losses bit for bit. Also
 # under mpirun with 2 ranks (mpirun forwards SIGUSR1 to every rank; the ranks agree on
 # the step). A second signal during the checkpoint write changes nothing.
@@ -54,7 +54,7 @@ while kill -TERM "$pid" 2>/dev/null; do sleep 0.02; done
 wait "$pid"
 rc=$?
 ckpt=$(ls "$tmp/runs/twice/checkpoints/"step-*.h5 2>/dev/null | tail -1)
-if [ "$rc" = 99 ] && grep -q "preempted (SIGUSR1)" "$tmp/twice.log" && [ -n "$ckpt" ] \
+if [ "$rc" = 99 ] && grep -q "preempted: checkpoint at step .*(SIGUSR1)" "$tmp/twice.log" && [ -n "$ckpt" ] \
    && "$bin" inspect --verify "$ckpt" >/dev/null 2>&1 && ! ls "$tmp/runs/twice/checkpoints/"*.tmp >/dev/null 2>&1; then
   ok "SIGUSR1 then SIGTERM every 20 ms: exit 99, $(basename "$ckpt") verifies, no .tmp"
 else
@@ -67,7 +67,7 @@ cmp -s <(strip "$tmp/runs/whole/metrics.jsonl") <(strip "$tmp/runs/twice/metrics
 # 2 ranks: mpirun forwards SIGUSR1 to both; they stop after the same step
 "$mpirun" -np 2 --oversubscribe "$bin" "${args[@]}" --set run.name=whole2 >/dev/null 2>&1 || fail "2-rank run"
 preempt cut2 USR1 "$mpirun" -np 2 --oversubscribe
-if [ "$PREEMPT_RC" = 99 ] && grep -q "preempted (SIGUSR1): checkpoint at step" "$tmp/cut2.log"; then
+if [ "$PREEMPT_RC" = 99 ] && grep -q "preempted: checkpoint at step .*(SIGUSR1)" "$tmp/cut2.log"; then
   ok "2 ranks, SIGUSR1 to mpirun: exit 99, $(grep preempted "$tmp/cut2.log" | cut -c1-60)"
 else
   fail "2 ranks: rc $PREEMPT_RC"; grep -v "^step" "$tmp/cut2.log" | tail -5

@@ -19,6 +19,14 @@ struct BenchOptions {
 };
 int run_bench(const BenchOptions& o);
 
+struct SweepOptions {
+  std::string file;     // the sweep file
+  std::string summary;  // --summary DIR
+  bool local = false;   // run the points here, one after another
+  bool no_submit = false;
+};
+int run_sweep(const SweepOptions& o);
+
 struct PeakOptions {
   double seconds = 3.0;
   int threads = 0;

@@ -21,6 +21,9 @@ void add_run_options(CLI::App* c, kd::TrainCommand& t) {
   c->add_option("--set", t.overrides, "override a config key: a.b=value (repeatable; applied last)");
   c->add_option("--resume", t.resume, "continue the run in this run directory from its newest checkpoint");
   c->add_flag("--overwrite", t.overwrite, "replace an existing run directory of the same name");
+  c->add_flag("--auto-resume", t.auto_resume,
+              "with --config: continue the config's run directory from its newest checkpoint if it has one, else "
+              "start it (replacing a directory left without any checkpoint); what a requeued SLURM job runs");
 }
 
 }  // namespace
@@ -111,6 +114,15 @@ int main(int argc, char** argv) {
                "only check every dataset against the checkpoint's manifest (size, CRC-32, Fletcher-32): exit 0 "
                "when whole, 2 naming the damaged dataset");
 
+  cli::SweepOptions sweep;
+  auto* sw = app.add_subcommand("sweep", "expand a sweep file (base config x axes) into validated configs and run "
+                                         "them as one SLURM array job (or --local); --summary DIR tabulates the results");
+  sw->add_option("file", sweep.file, "sweep file (YAML: base, grid, list, set, slurm; see docs/slurm.md)");
+  sw->add_option("--summary", sweep.summary, "a sweep directory: every run's final metrics as a table (Markdown, CSV) "
+                                             "and a plot");
+  sw->add_flag("--local", sweep.local, "run the points here, one after another, instead of submitting");
+  sw->add_flag("--no-submit", sweep.no_submit, "write the configs and the array job script, do not submit");
+
   cli::BenchOptions bench;
   auto* b = app.add_subcommand("bench", "time the full KD step on a config (default configs/bench-cpu.yaml)");
   b->add_option("--config", bench.config, "YAML config")->check(CLI::ExistingFile);
@@ -176,6 +188,7 @@ int main(int argc, char** argv) {
     if (pq->parsed()) return cli::run_ptq(ptq);
     if (ex->parsed()) return cli::run_export(exp);
     if (b->parsed()) return cli::run_bench(bench);
+    if (sw->parsed()) return cli::run_sweep(sweep);
     if (p->parsed()) return cli::run_bench_peak(peak);
     if (v->parsed()) {
       Config cfg = load_config(validate_path, validate_overrides);

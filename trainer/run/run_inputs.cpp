@@ -22,22 +22,40 @@ data::ShardFormat shard_format(const std::string& s) {
   return data::ShardFormat::auto_detect;
 }
 
+// runs/<name>: run.dir / (run.name, or the config file's stem)
+std::string run_path_of(const std::string& config_file, const Config& cfg) {
+  const std::string name = cfg.run.name.empty() ? fs::path(config_file).stem().string() : cfg.run.name;
+  return (fs::path(cfg.run.dir) / name).string();
+}
+
 }  // namespace
 
-RunInputs gather_inputs(const TrainCommand& cmd, bool run_dir, int world_rank, int world_size) {
+RunInputs gather_inputs(const TrainCommand& given, bool run_dir, int world_rank, int world_size) {
   RunInputs in;
   ckpt::check_fault_env();
+  TrainCommand cmd = given;
+  if (cmd.auto_resume) {
+    KD_CHECK_INPUT(!cmd.config.empty() && cmd.resume.empty() && !cmd.overwrite,
+                   "--auto-resume takes --config (and neither --resume nor --overwrite)");
+    const std::string path = run_path_of(cmd.config, load_config(cmd.config, cmd.overrides));
+    if (RunDir::latest_checkpoint(path)) {
+      cmd.resume = path;
+    } else {
+      cmd.overwrite = true;  // nothing to continue: a directory without a checkpoint is started again
+    }
+  }
   if (!cmd.resume.empty()) {
     RunDir::check(cmd.resume, RunMode::resume);  // it has a checkpoint
     in.resume_from = RunDir::verified_checkpoint(cmd.resume, in.resume_warnings);
     ckpt::CheckpointReader r(*in.resume_from);
     in.cfg = load_config_text(r.config_yaml(), *in.resume_from + ":/config", cmd.overrides);
     in.run_path = cmd.resume;
+    in.overwrite = false;
   } else {
     KD_CHECK_INPUT(!cmd.config.empty(), "give --config FILE (or --resume RUN_DIR)");
     in.cfg = load_config(cmd.config, cmd.overrides);
-    const std::string name = in.cfg.run.name.empty() ? fs::path(cmd.config).stem().string() : in.cfg.run.name;
-    in.run_path = (fs::path(in.cfg.run.dir) / name).string();
+    in.run_path = run_path_of(cmd.config, in.cfg);
+    in.overwrite = cmd.overwrite;
     if (run_dir) RunDir::check(in.run_path, cmd.overwrite ? RunMode::overwrite : RunMode::fresh);
   }
   Config& cfg = in.cfg;

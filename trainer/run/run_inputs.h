@@ -19,6 +19,7 @@ namespace kd {
 struct RunInputs {
   Config cfg;
   std::string run_path;
+  bool overwrite = false;  // replace the run directory (--overwrite, or --auto-resume with no checkpoint)
   std::optional<std::string> resume_from;  // checkpoint
   std::vector<std::string> resume_warnings;  // newer checkpoints skipped as damaged, and why
   std::unique_ptr<LoadedModel> teacher;

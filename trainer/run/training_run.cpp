@@ -138,7 +138,7 @@ int run_training(const TrainCommand& cmd) {
   world->barrier();
   std::optional<RunDir> dir;
   if (leader) {
-    dir.emplace(RunDir::open(in.run_path, in.resume_from ? RunMode::resume : cmd.overwrite ? RunMode::overwrite : RunMode::fresh));
+    dir.emplace(RunDir::open(in.run_path, in.resume_from ? RunMode::resume : in.overwrite ? RunMode::overwrite : RunMode::fresh));
   }
   Progress progress(tr.steps, tr.log_every, leader ? stdout : nullptr);
   progress.line(fmt::format("kdtrain {}: run {} | threads {} | {}", cmd.distill ? "distill" : "train", in.run_path,
@@ -392,9 +392,10 @@ int run_training(const TrainCommand& cmd) {
       if (!saved) save(step);
       progress.finish();
       if (leader) {
-        progress.line(fmt::format("preempted ({}): checkpoint at step {}: {}; exit {} (continue with --resume {})",
-                                  preemption_signal() ? preemption_signal() : "another rank's signal", step,
-                                  dir->checkpoint_path(step), kExitPreempted, in.run_path));
+        progress.line(fmt::format("preempted: checkpoint at step {}: {} ({}); exit {} (continue with --resume {})",
+                                  step, dir->checkpoint_path(step),
+                                  preemption_signal() ? preemption_signal() : "another rank's signal", kExitPreempted,
+                                  in.run_path));
       }
       return kExitPreempted;
     }

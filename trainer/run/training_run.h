@@ -14,6 +14,10 @@ struct TrainCommand {
   std::vector<std::string> overrides;
   std::string resume;    // a run directory to continue
   bool overwrite = false;
+  // With config: resume its run directory when it holds a checkpoint, else start it afresh
+  // (replacing a directory a job left without any checkpoint). For batch jobs that are
+  // requeued and for sweeps: the same command line starts and continues the run.
+  bool auto_resume = false;
 };
 
 int run_training(const TrainCommand& cmd);
