@@ -3,8 +3,9 @@
 # CTest), printing the time per CTest label. Exit status: CTest's.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-# hdf5-tools (h5dump) and python3-h5py/-torch/-matplotlib: the independent checkpoint checks and the plot test
-"$root/scripts/deps.sh" hdf5-tools python3-h5py python3-torch python3-yaml python3-matplotlib
+# slurm*/munge: the local SLURM cluster of the `slurm` tests; hdf5-tools (h5dump) and
+# python3-h5py/-torch/-matplotlib: the independent checkpoint checks and the plot test
+"$root/scripts/deps.sh" slurmctld slurmd slurm-client munge hdf5-tools python3-h5py python3-torch python3-yaml python3-matplotlib
 # full build output on failure
 cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$root/build" -j "$(nproc)"

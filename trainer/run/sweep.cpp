@@ -90,6 +90,7 @@ Sweep load_sweep(const std::string& file) {
                  file);
   const fs::path base(root["base"].Scalar());
   s.base = (base.is_absolute() ? base : fs::path(file).parent_path() / base).lexically_normal().string();
+  KD_CHECK_INPUT(fs::is_regular_file(s.base), "{}base {}: cannot open the config file", at(file, root["base"]), s.base);
   s.name = root["name"] ? root["name"].Scalar() : fs::path(file).stem().string();
   KD_CHECK_INPUT(!s.name.empty() && s.name.find('/') == std::string::npos, "{}name '{}' must be non-empty, without '/'",
                  at(file, root["name"]), s.name);
