@@ -2,6 +2,7 @@
 # kdtrain under a real SLURM cluster (scripts/ci/slurm-cluster.sh, started by the CTest
 # fixture `slurm`): skipped, with the reason, when the cluster could not start.
 # 1. a 2-rank distill job (scripts/slurm/distill.sbatch, srun --mpi=pmix) runs to completion;
+#    and a ptq job of its checkpoint (scripts/slurm/ptq.sbatch);
 # 2. the same job preempted with `scancel --signal=USR1`: kdtrain logs "preempted: checkpoint
 #    at step k", exits 99, the script requeues the job, which runs again with
 #    SLURM_RESTART_COUNT=1, resumes and ends with the uninterrupted run's losses bit for bit;
@@ -47,6 +48,11 @@ if [ "$rc" = 0 ] && grep -q "SLURM_RESTART_COUNT=0: distill .* on 2 rank(s) x 1 
 else
   fail "2-rank distill job: rc $rc"; tail -5 whole.out
 fi
+
+# 1b. ptq of its checkpoint as a job of its own
+sbatch --wait -c 2 -o ptq.out "$root/scripts/slurm/ptq.sbatch" "$tmp/runs/whole/checkpoints/step-00000600.h5" \
+  --out "$tmp/q.h5" --weight int4:g8 >/dev/null && [ -s q.h5 ] && grep -q "on 1 rank(s) x 2 thread(s)" ptq.out \
+  && ok "ptq job: $(grep -m1 'weights' ptq.out | sed 's/^ *//' | cut -c1-80)" || { fail "ptq job"; tail -5 ptq.out; }
 
 # 2./3. preempted, requeued, resumed
 preempt() {  # preempt NAME LAUNCHER SCANCEL_FLAGS...
