@@ -1,0 +1,32 @@
+// Internal to kernels/cuda: CUDA and cuBLAS status checks that throw RuntimeFailure naming
+// the call, and the launch-size helpers.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <string>
+
+namespace kd::kern::cuda {
+
+[[noreturn]] void throw_cuda(const char* what, cudaError_t e);
+[[noreturn]] void throw_cublas(const char* what, cublasStatus_t s);
+
+inline void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw_cuda(what, e);
+}
+inline void check(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) throw_cublas(what, s);
+}
+// After a kernel launch: a bad configuration shows up here, an execution fault at the next sync.
+inline void check_launch(const char* what) { check(cudaGetLastError(), what); }
+
+inline unsigned blocks_for(std::size_t n, unsigned threads) {
+  const std::size_t b = (n + threads - 1) / threads;
+  return unsigned(b < 65535u * 32u ? b : 65535u * 32u);  // grid-stride loops cover the rest
+}
+
+cublasHandle_t cublas();  // one handle per process (per device 0), created on first use
+
+}  // namespace kd::kern::cuda

@@ -1,0 +1,86 @@
+// The CUDA backend: the entry points of kernels/kernels.h on device pointers (float32, the
+// production type), with the element math of kernels/common. Every op runs on the current
+// device's default stream and is deterministic for a given shape (fixed reduction orders,
+// no atomics). Errors (a CUDA or cuBLAS failure) throw RuntimeFailure naming the call.
+// No CUDA types here: callers compile as plain C++.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "kernels/kernels.h"
+
+namespace kd::kern::cuda {
+
+// "" when a CUDA device can be used, else why not (no driver, no device, ...).
+std::string unavailable_reason();
+// "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 80 GiB)"
+std::string device_description();
+
+// Device memory of n elements of T; moves only.
+class DeviceBytes {
+ public:
+  DeviceBytes() = default;
+  explicit DeviceBytes(std::size_t bytes);
+  ~DeviceBytes();
+  DeviceBytes(DeviceBytes&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) { o.ptr_ = nullptr, o.bytes_ = 0; }
+  DeviceBytes& operator=(DeviceBytes&& o) noexcept;
+  DeviceBytes(const DeviceBytes&) = delete;
+  DeviceBytes& operator=(const DeviceBytes&) = delete;
+  void* get() const { return ptr_; }
+  std::size_t bytes() const { return bytes_; }
+  void upload(const void* host, std::size_t bytes, std::size_t offset = 0);
+  void download(void* host, std::size_t bytes, std::size_t offset = 0) const;
+
+ private:
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+template <class T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(std::size_t n) : mem_(n * sizeof(T)), n_(n) {}
+  T* data() const { return static_cast<T*>(mem_.get()); }
+  std::size_t size() const { return n_; }
+  void upload(const T* host) { mem_.upload(host, n_ * sizeof(T)); }
+  void download(T* host) const { mem_.download(host, n_ * sizeof(T)); }
+
+ private:
+  DeviceBytes mem_;
+  std::size_t n_ = 0;
+};
+
+void synchronize();
+
+// ---------------------------------------------------------------- GEMM (cuBLAS)
+// fp32: IEEE float products and sums; tf32: tensor cores on 10-bit-mantissa inputs, float
+// sums; bf16: inputs rounded to bfloat16 on tensor cores, float sums (master weights and
+// outputs stay float32).
+enum class MathMode { fp32, tf32, bf16 };
+const char* math_mode_name(MathMode m);
+void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+          int ldb, float beta, float* c, int ldc, MathMode mode);
+void linear_forward(float* y, const float* x, const float* w, int m, int n, int k, bool accumulate, MathMode mode);
+void linear_backward(float* dx, float* dw, const float* dy, const float* x, const float* w, int m, int n, int k,
+                     bool accumulate_dx, MathMode mode);
+
+// ---------------------------------------------------------------- element ops
+void embedding_forward(float* x, const float* emb, const std::int32_t* tokens, int m, int d);
+void embedding_backward(float* demb, const float* dx, const std::int32_t* tokens, int m, int d);
+void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int m, int d, float eps);
+void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* dresid, const float* x, const float* rstd,
+                      const float* w, int m, int d);
+void swiglu_forward(float* act, const float* gu, int m, int f);
+void swiglu_backward(float* dgu, const float* dact, const float* gu, int m, int f);
+void adamw_update(float* param, const float* grad, float* m, float* v, std::size_t n, const AdamWStep& s);
+void fake_quant_forward(float* y, const float* x, const float* scale, const std::int32_t* zero, const QuantFormat& f,
+                        int rows, int cols);
+void fake_quant_backward_ste(float* dx, const float* dy, const float* x, const float* scale, const std::int32_t* zero,
+                             const QuantFormat& f, int rows, int cols);
+// Σ x² in double, blocks summed in a fixed order.
+double sum_squares(const float* x, std::size_t n);
+
+}  // namespace kd::kern::cuda

@@ -1,0 +1,73 @@
+// Device discovery, memory and the cuBLAS handle of the CUDA backend.
+#include <fmt/format.h>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "trainer/util/errors.h"
+
+namespace kd::kern::cuda {
+
+void throw_cuda(const char* what, cudaError_t e) {
+  throw RuntimeFailure(fmt::format("CUDA: {}: {} ({})", what, cudaGetErrorString(e), cudaGetErrorName(e)));
+}
+void throw_cublas(const char* what, cublasStatus_t s) {
+  throw RuntimeFailure(fmt::format("cuBLAS: {}: {} ({})", what, cublasGetStatusString(s), cublasGetStatusName(s)));
+}
+
+std::string unavailable_reason() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // clear it
+    return fmt::format("no usable CUDA driver or device ({}: {})", cudaGetErrorName(e), cudaGetErrorString(e));
+  }
+  if (n == 0) return "no CUDA device visible";
+  return {};
+}
+
+std::string device_description() {
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  cudaDeviceProp p{};
+  check(cudaGetDeviceProperties(&p, dev), "cudaGetDeviceProperties");
+  return fmt::format("{} (sm_{}{}, {} SMs, {:.0f} GiB)", p.name, p.major, p.minor, p.multiProcessorCount,
+                     double(p.totalGlobalMem) / (1u << 30));
+}
+
+DeviceBytes::DeviceBytes(std::size_t bytes) : bytes_(bytes) {
+  if (bytes > 0) check(cudaMalloc(&ptr_, bytes), "cudaMalloc");
+}
+DeviceBytes::~DeviceBytes() {
+  if (ptr_) cudaFree(ptr_);
+}
+DeviceBytes& DeviceBytes::operator=(DeviceBytes&& o) noexcept {
+  if (this != &o) {
+    if (ptr_) cudaFree(ptr_);
+    ptr_ = o.ptr_;
+    bytes_ = o.bytes_;
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  return *this;
+}
+void DeviceBytes::upload(const void* host, std::size_t bytes, std::size_t offset) {
+  KD_ASSERT(offset + bytes <= bytes_, "upload of {} bytes at {} into {}", bytes, offset, bytes_);
+  if (bytes) check(cudaMemcpy(static_cast<char*>(ptr_) + offset, host, bytes, cudaMemcpyHostToDevice), "upload");
+}
+void DeviceBytes::download(void* host, std::size_t bytes, std::size_t offset) const {
+  KD_ASSERT(offset + bytes <= bytes_, "download of {} bytes at {} from {}", bytes, offset, bytes_);
+  if (bytes) check(cudaMemcpy(host, static_cast<const char*>(ptr_) + offset, bytes, cudaMemcpyDeviceToHost), "download");
+}
+
+void synchronize() { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+
+cublasHandle_t cublas() {
+  static cublasHandle_t h = [] {
+    cublasHandle_t c = nullptr;
+    check(cublasCreate(&c), "cublasCreate");
+    return c;
+  }();
+  return h;
+}
+
+}  // namespace kd::kern::cuda

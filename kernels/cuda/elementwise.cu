@@ -1,0 +1,267 @@
+// The CUDA element and row ops, each the CPU backend's formula (kernels/cpu/*.cpp) with the
+// shared scalar math of kernels/common. Reductions run in a fixed order (a block's tree, or
+// one thread per output column over rows in order): deterministic for a shape.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/common/quant_math.h"
+#include "kernels/common/scalar_math.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_ops.h"
+
+namespace kd::kern::cuda {
+
+namespace {
+
+constexpr unsigned kThreads = 256;
+
+// Block-wide sum of one value per thread (blockDim.x a power of two <= 1024), in a fixed tree.
+template <class T>
+__device__ T block_sum(T v, T* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
+    __syncthreads();
+  }
+  const T total = shared[0];
+  __syncthreads();
+  return total;
+}
+
+__global__ void embedding_forward_k(float* x, const float* emb, const std::int32_t* tokens, int m, int d) {
+  const std::size_t n = std::size_t(m) * d;
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t r = i / d, c = i % d;
+    x[i] = emb[std::size_t(tokens[r]) * d + c];
+  }
+}
+
+// One thread per column: rows in order, so repeated tokens add up in the CPU's order.
+__global__ void embedding_backward_k(float* demb, const float* dx, const std::int32_t* tokens, int m, int d) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= d) return;
+  for (int r = 0; r < m; ++r) demb[std::size_t(tokens[r]) * d + c] += dx[std::size_t(r) * d + c];
+}
+
+__global__ void rmsnorm_forward_k(float* y, float* rstd, const float* x, const float* w, int d, float eps) {
+  __shared__ float shared[kThreads];
+  const std::size_t row = blockIdx.x;
+  const float* xr = x + row * d;
+  float ss = 0;
+  for (int c = threadIdx.x; c < d; c += blockDim.x) ss += xr[c] * xr[c];
+  ss = block_sum(ss, shared);
+  const float s = 1.0f / sqrtf(ss / float(d) + eps);
+  if (threadIdx.x == 0) rstd[row] = s;
+  for (int c = threadIdx.x; c < d; c += blockDim.x) y[row * d + c] = xr[c] * s * w[c];
+}
+
+__global__ void rmsnorm_backward_dx_k(float* dx, const float* dy, const float* dresid, const float* x,
+                                      const float* rstd, const float* w, int d) {
+  __shared__ float shared[kThreads];
+  const std::size_t row = blockIdx.x;
+  const float* xr = x + row * d;
+  const float* gr = dy + row * d;
+  const float s = rstd[row];
+  float dot = 0;
+  for (int c = threadIdx.x; c < d; c += blockDim.x) dot += gr[c] * w[c] * xr[c];
+  dot = block_sum(dot, shared);
+  const float k = dot * s * s / float(d);
+  for (int c = threadIdx.x; c < d; c += blockDim.x) {
+    dx[row * d + c] = (dresid ? dresid[row * d + c] : 0.0f) + s * (gr[c] * w[c] - xr[c] * k);
+  }
+}
+
+__global__ void rmsnorm_backward_dw_k(float* dw, const float* dy, const float* x, const float* rstd, int m, int d) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= d) return;
+  float acc = dw[c];
+  for (int r = 0; r < m; ++r) acc += dy[std::size_t(r) * d + c] * x[std::size_t(r) * d + c] * rstd[r];
+  dw[c] = acc;
+}
+
+__global__ void swiglu_forward_k(float* act, const float* gu, int m, int f) {
+  const std::size_t n = std::size_t(m) * f;
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t r = i / f, c = i % f;
+    const float g = gu[r * 2 * f + c], u = gu[r * 2 * f + f + c];
+    act[i] = common::silu(g) * u;
+  }
+}
+
+__global__ void swiglu_backward_k(float* dgu, const float* dact, const float* gu, int m, int f) {
+  const std::size_t n = std::size_t(m) * f;
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t r = i / f, c = i % f;
+    const float g = gu[r * 2 * f + c], u = gu[r * 2 * f + f + c], da = dact[i];
+    const float sg = common::sigmoid(g);
+    dgu[r * 2 * f + f + c] = da * g * sg;
+    dgu[r * 2 * f + c] = da * u * sg * (1.0f + g * (1.0f - sg));
+  }
+}
+
+struct AdamWConsts {
+  float decay, b1, b2, omb1, omb2, step_size, bc2_sqrt, eps, gs;
+};
+
+__global__ void adamw_k(float* param, const float* grad, float* m, float* v, std::size_t n, AdamWConsts k) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    const float g = grad[i] * k.gs;
+    float p = param[i] * k.decay;
+    const float mi = m[i] * k.b1 + k.omb1 * g;
+    const float vi = v[i] * k.b2 + k.omb2 * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    p -= k.step_size * mi / (sqrtf(vi) / k.bc2_sqrt + k.eps);
+    param[i] = p;
+  }
+}
+
+// The scale slot of element (r, c), as kernels/cpu/fake_quant.cpp lays them out.
+struct SlotMap {
+  int per_row;  // 0: one scale for the tensor
+  int span;
+  __device__ std::size_t of(std::size_t r, std::size_t c) const { return per_row == 0 ? 0 : r * per_row + c / span; }
+};
+SlotMap slot_map(const QuantFormat& f, int cols) {
+  if (f.granularity == QuantGranularity::tensor) return {0, cols};
+  const int span = f.span(cols);
+  return {cols / span, span};
+}
+
+struct FqArgs {
+  QuantKind kind;
+  common::IntGrid grid;
+  common::Fp8Format fp8;
+  float fp8_max;
+  SlotMap slots;
+  int cols;
+};
+
+__device__ float fq_element(float x, float s, std::int32_t z, const FqArgs& a, bool* in) {
+  const float inv = 1.0f / s;
+  if (a.kind == QuantKind::integer) return common::fake_quant(x, s, inv, z, a.grid, in);
+  const float u = x * inv;
+  if (in) *in = fabsf(u) <= a.fp8_max;
+  return common::fp8_round(u, a.fp8) * s;
+}
+
+__global__ void fake_quant_forward_k(float* y, const float* x, const float* scale, const std::int32_t* zero,
+                                     std::size_t n, FqArgs a) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t j = a.slots.of(i / a.cols, i % a.cols);
+    y[i] = fq_element(x[i], scale[j], zero ? zero[j] : 0, a, nullptr);
+  }
+}
+
+__global__ void fake_quant_ste_k(float* dx, const float* dy, const float* x, const float* scale,
+                                 const std::int32_t* zero, std::size_t n, FqArgs a) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t j = a.slots.of(i / a.cols, i % a.cols);
+    bool in = true;
+    fq_element(x[i], scale[j], zero ? zero[j] : 0, a, &in);
+    dx[i] = common::ste_grad(dy[i], in);
+  }
+}
+
+__global__ void sum_squares_partial_k(double* partial, const float* x, std::size_t n) {
+  __shared__ double shared[kThreads];
+  double acc = 0;
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    acc += double(x[i]) * double(x[i]);
+  }
+  acc = block_sum(acc, shared);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+FqArgs fq_args(const QuantFormat& f, int cols) {
+  const common::Fp8Format fmt = f.kind == QuantKind::fp8_e4m3 ? common::Fp8Format::e4m3 : common::Fp8Format::e5m2;
+  return {f.kind, common::int_grid(f.bits, f.symmetric), fmt,
+          common::fp8_decode(common::fp8_spec(fmt).max_code, fmt), slot_map(f, cols), cols};
+}
+
+}  // namespace
+
+void embedding_forward(float* x, const float* emb, const std::int32_t* tokens, int m, int d) {
+  const std::size_t n = std::size_t(m) * d;
+  if (n == 0) return;
+  embedding_forward_k<<<blocks_for(n, kThreads), kThreads>>>(x, emb, tokens, m, d);
+  check_launch("embedding_forward");
+}
+
+void embedding_backward(float* demb, const float* dx, const std::int32_t* tokens, int m, int d) {
+  if (d == 0) return;
+  embedding_backward_k<<<blocks_for(d, 128), 128>>>(demb, dx, tokens, m, d);
+  check_launch("embedding_backward");
+}
+
+void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int m, int d, float eps) {
+  if (m == 0) return;
+  rmsnorm_forward_k<<<m, kThreads>>>(y, rstd, x, w, d, eps);
+  check_launch("rmsnorm_forward");
+}
+
+void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* dresid, const float* x, const float* rstd,
+                      const float* w, int m, int d) {
+  if (m == 0) return;
+  rmsnorm_backward_dx_k<<<m, kThreads>>>(dx, dy, dresid, x, rstd, w, d);
+  check_launch("rmsnorm_backward (dx)");
+  rmsnorm_backward_dw_k<<<blocks_for(d, 128), 128>>>(dw, dy, x, rstd, m, d);
+  check_launch("rmsnorm_backward (dw)");
+}
+
+void swiglu_forward(float* act, const float* gu, int m, int f) {
+  const std::size_t n = std::size_t(m) * f;
+  if (n == 0) return;
+  swiglu_forward_k<<<blocks_for(n, kThreads), kThreads>>>(act, gu, m, f);
+  check_launch("swiglu_forward");
+}
+
+void swiglu_backward(float* dgu, const float* dact, const float* gu, int m, int f) {
+  const std::size_t n = std::size_t(m) * f;
+  if (n == 0) return;
+  swiglu_backward_k<<<blocks_for(n, kThreads), kThreads>>>(dgu, dact, gu, m, f);
+  check_launch("swiglu_backward");
+}
+
+void adamw_update(float* param, const float* grad, float* m, float* v, std::size_t n, const AdamWStep& s) {
+  if (n == 0) return;
+  // the constants rounded to float exactly as the CPU backend rounds them
+  const AdamWConsts k{float(1.0 - s.lr * s.weight_decay), float(s.beta1), float(s.beta2), float(1.0 - s.beta1),
+                      float(1.0 - s.beta2), float(s.lr / s.bias_correction1), float(std::sqrt(s.bias_correction2)),
+                      float(s.eps), float(s.grad_scale)};
+  adamw_k<<<blocks_for(n, kThreads), kThreads>>>(param, grad, m, v, n, k);
+  check_launch("adamw_update");
+}
+
+void fake_quant_forward(float* y, const float* x, const float* scale, const std::int32_t* zero, const QuantFormat& f,
+                        int rows, int cols) {
+  const std::size_t n = std::size_t(rows) * cols;
+  if (n == 0) return;
+  fake_quant_forward_k<<<blocks_for(n, kThreads), kThreads>>>(y, x, scale, zero, n, fq_args(f, cols));
+  check_launch("fake_quant_forward");
+}
+
+void fake_quant_backward_ste(float* dx, const float* dy, const float* x, const float* scale, const std::int32_t* zero,
+                             const QuantFormat& f, int rows, int cols) {
+  const std::size_t n = std::size_t(rows) * cols;
+  if (n == 0) return;
+  fake_quant_ste_k<<<blocks_for(n, kThreads), kThreads>>>(dx, dy, x, scale, zero, n, fq_args(f, cols));
+  check_launch("fake_quant_backward_ste");
+}
+
+double sum_squares(const float* x, std::size_t n) {
+  if (n == 0) return 0.0;
+  const unsigned blocks = std::min<unsigned>(blocks_for(n, kThreads), 1024);
+  DeviceBuffer<double> partial(blocks);
+  sum_squares_partial_k<<<blocks, kThreads>>>(partial.data(), x, n);
+  check_launch("sum_squares");
+  std::vector<double> host(blocks);
+  partial.download(host.data());
+  double total = 0;
+  for (const double p : host) total += p;  // block order: fixed
+  return total;
+}
+
+}  // namespace kd::kern::cuda
