@@ -10,7 +10,8 @@
 //    FMA contraction on the CPU);
 //  * GEMM: fp32 (CUBLAS_COMPUTE_32F_PEDANTIC) 1e-5 of Σ|a||b|, tf32 (10-bit mantissas in)
 //    2e-3, bf16 (8-bit mantissas in) 1e-2 of the same bound;
-//  * Σx² in double: 1e-12 relative (another summation order).
+//  * Σx² in double: 1e-12 relative (another summation order);
+//  * the distillation loss: 2e-5 relative (float sums over a vocabulary row in another order).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -220,6 +221,89 @@ TEST_F(CudaOps, LinearForwardAndBackwardMatchTheCpu) {
   expect_close(down(d_y), y, 1e-5, k, "linear y (accumulated)");
   expect_close(down(d_dx), dx, 1e-5, n, "linear dx");
   expect_close(down(d_dw), dw, 1e-5, m, "linear dw (accumulated)");
+}
+
+// LSQ's backward: dx exactly as the STE, dscale bit for bit (the same double sums in the same
+// order), for a tensor scale, per-channel and grouped scales.
+TEST_F(CudaOps, LsqBackwardIsBitExact) {
+  using kd::kern::QuantFormat;
+  using kd::kern::QuantGranularity;
+  using kd::kern::QuantKind;
+  const int rows = 29, cols = 64;
+  const auto x = randn(std::size_t(rows) * cols, 40, 2.0f), dy = randn(x.size(), 41);
+  for (const QuantFormat f : {QuantFormat{QuantKind::integer, 8, true, QuantGranularity::tensor, 0},
+                              QuantFormat{QuantKind::integer, 4, true, QuantGranularity::channel, 0},
+                              QuantFormat{QuantKind::integer, 4, false, QuantGranularity::group, 16}}) {
+    const std::size_t slots = f.scale_count(rows, cols);
+    std::vector<float> scale(slots);
+    std::vector<std::int32_t> zero(slots);
+    kd::kern::quant_dynamic_scales(scale.data(), zero.data(), x.data(), f, rows, cols);
+    for (float& s : scale) s *= 0.6f;
+    std::vector<float> dx(x.size()), dscale = randn(slots, 42, 0.1f);
+    auto d_x = up(x), d_dy = up(dy), d_scale = up(scale), d_dscale = up(dscale);
+    auto d_zero = up(zero);
+    DeviceBuffer<float> d_dx(x.size());
+    kd::kern::fake_quant_backward_lsq(dx.data(), dscale.data(), dy.data(), x.data(), scale.data(), zero.data(), f, rows,
+                                      cols, 0.125f);
+    cu::fake_quant_backward_lsq(d_dx.data(), d_dscale.data(), d_dy.data(), d_x.data(), d_scale.data(), d_zero.data(), f,
+                                rows, cols, 0.125f);
+    EXPECT_EQ(down(d_dx), dx) << "granularity " << int(f.granularity);
+    EXPECT_EQ(down(d_dscale), dscale) << "granularity " << int(f.granularity);
+  }
+}
+
+// RoPE forward then backward on the q and k columns of a fused qkv buffer.
+TEST_F(CudaOps, RopeMatchesTheCpu) {
+  const int batch = 3, seq = 17, heads = 4, kv = 2, hd = 16, ld = (heads + 2 * kv) * hd;
+  const int rows = batch * seq;
+  std::vector<float> cos(std::size_t(seq) * hd / 2), sin(cos.size());
+  kd::kern::rope_table(cos.data(), sin.data(), seq, hd, 10000.0);
+  auto x = randn(std::size_t(rows) * ld, 43);
+  auto d_x = up(x), d_cos = up(cos), d_sin = up(sin);
+  kd::kern::rope_forward(x.data(), cos.data(), sin.data(), rows, seq, heads, hd, ld, 0);
+  kd::kern::rope_forward(x.data(), cos.data(), sin.data(), rows, seq, kv, hd, ld, heads * hd);
+  cu::rope_forward(d_x.data(), d_cos.data(), d_sin.data(), rows, seq, heads, hd, ld, 0);
+  cu::rope_forward(d_x.data(), d_cos.data(), d_sin.data(), rows, seq, kv, hd, ld, heads * hd);
+  expect_close(down(d_x), x, 1e-6, max_abs(x), "rope forward");
+  kd::kern::rope_backward(x.data(), cos.data(), sin.data(), rows, seq, heads, hd, ld, 0);
+  cu::rope_backward(d_x.data(), d_cos.data(), d_sin.data(), rows, seq, heads, hd, ld, 0);
+  expect_close(down(d_x), x, 1e-6, max_abs(x), "rope backward");
+}
+
+// The fused CE + divergence: all three divergences, CE alone, a padded vocabulary with a
+// wider teacher row, ignored rows, and the gradient written over the student's logits.
+TEST_F(CudaOps, DistillLossMatchesTheCpu) {
+  using kd::kern::Divergence;
+  const int r = 19, v = 1031, vk = 1000, tld = 1010;
+  auto s = randn(std::size_t(r) * v, 30, 3.0f), t = randn(std::size_t(r) * tld, 31, 3.0f);
+  std::vector<std::int32_t> labels(r);
+  for (int i = 0; i < r; ++i) labels[std::size_t(i)] = i % 5 == 3 ? -1 : (i * 97) % v;
+  for (const Divergence dv : {Divergence::forward_kl, Divergence::reverse_kl, Divergence::jensen_shannon}) {
+    for (const bool with_teacher : {true, false}) {
+      kd::kern::DistillLossParams p;
+      p.temperature = 2.0;
+      p.divergence = dv;
+      p.jsd_beta = 0.3;
+      p.ce_scale = 0.5 / r;
+      p.kd_scale = 0.5 * 4.0 / r;
+      p.kd_vocab = vk;
+      p.teacher_ld = tld;
+      std::vector<float> g(s.size());
+      std::vector<kd::kern::LossRow> want(r), got(r);
+      kd::kern::distill_loss_rows(g.data(), want.data(), s.data(), with_teacher ? t.data() : nullptr, labels.data(),
+                                  r, v, p);
+      auto d_s = up(s), d_t = up(t);
+      auto d_l = up(labels);
+      // in place: the gradient over the student's logits, as the training step does
+      cu::distill_loss_rows(d_s.data(), got.data(), d_s.data(), with_teacher ? d_t.data() : nullptr, d_l.data(), r, v, p);
+      const std::string what = std::string("divergence ") + std::to_string(int(dv)) + (with_teacher ? "" : " (CE only)");
+      expect_close(down(d_s), g, 2e-5, max_abs(g), what.c_str());
+      for (int i = 0; i < r; ++i) {
+        EXPECT_NEAR(got[std::size_t(i)].ce, want[std::size_t(i)].ce, 2e-5 * (1 + std::fabs(want[std::size_t(i)].ce))) << what << " row " << i;
+        EXPECT_NEAR(got[std::size_t(i)].kd, want[std::size_t(i)].kd, 2e-5 * (1 + std::fabs(want[std::size_t(i)].kd))) << what << " row " << i;
+      }
+    }
+  }
 }
 
 TEST(CudaBackend, ReportsWhetherAGpuIsUsable) {

@@ -80,6 +80,20 @@ void fake_quant_forward(float* y, const float* x, const float* scale, const std:
                         int rows, int cols);
 void fake_quant_backward_ste(float* dx, const float* dy, const float* x, const float* scale, const std::int32_t* zero,
                              const QuantFormat& f, int rows, int cols);
+// LSQ's backward (integer formats): dx as the STE, dscale[j] += grad_factor · Σ dy · ∂fq/∂s over
+// the elements scale j covers, in element order in double (bit for bit the CPU's sums).
+void fake_quant_backward_lsq(float* dx, float* dscale, const float* dy, const float* x, const float* scale,
+                             const std::int32_t* zero, const QuantFormat& f, int rows, int cols, float grad_factor);
+// RoPE in place (kernels.h's rope_forward/backward); cos/sin tables (seq, hd/2) on the device.
+void rope_forward(float* x, const float* cos, const float* sin, int rows, int seq, int heads, int hd, int ld, int col0);
+void rope_backward(float* dx, const float* cos, const float* sin, int rows, int seq, int heads, int hd, int ld,
+                   int col0);
+
+// CE + divergence of a chunk of logit rows (kernels.h's distill_loss_rows): student, teacher,
+// labels and dlogits on the device (dlogits may alias student), rows on the host.
+void distill_loss_rows(float* dlogits, LossRow* rows, const float* student, const float* teacher,
+                       const std::int32_t* labels, int r, int v, const DistillLossParams& p);
+
 // Σ x² in double, blocks summed in a fixed order.
 double sum_squares(const float* x, std::size_t n);
 

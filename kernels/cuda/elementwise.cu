@@ -7,6 +7,7 @@
 
 #include "kernels/common/quant_math.h"
 #include "kernels/common/scalar_math.h"
+#include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -15,20 +16,6 @@ namespace kd::kern::cuda {
 namespace {
 
 constexpr unsigned kThreads = 256;
-
-// Block-wide sum of one value per thread (blockDim.x a power of two <= 1024), in a fixed tree.
-template <class T>
-__device__ T block_sum(T v, T* shared) {
-  shared[threadIdx.x] = v;
-  __syncthreads();
-  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-    __syncthreads();
-  }
-  const T total = shared[0];
-  __syncthreads();
-  return total;
-}
 
 __global__ void embedding_forward_k(float* x, const float* emb, const std::int32_t* tokens, int m, int d) {
   const std::size_t n = std::size_t(m) * d;
@@ -165,6 +152,33 @@ __global__ void fake_quant_ste_k(float* dx, const float* dy, const float* x, con
   }
 }
 
+// LSQ: one thread per scale slot (or per row for a tensor scale), its elements in order and
+// summed in double: the CPU backend's order, so dscale agrees bit for bit.
+__global__ void fake_quant_lsq_k(float* dx, float* dscale_or_rows, const float* dy, const float* x, const float* scale,
+                                 const std::int32_t* zero, int rows, FqArgs a, float grad_factor, bool per_tensor) {
+  const std::size_t units = per_tensor ? std::size_t(rows) : std::size_t(rows) * a.slots.per_row;
+  const std::size_t u = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x;
+  if (u >= units) return;
+  const std::size_t j = per_tensor ? 0 : u;
+  const std::size_t r = per_tensor ? u : u / a.slots.per_row;
+  const std::size_t c0 = per_tensor ? 0 : (u % a.slots.per_row) * a.slots.span;
+  const std::size_t c1 = per_tensor ? std::size_t(a.cols) : c0 + a.slots.span;
+  const float s = scale[j], inv = 1.0f / s;
+  const std::int32_t z = zero ? zero[j] : 0;
+  double acc = 0.0;
+  for (std::size_t c = c0; c < c1; ++c) {
+    const std::size_t i = r * a.cols + c;
+    const auto l = common::lsq_grad(x[i], dy[i], s, inv, z, a.grid, grad_factor);
+    dx[i] = l.dx;
+    acc += l.dscale;
+  }
+  if (per_tensor) {
+    reinterpret_cast<double*>(dscale_or_rows)[u] = acc;  // row partials, summed in row order below
+  } else {
+    dscale_or_rows[j] += float(acc);
+  }
+}
+
 __global__ void sum_squares_partial_k(double* partial, const float* x, std::size_t n) {
   __shared__ double shared[kThreads];
   double acc = 0;
@@ -249,6 +263,27 @@ void fake_quant_backward_ste(float* dx, const float* dy, const float* x, const f
   if (n == 0) return;
   fake_quant_ste_k<<<blocks_for(n, kThreads), kThreads>>>(dx, dy, x, scale, zero, n, fq_args(f, cols));
   check_launch("fake_quant_backward_ste");
+}
+
+void fake_quant_backward_lsq(float* dx, float* dscale, const float* dy, const float* x, const float* scale,
+                             const std::int32_t* zero, const QuantFormat& f, int rows, int cols, float grad_factor) {
+  const FqArgs a = fq_args(f, cols);
+  const bool per_tensor = a.slots.per_row == 0;
+  const std::size_t units = per_tensor ? std::size_t(rows) : std::size_t(rows) * a.slots.per_row;
+  if (units == 0) return;
+  DeviceBuffer<double> row_sums(per_tensor ? std::size_t(rows) : 0);
+  fake_quant_lsq_k<<<blocks_for(units, 128), 128>>>(dx, per_tensor ? reinterpret_cast<float*>(row_sums.data()) : dscale,
+                                                    dy, x, scale, zero, rows, a, grad_factor, per_tensor);
+  check_launch("fake_quant_backward_lsq");
+  if (!per_tensor) return;
+  std::vector<double> host(static_cast<std::size_t>(rows));
+  row_sums.download(host.data());
+  double total = 0.0;
+  for (const double p : host) total += p;
+  float ds = 0;
+  check(cudaMemcpy(&ds, dscale, sizeof(float), cudaMemcpyDeviceToHost), "download dscale");
+  ds += float(total);
+  check(cudaMemcpy(dscale, &ds, sizeof(float), cudaMemcpyHostToDevice), "upload dscale");
 }
 
 double sum_squares(const float* x, std::size_t n) {
