@@ -14,6 +14,7 @@
 //  * the distillation loss: 2e-5 relative (float sums over a vocabulary row in another order).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -304,6 +305,85 @@ TEST_F(CudaOps, DistillLossMatchesTheCpu) {
       }
     }
   }
+}
+
+TEST_F(CudaOps, DynamicScalesAreBitExact) {
+  using kd::kern::QuantFormat;
+  using kd::kern::QuantGranularity;
+  using kd::kern::QuantKind;
+  const int rows = 23, cols = 128;
+  auto x = randn(std::size_t(rows) * cols, 50, 3.0f);
+  x[77] = NAN;  // skipped by both
+  for (const QuantFormat f : {QuantFormat{QuantKind::integer, 8, true, QuantGranularity::tensor, 0},
+                              QuantFormat{QuantKind::integer, 8, false, QuantGranularity::token, 0},
+                              QuantFormat{QuantKind::integer, 4, true, QuantGranularity::group, 32},
+                              QuantFormat{QuantKind::fp8_e4m3, 8, true, QuantGranularity::channel, 0}}) {
+    const std::size_t slots = f.scale_count(rows, cols);
+    std::vector<float> scale(slots);
+    std::vector<std::int32_t> zero(slots);
+    kd::kern::quant_dynamic_scales(scale.data(), zero.data(), x.data(), f, rows, cols);
+    auto d_x = up(x);
+    DeviceBuffer<float> d_scale(slots);
+    DeviceBuffer<std::int32_t> d_zero(slots);
+    cu::quant_dynamic_scales(d_scale.data(), d_zero.data(), d_x.data(), f, rows, cols);
+    EXPECT_EQ(down(d_scale), scale) << "granularity " << int(f.granularity);
+    EXPECT_EQ(down(d_zero), zero) << "granularity " << int(f.granularity);
+  }
+}
+
+TEST_F(CudaOps, FeatureLossMatchesTheCpu) {
+  const int m = 37, d = 300;
+  const auto hs = randn(std::size_t(m) * d, 51), target = randn(hs.size(), 52);
+  for (const auto kind : {kd::kern::FeatureLoss::mse, kd::kern::FeatureLoss::cosine}) {
+    std::vector<float> dhs = randn(hs.size(), 53), dt(hs.size());
+    auto d_hs = up(hs), d_t = up(target), d_dhs = up(dhs);
+    DeviceBuffer<float> d_dt(hs.size());
+    const double want = kd::kern::feature_loss(dhs.data(), dt.data(), hs.data(), target.data(), m, d, kind, 0.7);
+    const double got = cu::feature_loss(d_dhs.data(), d_dt.data(), d_hs.data(), d_t.data(), m, d, kind, 0.7);
+    EXPECT_NEAR(got, want, 1e-5 * std::fabs(want)) << int(kind);
+    expect_close(down(d_dhs), dhs, 1e-5, max_abs(dhs), "feature dhs");
+    expect_close(down(d_dt), dt, 1e-5, max_abs(dt), "feature dtarget");
+  }
+}
+
+// Masks, N:M against the pruner's rule (prune the smallest (|w|, index) first), reductions.
+TEST_F(CudaOps, MasksAndReductionsMatch) {
+  const std::size_t n = 4096;
+  auto w = randn(n, 54);
+  for (std::size_t i = 0; i < n; i += 16) w[i + 1] = w[i];  // ties
+  std::vector<std::uint8_t> mask(n);
+  for (std::size_t i = 0; i < n; ++i) mask[i] = (i * 7) % 3 != 0;
+  auto d_w = up(w);
+  auto d_mask = up(mask);
+  std::vector<float> masked = w;
+  for (std::size_t i = 0; i < n; ++i) masked[i] = mask[i] ? w[i] : 0.0f;
+  cu::apply_mask(d_w.data(), d_mask.data(), n);
+  EXPECT_EQ(down(d_w), masked);
+  for (const auto& [keep, group] : {std::pair{2, 4}, std::pair{1, 4}, std::pair{4, 8}}) {
+    std::vector<std::uint8_t> want(n, 0);
+    for (std::size_t g = 0; g < n; g += std::size_t(group)) {
+      std::vector<std::pair<double, std::size_t>> c;
+      for (std::size_t i = g; i < g + std::size_t(group); ++i) c.push_back({std::fabs(double(w[i])), i});
+      std::sort(c.begin(), c.end());
+      for (std::size_t k = std::size_t(group - keep); k < c.size(); ++k) want[c[k].second] = 1;
+    }
+    auto d_src = up(w);
+    DeviceBuffer<std::uint8_t> d_nm(n);
+    cu::nm_mask(d_nm.data(), d_src.data(), n, keep, group);
+    EXPECT_EQ(down(d_nm), want) << keep << ":" << group;
+  }
+  auto a = randn(n, 55), b = randn(n, 56);
+  auto d_a = up(a), d_b = up(b);
+  kd::kern::add_inplace(a.data(), b.data(), n);
+  kd::kern::scale_inplace(a.data(), n, 0.25f);
+  cu::add_inplace(d_a.data(), d_b.data(), n);
+  cu::scale_inplace(d_a.data(), n, 0.25f);
+  EXPECT_EQ(down(d_a), a);
+  EXPECT_EQ(cu::first_non_finite(d_a.data(), n), -1);
+  a[1234] = INFINITY;
+  a[3000] = NAN;
+  d_a.upload(a.data());
+  EXPECT_EQ(cu::first_non_finite(d_a.data(), n), 1234);
 }
 
 TEST(CudaBackend, ReportsWhetherAGpuIsUsable) {

@@ -12,6 +12,7 @@ namespace kd::kern::cuda {
 
 [[noreturn]] void throw_cuda(const char* what, cudaError_t e);
 [[noreturn]] void throw_cublas(const char* what, cublasStatus_t s);
+[[noreturn]] void throw_invalid(const char* what);  // a caller's broken precondition
 
 inline void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw_cuda(what, e);

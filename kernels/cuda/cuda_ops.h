@@ -89,6 +89,19 @@ void rope_forward(float* x, const float* cos, const float* sin, int rows, int se
 void rope_backward(float* dx, const float* cos, const float* sin, int rows, int seq, int heads, int hd, int ld,
                    int col0);
 
+// Observer scales from the tensor itself (kernels.h's quant_dynamic_scales), bit for bit.
+void quant_dynamic_scales(float* scale, std::int32_t* zero, const float* x, const QuantFormat& f, int rows, int cols);
+// Hidden-state loss (kernels.h's feature_loss): dhs +=, dtarget =; returns the loss.
+double feature_loss(float* dhs, float* dtarget, const float* hs, const float* target, int m, int d, FeatureLoss kind,
+                    double scale);
+// Pruning: x = 0 where mask is 0; an N:M mask from magnitudes (n kept of every m in a row of
+// memory; ties keep the later element, as trainer/prune does).
+void apply_mask(float* x, const std::uint8_t* mask, std::size_t n);
+void nm_mask(std::uint8_t* mask, const float* w, std::size_t numel, int n, int m);
+void scale_inplace(float* x, std::size_t n, float s);
+void add_inplace(float* y, const float* x, std::size_t n);
+std::ptrdiff_t first_non_finite(const float* x, std::size_t n);  // -1 when all are finite
+
 // CE + divergence of a chunk of logit rows (kernels.h's distill_loss_rows): student, teacher,
 // labels and dlogits on the device (dlogits may alias student), rows on the host.
 void distill_loss_rows(float* dlogits, LossRow* rows, const float* student, const float* teacher,

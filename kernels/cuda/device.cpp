@@ -14,6 +14,8 @@ void throw_cublas(const char* what, cublasStatus_t s) {
   throw RuntimeFailure(fmt::format("cuBLAS: {}: {} ({})", what, cublasGetStatusString(s), cublasGetStatusName(s)));
 }
 
+void throw_invalid(const char* what) { throw RuntimeFailure(fmt::format("CUDA backend: {}", what)); }
+
 std::string unavailable_reason() {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
