@@ -386,6 +386,32 @@ TEST_F(CudaOps, MasksAndReductionsMatch) {
   EXPECT_EQ(cu::first_non_finite(d_a.data(), n), 1234);
 }
 
+// Attention forward and backward, GQA (4 query heads on 2 KV heads), a sequence that is not a
+// multiple of the tiles, every supported head dim.
+TEST_F(CudaOps, AttentionMatchesTheCpu) {
+  for (const int hd : {16, 32, 64, 128}) {
+    kd::kern::AttnShape s{2, 75, 4, 2, hd, 0, 0, 0, 0, 64};
+    s.ld_qkv = (s.heads + 2 * s.kv_heads) * hd;
+    s.q_col = 0;
+    s.k_col = s.heads * hd;
+    s.v_col = s.k_col + s.kv_heads * hd;
+    const int rows = s.batch * s.seq, ldo = s.heads * hd;
+    const auto qkv = randn(std::size_t(rows) * s.ld_qkv, 60), dout = randn(std::size_t(rows) * ldo, 61);
+    std::vector<float> out(std::size_t(rows) * ldo), lse(std::size_t(s.batch) * s.heads * s.seq),
+        dqkv(qkv.size()), scratch(kd::kern::attention_scratch_elems(s, 1) * 64);
+    kd::kern::attention_forward(out.data(), lse.data(), qkv.data(), s, scratch.data());
+    kd::kern::attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), s, scratch.data());
+    auto d_qkv = up(qkv), d_dout = up(dout);
+    DeviceBuffer<float> d_out(out.size()), d_lse(lse.size()), d_dqkv(dqkv.size());
+    cu::attention_forward(d_out.data(), d_lse.data(), d_qkv.data(), s);
+    cu::attention_backward(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_out.data(), d_lse.data(), s);
+    const std::string h = " hd " + std::to_string(hd);
+    expect_close(down(d_out), out, 2e-5, max_abs(out), ("attention out" + h).c_str());
+    expect_close(down(d_lse), lse, 2e-5, max_abs(lse), ("attention lse" + h).c_str());
+    expect_close(down(d_dqkv), dqkv, 5e-5, max_abs(dqkv), ("attention dqkv" + h).c_str());
+  }
+}
+
 TEST(CudaBackend, ReportsWhetherAGpuIsUsable) {
   const std::string why = cu::unavailable_reason();
   if (why.empty()) {

@@ -102,6 +102,12 @@ void scale_inplace(float* x, std::size_t n, float s);
 void add_inplace(float* y, const float* x, std::size_t n);
 std::ptrdiff_t first_non_finite(const float* x, std::size_t n);  // -1 when all are finite
 
+// Causal GQA attention (kernels.h's attention_forward/backward; no scratch: flash-style).
+// head_dim 16, 32, 64 or 128. The backward overwrites dqkv's q, k and v columns.
+void attention_forward(float* out, float* lse, const float* qkv, const AttnShape& s);
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
+                        const AttnShape& s);
+
 // CE + divergence of a chunk of logit rows (kernels.h's distill_loss_rows): student, teacher,
 // labels and dlogits on the device (dlogits may alias student), rows on the host.
 void distill_loss_rows(float* dlogits, LossRow* rows, const float* student, const float* teacher,

@@ -1,0 +1,216 @@
+// Causal grouped-query attention on the device, flash-style: no T×T matrix is ever stored.
+// Forward: one thread per query row, keys streamed through shared memory in tiles with an
+// online softmax; the row's logsumexp is saved. Backward (FlashAttention-2's split):
+// a query-row pass gives dQ and D_i = dO_i·O_i, a key-row pass gives dK and dV, each thread
+// summing over its key's queries (and the query heads of its KV group) in a fixed order: no
+// atomics, deterministic. Head dims 16, 32, 64 and 128 (a template each).
+#include <cmath>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/cuda_ops.h"
+
+namespace kd::kern::cuda {
+
+namespace {
+
+constexpr int kRows = 64;  // query (or key) rows per block: one per thread
+constexpr int kTile = 32;  // rows of the streamed operand per shared-memory tile
+
+template <int HD>
+__global__ void attn_forward_k(float* out, float* lse, const float* qkv, AttnShape s, float scale) {
+  __shared__ float ks[kTile][HD];
+  __shared__ float vs[kTile][HD];
+  const int b = blockIdx.z, h = blockIdx.y, g = h / (s.heads / s.kv_heads);
+  const int i0 = blockIdx.x * kRows, i = i0 + threadIdx.x;
+  const std::size_t row0 = std::size_t(b) * s.seq;
+  const bool active = i < s.seq;
+  float q[HD], acc[HD];
+  float m = -INFINITY, l = 0.0f;
+  if (active) {
+    const float* qr = qkv + (row0 + i) * s.ld_qkv + s.q_col + h * HD;
+    for (int c = 0; c < HD; ++c) q[c] = qr[c] * scale, acc[c] = 0.0f;
+  }
+  const int last = min(s.seq - 1, i0 + kRows - 1);  // the block's last query sees keys 0..last
+  for (int j0 = 0; j0 <= last; j0 += kTile) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < kTile * HD; e += blockDim.x) {
+      const int jj = e / HD, c = e % HD, j = j0 + jj;
+      const std::size_t r = (row0 + j) * s.ld_qkv;
+      ks[jj][c] = j < s.seq ? qkv[r + s.k_col + g * HD + c] : 0.0f;
+      vs[jj][c] = j < s.seq ? qkv[r + s.v_col + g * HD + c] : 0.0f;
+    }
+    __syncthreads();
+    if (!active) continue;
+    const int jn = min(kTile, i - j0 + 1);  // causal: keys j <= i
+    for (int jj = 0; jj < jn; ++jj) {
+      float sc = 0.0f;
+      for (int c = 0; c < HD; ++c) sc += q[c] * ks[jj][c];
+      const float mn = fmaxf(m, sc);
+      const float corr = expf(m - mn), p = expf(sc - mn);
+      l = l * corr + p;
+      for (int c = 0; c < HD; ++c) acc[c] = acc[c] * corr + p * vs[jj][c];
+      m = mn;
+    }
+  }
+  if (!active) return;
+  const int ldo = s.heads * HD;
+  float* o = out + (row0 + i) * ldo + h * HD;
+  const float inv = 1.0f / l;
+  for (int c = 0; c < HD; ++c) o[c] = acc[c] * inv;
+  lse[(std::size_t(b) * s.heads + h) * s.seq + i] = m + logf(l);
+}
+
+// dQ_i = scale Σ_j dS_ij K_j, dS_ij = P_ij (dO_i·V_j − D_i); also writes D_i.
+template <int HD>
+__global__ void attn_backward_dq_k(float* dqkv, float* dvec, const float* dout, const float* qkv, const float* out,
+                                   const float* lse, AttnShape s, float scale) {
+  __shared__ float ks[kTile][HD];
+  __shared__ float vs[kTile][HD];
+  const int b = blockIdx.z, h = blockIdx.y, g = h / (s.heads / s.kv_heads);
+  const int i0 = blockIdx.x * kRows, i = i0 + threadIdx.x;
+  const std::size_t row0 = std::size_t(b) * s.seq;
+  const bool active = i < s.seq;
+  const int ldo = s.heads * HD;
+  float q[HD], go[HD], dq[HD];
+  float li = 0.0f, di = 0.0f;
+  if (active) {
+    const float* qr = qkv + (row0 + i) * s.ld_qkv + s.q_col + h * HD;
+    const float* orow = out + (row0 + i) * ldo + h * HD;
+    const float* grow = dout + (row0 + i) * ldo + h * HD;
+    for (int c = 0; c < HD; ++c) {
+      q[c] = qr[c] * scale;
+      go[c] = grow[c];
+      dq[c] = 0.0f;
+      di += orow[c] * grow[c];
+    }
+    li = lse[(std::size_t(b) * s.heads + h) * s.seq + i];
+    dvec[(std::size_t(b) * s.heads + h) * s.seq + i] = di;
+  }
+  const int last = min(s.seq - 1, i0 + kRows - 1);
+  for (int j0 = 0; j0 <= last; j0 += kTile) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < kTile * HD; e += blockDim.x) {
+      const int jj = e / HD, c = e % HD, j = j0 + jj;
+      const std::size_t r = (row0 + j) * s.ld_qkv;
+      ks[jj][c] = j < s.seq ? qkv[r + s.k_col + g * HD + c] : 0.0f;
+      vs[jj][c] = j < s.seq ? qkv[r + s.v_col + g * HD + c] : 0.0f;
+    }
+    __syncthreads();
+    if (!active) continue;
+    const int jn = min(kTile, i - j0 + 1);
+    for (int jj = 0; jj < jn; ++jj) {
+      float sc = 0.0f, dp = 0.0f;
+      for (int c = 0; c < HD; ++c) sc += q[c] * ks[jj][c], dp += go[c] * vs[jj][c];
+      const float ds = expf(sc - li) * (dp - di);
+      for (int c = 0; c < HD; ++c) dq[c] += ds * ks[jj][c];
+    }
+  }
+  if (!active) return;
+  float* dqr = dqkv + (row0 + i) * s.ld_qkv + s.q_col + h * HD;
+  for (int c = 0; c < HD; ++c) dqr[c] = dq[c] * scale;
+}
+
+// dK_j = scale Σ_{h in group, i >= j} dS_ij Q_i ; dV_j = Σ P_ij dO_i.
+template <int HD>
+__global__ void attn_backward_dkv_k(float* dqkv, const float* dvec, const float* dout, const float* qkv,
+                                    const float* lse, AttnShape s, float scale) {
+  __shared__ float qs[kTile][HD];
+  __shared__ float gs[kTile][HD];
+  __shared__ float ls[kTile], ds_[kTile];
+  const int b = blockIdx.z, g = blockIdx.y, group = s.heads / s.kv_heads;
+  const int j0 = blockIdx.x * kRows, j = j0 + threadIdx.x;
+  const std::size_t row0 = std::size_t(b) * s.seq;
+  const bool active = j < s.seq;
+  const int ldo = s.heads * HD;
+  float k[HD], v[HD], dk[HD], dv[HD];
+  if (active) {
+    const std::size_t r = (row0 + j) * s.ld_qkv;
+    for (int c = 0; c < HD; ++c) {
+      k[c] = qkv[r + s.k_col + g * HD + c] * scale;
+      v[c] = qkv[r + s.v_col + g * HD + c];
+      dk[c] = dv[c] = 0.0f;
+    }
+  }
+  for (int h = g * group; h < (g + 1) * group; ++h) {
+    const std::size_t lrow = (std::size_t(b) * s.heads + h) * s.seq;
+    for (int i1 = j0; i1 < s.seq; i1 += kTile) {  // queries i >= the block's first key
+      __syncthreads();
+      for (int e = threadIdx.x; e < kTile * HD; e += blockDim.x) {
+        const int ii = e / HD, c = e % HD, i = i1 + ii;
+        qs[ii][c] = i < s.seq ? qkv[(row0 + i) * s.ld_qkv + s.q_col + h * HD + c] : 0.0f;
+        gs[ii][c] = i < s.seq ? dout[(row0 + i) * ldo + h * HD + c] : 0.0f;
+      }
+      for (int ii = threadIdx.x; ii < kTile; ii += blockDim.x) {
+        const int i = i1 + ii;
+        ls[ii] = i < s.seq ? lse[lrow + i] : 0.0f;
+        ds_[ii] = i < s.seq ? dvec[lrow + i] : 0.0f;
+      }
+      __syncthreads();
+      if (!active) continue;
+      for (int ii = 0; ii < kTile; ++ii) {
+        const int i = i1 + ii;
+        if (i < j || i >= s.seq) continue;  // causal: queries at or after the key
+        float sc = 0.0f, dp = 0.0f;
+        for (int c = 0; c < HD; ++c) sc += qs[ii][c] * k[c], dp += gs[ii][c] * v[c];
+        const float p = expf(sc - ls[ii]);
+        const float dsc = p * (dp - ds_[ii]);
+        for (int c = 0; c < HD; ++c) {
+          dk[c] += dsc * qs[ii][c];
+          dv[c] += p * gs[ii][c];
+        }
+      }
+    }
+  }
+  if (!active) return;
+  const std::size_t r = (row0 + j) * s.ld_qkv;
+  for (int c = 0; c < HD; ++c) {
+    dqkv[r + s.k_col + g * HD + c] = dk[c] * scale;
+    dqkv[r + s.v_col + g * HD + c] = dv[c];
+  }
+}
+
+template <int HD>
+void forward_hd(float* out, float* lse, const float* qkv, const AttnShape& s) {
+  const dim3 grid((s.seq + kRows - 1) / kRows, s.heads, s.batch);
+  attn_forward_k<HD><<<grid, kRows>>>(out, lse, qkv, s, 1.0f / std::sqrt(float(HD)));
+  check_launch("attention_forward");
+}
+
+template <int HD>
+void backward_hd(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
+                 const AttnShape& s) {
+  const float scale = 1.0f / std::sqrt(float(HD));
+  DeviceBuffer<float> dvec(std::size_t(s.batch) * s.heads * s.seq);
+  const dim3 gq((s.seq + kRows - 1) / kRows, s.heads, s.batch), gk((s.seq + kRows - 1) / kRows, s.kv_heads, s.batch);
+  attn_backward_dq_k<HD><<<gq, kRows>>>(dqkv, dvec.data(), dout, qkv, out, lse, s, scale);
+  check_launch("attention_backward (dq)");
+  attn_backward_dkv_k<HD><<<gk, kRows>>>(dqkv, dvec.data(), dout, qkv, lse, s, scale);
+  check_launch("attention_backward (dk, dv)");
+}
+
+}  // namespace
+
+void attention_forward(float* out, float* lse, const float* qkv, const AttnShape& s) {
+  if (s.batch == 0 || s.seq == 0) return;
+  switch (s.head_dim) {
+    case 16: return forward_hd<16>(out, lse, qkv, s);
+    case 32: return forward_hd<32>(out, lse, qkv, s);
+    case 64: return forward_hd<64>(out, lse, qkv, s);
+    case 128: return forward_hd<128>(out, lse, qkv, s);
+    default: throw_invalid("attention: head_dim must be 16, 32, 64 or 128 on the CUDA backend");
+  }
+}
+
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
+                        const AttnShape& s) {
+  if (s.batch == 0 || s.seq == 0) return;
+  switch (s.head_dim) {
+    case 16: return backward_hd<16>(dqkv, dout, qkv, out, lse, s);
+    case 32: return backward_hd<32>(dqkv, dout, qkv, out, lse, s);
+    case 64: return backward_hd<64>(dqkv, dout, qkv, out, lse, s);
+    case 128: return backward_hd<128>(dqkv, dout, qkv, out, lse, s);
+    default: throw_invalid("attention: head_dim must be 16, 32, 64 or 128 on the CUDA backend");
+  }
+}
+
+}  // namespace kd::kern::cuda
