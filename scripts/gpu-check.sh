@@ -28,17 +28,17 @@ build_bundle() {
   local blas=/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.a
   cmake -S "$root" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DKDTRAIN_CUDA=ON -DKDTRAIN_OPENBLAS_LIB="$blas" \
     -DCMAKE_EXE_LINKER_FLAGS="-lgfortran" >/dev/null
-  cmake --build "$bdir" --target test_cuda_ops -j "$(nproc)" >/dev/null
+  cmake --build "$bdir" --target test_cuda_ops test_cuda_model -j "$(nproc)" >/dev/null
   rm -rf "$bundle"
   mkdir -p "$bundle/bin" "$bundle/lib"
-  cp "$bdir/tests/test_cuda_ops" "$bundle/bin/"
+  cp "$bdir/tests/test_cuda_ops" "$bdir/tests/test_cuda_model" "$bundle/bin/"
   strip "$bundle/bin/"*
   # the shared libraries a GPU machine's image lacks; glibc, libstdc++ and the CUDA driver are there
-  ldd "$bundle/bin/test_cuda_ops" | awk '/=> \// { print $3 }' \
+  ldd "$bundle/bin/"* | awk '/=> \// { print $3 }' | sort -u \
     | grep -E 'lib(gfortran|quadmath|gomp|fmt)\.so' | while read -r lib; do cp -L "$lib" "$bundle/lib/"; done
-  if ldd "$bundle/bin/test_cuda_ops" | grep -qE 'libopenblas|libcudart|libhdf5|libmpi|libyaml'; then
+  if ldd "$bundle/bin/"* | grep -qE 'libopenblas|libcudart|libhdf5|libmpi|libyaml'; then
     echo "gpu-check: the bundle's binary still needs a library the GPU machine lacks:" >&2
-    ldd "$bundle/bin/test_cuda_ops" | grep -E 'libopenblas|libcudart|libhdf5|libmpi|libyaml' >&2
+    ldd "$bundle/bin/"* | grep -E 'libopenblas|libcudart|libhdf5|libmpi|libyaml' >&2
     exit 1
   fi
   local kib
@@ -65,6 +65,9 @@ run_bundle() {
   set +e
   "$bundle/bin/test_cuda_ops" --gtest_color=no 2>&1 | tee "$out/cuda_ops.txt" | tee -a "$out/gpu-check.txt"
   local rc=${PIPESTATUS[0]}
+  echo "== the teacher forward and head against the CPU backend" | tee -a "$out/gpu-check.txt"
+  "$bundle/bin/test_cuda_model" --gtest_color=no 2>&1 | tee -a "$out/cuda_ops.txt" | tee -a "$out/gpu-check.txt"
+  [ "${PIPESTATUS[0]}" = 0 ] || rc=1
   set -e
   # on a GPU machine nothing may be skipped: a skip means the GPU was not usable
   if grep -q '^\[  SKIPPED \]' "$out/cuda_ops.txt"; then

@@ -46,6 +46,8 @@ class DeviceBuffer {
   T* data() const { return static_cast<T*>(mem_.get()); }
   std::size_t size() const { return n_; }
   void upload(const T* host) { mem_.upload(host, n_ * sizeof(T)); }
+  // n elements at element offset `at`
+  void upload_range(const T* host, std::size_t at, std::size_t n) { mem_.upload(host, n * sizeof(T), at * sizeof(T)); }
   void download(T* host) const { mem_.download(host, n_ * sizeof(T)); }
 
  private:

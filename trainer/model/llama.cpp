@@ -56,8 +56,7 @@ void LlamaLayout::init(float* base, std::uint64_t seed, double std) const {
   if (!spec_.tie_embeddings) fill(head_, std::size_t(spec_.vocab) * d);
 }
 
-namespace {
-
+// The attention shape of a model's fused qkv rows (declared in llama.h).
 kern::AttnShape attn_shape(const ModelSpec& s, int batch, int seq) {
   kern::AttnShape a{};
   a.batch = batch;
@@ -71,6 +70,9 @@ kern::AttnShape attn_shape(const ModelSpec& s, int batch, int seq) {
   a.v_col = s.q_dim() + s.kv_dim();
   return a;
 }
+
+namespace {
+
 
 }  // namespace
 

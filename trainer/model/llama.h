@@ -46,6 +46,9 @@ class LlamaLayout {
   std::vector<Layer> layers_;
 };
 
+// The attention op's view of a model's fused qkv rows (q, then k, then v columns).
+kern::AttnShape attn_shape(const ModelSpec& s, int batch, int seq);
+
 // Buffers of a training forward: everything the backward needs, per layer.
 template <class T>
 struct TrainActivations {
