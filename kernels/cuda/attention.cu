@@ -16,6 +16,21 @@ namespace {
 constexpr int kRows = 64;  // query (or key) rows per block: one per thread
 constexpr int kTile = 32;  // rows of the streamed operand per shared-memory tile
 
+// Keys and values j0 .. j0 + kTile - 1 of KV head g into shared memory (zeros past the
+// sequence), between barriers: the previous tile is no longer read, this one is complete.
+template <int HD>
+__device__ void load_kv_tile(float (*ks)[HD], float (*vs)[HD], const float* qkv, const AttnShape& s, std::size_t row0,
+                             int g, int j0) {
+  __syncthreads();
+  for (int e = threadIdx.x; e < kTile * HD; e += blockDim.x) {
+    const int jj = e / HD, c = e % HD, j = j0 + jj;
+    const std::size_t r = (row0 + j) * s.ld_qkv;
+    ks[jj][c] = j < s.seq ? qkv[r + s.k_col + g * HD + c] : 0.0f;
+    vs[jj][c] = j < s.seq ? qkv[r + s.v_col + g * HD + c] : 0.0f;
+  }
+  __syncthreads();
+}
+
 template <int HD>
 __global__ void attn_forward_k(float* out, float* lse, const float* qkv, AttnShape s, float scale) {
   __shared__ float ks[kTile][HD];
@@ -32,14 +47,7 @@ __global__ void attn_forward_k(float* out, float* lse, const float* qkv, AttnSha
   }
   const int last = min(s.seq - 1, i0 + kRows - 1);  // the block's last query sees keys 0..last
   for (int j0 = 0; j0 <= last; j0 += kTile) {
-    __syncthreads();
-    for (int e = threadIdx.x; e < kTile * HD; e += blockDim.x) {
-      const int jj = e / HD, c = e % HD, j = j0 + jj;
-      const std::size_t r = (row0 + j) * s.ld_qkv;
-      ks[jj][c] = j < s.seq ? qkv[r + s.k_col + g * HD + c] : 0.0f;
-      vs[jj][c] = j < s.seq ? qkv[r + s.v_col + g * HD + c] : 0.0f;
-    }
-    __syncthreads();
+    load_kv_tile<HD>(ks, vs, qkv, s, row0, g, j0);
     if (!active) continue;
     const int jn = min(kTile, i - j0 + 1);  // causal: keys j <= i
     for (int jj = 0; jj < jn; ++jj) {
@@ -88,14 +96,7 @@ __global__ void attn_backward_dq_k(float* dqkv, float* dvec, const float* dout, 
   }
   const int last = min(s.seq - 1, i0 + kRows - 1);
   for (int j0 = 0; j0 <= last; j0 += kTile) {
-    __syncthreads();
-    for (int e = threadIdx.x; e < kTile * HD; e += blockDim.x) {
-      const int jj = e / HD, c = e % HD, j = j0 + jj;
-      const std::size_t r = (row0 + j) * s.ld_qkv;
-      ks[jj][c] = j < s.seq ? qkv[r + s.k_col + g * HD + c] : 0.0f;
-      vs[jj][c] = j < s.seq ? qkv[r + s.v_col + g * HD + c] : 0.0f;
-    }
-    __syncthreads();
+    load_kv_tile<HD>(ks, vs, qkv, s, row0, g, j0);
     if (!active) continue;
     const int jn = min(kTile, i - j0 + 1);
     for (int jj = 0; jj < jn; ++jj) {
