@@ -28,10 +28,10 @@ build_bundle() {
   local blas=/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.a
   cmake -S "$root" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DKDTRAIN_CUDA=ON -DKDTRAIN_OPENBLAS_LIB="$blas" \
     -DCMAKE_EXE_LINKER_FLAGS="-lgfortran" >/dev/null
-  cmake --build "$bdir" --target gpu_check_tests gpu_bench_teacher -j "$(nproc)" >/dev/null
+  cmake --build "$bdir" --target gpu_check_tests -j "$(nproc)" >/dev/null
   rm -rf "$bundle"
   mkdir -p "$bundle/bin" "$bundle/lib"
-  cp "$bdir/tests/gpu_check_tests" "$bdir/tests/gpu_bench_teacher" "$bundle/bin/"
+  cp "$bdir/tests/gpu_check_tests" "$bundle/bin/"
   strip "$bundle/bin/"*
   # the shared libraries a GPU machine's image lacks; glibc, libstdc++ and the CUDA driver are there
   ldd "$bundle/bin/"* | awk '/=> \// { print $3 }' | sort -u \
@@ -74,7 +74,7 @@ run_bundle() {
   echo "gpu-check: CUDA op tests exit $rc" | tee -a "$out/gpu-check.txt"
   if [ "${GPU_CHECK_BENCH:-1}" = 1 ]; then
     echo "== the teacher forward: kdtrain's CUDA backend, then PyTorch on the same shape" | tee -a "$out/gpu-check.txt"
-    "$bundle/bin/gpu_bench_teacher" 2>&1 | tee "$out/bench.txt" | tee -a "$out/gpu-check.txt"
+    "$bundle/bin/gpu_check_tests" --bench-teacher 2>&1 | tee "$out/bench.txt" | tee -a "$out/gpu-check.txt"
     timeout 240 python3 "$root/scripts/torch_gpu_teacher_ref.py" 2>&1 | grep -v Warning | tee -a "$out/bench.txt" \
       | tee -a "$out/gpu-check.txt" || echo "gpu-check: the PyTorch reference failed or timed out" | tee -a "$out/gpu-check.txt"
   fi

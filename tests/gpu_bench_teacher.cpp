@@ -2,7 +2,7 @@
 // math mode, with the attention's share: the first GPU figure before the whole KD step exists.
 // Built only into the GPU check's bundle (scripts/gpu-check.sh), where
 // scripts/torch_gpu_teacher_ref.py times PyTorch on the same shape.
-// Usage: gpu_bench_teacher [d layers heads kv_heads d_ff vocab seq batch]
+// Usage: gpu_check_tests --bench-teacher [d layers heads kv_heads d_ff vocab seq batch]
 //        (default: configs/bench-gpu.yaml's teacher, d=2048 L=16 H=16 d_ff=5632, V=32000, T=1024, B=8)
 #include <algorithm>
 #include <chrono>
@@ -34,7 +34,7 @@ double median_ms(F&& f, int warmup = 2, int runs = 5) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int bench_teacher_main(int argc, char** argv) {
   if (const std::string why = cu::unavailable_reason(); !why.empty()) {
     std::printf("SKIP: no GPU: %s\n", why.c_str());
     return 77;

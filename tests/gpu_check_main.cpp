@@ -1,0 +1,14 @@
+// main() of the GPU check's one binary (scripts/gpu-check.sh): the CUDA tests, or with
+// --bench-teacher the teacher-forward timing (tests/gpu_bench_teacher.cpp). One binary, so the
+// bundle carries one copy of the statically linked OpenBLAS.
+#include <gtest/gtest.h>
+
+#include <string>
+
+int bench_teacher_main(int argc, char** argv);
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "--bench-teacher") return bench_teacher_main(argc - 1, argv + 1);
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
