@@ -1,6 +1,6 @@
 // Causal grouped-query attention on the device, flash-style: no T×T matrix is ever stored.
-// Forward: one thread per query row, keys streamed through shared memory in tiles with an
-// online softmax; the row's logsumexp is saved. Backward (FlashAttention-2's split):
+// Forward: a group of 4 threads per query row, keys streamed through shared memory in tiles
+// with an online softmax; the row's logsumexp is saved. Backward (FlashAttention-2's split):
 // a query-row pass gives dQ and D_i = dO_i·O_i, a key-row pass gives dK and dV, each thread
 // summing over its key's queries (and the query heads of its KV group) in a fixed order: no
 // atomics, deterministic. Head dims 16, 32, 64 and 128 (a template each).
@@ -13,7 +13,7 @@ namespace kd::kern::cuda {
 
 namespace {
 
-constexpr int kRows = 64;  // query (or key) rows per block: one per thread
+constexpr int kRows = 64;  // query (or key) rows per backward block: one per thread
 constexpr int kTile = 32;  // rows of the streamed operand per shared-memory tile
 
 // Keys and values j0 .. j0 + kTile - 1 of KV head g into shared memory (zeros past the
@@ -31,32 +31,44 @@ __device__ void load_kv_tile(float (*ks)[HD], float (*vs)[HD], const float* qkv,
   __syncthreads();
 }
 
+// Forward: a group of kLanes consecutive threads per query row, each holding every kLanes-th
+// element of the head (interleaved: the group reads consecutive shared-memory banks); the
+// group's partial dot products are summed by a butterfly of shuffles, which leaves the same
+// float on every lane (a + b == b + a), so the lanes' online softmaxes agree exactly.
+constexpr int kLanes = 4;
+constexpr int kRowsFwd = 32;  // query rows per forward block (kRowsFwd · kLanes threads)
+
 template <int HD>
 __global__ void attn_forward_k(float* out, float* lse, const float* qkv, AttnShape s, float scale) {
+  constexpr int D = HD / kLanes;
   __shared__ float ks[kTile][HD];
   __shared__ float vs[kTile][HD];
   const int b = blockIdx.z, h = blockIdx.y, g = h / (s.heads / s.kv_heads);
-  const int i0 = blockIdx.x * kRows, i = i0 + threadIdx.x;
+  const int lane = threadIdx.x % kLanes;
+  const int i0 = blockIdx.x * kRowsFwd, i = i0 + threadIdx.x / kLanes;
+  const unsigned group = 0xFu << (threadIdx.x % 32 / kLanes * kLanes);  // this row's lanes in the warp
   const std::size_t row0 = std::size_t(b) * s.seq;
   const bool active = i < s.seq;
-  float q[HD], acc[HD];
+  float q[D], acc[D];
   float m = -INFINITY, l = 0.0f;
   if (active) {
     const float* qr = qkv + (row0 + i) * s.ld_qkv + s.q_col + h * HD;
-    for (int c = 0; c < HD; ++c) q[c] = qr[c] * scale, acc[c] = 0.0f;
+    for (int c = 0; c < D; ++c) q[c] = qr[c * kLanes + lane] * scale, acc[c] = 0.0f;
   }
-  const int last = min(s.seq - 1, i0 + kRows - 1);  // the block's last query sees keys 0..last
+  const int last = min(s.seq - 1, i0 + kRowsFwd - 1);  // the block's last query sees keys 0..last
   for (int j0 = 0; j0 <= last; j0 += kTile) {
     load_kv_tile<HD>(ks, vs, qkv, s, row0, g, j0);
     if (!active) continue;
     const int jn = min(kTile, i - j0 + 1);  // causal: keys j <= i
     for (int jj = 0; jj < jn; ++jj) {
       float sc = 0.0f;
-      for (int c = 0; c < HD; ++c) sc += q[c] * ks[jj][c];
+      for (int c = 0; c < D; ++c) sc += q[c] * ks[jj][c * kLanes + lane];
+      sc += __shfl_xor_sync(group, sc, 1, kLanes);
+      sc += __shfl_xor_sync(group, sc, 2, kLanes);
       const float mn = fmaxf(m, sc);
       const float corr = expf(m - mn), p = expf(sc - mn);
       l = l * corr + p;
-      for (int c = 0; c < HD; ++c) acc[c] = acc[c] * corr + p * vs[jj][c];
+      for (int c = 0; c < D; ++c) acc[c] = acc[c] * corr + p * vs[jj][c * kLanes + lane];
       m = mn;
     }
   }
@@ -64,8 +76,8 @@ __global__ void attn_forward_k(float* out, float* lse, const float* qkv, AttnSha
   const int ldo = s.heads * HD;
   float* o = out + (row0 + i) * ldo + h * HD;
   const float inv = 1.0f / l;
-  for (int c = 0; c < HD; ++c) o[c] = acc[c] * inv;
-  lse[(std::size_t(b) * s.heads + h) * s.seq + i] = m + logf(l);
+  for (int c = 0; c < D; ++c) o[c * kLanes + lane] = acc[c] * inv;
+  if (lane == 0) lse[(std::size_t(b) * s.heads + h) * s.seq + i] = m + logf(l);
 }
 
 // dQ_i = scale Σ_j dS_ij K_j, dS_ij = P_ij (dO_i·V_j − D_i); also writes D_i.
@@ -172,8 +184,8 @@ __global__ void attn_backward_dkv_k(float* dqkv, const float* dvec, const float*
 
 template <int HD>
 void forward_hd(float* out, float* lse, const float* qkv, const AttnShape& s) {
-  const dim3 grid((s.seq + kRows - 1) / kRows, s.heads, s.batch);
-  attn_forward_k<HD><<<grid, kRows>>>(out, lse, qkv, s, 1.0f / std::sqrt(float(HD)));
+  const dim3 grid((s.seq + kRowsFwd - 1) / kRowsFwd, s.heads, s.batch);
+  attn_forward_k<HD><<<grid, kRowsFwd * kLanes>>>(out, lse, qkv, s, 1.0f / std::sqrt(float(HD)));
   check_launch("attention_forward");
 }
 
