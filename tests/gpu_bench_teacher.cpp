@@ -68,6 +68,14 @@ int bench_teacher_main(int argc, char** argv) {
               seq, m, flops / 1e9);
   const kd::kern::AttnShape shape = kd::attn_shape(s, batch, seq);
   const double attn_ms = median_ms([&] { cu::attention_forward(a.att, a.lse, a.qkv, shape); }) * s.n_layers;
+  {  // the backward a student of this shape would run (dO = the output itself: timing only)
+    cu::DeviceBuffer<float> dqkv(std::size_t(m) * s.qkv_dim());
+    const double bwd = median_ms([&] { cu::attention_backward(dqkv.data(), a.att, a.qkv, a.att, a.lse, shape); });
+    std::printf("attention backward: %.1f ms per layer, %.1f ms for %d layers (forward %.1f)\n", bwd, bwd * s.n_layers,
+                s.n_layers, attn_ms);
+    std::printf("RESULT impl=kdtrain attention_fwd_ms=%.2f attention_bwd_ms=%.2f layers=%d\n", attn_ms, bwd * s.n_layers,
+                s.n_layers);
+  }
   for (const cu::MathMode mode : {cu::MathMode::fp32, cu::MathMode::tf32, cu::MathMode::bf16}) {
     const double ms = median_ms([&] {
       kd::llama_forward_frozen_cuda(lay, d_params.data(), d_tokens.data(), a, mode);

@@ -1,9 +1,9 @@
 // Causal grouped-query attention on the device, flash-style: no T×T matrix is ever stored.
 // Forward: a group of 4 threads per query row, keys streamed through shared memory in tiles
 // with an online softmax; the row's logsumexp is saved. Backward (FlashAttention-2's split):
-// a query-row pass gives dQ and D_i = dO_i·O_i, a key-row pass gives dK and dV, each thread
-// summing over its key's queries (and the query heads of its KV group) in a fixed order: no
-// atomics, deterministic. Head dims 16, 32, 64 and 128 (a template each).
+// a query-row pass gives dQ and D_i = dO_i·O_i, a key-row pass gives dK and dV, each group
+// of 4 threads summing over its key's queries (and the query heads of its KV group) in a
+// fixed order: no atomics, deterministic. Head dims 16, 32, 64 and 128 (a template each).
 #include <cmath>
 
 #include "kernels/cuda/cuda_check.h"
@@ -13,7 +13,6 @@ namespace kd::kern::cuda {
 
 namespace {
 
-constexpr int kRows = 64;  // query (or key) rows per backward block: one per thread
 constexpr int kTile = 32;  // rows of the streamed operand per shared-memory tile
 
 // Keys and values j0 .. j0 + kTile - 1 of KV head g into shared memory (zeros past the
@@ -36,7 +35,7 @@ __device__ void load_kv_tile(float (*ks)[HD], float (*vs)[HD], const float* qkv,
 // group's partial dot products are summed by a butterfly of shuffles, which leaves the same
 // float on every lane (a + b == b + a), so the lanes' online softmaxes agree exactly.
 constexpr int kLanes = 4;
-constexpr int kRowsFwd = 32;  // query rows per forward block (kRowsFwd · kLanes threads)
+constexpr int kRowsFwd = 32;  // query (or key) rows per block (kRowsFwd · kLanes threads), backward too
 
 template <int HD>
 __global__ void attn_forward_k(float* out, float* lse, const float* qkv, AttnShape s, float scale) {
@@ -80,71 +79,89 @@ __global__ void attn_forward_k(float* out, float* lse, const float* qkv, AttnSha
   if (lane == 0) lse[(std::size_t(b) * s.heads + h) * s.seq + i] = m + logf(l);
 }
 
-// dQ_i = scale Σ_j dS_ij K_j, dS_ij = P_ij (dO_i·V_j − D_i); also writes D_i.
+// The sum of a value over the kLanes threads of a row (the same float on every lane).
+__device__ inline float lanes_sum(float v, unsigned group) {
+  v += __shfl_xor_sync(group, v, 1, kLanes);
+  return v + __shfl_xor_sync(group, v, 2, kLanes);
+}
+
+// dQ_i = scale Σ_j dS_ij K_j, dS_ij = P_ij (dO_i·V_j − D_i); also writes D_i. kLanes threads
+// per query row, as in the forward.
 template <int HD>
 __global__ void attn_backward_dq_k(float* dqkv, float* dvec, const float* dout, const float* qkv, const float* out,
                                    const float* lse, AttnShape s, float scale) {
+  constexpr int D = HD / kLanes;
   __shared__ float ks[kTile][HD];
   __shared__ float vs[kTile][HD];
   const int b = blockIdx.z, h = blockIdx.y, g = h / (s.heads / s.kv_heads);
-  const int i0 = blockIdx.x * kRows, i = i0 + threadIdx.x;
+  const int lane = threadIdx.x % kLanes;
+  const int i0 = blockIdx.x * kRowsFwd, i = i0 + threadIdx.x / kLanes;
+  const unsigned group = 0xFu << (threadIdx.x % 32 / kLanes * kLanes);
   const std::size_t row0 = std::size_t(b) * s.seq;
   const bool active = i < s.seq;
   const int ldo = s.heads * HD;
-  float q[HD], go[HD], dq[HD];
+  float q[D], go[D], dq[D];
   float li = 0.0f, di = 0.0f;
   if (active) {
     const float* qr = qkv + (row0 + i) * s.ld_qkv + s.q_col + h * HD;
     const float* orow = out + (row0 + i) * ldo + h * HD;
     const float* grow = dout + (row0 + i) * ldo + h * HD;
-    for (int c = 0; c < HD; ++c) {
-      q[c] = qr[c] * scale;
-      go[c] = grow[c];
+    for (int c = 0; c < D; ++c) {
+      const int e = c * kLanes + lane;
+      q[c] = qr[e] * scale;
+      go[c] = grow[e];
       dq[c] = 0.0f;
-      di += orow[c] * grow[c];
+      di += orow[e] * grow[e];
     }
+    di = lanes_sum(di, group);
     li = lse[(std::size_t(b) * s.heads + h) * s.seq + i];
-    dvec[(std::size_t(b) * s.heads + h) * s.seq + i] = di;
+    if (lane == 0) dvec[(std::size_t(b) * s.heads + h) * s.seq + i] = di;
   }
-  const int last = min(s.seq - 1, i0 + kRows - 1);
+  const int last = min(s.seq - 1, i0 + kRowsFwd - 1);
   for (int j0 = 0; j0 <= last; j0 += kTile) {
     load_kv_tile<HD>(ks, vs, qkv, s, row0, g, j0);
     if (!active) continue;
     const int jn = min(kTile, i - j0 + 1);
     for (int jj = 0; jj < jn; ++jj) {
       float sc = 0.0f, dp = 0.0f;
-      for (int c = 0; c < HD; ++c) sc += q[c] * ks[jj][c], dp += go[c] * vs[jj][c];
+      for (int c = 0; c < D; ++c) sc += q[c] * ks[jj][c * kLanes + lane], dp += go[c] * vs[jj][c * kLanes + lane];
+      sc = lanes_sum(sc, group);
+      dp = lanes_sum(dp, group);
       const float ds = expf(sc - li) * (dp - di);
-      for (int c = 0; c < HD; ++c) dq[c] += ds * ks[jj][c];
+      for (int c = 0; c < D; ++c) dq[c] += ds * ks[jj][c * kLanes + lane];
     }
   }
   if (!active) return;
   float* dqr = dqkv + (row0 + i) * s.ld_qkv + s.q_col + h * HD;
-  for (int c = 0; c < HD; ++c) dqr[c] = dq[c] * scale;
+  for (int c = 0; c < D; ++c) dqr[c * kLanes + lane] = dq[c] * scale;
 }
 
-// dK_j = scale Σ_{h in group, i >= j} dS_ij Q_i ; dV_j = Σ P_ij dO_i.
+// dK_j = scale Σ_{h in group, i >= j} dS_ij Q_i ; dV_j = Σ P_ij dO_i. kLanes threads per key row.
 template <int HD>
 __global__ void attn_backward_dkv_k(float* dqkv, const float* dvec, const float* dout, const float* qkv,
                                     const float* lse, AttnShape s, float scale) {
+  constexpr int D = HD / kLanes;
   __shared__ float qs[kTile][HD];
   __shared__ float gs[kTile][HD];
   __shared__ float ls[kTile], ds_[kTile];
-  const int b = blockIdx.z, g = blockIdx.y, group = s.heads / s.kv_heads;
-  const int j0 = blockIdx.x * kRows, j = j0 + threadIdx.x;
+  const int b = blockIdx.z, g = blockIdx.y, heads_per_group = s.heads / s.kv_heads;
+  const int lane = threadIdx.x % kLanes;
+  const int j0 = blockIdx.x * kRowsFwd, j = j0 + threadIdx.x / kLanes;
+  const unsigned group = 0xFu << (threadIdx.x % 32 / kLanes * kLanes);
   const std::size_t row0 = std::size_t(b) * s.seq;
   const bool active = j < s.seq;
   const int ldo = s.heads * HD;
-  float k[HD], v[HD], dk[HD], dv[HD];
+  float k[D], v[D], dk[D], dv[D];
   if (active) {
     const std::size_t r = (row0 + j) * s.ld_qkv;
-    for (int c = 0; c < HD; ++c) {
-      k[c] = qkv[r + s.k_col + g * HD + c] * scale;
-      v[c] = qkv[r + s.v_col + g * HD + c];
+    for (int c = 0; c < D; ++c) {
+      const int e = c * kLanes + lane;
+      k[c] = qkv[r + s.k_col + g * HD + e] * scale;
+      v[c] = qkv[r + s.v_col + g * HD + e];
       dk[c] = dv[c] = 0.0f;
     }
   }
-  for (int h = g * group; h < (g + 1) * group; ++h) {
+  for (int h = g * heads_per_group; h < (g + 1) * heads_per_group; ++h) {
     const std::size_t lrow = (std::size_t(b) * s.heads + h) * s.seq;
     for (int i1 = j0; i1 < s.seq; i1 += kTile) {  // queries i >= the block's first key
       __syncthreads();
@@ -162,23 +179,26 @@ __global__ void attn_backward_dkv_k(float* dqkv, const float* dvec, const float*
       if (!active) continue;
       for (int ii = 0; ii < kTile; ++ii) {
         const int i = i1 + ii;
-        if (i < j || i >= s.seq) continue;  // causal: queries at or after the key
+        if (i < j || i >= s.seq) continue;  // causal: queries at or after the key (uniform per row)
         float sc = 0.0f, dp = 0.0f;
-        for (int c = 0; c < HD; ++c) sc += qs[ii][c] * k[c], dp += gs[ii][c] * v[c];
+        for (int c = 0; c < D; ++c) sc += qs[ii][c * kLanes + lane] * k[c], dp += gs[ii][c * kLanes + lane] * v[c];
+        sc = lanes_sum(sc, group);
+        dp = lanes_sum(dp, group);
         const float p = expf(sc - ls[ii]);
         const float dsc = p * (dp - ds_[ii]);
-        for (int c = 0; c < HD; ++c) {
-          dk[c] += dsc * qs[ii][c];
-          dv[c] += p * gs[ii][c];
+        for (int c = 0; c < D; ++c) {
+          dk[c] += dsc * qs[ii][c * kLanes + lane];
+          dv[c] += p * gs[ii][c * kLanes + lane];
         }
       }
     }
   }
   if (!active) return;
   const std::size_t r = (row0 + j) * s.ld_qkv;
-  for (int c = 0; c < HD; ++c) {
-    dqkv[r + s.k_col + g * HD + c] = dk[c] * scale;
-    dqkv[r + s.v_col + g * HD + c] = dv[c];
+  for (int c = 0; c < D; ++c) {
+    const int e = c * kLanes + lane;
+    dqkv[r + s.k_col + g * HD + e] = dk[c] * scale;
+    dqkv[r + s.v_col + g * HD + e] = dv[c];
   }
 }
 
@@ -194,10 +214,11 @@ void backward_hd(float* dqkv, const float* dout, const float* qkv, const float* 
                  const AttnShape& s) {
   const float scale = 1.0f / std::sqrt(float(HD));
   DeviceBuffer<float> dvec(std::size_t(s.batch) * s.heads * s.seq);
-  const dim3 gq((s.seq + kRows - 1) / kRows, s.heads, s.batch), gk((s.seq + kRows - 1) / kRows, s.kv_heads, s.batch);
-  attn_backward_dq_k<HD><<<gq, kRows>>>(dqkv, dvec.data(), dout, qkv, out, lse, s, scale);
+  const int blocks = (s.seq + kRowsFwd - 1) / kRowsFwd;
+  const dim3 gq(blocks, s.heads, s.batch), gk(blocks, s.kv_heads, s.batch);
+  attn_backward_dq_k<HD><<<gq, kRowsFwd * kLanes>>>(dqkv, dvec.data(), dout, qkv, out, lse, s, scale);
   check_launch("attention_backward (dq)");
-  attn_backward_dkv_k<HD><<<gk, kRows>>>(dqkv, dvec.data(), dout, qkv, lse, s, scale);
+  attn_backward_dkv_k<HD><<<gk, kRowsFwd * kLanes>>>(dqkv, dvec.data(), dout, qkv, lse, s, scale);
   check_launch("attention_backward (dk, dv)");
 }
 
