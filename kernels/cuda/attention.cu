@@ -37,15 +37,27 @@ __device__ void load_kv_tile(float (*ks)[HD], float (*vs)[HD], const float* qkv,
 constexpr int kLanes = 4;
 constexpr int kRowsFwd = 32;  // query (or key) rows per block (kRowsFwd · kLanes threads), backward too
 
+// This thread's place: the block's first row, its own row, its lane within the row's group
+// and the warp mask of that group.
+struct RowLanes {
+  int first, row, lane;
+  unsigned group;
+};
+__device__ inline RowLanes row_lanes() {
+  const int first = blockIdx.x * kRowsFwd;
+  return {first, first + int(threadIdx.x) / kLanes, int(threadIdx.x) % kLanes,
+          0xFu << (threadIdx.x % 32 / kLanes * kLanes)};
+}
+
 template <int HD>
 __global__ void attn_forward_k(float* out, float* lse, const float* qkv, AttnShape s, float scale) {
   constexpr int D = HD / kLanes;
   __shared__ float ks[kTile][HD];
   __shared__ float vs[kTile][HD];
   const int b = blockIdx.z, h = blockIdx.y, g = h / (s.heads / s.kv_heads);
-  const int lane = threadIdx.x % kLanes;
-  const int i0 = blockIdx.x * kRowsFwd, i = i0 + threadIdx.x / kLanes;
-  const unsigned group = 0xFu << (threadIdx.x % 32 / kLanes * kLanes);  // this row's lanes in the warp
+  const RowLanes rl = row_lanes();
+  const int lane = rl.lane, i0 = rl.first, i = rl.row;
+  const unsigned group = rl.group;
   const std::size_t row0 = std::size_t(b) * s.seq;
   const bool active = i < s.seq;
   float q[D], acc[D];
@@ -94,9 +106,9 @@ __global__ void attn_backward_dq_k(float* dqkv, float* dvec, const float* dout, 
   __shared__ float ks[kTile][HD];
   __shared__ float vs[kTile][HD];
   const int b = blockIdx.z, h = blockIdx.y, g = h / (s.heads / s.kv_heads);
-  const int lane = threadIdx.x % kLanes;
-  const int i0 = blockIdx.x * kRowsFwd, i = i0 + threadIdx.x / kLanes;
-  const unsigned group = 0xFu << (threadIdx.x % 32 / kLanes * kLanes);
+  const RowLanes rl = row_lanes();
+  const int lane = rl.lane, i0 = rl.first, i = rl.row;
+  const unsigned group = rl.group;
   const std::size_t row0 = std::size_t(b) * s.seq;
   const bool active = i < s.seq;
   const int ldo = s.heads * HD;
@@ -145,9 +157,9 @@ __global__ void attn_backward_dkv_k(float* dqkv, const float* dvec, const float*
   __shared__ float gs[kTile][HD];
   __shared__ float ls[kTile], ds_[kTile];
   const int b = blockIdx.z, g = blockIdx.y, heads_per_group = s.heads / s.kv_heads;
-  const int lane = threadIdx.x % kLanes;
-  const int j0 = blockIdx.x * kRowsFwd, j = j0 + threadIdx.x / kLanes;
-  const unsigned group = 0xFu << (threadIdx.x % 32 / kLanes * kLanes);
+  const RowLanes rl = row_lanes();
+  const int lane = rl.lane, j0 = rl.first, j = rl.row;
+  const unsigned group = rl.group;
   const std::size_t row0 = std::size_t(b) * s.seq;
   const bool active = j < s.seq;
   const int ldo = s.heads * HD;
