@@ -3,7 +3,8 @@
 // Built only into the GPU check's bundle (scripts/gpu-check.sh), where
 // scripts/torch_gpu_teacher_ref.py times PyTorch on the same shape.
 // Usage: gpu_check_tests --bench-teacher [d layers heads kv_heads d_ff vocab seq batch]
-//        (default: configs/bench-gpu.yaml's teacher, d=2048 L=16 H=16 d_ff=5632, V=32000, T=1024, B=8)
+//        (default: the teacher of configs/bench-gpu.yaml, d=2048 L=16 H=16 d_ff=5632, V=32000, T=1024, B=8;
+//        the binary carries no YAML parser, so the shape is repeated here)
 #include <algorithm>
 #include <chrono>
 #include <cmath>

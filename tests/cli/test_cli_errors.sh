@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every bad input a user can give the CLI exits 2 with a message naming the file,
-# key or flag; a run that goes non-finite under nan_policy: stop exits 3.
+# key or flag; a run that goes non-finite under nan_policy: stop exits 3. Every config the
+# repository ships validates.
 # Usage: test_cli_errors.sh <kdtrain binary> <repo root>
 set -u
 bin=$1
@@ -61,6 +62,12 @@ fi
 # bench runs the plain data-parallel step only
 expect 2 "bench times the data-parallel step with the teacher in every rank" \
   bench --config "$root/configs/bench-cpu.yaml" --peak-gflops 1 --set teacher.cache=/nonexistent
+
+# and the other way round: every config the repository ships validates
+for f in $(find "$root/configs" -name '*.yaml' | sort); do
+  "$bin" validate "$f" >/dev/null 2>"$tmp/validate.err" || { fail "shipped config ${f#$root/} does not validate"; cat "$tmp/validate.err"; }
+done
+ok "every shipped config validates ($(find "$root/configs" -name '*.yaml' | wc -l) files)"
 
 [ $fails -eq 0 ] && echo "all CLI error checks passed" || echo "$fails CLI check(s) failed"
 exit $((fails > 0))
