@@ -486,6 +486,17 @@ TEST(CheckpointErrors, WrongDtype) {
   expect_error<InputError>([&] { r.read("model", "d", {2, 3}, out.data()); }, {path, "model/d", "expected float32"});
 }
 
+// Where in the file adam_v/lm_head.weight's elements 3000..3015 are stored: they occur once
+// (the other tensors of its group, same pattern, are shorter; the other groups use other scales).
+std::size_t lm_head_moment_offset(const std::string& file_bytes, const TensorView& t) {
+  EXPECT_EQ(t.name, "lm_head.weight");
+  const std::string needle(reinterpret_cast<const char*>(static_cast<const float*>(t.data) + 3000), 64);
+  const std::size_t at = file_bytes.find(needle);
+  EXPECT_NE(at, std::string::npos);
+  EXPECT_EQ(file_bytes.find(needle, at + 1), std::string::npos);
+  return at;
+}
+
 // Flips one byte inside a tensor's stored chunk: the Fletcher-32 check must refuse it.
 TEST(CheckpointErrors, CorruptedPayloadFailsChecksum) {
   TempDir dir;
@@ -493,15 +504,10 @@ TEST(CheckpointErrors, CorruptedPayloadFailsChecksum) {
   Fixture f;
   fill(f);
   write_checkpoint(path, f.c);
-  // adam_v/lm_head.weight's elements 3000..3015 occur once in the file: the other tensors of
-  // its group (same pattern) are shorter, the other groups use other scales.
   const TensorView& t = f.c.tensors["adam_v"][3];
-  ASSERT_EQ(t.name, "lm_head.weight");
   std::string bytes = slurp(path);
-  const std::string needle(reinterpret_cast<const char*>(static_cast<const float*>(t.data) + 3000), 64);
-  const std::size_t at = bytes.find(needle);
-  ASSERT_NE(at, std::string::npos);
-  ASSERT_EQ(bytes.find(needle, at + 1), std::string::npos);
+  const std::size_t at = lm_head_moment_offset(bytes, t);
+  ASSERT_FALSE(HasFailure());
   bytes[at + 17] ^= 0x10;
   write_bytes(path, bytes);
 
@@ -529,11 +535,9 @@ TEST(CheckpointManifest, VerifyNamesTheDamagedDataset) {
     ASSERT_TRUE(r.has_manifest());
     EXPECT_EQ(r.verify(), "");
   }
-  const TensorView& t = f.c.tensors["adam_v"][3];
-  const std::string needle(reinterpret_cast<const char*>(static_cast<const float*>(t.data) + 3000), 64);
   std::string bytes = whole;
-  const std::size_t at = bytes.find(needle);
-  ASSERT_NE(at, std::string::npos);
+  const std::size_t at = lm_head_moment_offset(bytes, f.c.tensors["adam_v"][3]);
+  ASSERT_FALSE(HasFailure());
   bytes[at + 17] ^= 0x10;
   write_bytes(path, bytes);
   EXPECT_NE(CheckpointReader(path).verify().find("tensors/adam_v/lm_head.weight"), std::string::npos)

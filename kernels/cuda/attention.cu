@@ -225,12 +225,12 @@ template <int HD>
 void backward_hd(float* dqkv, const float* dout, const float* qkv, const float* out, const float* lse,
                  const AttnShape& s) {
   const float scale = 1.0f / std::sqrt(float(HD));
-  DeviceBuffer<float> dvec(std::size_t(s.batch) * s.heads * s.seq);
+  float* dvec = scratch_of<float>(Scratch::attention, std::size_t(s.batch) * s.heads * s.seq);
   const int blocks = (s.seq + kRowsFwd - 1) / kRowsFwd;
   const dim3 gq(blocks, s.heads, s.batch), gk(blocks, s.kv_heads, s.batch);
-  attn_backward_dq_k<HD><<<gq, kRowsFwd * kLanes>>>(dqkv, dvec.data(), dout, qkv, out, lse, s, scale);
+  attn_backward_dq_k<HD><<<gq, kRowsFwd * kLanes>>>(dqkv, dvec, dout, qkv, out, lse, s, scale);
   check_launch("attention_backward (dq)");
-  attn_backward_dkv_k<HD><<<gk, kRowsFwd * kLanes>>>(dqkv, dvec.data(), dout, qkv, lse, s, scale);
+  attn_backward_dkv_k<HD><<<gk, kRowsFwd * kLanes>>>(dqkv, dvec, dout, qkv, lse, s, scale);
   check_launch("attention_backward (dk, dv)");
 }
 

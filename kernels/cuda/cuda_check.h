@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <string>
+#include <cstdint>
 
 namespace kd::kern::cuda {
 
@@ -28,6 +29,18 @@ inline unsigned blocks_for(std::size_t n, unsigned threads) {
   return unsigned(b < 65535u * 32u ? b : 65535u * 32u);  // grid-stride loops cover the rest
 }
 
-cublasHandle_t cublas();  // one handle per process (per device 0), created on first use
+cublasHandle_t cublas();
+
+// Device scratch for the process, one buffer per use, grown when a call needs more and never
+// shrunk: once the step's largest call has run, no op allocates (ops run in order on one
+// stream, so a buffer is free for the next call as soon as this one is enqueued).
+enum class Scratch { reductions, loss_rows, attention, gemm_bf16, count };
+void* scratch(Scratch use, std::size_t bytes);
+template <class T>
+T* scratch_of(Scratch use, std::size_t n) {
+  return static_cast<T*>(scratch(use, n * sizeof(T)));
+}
+// n doubles on the device, downloaded and added in index order (a deterministic total).
+double sum_in_order(const double* device, std::size_t n);  // one handle per process (per device 0), created on first use
 
 }  // namespace kd::kern::cuda

@@ -1,6 +1,8 @@
 // Device discovery, memory and the cuBLAS handle of the CUDA backend.
 #include <fmt/format.h>
 
+#include <vector>
+
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "trainer/util/errors.h"
@@ -62,6 +64,21 @@ void DeviceBytes::download(void* host, std::size_t bytes, std::size_t offset) co
 }
 
 void synchronize() { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+
+void* scratch(Scratch use, std::size_t bytes) {
+  static DeviceBytes buffers[std::size_t(Scratch::count)];
+  DeviceBytes& b = buffers[std::size_t(use)];
+  if (b.bytes() < bytes) b = DeviceBytes(bytes);  // cudaFree waits for the kernels still using it
+  return b.get();
+}
+
+double sum_in_order(const double* device, std::size_t n) {
+  std::vector<double> host(n);
+  if (n) check(cudaMemcpy(host.data(), device, n * sizeof(double), cudaMemcpyDeviceToHost), "download partial sums");
+  double total = 0;
+  for (const double v : host) total += v;
+  return total;
+}
 
 cublasHandle_t cublas() {
   static cublasHandle_t h = [] {

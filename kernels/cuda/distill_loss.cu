@@ -135,11 +135,11 @@ void distill_loss_rows(float* dlogits, LossRow* rows, const float* student, cons
   if (r == 0) return;
   const LossArgs a{v, p.kd_vocab > 0 ? p.kd_vocab : v, p.teacher_ld > 0 ? std::size_t(p.teacher_ld) : std::size_t(v),
                    float(1.0 / p.temperature), float(p.ce_scale), float(p.kd_scale), float(p.jsd_beta), p.divergence};
-  DeviceBuffer<double> out(2 * std::size_t(r));
-  distill_loss_k<<<r, kThreads>>>(dlogits, out.data(), student, teacher, labels, a);
+  double* out = scratch_of<double>(Scratch::loss_rows, 2 * std::size_t(r));
+  distill_loss_k<<<r, kThreads>>>(dlogits, out, student, teacher, labels, a);
   check_launch("distill_loss_rows");
-  std::vector<double> host(out.size());
-  out.download(host.data());
+  std::vector<double> host(2 * std::size_t(r));
+  check(cudaMemcpy(host.data(), out, host.size() * sizeof(double), cudaMemcpyDeviceToHost), "distill_loss_rows (rows)");
   for (int i = 0; i < r; ++i) rows[i] = LossRow{host[2 * std::size_t(i)], host[2 * std::size_t(i) + 1]};
 }
 

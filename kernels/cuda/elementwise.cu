@@ -271,15 +271,12 @@ void fake_quant_backward_lsq(float* dx, float* dscale, const float* dy, const fl
   const bool per_tensor = a.slots.per_row == 0;
   const std::size_t units = per_tensor ? std::size_t(rows) : std::size_t(rows) * a.slots.per_row;
   if (units == 0) return;
-  DeviceBuffer<double> row_sums(per_tensor ? std::size_t(rows) : 0);
-  fake_quant_lsq_k<<<blocks_for(units, 128), 128>>>(dx, per_tensor ? reinterpret_cast<float*>(row_sums.data()) : dscale,
-                                                    dy, x, scale, zero, rows, a, grad_factor, per_tensor);
+  double* row_sums = per_tensor ? scratch_of<double>(Scratch::reductions, std::size_t(rows)) : nullptr;
+  fake_quant_lsq_k<<<blocks_for(units, 128), 128>>>(dx, per_tensor ? reinterpret_cast<float*>(row_sums) : dscale, dy,
+                                                    x, scale, zero, rows, a, grad_factor, per_tensor);
   check_launch("fake_quant_backward_lsq");
   if (!per_tensor) return;
-  std::vector<double> host(static_cast<std::size_t>(rows));
-  row_sums.download(host.data());
-  double total = 0.0;
-  for (const double p : host) total += p;
+  const double total = sum_in_order(row_sums, std::size_t(rows));
   float ds = 0;
   check(cudaMemcpy(&ds, dscale, sizeof(float), cudaMemcpyDeviceToHost), "download dscale");
   ds += float(total);
@@ -289,14 +286,10 @@ void fake_quant_backward_lsq(float* dx, float* dscale, const float* dy, const fl
 double sum_squares(const float* x, std::size_t n) {
   if (n == 0) return 0.0;
   const unsigned blocks = std::min<unsigned>(blocks_for(n, kThreads), 1024);
-  DeviceBuffer<double> partial(blocks);
-  sum_squares_partial_k<<<blocks, kThreads>>>(partial.data(), x, n);
+  double* partial = scratch_of<double>(Scratch::reductions, blocks);
+  sum_squares_partial_k<<<blocks, kThreads>>>(partial, x, n);
   check_launch("sum_squares");
-  std::vector<double> host(blocks);
-  partial.download(host.data());
-  double total = 0;
-  for (const double p : host) total += p;  // block order: fixed
-  return total;
+  return sum_in_order(partial, blocks);  // block order: fixed
 }
 
 }  // namespace kd::kern::cuda

@@ -1,5 +1,4 @@
 // The feature (hidden-state) loss, pruning masks and the step's reductions on the device.
-#include <vector>
 
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_check.h"
@@ -101,14 +100,10 @@ double feature_loss(float* dhs, float* dtarget, const float* hs, const float* ta
   const bool cosine = kind == FeatureLoss::cosine;
   const double n = cosine ? double(m) : double(m) * d;
   const float gs = float(cosine ? scale / m : 2.0 * scale / n);
-  DeviceBuffer<double> rows(static_cast<std::size_t>(m));
-  feature_loss_k<<<m, kThreads>>>(dhs, dtarget, rows.data(), hs, target, d, cosine, gs);
+  double* rows = scratch_of<double>(Scratch::loss_rows, std::size_t(m));
+  feature_loss_k<<<m, kThreads>>>(dhs, dtarget, rows, hs, target, d, cosine, gs);
   check_launch("feature_loss");
-  std::vector<double> host(static_cast<std::size_t>(m));
-  rows.download(host.data());
-  double sum = 0;
-  for (const double r : host) sum += r;  // row order
-  return sum / n;
+  return sum_in_order(rows, std::size_t(m)) / n;  // row order
 }
 
 void apply_mask(float* x, const std::uint8_t* mask, std::size_t n) {
@@ -140,12 +135,12 @@ void add_inplace(float* y, const float* x, std::size_t n) {
 std::ptrdiff_t first_non_finite(const float* x, std::size_t n) {
   if (n == 0) return -1;
   const unsigned long long none = ~0ull;
-  DeviceBuffer<unsigned long long> first(1);
-  first.upload(&none);
-  first_non_finite_k<<<blocks_for(n, kThreads), kThreads>>>(first.data(), x, n);
+  auto* first = scratch_of<unsigned long long>(Scratch::reductions, 1);
+  check(cudaMemcpy(first, &none, sizeof none, cudaMemcpyHostToDevice), "first_non_finite (reset)");
+  first_non_finite_k<<<blocks_for(n, kThreads), kThreads>>>(first, x, n);
   check_launch("first_non_finite");
   unsigned long long at = 0;
-  first.download(&at);
+  check(cudaMemcpy(&at, first, sizeof at, cudaMemcpyDeviceToHost), "first_non_finite (result)");
   return at == none ? -1 : std::ptrdiff_t(at);
 }
 

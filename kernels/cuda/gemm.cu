@@ -20,20 +20,12 @@ namespace {
 
 // Operands rounded to bfloat16 (nearest even) for the bf16 mode: cuBLAS's FAST_16BF compute
 // type only permits down-conversion (on an H200 it gave tf32's results), so the rounding is
-// done here and the GEMM takes bf16 inputs with float accumulation and output.
+// done here (into process scratch: no allocation once the largest GEMM has run) and the GEMM
+// takes bf16 inputs with float accumulation and output.
 __global__ void to_bf16_k(__nv_bfloat16* y, const float* x, std::size_t n) {
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
     y[i] = __float2bfloat16_rn(x[i]);
   }
-}
-
-// The bf16 copies of both operands; grown when a larger GEMM comes, never shrunk (no
-// allocation once the step's largest GEMM has run). One per process: GEMMs are issued from
-// one thread on one stream.
-__nv_bfloat16* bf16_workspace(std::size_t elems) {
-  static DeviceBytes ws;
-  if (ws.bytes() < elems * sizeof(__nv_bfloat16)) ws = DeviceBytes(elems * sizeof(__nv_bfloat16));
-  return static_cast<__nv_bfloat16*>(ws.get());
 }
 
 const __nv_bfloat16* to_bf16(__nv_bfloat16* dst, const float* src, std::size_t rows, std::size_t cols, int ld) {
@@ -56,7 +48,7 @@ void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const fl
     const std::size_t b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
     const std::size_t a_n = a_rows == 0 ? 0 : (a_rows - 1) * std::size_t(lda) + a_cols;
     const std::size_t b_n = b_rows == 0 ? 0 : (b_rows - 1) * std::size_t(ldb) + b_cols;
-    __nv_bfloat16* ws = bf16_workspace(a_n + b_n);
+    auto* ws = scratch_of<__nv_bfloat16>(Scratch::gemm_bf16, a_n + b_n);  // the bf16 copies of both operands
     const __nv_bfloat16* a16 = to_bf16(ws, a, a_rows, a_cols, lda);
     const __nv_bfloat16* b16 = to_bf16(ws + a_n, b, b_rows, b_cols, ldb);
     check(cublasGemmEx(cublas(), opb, opa, n, m, k, &alpha, b16, CUDA_R_16BF, ldb, a16, CUDA_R_16BF, lda, &beta, c,
