@@ -62,7 +62,7 @@ int bench_teacher_main(int argc, char** argv) {
   d_params.upload(params.data());
   d_tokens.upload(tokens.data());
   kd::CudaFrozenActivations a;
-  a.build(s, batch, seq);
+  a.build(kd::CudaOps{}, s, batch, seq, 0, {});
   const double flops = 2.0 * double(s.matmul_params()) * m;  // the GEMMs; attention on top
   std::printf("device: %s\nteacher d=%d L=%d H=%d Hkv=%d d_ff=%d V=%d, batch %d x seq %d = %d tokens, %.2f GFLOP of GEMMs\n",
               cu::device_description().c_str(), s.d_model, s.n_layers, s.n_heads, s.n_kv_heads, s.d_ff, s.vocab, batch,
@@ -79,8 +79,8 @@ int bench_teacher_main(int argc, char** argv) {
   }
   for (const cu::MathMode mode : {cu::MathMode::fp32, cu::MathMode::tf32, cu::MathMode::bf16}) {
     const double ms = median_ms([&] {
-      kd::llama_forward_frozen_cuda(lay, d_params.data(), d_tokens.data(), a, mode);
-      kd::head_forward_cuda(lay, d_params.data(), logits.data(), a.final_norm, m, mode);
+      kd::llama_forward_frozen_cuda(kd::CudaOps{mode}, lay, d_params.data(), d_tokens.data(), a);
+      kd::head_forward_cuda(kd::CudaOps{mode}, lay, d_params.data(), logits.data(), a.final_norm, m);
     });
     std::printf("teacher forward + head, %s GEMMs: %.1f ms (%.0f tokens/s, %.1f TFLOP/s of GEMMs), attention %.1f ms of it\n",
                 cu::math_mode_name(mode), ms, m / ms * 1e3, flops / ms / 1e9, attn_ms);

@@ -48,10 +48,10 @@ TEST(CudaModel, TeacherForwardAndHeadMatchTheCpu) {
     d_params.upload(params.data());
     d_tokens.upload(tokens.data());
     kd::CudaFrozenActivations ca;
-    ca.build(s, batch, seq);
+    ca.build(kd::CudaOps{}, s, batch, seq, 0, {});
     for (const cu::MathMode mode : {cu::MathMode::fp32, cu::MathMode::tf32, cu::MathMode::bf16}) {
-      kd::llama_forward_frozen_cuda(lay, d_params.data(), d_tokens.data(), ca, mode);
-      kd::head_forward_cuda(lay, d_params.data(), d_logits.data(), ca.final_norm, m, mode);
+      kd::llama_forward_frozen_cuda(kd::CudaOps{mode}, lay, d_params.data(), d_tokens.data(), ca);
+      kd::head_forward_cuda(kd::CudaOps{mode}, lay, d_params.data(), d_logits.data(), ca.final_norm, m);
       std::vector<float> got(logits.size());
       d_logits.download(got.data());
       double worst = 0;

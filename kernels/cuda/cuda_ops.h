@@ -17,6 +17,8 @@ namespace kd::kern::cuda {
 std::string unavailable_reason();
 // "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 80 GiB)"
 std::string device_description();
+// Makes GPU `index` mod the visible count current for this process; its description.
+std::string select_device(int index);
 
 // Device memory of n elements of T; moves only.
 class DeviceBytes {
@@ -45,6 +47,12 @@ class DeviceBuffer {
   explicit DeviceBuffer(std::size_t n) : mem_(n * sizeof(T)), n_(n) {}
   T* data() const { return static_cast<T*>(mem_.get()); }
   std::size_t size() const { return n_; }
+  // a fresh allocation of n elements (the old contents are gone)
+  void resize(std::size_t n) {
+    mem_ = DeviceBytes();
+    mem_ = DeviceBytes(n * sizeof(T));
+    n_ = n;
+  }
   void upload(const T* host) { mem_.upload(host, n_ * sizeof(T)); }
   // n elements at element offset `at`
   void upload_range(const T* host, std::size_t at, std::size_t n) { mem_.upload(host, n * sizeof(T), at * sizeof(T)); }
@@ -56,6 +64,11 @@ class DeviceBuffer {
 };
 
 void synchronize();
+// Raw copies and fills on device pointers (bytes), ordered with the kernels.
+void copy_device(void* dst, const void* src, std::size_t bytes);
+void copy_to_host(void* host, const void* device, std::size_t bytes);
+void copy_to_device(void* device, const void* host, std::size_t bytes);
+void fill_zero(void* device, std::size_t bytes);
 
 // ---------------------------------------------------------------- GEMM (cuBLAS)
 // fp32: IEEE float products and sums; tf32: tensor cores on 10-bit-mantissa inputs, float

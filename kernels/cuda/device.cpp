@@ -38,6 +38,15 @@ std::string device_description() {
                      double(p.totalGlobalMem) / (1u << 30));
 }
 
+std::string select_device(int index) {
+  int count = 0;
+  check(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
+  if (count <= 0) throw_invalid("no CUDA device to select");
+  const int dev = (index % count + count) % count;
+  check(cudaSetDevice(dev), "cudaSetDevice");
+  return fmt::format("GPU {} of {}: {}", dev, count, device_description());
+}
+
 DeviceBytes::DeviceBytes(std::size_t bytes) : bytes_(bytes) {
   if (bytes > 0) check(cudaMalloc(&ptr_, bytes), "cudaMalloc");
 }
@@ -64,6 +73,19 @@ void DeviceBytes::download(void* host, std::size_t bytes, std::size_t offset) co
 }
 
 void synchronize() { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+
+void copy_device(void* dst, const void* src, std::size_t bytes) {
+  if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy on the device");
+}
+void copy_to_host(void* host, const void* device, std::size_t bytes) {
+  if (bytes) check(cudaMemcpy(host, device, bytes, cudaMemcpyDeviceToHost), "copy to the host");
+}
+void copy_to_device(void* device, const void* host, std::size_t bytes) {
+  if (bytes) check(cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice), "copy to the device");
+}
+void fill_zero(void* device, std::size_t bytes) {
+  if (bytes) check(cudaMemset(device, 0, bytes), "cudaMemset");
+}
 
 void* scratch(Scratch use, std::size_t bytes) {
   static DeviceBytes buffers[std::size_t(Scratch::count)];

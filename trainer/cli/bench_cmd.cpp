@@ -18,6 +18,7 @@
 #include "trainer/cli/bench_checkpoint.h"
 #include "trainer/cli/commands.h"
 #include "trainer/cli/sgemm_peak.h"
+#include "trainer/run/backend.h"
 #include "trainer/train/trainer.h"
 #include "trainer/util/errors.h"
 
@@ -62,6 +63,7 @@ int run_bench(const BenchOptions& o) {
                      (!cfg.has_teacher || cfg.teacher.cache.empty()),
                  "bench times the data-parallel step with the teacher in every rank; parallel.teacher_ranks, "
                  "parallel.tensor_parallel and teacher.cache are for distill");
+  const std::string backend = start_backend(cfg, node_local_rank());  // before any work
   const int threads = set_threads(cfg.train.threads);
   double peak = o.peak_gflops;
   if (peak <= 0 && world->size() == 1) {

@@ -28,7 +28,7 @@ void add_run_options(CLI::App* c, kd::TrainCommand& t) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int kdtrain_main(int argc, char** argv) {
   using namespace kd;
   // A file-size limit (ulimit -f) would kill the process with SIGXFSZ in the middle of a
   // checkpoint write; ignored, the write fails with EFBIG instead and the run exits 3 cleanly.

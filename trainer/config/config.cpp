@@ -35,6 +35,11 @@ void Config::validate() const {
     KD_CHECK_INPUT(!teacher.checkpoint.empty() && teacher.cache.empty(),
                    "teacher.bf16 needs teacher.checkpoint, and does not work with teacher.cache (no teacher to hold)");
   }
+  if (runtime.backend == Backend::cuda) {
+    KD_CHECK_INPUT(parallel.tensor_parallel == 1 && parallel.teacher_ranks == 0 && (!has_teacher || teacher.cache.empty()),
+                   "runtime.backend: cuda runs the teacher in every rank: parallel.tensor_parallel, "
+                   "parallel.teacher_ranks and teacher.cache are CPU-only");
+  }
   if (parallel.tensor_parallel > 1) {
     KD_CHECK_INPUT(has_teacher && !teacher.checkpoint.empty() && teacher.cache.empty() && parallel.teacher_ranks == 0,
                    "parallel.tensor_parallel > 1 needs teacher.checkpoint (the teacher it splits), and neither "

@@ -248,6 +248,29 @@ struct ParallelSection {
   }
 };
 
+enum class Backend { cpu, cuda };
+enum class GemmMath { fp32, tf32, bf16 };
+
+struct RuntimeSection {
+  Backend backend = Backend::cpu;
+  GemmMath cuda_math = GemmMath::fp32;
+  template <class V>
+  void visit(V& v) {
+    using namespace config;
+    v.choice("backend", backend,
+             "where the training step runs: cpu (OpenBLAS + OpenMP) or cuda (one GPU per rank: rank i uses GPU "
+             "i mod the GPUs visible; the step's micro-batches on the GPU, the optimizer, quantizer state and "
+             "masks on the host; docs/gpu.md). A cuda run on a machine without a usable GPU stops before any work "
+             "(exit 3)",
+             Choices<Backend>{{"cpu", Backend::cpu}, {"cuda", Backend::cuda}});
+    v.choice("cuda_math", cuda_math,
+             "the CUDA backend's GEMMs: fp32 (IEEE float), tf32 (tensor cores, 10-bit mantissa inputs) or bf16 "
+             "(inputs rounded to bfloat16, float sums); master weights stay float32. The teacher's GEMMs run in bf16 "
+             "with teacher.bf16, else in this mode",
+             Choices<GemmMath>{{"fp32", GemmMath::fp32}, {"tf32", GemmMath::tf32}, {"bf16", GemmMath::bf16}});
+  }
+};
+
 struct BenchSection {
   int steps = 6;
   int warmup = 2;
@@ -270,6 +293,7 @@ struct Config {
   RunSection run;
   BenchSection bench;
   ParallelSection parallel;
+  RuntimeSection runtime;
   bool has_quant = false;
   QuantSection quant;
   bool has_prune = false;
@@ -285,6 +309,7 @@ struct Config {
     v.section("run", run, "where the run directory goes");
     v.section("bench", bench, "kdtrain bench");
     v.section("parallel", parallel, "MPI ranks (mpirun / srun): data parallelism and the watchdog");
+    v.section("runtime", runtime, "the compute backend (CPU or CUDA) and its math");
     v.optional_section("quant", has_quant, quant,
                        "quantization-aware training (absent: full precision); also kdtrain ptq's defaults");
     v.optional_section("prune", has_prune, prune, "pruning of the model being trained (absent: dense)");

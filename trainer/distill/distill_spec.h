@@ -28,4 +28,17 @@ struct DistillSpec {
   int logit_chunk_rows = 256;
 };
 
+// The loss kernels' weights for one micro-batch (every backend): CE weighted alpha, the
+// divergence (1 − alpha)·T² (kd: whether there is one), both over n_loss labelled tokens.
+inline kern::DistillLossParams distill_loss_params(const DistillSpec& spec, double alpha, bool kd, double n_loss,
+                                                   double loss_scale) {
+  kern::DistillLossParams lp;
+  lp.temperature = spec.temperature;
+  lp.divergence = spec.divergence;
+  lp.jsd_beta = spec.jsd_beta;
+  lp.ce_scale = alpha / n_loss * loss_scale;
+  lp.kd_scale = kd ? (1.0 - alpha) * spec.temperature * spec.temperature / n_loss * loss_scale : 0.0;
+  return lp;
+}
+
 }  // namespace kd

@@ -161,15 +161,10 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
     out.feat /= double(spec_.pairs.size());
   }
 
-  kern::DistillLossParams lp;
   const bool from_targets = top_k_ && targets != nullptr && spec_.alpha < 1.0;
   const bool kd = uses_teacher_logits() || from_targets;
   const double alpha = has_teacher_term() ? spec_.alpha : 1.0;
-  lp.temperature = spec_.temperature;
-  lp.divergence = spec_.divergence;
-  lp.jsd_beta = spec_.jsd_beta;
-  lp.ce_scale = alpha / n_loss * loss_scale;
-  lp.kd_scale = kd ? (1.0 - alpha) * spec_.temperature * spec_.temperature / n_loss * loss_scale : 0.0;
+  kern::DistillLossParams lp = distill_loss_params(spec_, alpha, kd, n_loss, loss_scale);
   if (uses_teacher_logits()) {
     lp.kd_vocab = std::min(v, teacher_->spec().vocab);
     lp.teacher_ld = teacher_->spec().vocab;

@@ -49,8 +49,9 @@ class LlamaLayout {
 // The attention op's view of a model's fused qkv rows (q, then k, then v columns).
 kern::AttnShape attn_shape(const ModelSpec& s, int batch, int seq);
 
-// Buffers of a training forward: everything the backward needs, per layer.
-template <class T>
+// Buffers of a training forward: everything the backward needs, per layer. Storage: host
+// memory, or the CUDA backend's device buffer (trainer/model/llama_cuda.h).
+template <class T, class Storage = AlignedBuffer<T>>
 struct TrainActivations {
   int batch = 0, seq = 0;
   std::vector<T*> hidden;  // L+1 residual states (M,d): [0] embeddings, [k] after block k-1
@@ -65,14 +66,17 @@ struct TrainActivations {
   T *dx, *dmid, *dxn, *dqkv, *datt, *dgu, *dact, *attn_scratch;
   T *rope_cos, *rope_sin;
   T* in_head = nullptr;  // (M,d) the head's transformed input (with input buffers)
-  Arena<T> arena;
-  // input_buffers: room for transformed linear inputs (a LinearHook in use).
+  Arena<T, Storage> arena;
+  // input_buffers: room for transformed linear inputs (a LinearHook in use). The first
+  // form lays the buffers out for a backend's ops (llama_trunk.h); the second is the CPU's.
+  template <class Ops>
+  void build(const Ops& ops, const ModelSpec& s, int batch, int seq, int threads, bool input_buffers = false);
   void build(const ModelSpec& s, int batch, int seq, int threads, bool input_buffers = false);
 };
 
 // Buffers of a frozen (teacher) forward: one layer's scratch, reused by every layer,
 // plus the final normed states and the hidden states the feature loss asked for.
-template <class T>
+template <class T, class Storage = AlignedBuffer<T>>
 struct FrozenActivations {
   int batch = 0, seq = 0;
   int threads = 0;  // the attention scratch is sized for at most this many OpenMP threads
@@ -80,7 +84,9 @@ struct FrozenActivations {
   T* final_norm = nullptr;                 // (M,d)
   std::vector<int> captured_index;         // hidden-state indices kept
   std::vector<T*> captured;                // (M,d) each
-  Arena<T> arena;
+  Arena<T, Storage> arena;
+  template <class Ops>
+  void build(const Ops& ops, const ModelSpec& s, int batch, int seq, int threads, std::vector<int> capture);
   void build(const ModelSpec& s, int batch, int seq, int threads, std::vector<int> capture);
   const T* hidden(int index) const;        // a captured hidden state
 };

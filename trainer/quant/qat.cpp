@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "trainer/quant/quant_format.h"
 #include "trainer/util/errors.h"
@@ -59,10 +60,38 @@ QatState::QatState(const QuantPlan& plan, ParamTable& table) : plan_(plan), tabl
   }
 }
 
-QatState::InputSite* QatState::site(int layer, LinearInput s) {
+const QatState::InputSite* QatState::site(int layer, LinearInput s) const {
   const int k = site_key(layer, s);
   if (k < 0 || k >= int(site_index_.size()) || site_index_[k] < 0) return nullptr;
-  return &inputs_[site_index_[k]];
+  return &inputs_[std::size_t(site_index_[k])];
+}
+
+QatState::InputSite* QatState::site(int layer, LinearInput s) {
+  return const_cast<InputSite*>(std::as_const(*this).site(layer, s));
+}
+
+QatState::TrainSite QatState::train_site(int layer, LinearInput which, int rows, int cols) const {
+  KD_ASSERT(training_ && !calibrating_, "train_site outside a training step");
+  TrainSite t;
+  const InputSite* s = site(layer, which);
+  if (s == nullptr) return t;
+  const kern::QuantFormat& f = s->plan.format;
+  t.format = &f;
+  t.dynamic = !is_static(f);
+  t.observe = !t.dynamic && observing_;
+  // as forward(): a static site with no statistics yet stays in float
+  t.quantize = fake_quant_ && (t.dynamic || s->calibrated);
+  t.lsq = s->lsq;
+  t.scale = s->scale;
+  t.zero = s->zero;
+  if (s->lsq != SIZE_MAX) t.lsq_grad_factor = lsq_factor(std::size_t(rows) * std::size_t(cols), f);
+  return t;
+}
+
+void QatState::observe_step_input(int layer, LinearInput which, const float* x, std::size_t n) {
+  InputSite* s = site(layer, which);
+  KD_ASSERT(s != nullptr && s->step_observer, "observe_step_input at a site without an observer");
+  s->step_observer->observe(x, n);
 }
 
 const float* QatState::scale_of(const InputSite& s) const {

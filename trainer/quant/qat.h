@@ -65,6 +65,25 @@ class QatState final : public LinearHook<float> {
   const float* forward(int layer, LinearInput site, float* x, float* buf, int rows, int cols) override;
   void backward(int layer, LinearInput site, float* dx, const float* x, int rows, int cols) override;
 
+  // What a training step does at one linear input, for a backend that applies it on its
+  // own memory (the CUDA backend: trainer/quant/qat_cuda.h). Mirrors forward()/backward()
+  // in training: observe (the step observer must see x), then pass x through unchanged, or
+  // fake-quantize it with the site's static scale (or its LSQ scale at params + lsq), or
+  // with scales computed per row (dynamic formats).
+  struct TrainSite {
+    const kern::QuantFormat* format = nullptr;  // null: no quantizer here (pass through)
+    bool observe = false;
+    bool quantize = false;  // false: pass through (before fake quantization, or no statistics yet)
+    bool dynamic = false;   // per-row scales from x itself
+    std::size_t lsq = SIZE_MAX;  // the LSQ scale in the flat buffer (static sites)
+    float scale = 1.0f;          // the static scale without LSQ
+    std::int32_t zero = 0;
+    float lsq_grad_factor = 0;   // LSQ's gradient scale for (rows, cols) inputs
+  };
+  TrainSite train_site(int layer, LinearInput site, int rows, int cols) const;
+  // The step observer of a static site sees x (rows·cols values on the host).
+  void observe_step_input(int layer, LinearInput site, const float* x, std::size_t n);
+
   // Checkpoint group "quant": views into this object (valid until it changes).
   std::vector<ckpt::TensorView> state_tensors() const;
   // Restores what state_tensors wrote; InputError naming the tensor when it does not fit
@@ -108,6 +127,7 @@ class QatState final : public LinearHook<float> {
   void calibrate_weight(WeightSite& w, const float* params, float* scale_out);
   const float* begin_eval_weights(float* params);  // the shadow copy (fake quantization on)
   InputSite* site(int layer, LinearInput s);
+  const InputSite* site(int layer, LinearInput s) const;
   const float* scale_of(const InputSite& s) const;
   void update_input_scale(InputSite& s);  // from its observer (non-LSQ)
   void init_lsq_input(InputSite& s, float* params);  // the LSQ scale from its observer, once

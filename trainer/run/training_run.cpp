@@ -1,4 +1,5 @@
 #include "trainer/run/training_run.h"
+#include "trainer/run/backend.h"
 
 #include <omp.h>
 
@@ -69,6 +70,8 @@ int run_training(const TrainCommand& cmd) {
   RunInputs in = gather_inputs(cmd, true, world->rank(), world->size());
   Config& cfg = in.cfg;
   const auto& tr = cfg.train;
+  const std::string backend = start_backend(cfg, node_local_rank());  // before any work
+  if (leader && !backend.empty()) fmt::print("{}\n", backend);
   world->set_timeout(cfg.parallel.watchdog_min_s);
   const int threads = set_threads(tr.threads);
   Provenance prov = runtime_provenance(threads);

@@ -10,6 +10,9 @@
 #include <random>
 
 #include "trainer/optim/lr_schedule.h"
+#ifdef KDTRAIN_HAVE_CUDA
+#include "trainer/distill/cuda_distill_step.h"
+#endif
 #include "trainer/train/batch_sources.h"
 #include "trainer/util/errors.h"
 
@@ -95,15 +98,40 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp, dist::Comm* tp) : cfg_(cfg),
     }
   }
   const int threads = omp_get_max_threads();
-  dstep_ = std::make_unique<DistillStep<float>>(*student_, teacher_.get(), spec, proj_, local_batch_, tr.seq_len,
-                                                threads, qat_.get(), uses_topk_targets());
+  if (cfg_.runtime.backend == Backend::cuda) {
+#ifdef KDTRAIN_HAVE_CUDA
+    namespace cu = kern::cuda;
+    const auto math = [](GemmMath g) {
+      return g == GemmMath::bf16 ? cu::MathMode::bf16 : g == GemmMath::tf32 ? cu::MathMode::tf32 : cu::MathMode::fp32;
+    };
+    const cu::MathMode smath = math(cfg_.runtime.cuda_math);
+    const cu::MathMode tmath = cfg_.has_teacher && cfg_.teacher.bf16 ? cu::MathMode::bf16 : smath;
+    cuda_step_ = std::make_unique<CudaDistillStep>(*student_, teacher_.get(), spec, proj_, local_batch_, tr.seq_len,
+                                                   sparams_.size(), qat_.get(), smath, tmath);
+#else
+    throw RuntimeFailure("runtime.backend: cuda: this kdtrain was built without the CUDA backend");
+#endif
+  } else {
+    dstep_ = std::make_unique<DistillStep<float>>(*student_, teacher_.get(), spec, proj_, local_batch_, tr.seq_len,
+                                                  threads, qat_.get(), uses_topk_targets());
+  }
   micro_first_.resize(std::size_t(tr.grad_accum));
   if (tensor_parallel && teacher_) {
+    KD_ASSERT(dstep_ != nullptr, "a tensor-parallel teacher on the CUDA backend");
     teacher_tp_ = std::make_unique<TeacherTp>(*tp, *teacher_, local_batch_, tr.seq_len);
     dstep_->set_tensor_parallel(teacher_tp_.get());
   }
   tokens_.resize(std::size_t(tr.grad_accum) * std::size_t(local_batch_) * tr.seq_len);
   labels_.resize(tokens_.size());
+}
+
+Trainer::~Trainer() = default;
+
+std::size_t Trainer::arena_bytes() const {
+#ifdef KDTRAIN_HAVE_CUDA
+  if (cuda_step_) return cuda_step_->device_bytes();
+#endif
+  return dstep_->arena_bytes();
 }
 
 std::string Trainer::first_nonfinite_gradient(const float* g, std::size_t begin, std::size_t end) const {
@@ -119,6 +147,7 @@ std::string Trainer::first_nonfinite_gradient(const float* g, std::size_t begin,
 
 std::string Trainer::freeze_teacher() {
   if (!cfg_.has_teacher || !cfg_.teacher.bf16 || !teacher_ || bf16_teacher_) return {};
+  if (cuda_step_) return "teacher: GEMMs in bfloat16 on the GPU (teacher.bf16; float32 weights on the device)";
   bf16_teacher_ = std::make_unique<Bf16Teacher>(*teacher_, tparams_.data());  // with TP: this rank's shard
   const std::size_t released = bf16_teacher_->release_float_linears(tparams_.data());
   if (teacher_tp_) {
@@ -147,6 +176,15 @@ StepReport Trainer::step(data::BatchSource& source) {
   // QAT: the forward reads fake-quantized weights
   const float* params = qat_ ? qat_->begin_step(step_, sparams_.data(), grads_.data()) : sparams_.data();
 
+#ifdef KDTRAIN_HAVE_CUDA
+  if (cuda_step_) {
+    if (teacher_ && !teacher_on_device_) {  // the teacher's weights are final by the first step
+      cuda_step_->set_teacher(tparams_.data(), tparams_.size());
+      teacher_on_device_ = true;
+    }
+    cuda_step_->begin_step(params, stable_.total());
+  }
+#endif
   // The step's micro-batches first: the loss divides by the global batch's labelled tokens.
   if (world > 1 && dp_inner_ != &source) {
     dp_source_ = std::make_unique<data::DataParallelSource>(source, dp_->rank(), world, tr.batch_size);
@@ -176,8 +214,15 @@ StepReport Trainer::step(data::BatchSource& source) {
       targets_src_->fetch(micro_first_[std::size_t(micro)], local_batch_, tr.seq_len, tok, targets_);
     }
     KD_ASSERT(!teacher_ || tparams_.size() == ttable_.total(), "a teacher without its weights");
-    const StepLoss l = dstep_->run(params, grads_.data(), tparams_.data(), tok, labels_.data() + micro * micro_len,
-                                   1.0, &rep.phases, &totals, uses_topk_targets() ? &targets_ : nullptr);
+    const std::int32_t* lab = labels_.data() + micro * micro_len;
+#ifdef KDTRAIN_HAVE_CUDA
+    const StepLoss l = cuda_step_ ? cuda_step_->run(tok, lab, 1.0, &rep.phases, &totals)
+                                  : dstep_->run(params, grads_.data(), tparams_.data(), tok, lab, 1.0, &rep.phases,
+                                                &totals, uses_topk_targets() ? &targets_ : nullptr);
+#else
+    const StepLoss l = dstep_->run(params, grads_.data(), tparams_.data(), tok, lab, 1.0, &rep.phases, &totals,
+                                   uses_topk_targets() ? &targets_ : nullptr);
+#endif
     sums[0] += l.ce_sum;
     sums[1] += l.kd_sum;
     sums[2] += l.feat * double(micro_len) / totals.positions;
@@ -187,7 +232,10 @@ StepReport Trainer::step(data::BatchSource& source) {
       sums[3] = 1;
     }
   }
-  dstep_->finish_step(grads_.data());
+#ifdef KDTRAIN_HAVE_CUDA
+  if (cuda_step_) cuda_step_->end_step(grads_.data());
+#endif
+  if (dstep_) dstep_->finish_step(grads_.data());
   if (qat_) qat_->end_step(sparams_.data(), grads_.data(), dp_);
 
   // The gradient sum: each rank gets its shard's.

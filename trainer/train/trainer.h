@@ -33,6 +33,8 @@
 
 namespace kd {
 
+class CudaDistillStep;  // trainer/distill/cuda_distill_step.h (CUDA builds)
+
 struct StepReport {
   std::int64_t step = 0;  // 0-based index of this optimizer step
   StepLoss loss;          // averaged over the micro-batches
@@ -53,7 +55,10 @@ class Trainer {
   // dp: the data-parallel group (null: one process); tp: the tensor-parallel group of the
   // teacher (null: the whole teacher here), whose ranks share every micro-batch. Both must
   // outlive the trainer. With tp, teacher_params() is this rank's shard.
+  // runtime.backend: cuda runs the micro-batches on the GPU (trainer/distill/cuda_distill_step.h);
+  // start_backend (trainer/run/backend.h) must have succeeded first.
   explicit Trainer(const Config& cfg, dist::Comm* dp = nullptr, dist::Comm* tp = nullptr);
+  ~Trainer();
 
   // One optimizer step (reads grad_accum micro-batches). With data parallelism `source`
   // is the whole stream; the trainer reads its rank's slice. Throws RuntimeFailure on a
@@ -96,7 +101,8 @@ class Trainer {
     skipped_ = skipped;
   }
   std::int64_t skipped_steps() const { return skipped_; }
-  std::size_t arena_bytes() const { return dstep_->arena_bytes(); }
+  // The step's activation and loss buffers (CUDA: everything the step holds on the GPU).
+  std::size_t arena_bytes() const;
   // Quantization-aware training state (null without a quant section).
   quant::QatState* qat() { return qat_.get(); }
   // Pruning state (null without a prune section).
@@ -132,7 +138,9 @@ class Trainer {
   std::unique_ptr<AdamW<float>> adamw_;
   std::unique_ptr<prune::Pruner> pruner_;
   std::unique_ptr<data::BatchSource> prune_calibration_;
-  std::unique_ptr<DistillStep<float>> dstep_;
+  std::unique_ptr<DistillStep<float>> dstep_;          // runtime.backend: cpu
+  std::unique_ptr<CudaDistillStep> cuda_step_;          // runtime.backend: cuda
+  bool teacher_on_device_ = false;
   std::unique_ptr<Evaluator> evaluator_;  // forward only, student alone, same shapes
   std::vector<std::int32_t> tokens_, labels_;  // the step's micro-batches (this rank's slices)
   std::unique_ptr<data::DataParallelSource> dp_source_;

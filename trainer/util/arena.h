@@ -1,5 +1,7 @@
 // An activation arena: every buffer a step needs is carved out of one allocation made
 // once per (batch, seq) shape. Layout code runs twice: first to measure, then to assign.
+// Storage is where that allocation lives: host memory, or a device buffer (the CUDA
+// backend's kern::cuda::DeviceBuffer) with the same resize/data/size.
 #pragma once
 
 #include <cstddef>
@@ -8,7 +10,7 @@
 
 namespace kd {
 
-template <class T>
+template <class T, class Storage = AlignedBuffer<T>>
 class Arena {
  public:
   // Layout: a callable taking an Arena& and calling take() for each buffer.
@@ -36,9 +38,10 @@ class Arena {
   std::size_t bytes() const { return (measure_only_ ? measured_ : buf_.size()) * sizeof(T); }
   // The next build() only measures (memory estimates): nothing is allocated.
   void measure_only() { measure_only_ = true; }
+  Storage& storage() { return buf_; }
 
  private:
-  AlignedBuffer<T> buf_;
+  Storage buf_;
   std::size_t used_ = 0;
   bool measuring_ = false;
   bool measure_only_ = false;

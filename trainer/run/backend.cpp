@@ -1,0 +1,45 @@
+#include "trainer/run/backend.h"
+
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "trainer/util/errors.h"
+#ifdef KDTRAIN_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
+
+namespace kd {
+
+bool cuda_built() {
+#ifdef KDTRAIN_HAVE_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+int node_local_rank() {
+  for (const char* v : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"}) {
+    if (const char* s = std::getenv(v); s != nullptr && *s != '\0') return std::atoi(s);
+  }
+  return 0;
+}
+
+std::string start_backend(const Config& cfg, int local_rank) {
+  if (cfg.runtime.backend == Backend::cpu) return {};
+#ifdef KDTRAIN_HAVE_CUDA
+  const std::string why = kern::cuda::unavailable_reason();
+  if (!why.empty()) {
+    throw RuntimeFailure(fmt::format("runtime.backend: cuda: no usable GPU on this machine: {} (run where a GPU is, "
+                                     "or set runtime.backend: cpu)", why));
+  }
+  return "backend: cuda on " + kern::cuda::select_device(local_rank);
+#else
+  (void)local_rank;
+  throw RuntimeFailure("runtime.backend: cuda: this kdtrain was built without the CUDA backend (CMake found no CUDA "
+                       "toolkit; see docs/gpu.md), or set runtime.backend: cpu");
+#endif
+}
+
+}  // namespace kd
