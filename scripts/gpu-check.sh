@@ -6,14 +6,18 @@
 #   scripts/gpu-check.sh --build     the same
 #   scripts/gpu-check.sh --run [OUT] on the GPU machine, from the repository root with
 #                                    gpu-bundle/ carried: run every CUDA test against the CPU
-#                                    backend; results to OUT (default: $OUT, else gpu-check-out)
+#                                    backend, then `kdtrain bench` on configs/bench-gpu.yaml
+#                                    beside PyTorch (scripts/torch_gpu_ref.py); results to OUT
+#                                    (default: $OUT, else gpu-check-out). GPU_CHECK_BENCH=0
+#                                    skips the benchmark, GPU_CHECK_TEACHER=1 adds the teacher
+#                                    forward's timing
 #
 # The GPU machine has the CUDA 13 driver and PyTorch's environment (cuBLAS, cuDNN, NCCL as
 # pip packages) but none of MPI, HDF5, yaml-cpp or OpenBLAS, and at most 64 MiB travels with
-# the working tree. So the bundle holds the CUDA test binaries built here (the CUDA runtime
-# linked statically, OpenBLAS statically, the CPU reference included) and the few shared
-# libraries they need that such a machine lacks (libgfortran, libquadmath, libgomp, libfmt);
-# cuBLAS is taken from PyTorch's environment (or the toolkit) there, never carried.
+# the working tree. So the bundle is one binary built here, the CUDA tests plus kdtrain's
+# command line (`gpu_check_tests kdtrain ...`), with the CUDA runtime and OpenBLAS linked
+# statically, and every shared library it needs but glibc/libstdc++ (MPI, HDF5, yaml-cpp, ...),
+# xz-compressed; cuBLAS is taken from PyTorch's environment (or the toolkit) there, never carried.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 mode=${1:---dry-run}
@@ -26,32 +30,43 @@ build_bundle() {
     || { echo "gpu-check: no CUDA toolkit (nvcc) here: cannot build the bundle" >&2; exit 2; }
   local bdir=$root/build-gpucheck
   local blas=/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.a
-  cmake -S "$root" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DKDTRAIN_CUDA=ON -DKDTRAIN_OPENBLAS_LIB="$blas" \
+  cmake -S "$root" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DKDTRAIN_CUDA=ON -DKDTRAIN_CUDA_ARCHITECTURES=90 -DKDTRAIN_OPENBLAS_LIB="$blas" \
     -DCMAKE_EXE_LINKER_FLAGS="-lgfortran" >/dev/null
   cmake --build "$bdir" --target gpu_check_tests -j "$(nproc)" >/dev/null
   rm -rf "$bundle"
   mkdir -p "$bundle/bin" "$bundle/lib"
   cp "$bdir/tests/gpu_check_tests" "$bundle/bin/"
   strip "$bundle/bin/"*
-  # the shared libraries a GPU machine's image lacks; glibc, libstdc++ and the CUDA driver are there
+  # Every shared library the binary needs except the C/C++ runtime (glibc, libstdc++, libgcc:
+  # the GPU machine's image has them) and cuBLAS (taken from PyTorch's environment there):
+  # MPI, HDF5 and yaml-cpp for kdtrain's CLI (MPI is never initialised without mpirun).
   ldd "$bundle/bin/"* | awk '/=> \// { print $3 }' | sort -u \
-    | grep -E 'lib(gfortran|quadmath|gomp|fmt)\.so' | while read -r lib; do cp -L "$lib" "$bundle/lib/"; done
-  if ldd "$bundle/bin/"* | grep -qE 'libopenblas|libcudart|libhdf5|libmpi|libyaml'; then
-    echo "gpu-check: the bundle's binary still needs a library the GPU machine lacks:" >&2
-    ldd "$bundle/bin/"* | grep -E 'libopenblas|libcudart|libhdf5|libmpi|libyaml' >&2
+    | grep -vE '/(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|libcublas[A-Za-z]*)\.so' \
+    | while read -r lib; do cp -L "$lib" "$bundle/lib/"; done
+  if ldd "$bundle/bin/"* | grep -qE 'libopenblas|libcudart'; then
+    echo "gpu-check: the bundle's binary links OpenBLAS or the CUDA runtime dynamically:" >&2
+    ldd "$bundle/bin/"* | grep -E 'libopenblas|libcudart' >&2
     exit 1
   fi
+  # what travels: the binary and its libraries, compressed
+  tar -C "$bundle" -cf - bin lib | xz -T0 -6 > "$root/gpu-bundle.tar.xz.tmp"
+  rm -rf "$bundle/bin" "$bundle/lib"
+  mv "$root/gpu-bundle.tar.xz.tmp" "$bundle/bundle.tar.xz"
   local kib
   kib=$(du -sk "$bundle" | cut -f1)
-  echo "gpu-check: bundle $bundle: $((kib / 1024)) MiB ($(ls "$bundle/bin" | tr '\n' ' '); libs: $(ls "$bundle/lib" | tr '\n' ' '))"
+  echo "gpu-check: bundle $bundle: $((kib / 1024)) MiB compressed ($(tar -tJf "$bundle/bundle.tar.xz" | grep -c /) files)"
   [ "$kib" -le $((limit_mib * 1024)) ] || { echo "gpu-check: the bundle exceeds ${limit_mib} MiB" >&2; exit 1; }
-  echo "gpu-check: within the ${limit_mib} MiB limit; cuBLAS needed from the GPU machine: $(ldd "$bundle/bin/gpu_check_tests" | grep -oE 'libcublas[A-Za-z]*\.so\.[0-9]+' | sort -u | tr '\n' ' ')"
+  echo "gpu-check: within the ${limit_mib} MiB limit; cuBLAS comes from the GPU machine"
 }
 
 run_bundle() {
   local out=${1:-${OUT:-gpu-check-out}}
   mkdir -p "$out"
-  [ -x "$bundle/bin/gpu_check_tests" ] || { echo "gpu-check: no bundle at $bundle (build it with --build, carry gpu-bundle)" >&2; exit 2; }
+  [ -f "$bundle/bundle.tar.xz" ] || { echo "gpu-check: no bundle at $bundle (build it with --build, carry gpu-bundle)" >&2; exit 2; }
+  local unpacked=${TMPDIR:-/tmp}/kdtrain-gpu-bundle
+  rm -rf "$unpacked" && mkdir -p "$unpacked"
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$bundle/bundle.tar.xz" "$unpacked"
+  bundle=$unpacked
   # cuBLAS: PyTorch's pip packages (nvidia/*/lib), else the toolkit's
   local py_libs
   py_libs=$(python3 -c 'import glob, os, site; print(":".join(sorted(set(d for p in site.getsitepackages() for d in glob.glob(os.path.join(p, "nvidia", "*", "lib"))))))' 2>/dev/null || true)
@@ -60,7 +75,7 @@ run_bundle() {
     echo "== machine"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     echo "cuBLAS from: $(ldd "$bundle/bin/gpu_check_tests" | grep -E 'libcublas' | awk '{ print $3 }' | tr '\n' ' ')"
-    echo "== CUDA ops and the teacher forward against the CPU backend"
+    echo "== CUDA ops, the teacher forward and the whole training step against the CPU backend"
   } | tee "$out/gpu-check.txt"
   set +e
   "$bundle/bin/gpu_check_tests" --gtest_color=no 2>&1 | tee "$out/cuda_ops.txt" | tee -a "$out/gpu-check.txt"
@@ -72,11 +87,26 @@ run_bundle() {
     rc=1
   fi
   echo "gpu-check: CUDA op tests exit $rc" | tee -a "$out/gpu-check.txt"
+  log() { tee -a "$out/gpu-check.txt"; }
+  torch_ref() {  # the PyTorch reference, its warnings dropped
+    timeout "$1" python3 "$root/scripts/torch_gpu_ref.py" "${@:2}" 2>&1 | grep -v Warning | tee -a "$out/bench.txt" | log \
+      || echo "gpu-check: the PyTorch reference ($2) failed or timed out" | log
+  }
   if [ "${GPU_CHECK_BENCH:-1}" = 1 ]; then
-    echo "== the teacher forward: kdtrain's CUDA backend, then PyTorch on the same shape" | tee -a "$out/gpu-check.txt"
-    "$bundle/bin/gpu_check_tests" --bench-teacher 2>&1 | tee "$out/bench.txt" | tee -a "$out/gpu-check.txt"
-    timeout 240 python3 "$root/scripts/torch_gpu_teacher_ref.py" 2>&1 | grep -v Warning | tee -a "$out/bench.txt" \
-      | tee -a "$out/gpu-check.txt" || echo "gpu-check: the PyTorch reference failed or timed out" | tee -a "$out/gpu-check.txt"
+    echo "== cuBLAS's bf16 GEMM peak (the MFU denominator)" | log
+    torch_ref 60 peak
+    local peak
+    peak=$(grep -o 'bf16_peak_tflops=[0-9.]*' "$out/bench.txt" | tail -1 | cut -d= -f2)
+    echo "== the KD step of configs/bench-gpu.yaml: kdtrain (CUDA backend, bf16 GEMMs), then PyTorch" | log
+    timeout 300 "$bundle/bin/gpu_check_tests" kdtrain bench --config "$root/configs/bench-gpu.yaml" \
+      --peak-gflops "$(python3 -c "print(float('${peak:-0}') * 1000)")" 2>&1 | tee -a "$out/bench.txt" | log \
+      || echo "gpu-check: kdtrain bench failed or timed out" | log
+    torch_ref 240 kd-step --peak-tflops "${peak:-0}"
+  fi
+  if [ "${GPU_CHECK_TEACHER:-0}" = 1 ]; then
+    echo "== the teacher forward: kdtrain's CUDA backend, then PyTorch on the same shape" | log
+    "$bundle/bin/gpu_check_tests" --bench-teacher 2>&1 | tee -a "$out/bench.txt" | log
+    torch_ref 240 teacher
   fi
   return "$rc"
 }

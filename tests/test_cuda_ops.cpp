@@ -158,7 +158,8 @@ TEST_F(CudaOps, FakeQuantForwardAndSteAreBitExact) {
   const std::vector<QuantFormat> formats = {
       {QuantKind::integer, 8, true, QuantGranularity::tensor, 0},  {QuantKind::integer, 4, true, QuantGranularity::channel, 0},
       {QuantKind::integer, 4, false, QuantGranularity::group, 32}, {QuantKind::integer, 2, true, QuantGranularity::token, 0},
-      {QuantKind::fp8_e4m3, 8, true, QuantGranularity::channel, 0}, {QuantKind::fp8_e5m2, 8, true, QuantGranularity::tensor, 0}};
+      {QuantKind::fp8_e4m3, 8, true, QuantGranularity::channel, 0}, {QuantKind::fp8_e5m2, 8, true, QuantGranularity::tensor, 0},
+      {QuantKind::fp8_e4m3, 8, true, QuantGranularity::token, 0}};
   for (const QuantFormat& f : formats) {
     const std::size_t slots = f.scale_count(rows, cols);
     std::vector<float> scale(slots);

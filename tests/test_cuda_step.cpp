@@ -1,17 +1,20 @@
 // The whole training step on the CUDA backend (runtime.backend: cuda) against the CPU step:
-// the same Trainer, config and data, only the backend differs. Each case runs a few
-// optimizer steps and compares every step's losses and gradient norm, then the parameters
-// (AdamW moments and masks follow from them on the host).
+// the same Trainer, config and data, only the backend differs.
 //  - kd+qat+prune: a teacher with a feature loss (MSE), QAT (int4 group weights with LSQ,
 //    int8 static inputs observed on the host, fake quantization from step 1), gradual
-//    magnitude pruning, two micro-batches per step, clipping.
-//  - each divergence (forward KL, reverse KL, JSD) with FP8 per-token inputs.
-// fp32 GEMMs (CUBLAS_COMPUTE_32F_PEDANTIC): the difference is float rounding in other orders
-// (cuBLAS's GEMM blocking, block-tree sums), about 1e-6 relative per op, grown by a few steps
-// of AdamW: losses within 1e-4 relative; parameters within 2e-3 absolute (lr 1e-2: Adam's
-// first updates move each weight by ±lr, and an element whose gradient is near 0 may take
-// a different sign; FakeQuant rounding boundaries can flip the same way). Skipped, with the
-// reason, where no GPU is usable.
+//    magnitude pruning (concurrent with QAT), two micro-batches per step, clipping.
+//  - each divergence (forward KL, reverse KL, JSD) with int8 weights and FP8 per-token inputs.
+//  - the student alone on labels (CE).
+// fp32 GEMMs (CUBLAS_COMPUTE_32F_PEDANTIC): the backends differ by float rounding in other
+// orders (cuBLAS's blocking, block-tree sums), about 1e-6 relative per op. Tolerances:
+//  - the first step, from the same weights: every loss term within 1e-4 relative, the whole
+//    gradient within 1e-3 in relative L2 norm (a FakeQuant input a rounding error away from a
+//    rounding boundary moves by a quantization step; such elements are rare);
+//  - later steps follow their own trajectories (quantized training is not smooth in the
+//    weights): losses within 2e-3 relative, the final parameters within 5e-3 relative L2 (the
+//    lr is 1e-3; Adam moves an element whose gradient is near 0 by up to ±lr, whatever its
+//    sign), the same pruning events and the same number of pruned weights.
+// Skipped, with the reason, where no GPU is usable.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -33,20 +36,21 @@ const char* kBase = R"(
 model: {vocab: 384, d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 160, tie_embeddings: false}
 teacher: {vocab: 384, d_model: 64, n_layers: 2, n_heads: 2, n_kv_heads: 2, d_ff: 192, tie_embeddings: true}
 distill: {alpha: 0.4, temperature: 2.0, divergence: forward_kl, logit_chunk_rows: 40}
-optim: {lr: 1.0e-2, weight_decay: 0.1, grad_clip: 0.5, schedule: constant}
+optim: {lr: 1.0e-3, weight_decay: 0.1, grad_clip: 0.5, schedule: constant}
 train: {steps: 4, batch_size: 3, seq_len: 33, grad_accum: 2, seed: 5, threads: 1}
 data: {kind: markov}
 )";
 
 struct Run {
   std::vector<kd::StepReport> steps;
-  std::vector<float> params;
+  std::vector<float> first_grad;  // the first step's gradient
+  std::vector<float> params;      // after the last step
 };
 
 // The student alone, trained on labels (the `train` command's step).
 const char* kStudentOnly = R"(
 model: {vocab: 384, d_model: 64, n_layers: 2, n_heads: 2, n_kv_heads: 1, d_ff: 160, tie_embeddings: true}
-optim: {lr: 1.0e-2, weight_decay: 0.1, grad_clip: 0, schedule: constant}
+optim: {lr: 1.0e-3, weight_decay: 0.1, grad_clip: 0, schedule: constant}
 train: {steps: 2, batch_size: 2, seq_len: 40, seed: 9, threads: 1}
 data: {kind: markov}
 )";
@@ -60,37 +64,54 @@ Run run(const std::vector<std::string>& overrides, bool cuda, int steps, const c
   kd::Trainer t(cfg);
   auto source = kd::make_synthetic(cfg, kd::Stream::train);
   Run r;
-  for (int i = 0; i < steps; ++i) r.steps.push_back(t.step(*source));
+  const std::size_t n = t.student_table().total();
+  for (int i = 0; i < steps; ++i) {
+    r.steps.push_back(t.step(*source));
+    if (i == 0) r.first_grad.assign(t.grads(), t.grads() + n);
+  }
   r.params.assign(t.student_params(), t.student_params() + t.student_table().total());
   return r;
 }
 
-void expect_close(const Run& cpu, const Run& gpu, double param_tol) {
+// ||a − b|| / ||a||
+double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  double d = 0, n = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    d += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
+    n += double(a[i]) * double(a[i]);
+  }
+  return std::sqrt(d / std::max(n, 1e-300));
+}
+
+void expect_close(const Run& cpu, const Run& gpu) {
   ASSERT_EQ(cpu.steps.size(), gpu.steps.size());
+  double worst_loss = 0;
   for (std::size_t i = 0; i < cpu.steps.size(); ++i) {
     const auto &a = cpu.steps[i], &b = gpu.steps[i];
+    const double tol = i == 0 ? 1e-4 : 2e-3;
     auto rel = [](double x, double y) { return std::fabs(x - y) / std::max(1e-3, std::fabs(x)); };
-    EXPECT_LT(rel(a.loss.loss, b.loss.loss), 1e-4) << "step " << i << ": loss " << a.loss.loss << " vs " << b.loss.loss;
-    EXPECT_LT(rel(a.loss.ce, b.loss.ce), 1e-4) << "step " << i << ": ce";
-    EXPECT_LT(rel(a.loss.kd, b.loss.kd), 1e-4) << "step " << i << ": kd";
-    EXPECT_LT(rel(a.loss.feat, b.loss.feat), 1e-4) << "step " << i << ": feat";
-    EXPECT_LT(rel(a.grad_norm, b.grad_norm), 1e-3) << "step " << i << ": grad norm";
+    worst_loss = std::max(worst_loss, rel(a.loss.loss, b.loss.loss));
+    EXPECT_LT(rel(a.loss.loss, b.loss.loss), tol) << "step " << i << ": loss " << a.loss.loss << " vs " << b.loss.loss;
+    EXPECT_LT(rel(a.loss.ce, b.loss.ce), tol) << "step " << i << ": ce";
+    EXPECT_LT(rel(a.loss.kd, b.loss.kd), tol) << "step " << i << ": kd";
+    EXPECT_LT(rel(a.loss.feat, b.loss.feat), tol) << "step " << i << ": feat";
     EXPECT_EQ(a.prune_event, b.prune_event) << "step " << i;
     EXPECT_EQ(a.skipped, b.skipped) << "step " << i;
   }
+  const double grad = relative_l2(cpu.first_grad, gpu.first_grad);
+  EXPECT_LT(grad, 1e-3) << "the first step's gradient";
   ASSERT_EQ(cpu.params.size(), gpu.params.size());
-  double worst = 0;
-  std::size_t at = 0, zeros_cpu = 0, zeros_gpu = 0;
+  const double params = relative_l2(cpu.params, gpu.params);
+  EXPECT_LT(params, 5e-3) << "the final parameters";
+  std::size_t zeros_cpu = 0, zeros_gpu = 0;
   for (std::size_t i = 0; i < cpu.params.size(); ++i) {
-    const double d = std::fabs(double(cpu.params[i]) - double(gpu.params[i]));
-    if (d > worst) worst = d, at = i;
     zeros_cpu += cpu.params[i] == 0.0f;
     zeros_gpu += gpu.params[i] == 0.0f;
   }
-  EXPECT_LT(worst, param_tol) << "largest parameter difference at element " << at;
   EXPECT_EQ(zeros_cpu, zeros_gpu) << "pruned (zero) weights";
-  std::printf("  steps %zu, final loss cpu %.6f gpu %.6f, largest parameter difference %.3g\n", cpu.steps.size(),
-              cpu.steps.back().loss.loss, gpu.steps.back().loss.loss, worst);
+  std::printf("  %zu steps: final loss cpu %.6f gpu %.6f; largest loss difference %.2e relative; first gradient "
+              "%.2e, final parameters %.2e relative L2\n", cpu.steps.size(), cpu.steps.back().loss.loss,
+              gpu.steps.back().loss.loss, worst_loss, grad, params);
 }
 
 TEST(CudaStep, KdQatPruneStepMatchesTheCpuStep) {
@@ -99,8 +120,8 @@ TEST(CudaStep, KdQatPruneStepMatchesTheCpuStep) {
       "distill.feature.beta=0.5", "distill.feature.layers=[[1, 1], [2, 2]]",
       "quant.weight=int4:g32", "quant.activation=int8:tensor", "quant.fake_quant_start=1", "quant.learn_scales=true",
       "prune.criterion=magnitude_global", "prune.schedule=gradual", "prune.sparsity=0.5", "prune.start=0",
-      "prune.end=3", "prune.every=1"};
-  expect_close(run(o, false, 4), run(o, true, 4), 2e-3);
+      "prune.end=3", "prune.every=1", "prune.order=concurrent"};
+  expect_close(run(o, false, 4), run(o, true, 4));
 }
 
 TEST(CudaStep, EveryDivergenceWithTokenFp8Inputs) {
@@ -109,13 +130,13 @@ TEST(CudaStep, EveryDivergenceWithTokenFp8Inputs) {
     SCOPED_TRACE(div);
     const std::vector<std::string> o{std::string("distill.divergence=") + div, "quant.weight=int8:channel",
                                      "quant.activation=fp8_e4m3:token", "quant.fake_quant_start=0"};
-    expect_close(run(o, false, 3), run(o, true, 3), 2e-3);
+    expect_close(run(o, false, 3), run(o, true, 3));
   }
 }
 
 TEST(CudaStep, StudentAloneOnLabels) {
   if (const std::string why = cu::unavailable_reason(); !why.empty()) GTEST_SKIP() << "no GPU: " << why;
-  expect_close(run({}, false, 2, kStudentOnly), run({}, true, 2, kStudentOnly), 2e-3);
+  expect_close(run({}, false, 2, kStudentOnly), run({}, true, 2, kStudentOnly));
 }
 
 }  // namespace

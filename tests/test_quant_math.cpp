@@ -5,10 +5,15 @@
 //  * FP8 E4M3 / E5M2 against the 256-code tables computed from the OCP bit formula.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
+#include <random>
+
 #include <cmath>
 #include <cstring>
 
 #include "kernels/common/quant_math.h"
+#include "kernels/kernels.h"
 #include "tests/support/kdt_reader.h"
 
 namespace {
@@ -119,6 +124,29 @@ TEST_P(Fp8, NaNInfAndOverflow) {
   EXPECT_EQ(kd::common::fp8_encode(1e30f, f), spec.max_code);
   EXPECT_EQ(kd::common::fp8_encode(0.0f, f), 0x00);
   EXPECT_EQ(kd::common::fp8_encode(-0.0f, f), 0x80);
+}
+
+// The STE's bound sits half a step above the largest value (e4m3: 448 + 16; e5m2: 57344 +
+// 4096), so the element that sets a max-calibrated scale is inside whatever its last bit;
+// through the whole CPU kernel: a per-token scale from each row's max passes every gradient.
+TEST_P(Fp8, SteBoundIsHalfAStepAboveTheLargestValue) {
+  const Fp8Format f = GetParam();
+  EXPECT_EQ(kd::common::fp8_clip_bound(f), f == Fp8Format::e4m3 ? 464.0f : 61440.0f);
+  const kd::kern::QuantFormat q{f == Fp8Format::e4m3 ? kd::kern::QuantKind::fp8_e4m3 : kd::kern::QuantKind::fp8_e5m2, 8,
+                                true, kd::kern::QuantGranularity::token, 0};
+  const int rows = 64, cols = 37;
+  std::vector<float> x(std::size_t(rows) * cols), dy(x.size(), 1.0f), dx(x.size());
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  for (float& v : x) v = nd(rng);
+  std::vector<float> scale(static_cast<std::size_t>(rows));
+  std::vector<std::int32_t> zero(static_cast<std::size_t>(rows));
+  kd::kern::quant_dynamic_scales(scale.data(), zero.data(), x.data(), q, rows, cols);
+  kd::kern::fake_quant_backward_ste(dx.data(), dy.data(), x.data(), scale.data(), zero.data(), q, rows, cols);
+  for (std::size_t i = 0; i < dx.size(); ++i) ASSERT_EQ(dx[i], 1.0f) << "element " << i << " of a max-scaled row";
+  for (float& s : scale) s *= 0.5f;  // now the largest elements saturate
+  kd::kern::fake_quant_backward_ste(dx.data(), dy.data(), x.data(), scale.data(), zero.data(), q, rows, cols);
+  EXPECT_LT(std::count(dx.begin(), dx.end(), 1.0f), std::ptrdiff_t(dx.size()));
 }
 
 TEST_P(Fp8, MidpointsRoundToEvenAndNeighboursToNearest) {

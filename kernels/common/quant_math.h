@@ -142,4 +142,16 @@ KD_HD inline std::uint8_t fp8_encode(float x, Fp8Format f) {
 
 KD_HD inline float fp8_round(float x, Fp8Format f) { return fp8_decode(fp8_encode(x, f), f); }
 
+// The straight-through estimator's clipping bound on x/scale for an FP8 grid: below it an
+// element rounds to a representable magnitude as it would without saturation (at most the
+// largest, max), above it saturation clips it. Half a step above max, not max itself: the
+// element that sets a max-calibrated scale lands on max only up to float rounding, and it
+// must stay inside (as on an integer grid, whose test is on the rounded code).
+KD_HD inline float fp8_clip_bound(Fp8Format f) {
+  const Fp8Spec s = fp8_spec(f);
+  const float max = fp8_decode(s.max_code, f);
+  const float below = fp8_decode(std::uint8_t(s.max_code - 1), f);  // the same binade: one step down
+  return max + 0.5f * (max - below);
+}
+
 }  // namespace kd::common

@@ -45,7 +45,7 @@ Slots slots(const QuantFormat& f, int cols) {
 inline float fq(float x, float s, std::int32_t z, const QuantFormat& f, common::IntGrid g, bool* in, float inv) {
   if (f.kind == QuantKind::integer) return common::fake_quant(x, s, inv, z, g, in);
   const float u = x * inv;
-  if (in) *in = std::fabs(u) <= fp8_max(f);  // saturation clips like an integer grid
+  if (in) *in = std::fabs(u) <= common::fp8_clip_bound(fp8_of(f));  // saturation clips like an integer grid
   return common::fp8_round(u, fp8_of(f)) * s;
 }
 

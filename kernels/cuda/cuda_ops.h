@@ -64,6 +64,22 @@ class DeviceBuffer {
 };
 
 void synchronize();
+
+// Host memory page-locked while this lives (cudaHostRegister), so copies to and from it run
+// at the link's speed; where the driver refuses (a limit on locked memory), it stays pageable
+// and pinned() says so.
+class PinnedHost {
+ public:
+  PinnedHost() = default;
+  PinnedHost(void* host, std::size_t bytes);
+  ~PinnedHost();
+  PinnedHost(const PinnedHost&) = delete;
+  PinnedHost& operator=(const PinnedHost&) = delete;
+  bool pinned() const { return ptr_ != nullptr; }
+
+ private:
+  void* ptr_ = nullptr;
+};
 // Raw copies and fills on device pointers (bytes), ordered with the kernels.
 void copy_device(void* dst, const void* src, std::size_t bytes);
 void copy_to_host(void* host, const void* device, std::size_t bytes);

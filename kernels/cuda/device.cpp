@@ -74,6 +74,17 @@ void DeviceBytes::download(void* host, std::size_t bytes, std::size_t offset) co
 
 void synchronize() { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
+PinnedHost::PinnedHost(void* host, std::size_t bytes) {
+  if (host != nullptr && bytes > 0 && cudaHostRegister(host, bytes, cudaHostRegisterDefault) == cudaSuccess) {
+    ptr_ = host;
+  } else {
+    (void)cudaGetLastError();  // not pinned: copies stay pageable
+  }
+}
+PinnedHost::~PinnedHost() {
+  if (ptr_) cudaHostUnregister(ptr_);
+}
+
 void copy_device(void* dst, const void* src, std::size_t bytes) {
   if (bytes) check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "copy on the device");
 }

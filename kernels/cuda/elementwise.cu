@@ -121,7 +121,7 @@ struct FqArgs {
   QuantKind kind;
   common::IntGrid grid;
   common::Fp8Format fp8;
-  float fp8_max;
+  float fp8_clip;  // common::fp8_clip_bound
   SlotMap slots;
   int cols;
 };
@@ -130,7 +130,7 @@ __device__ float fq_element(float x, float s, std::int32_t z, const FqArgs& a, b
   const float inv = 1.0f / s;
   if (a.kind == QuantKind::integer) return common::fake_quant(x, s, inv, z, a.grid, in);
   const float u = x * inv;
-  if (in) *in = fabsf(u) <= a.fp8_max;
+  if (in) *in = fabsf(u) <= a.fp8_clip;
   return common::fp8_round(u, a.fp8) * s;
 }
 
@@ -192,7 +192,7 @@ __global__ void sum_squares_partial_k(double* partial, const float* x, std::size
 FqArgs fq_args(const QuantFormat& f, int cols) {
   const common::Fp8Format fmt = f.kind == QuantKind::fp8_e4m3 ? common::Fp8Format::e4m3 : common::Fp8Format::e5m2;
   return {f.kind, common::int_grid(f.bits, f.symmetric), fmt,
-          common::fp8_decode(common::fp8_spec(fmt).max_code, fmt), slot_map(f, cols), cols};
+          common::fp8_clip_bound(fmt), slot_map(f, cols), cols};
 }
 
 }  // namespace

@@ -63,6 +63,22 @@ fi
 expect 2 "bench times the data-parallel step with the teacher in every rank" \
   bench --config "$root/configs/bench-cpu.yaml" --peak-gflops 1 --set teacher.cache=/nonexistent
 
+# runtime.backend: cuda where it cannot run: exit 3 before any work (no run directory). On a
+# machine with a usable GPU the run would start, so the check needs one without (CI).
+if "$bin" distill --config "$root/configs/demo-synthetic.yaml" --set runtime.backend=cuda --set run.dir="$tmp/cuda-runs" \
+    --set train.steps=1 >"$tmp/cuda.out" 2>&1; then
+  echo "skip: runtime.backend=cuda started here (a GPU is usable): the no-GPU error is checked where there is none"
+else
+  expect 3 "runtime.backend: cuda: " distill --config "$root/configs/demo-synthetic.yaml" --set runtime.backend=cuda \
+    --set run.dir="$tmp/cuda-runs"
+  [ ! -e "$tmp/cuda-runs" ] && ok "runtime.backend=cuda: no run directory was made" || fail "runtime.backend=cuda left $tmp/cuda-runs"
+  expect 3 "runtime.backend: cuda: " bench --config "$root/configs/bench-gpu.yaml" --peak-gflops 1
+fi
+expect 2 "runtime.backend is 'gpu'; allowed values: cpu, cuda" validate "$root/configs/demo-synthetic.yaml" \
+  --set runtime.backend=gpu
+expect 2 "runtime.backend: cuda runs the teacher in every rank" validate "$root/configs/demo-synthetic.yaml" \
+  --set runtime.backend=cuda --set parallel.tensor_parallel=2
+
 # and the other way round: every config the repository ships validates
 for f in $(find "$root/configs" -name '*.yaml' | sort); do
   "$bin" validate "$f" >/dev/null 2>"$tmp/validate.err" || { fail "shipped config ${f#$root/} does not validate"; cat "$tmp/validate.err"; }

@@ -75,6 +75,12 @@ void CudaDistillStep::begin_step(const float* params, std::size_t n) {
 
 void CudaDistillStep::end_step(float* grads) { grads_.download(grads); }
 
+bool CudaDistillStep::pin_host(float* params, float* grads, std::size_t n) {
+  pinned_params_ = std::make_unique<cu::PinnedHost>(params, n * sizeof(float));
+  pinned_grads_ = std::make_unique<cu::PinnedHost>(grads, n * sizeof(float));
+  return pinned_params_->pinned() && pinned_grads_->pinned();
+}
+
 std::size_t CudaDistillStep::device_bytes() const {
   return (params_.size() + grads_.size() + tparams_.size() + loss_buf_.size()) * sizeof(float) +
          (tokens_.size() + labels_.size()) * sizeof(std::int32_t) + sact_.arena.bytes() + tact_.arena.bytes();

@@ -45,6 +45,9 @@ class CudaDistillStep {
                const BatchTotals* totals);
   // After the micro-batches: the step's gradients into grads (host, n_params).
   void end_step(float* grads);
+  // The host buffers begin_step reads and end_step writes every step: page-locked for the
+  // step's life (faster copies). Returns whether they could be.
+  bool pin_host(float* params, float* grads, std::size_t n);
   // Device memory held: parameters, gradients, activations, loss buffers.
   std::size_t device_bytes() const;
 
@@ -66,6 +69,7 @@ class CudaDistillStep {
   std::vector<float*> dhidden_;
   std::vector<const float*> dhidden_view_;
   std::vector<kern::LossRow> rows_;
+  std::unique_ptr<kern::cuda::PinnedHost> pinned_params_, pinned_grads_;
 };
 
 }  // namespace kd

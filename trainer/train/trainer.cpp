@@ -108,6 +108,7 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp, dist::Comm* tp) : cfg_(cfg),
     const cu::MathMode tmath = cfg_.has_teacher && cfg_.teacher.bf16 ? cu::MathMode::bf16 : smath;
     cuda_step_ = std::make_unique<CudaDistillStep>(*student_, teacher_.get(), spec, proj_, local_batch_, tr.seq_len,
                                                    sparams_.size(), qat_.get(), smath, tmath);
+    cuda_step_->pin_host(sparams_.data(), grads_.data(), sparams_.size());
 #else
     throw RuntimeFailure("runtime.backend: cuda: this kdtrain was built without the CUDA backend");
 #endif
@@ -171,7 +172,7 @@ StepReport Trainer::step(data::BatchSource& source) {
   };
   StepReport rep;
   rep.step = step_;
-  grads_.zero();
+  if (!cuda_step_) grads_.zero();  // CUDA: the step's gradients arrive whole from the device (end_step)
   if (pruner_) rep.prune_event = pruner_->begin_step(step_, sparams_.data(), *adamw_);
   // QAT: the forward reads fake-quantized weights
   const float* params = qat_ ? qat_->begin_step(step_, sparams_.data(), grads_.data()) : sparams_.data();
