@@ -8,8 +8,11 @@
 // fp32 GEMMs (CUBLAS_COMPUTE_32F_PEDANTIC): the backends differ by float rounding in other
 // orders (cuBLAS's blocking, block-tree sums), about 1e-6 relative per op. Tolerances:
 //  - the first step, from the same weights: every loss term within 1e-4 relative, the whole
-//    gradient within 1e-3 in relative L2 norm (a FakeQuant input a rounding error away from a
-//    rounding boundary moves by a quantization step; such elements are rare);
+//    gradient within 1e-5 in relative L2 norm (measured on the H200: 3e-7). With FakeQuant on
+//    from the first step, 1e-2: an input a rounding error away from a rounding midpoint of
+//    the grid rounds the other way and moves by a whole step (up to 1/16 of it with FP8
+//    e4m3); one such element in the student's forward (the same in all three divergences)
+//    gave 1.9e-3. Before FP8's STE bound was fixed (common::fp8_clip_bound) this was 5e-2;
 //  - later steps follow their own trajectories (quantized training is not smooth in the
 //    weights): losses within 2e-3 relative, the final parameters within 5e-3 relative L2 (the
 //    lr is 1e-3; Adam moves an element whose gradient is near 0 by up to ±lr, whatever its
@@ -83,7 +86,7 @@ double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
   return std::sqrt(d / std::max(n, 1e-300));
 }
 
-void expect_close(const Run& cpu, const Run& gpu) {
+void expect_close(const Run& cpu, const Run& gpu, double grad_tol = 1e-5) {
   ASSERT_EQ(cpu.steps.size(), gpu.steps.size());
   double worst_loss = 0;
   for (std::size_t i = 0; i < cpu.steps.size(); ++i) {
@@ -99,7 +102,7 @@ void expect_close(const Run& cpu, const Run& gpu) {
     EXPECT_EQ(a.skipped, b.skipped) << "step " << i;
   }
   const double grad = relative_l2(cpu.first_grad, gpu.first_grad);
-  EXPECT_LT(grad, 1e-3) << "the first step's gradient";
+  EXPECT_LT(grad, grad_tol) << "the first step's gradient";
   ASSERT_EQ(cpu.params.size(), gpu.params.size());
   const double params = relative_l2(cpu.params, gpu.params);
   EXPECT_LT(params, 5e-3) << "the final parameters";
@@ -130,7 +133,7 @@ TEST(CudaStep, EveryDivergenceWithTokenFp8Inputs) {
     SCOPED_TRACE(div);
     const std::vector<std::string> o{std::string("distill.divergence=") + div, "quant.weight=int8:channel",
                                      "quant.activation=fp8_e4m3:token", "quant.fake_quant_start=0"};
-    expect_close(run(o, false, 3), run(o, true, 3));
+    expect_close(run(o, false, 3), run(o, true, 3), 1e-2);  // FakeQuant from the first step
   }
 }
 
