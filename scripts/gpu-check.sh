@@ -38,10 +38,10 @@ build_bundle() {
   cp "$bdir/tests/gpu_check_tests" "$bundle/bin/"
   strip "$bundle/bin/"*
   # Every shared library the binary needs except the C/C++ runtime (glibc, libstdc++, libgcc:
-  # the GPU machine's image has them) and cuBLAS (taken from PyTorch's environment there):
+  # the GPU machine's image has them) and cuBLAS and NCCL (taken from PyTorch's environment there):
   # MPI, HDF5 and yaml-cpp for kdtrain's CLI (MPI is never initialised without mpirun).
   ldd "$bundle/bin/"* | awk '/=> \// { print $3 }' | sort -u \
-    | grep -vE '/(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|libcublas[A-Za-z]*)\.so' \
+    | grep -vE '/(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|libcublas[A-Za-z]*|libnccl)\.so' \
     | while read -r lib; do cp -L "$lib" "$bundle/lib/"; done
   if ldd "$bundle/bin/"* | grep -qE 'libopenblas|libcudart'; then
     echo "gpu-check: the bundle's binary links OpenBLAS or the CUDA runtime dynamically:" >&2

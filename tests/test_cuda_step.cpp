@@ -27,6 +27,7 @@
 #include "data/synthetic.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "trainer/config/config.h"
+#include "trainer/dist/nccl_comm.h"
 #include "trainer/run/backend.h"
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/trainer.h"
@@ -44,7 +45,7 @@ train: {steps: 4, batch_size: 3, seq_len: 33, grad_accum: 2, seed: 5, threads: 1
 data: {kind: markov}
 )";
 
-struct Run {
+struct Trajectory {
   std::vector<kd::StepReport> steps;
   std::vector<float> first_grad;  // the first step's gradient
   std::vector<float> params;      // after the last step
@@ -58,15 +59,18 @@ train: {steps: 2, batch_size: 2, seq_len: 40, seed: 9, threads: 1}
 data: {kind: markov}
 )";
 
-Run run(const std::vector<std::string>& overrides, bool cuda, int steps, const char* base = kBase) {
+Trajectory run(const std::vector<std::string>& overrides, bool cuda, int steps, const char* base = kBase,
+        bool nccl = false) {
   std::vector<std::string> o = overrides;
   o.push_back(cuda ? "runtime.backend=cuda" : "runtime.backend=cpu");
   const kd::Config cfg = kd::load_config_text(base, "test_cuda_step", o);
   if (cuda) kd::start_backend(cfg, 0);
   kd::set_threads(1);
-  kd::Trainer t(cfg);
+  const auto self = kd::dist::make_self_comm();
+  const auto comm = nccl ? kd::dist::make_nccl_comm(*self) : nullptr;  // runtime.comm: nccl, one rank
+  kd::Trainer t(cfg, comm.get());
   auto source = kd::make_synthetic(cfg, kd::Stream::train);
-  Run r;
+  Trajectory r;
   const std::size_t n = t.student_table().total();
   for (int i = 0; i < steps; ++i) {
     r.steps.push_back(t.step(*source));
@@ -86,7 +90,7 @@ double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
   return std::sqrt(d / std::max(n, 1e-300));
 }
 
-void expect_close(const Run& cpu, const Run& gpu, double grad_tol = 1e-5) {
+void expect_close(const Trajectory& cpu, const Trajectory& gpu, double grad_tol = 1e-5) {
   ASSERT_EQ(cpu.steps.size(), gpu.steps.size());
   double worst_loss = 0;
   for (std::size_t i = 0; i < cpu.steps.size(); ++i) {
@@ -140,6 +144,16 @@ TEST(CudaStep, EveryDivergenceWithTokenFp8Inputs) {
 TEST(CudaStep, StudentAloneOnLabels) {
   if (const std::string why = cu::unavailable_reason(); !why.empty()) GTEST_SKIP() << "no GPU: " << why;
   expect_close(run({}, false, 2, kStudentOnly), run({}, true, 2, kStudentOnly));
+}
+
+// runtime.comm: nccl with one rank: the step's collectives (the global token count) go through
+// NCCL; the result is the one-process step's, bit for bit.
+TEST(CudaStep, NcclCommGivesTheSameStep) {
+  if (const std::string why = cu::unavailable_reason(); !why.empty()) GTEST_SKIP() << "no GPU: " << why;
+  const Trajectory mpi = run({}, true, 2, kStudentOnly), nccl = run({}, true, 2, kStudentOnly, true);
+  ASSERT_EQ(mpi.params.size(), nccl.params.size());
+  EXPECT_EQ(mpi.params, nccl.params);
+  EXPECT_EQ(mpi.steps.back().loss.loss, nccl.steps.back().loss.loss);
 }
 
 }  // namespace

@@ -73,7 +73,13 @@ else
     --set run.dir="$tmp/cuda-runs"
   [ ! -e "$tmp/cuda-runs" ] && ok "runtime.backend=cuda: no run directory was made" || fail "runtime.backend=cuda left $tmp/cuda-runs"
   expect 3 "runtime.backend: cuda: " bench --config "$root/configs/bench-gpu.yaml" --peak-gflops 1
+  # an explicit runtime.comm: nccl names NCCL; auto would fall back to MPI (saying so)
+  expect 3 "runtime.comm: nccl: NCCL cannot start: " distill --config "$root/configs/demo-synthetic.yaml" \
+    --set runtime.backend=cuda --set runtime.comm=nccl --set run.dir="$tmp/cuda-runs"
+  [ ! -e "$tmp/cuda-runs" ] && ok "runtime.comm=nccl: no run directory was made" || fail "runtime.comm=nccl left $tmp/cuda-runs"
 fi
+expect 2 "runtime.comm: nccl needs runtime.backend: cuda" validate "$root/configs/demo-synthetic.yaml" \
+  --set runtime.comm=nccl
 expect 2 "runtime.backend is 'gpu'; allowed values: cpu, cuda" validate "$root/configs/demo-synthetic.yaml" \
   --set runtime.backend=gpu
 expect 2 "runtime.backend: cuda runs the teacher in every rank" validate "$root/configs/demo-synthetic.yaml" \

@@ -71,7 +71,10 @@ int run_bench(const BenchOptions& o) {
     peak = measure_sgemm_peak_in_child(1.0);
   }
   world->set_timeout(cfg.parallel.watchdog_min_s);
-  Trainer trainer(cfg, world.get());
+  std::string comm_note;
+  const std::unique_ptr<dist::Comm> nccl = make_trainer_comm(cfg, *world, &comm_note);  // runtime.comm
+  if (!comm_note.empty()) fmt::print(out, "{}\n", comm_note);
+  Trainer trainer(cfg, nccl ? nccl.get() : world.get());
   const auto& tr = cfg.train;
   const double tokens = double(tr.batch_size) * tr.seq_len * tr.grad_accum;
   const double f_s = train_flops(cfg.model, tokens, tr.seq_len);
@@ -82,6 +85,7 @@ int run_bench(const BenchOptions& o) {
   fmt::print(out, "kdtrain bench: variant={} config={} ranks={} threads={} B={} T={} V={} accum={}\n", variant,
              o.config, world->size(), threads, tr.batch_size, tr.seq_len, cfg.model.vocab, tr.grad_accum);
   fmt::print(out, "blas: {}\n", blas_description());
+  if (!backend.empty()) fmt::print(out, "{}; collectives: {}\n", backend, trainer.comm().describe());
   fmt::print(out, "student N_matmul={:.3f}M  teacher N_matmul={:.3f}M\n",
              cfg.model.matmul_params() / 1e6,
              cfg.has_teacher ? cfg.teacher.spec.matmul_params() / 1e6 : 0.0);

@@ -35,6 +35,8 @@ void Config::validate() const {
     KD_CHECK_INPUT(!teacher.checkpoint.empty() && teacher.cache.empty(),
                    "teacher.bf16 needs teacher.checkpoint, and does not work with teacher.cache (no teacher to hold)");
   }
+  KD_CHECK_INPUT(runtime.comm != CommKind::nccl || runtime.backend == Backend::cuda,
+                 "runtime.comm: nccl needs runtime.backend: cuda (NCCL moves data between GPUs)");
   if (runtime.backend == Backend::cuda) {
     KD_CHECK_INPUT(parallel.tensor_parallel == 1 && parallel.teacher_ranks == 0 && (!has_teacher || teacher.cache.empty()),
                    "runtime.backend: cuda runs the teacher in every rank: parallel.tensor_parallel, "

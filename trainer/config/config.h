@@ -250,10 +250,12 @@ struct ParallelSection {
 
 enum class Backend { cpu, cuda };
 enum class GemmMath { fp32, tf32, bf16 };
+enum class CommKind { automatic, mpi, nccl };
 
 struct RuntimeSection {
   Backend backend = Backend::cpu;
   GemmMath cuda_math = GemmMath::fp32;
+  CommKind comm = CommKind::automatic;
   template <class V>
   void visit(V& v) {
     using namespace config;
@@ -268,6 +270,11 @@ struct RuntimeSection {
              "(inputs rounded to bfloat16, float sums); master weights stay float32. The teacher's GEMMs run in bf16 "
              "with teacher.bf16, else in this mode",
              Choices<GemmMath>{{"fp32", GemmMath::fp32}, {"tf32", GemmMath::tf32}, {"bf16", GemmMath::bf16}});
+    v.choice("comm", comm,
+             "the data-parallel collectives: auto (NCCL with the cuda backend and several ranks, else MPI; "
+             "falls back to MPI, saying so, when NCCL cannot start), mpi, or nccl (needs backend: cuda; a run "
+             "where NCCL cannot start stops before any work, exit 3)",
+             Choices<CommKind>{{"auto", CommKind::automatic}, {"mpi", CommKind::mpi}, {"nccl", CommKind::nccl}});
   }
 };
 

@@ -61,6 +61,9 @@ class Comm {
   virtual void set_timeout(double seconds) = 0;
   // This rank in the world: rank, host and pid, for messages ("world rank 1 on node3, pid 812").
   virtual std::string whoami() const = 0;
+  // The Comm that carries host-side traffic of these ranks: itself, or the MPI group an NCCL
+  // Comm wraps (what parallel HDF5 is given, trainer/dist/mpi_handle.h).
+  virtual const Comm& host_group() const { return *this; }
 };
 
 // The elements each rank owns when n elements are split into size() equal shards:

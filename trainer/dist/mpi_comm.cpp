@@ -192,7 +192,7 @@ class MpiComm final : public Comm {
 }  // namespace
 
 MPI_Comm mpi_handle(const Comm& c) {
-  const auto* m = dynamic_cast<const MpiComm*>(&c);
+  const auto* m = dynamic_cast<const MpiComm*>(&c.host_group());
   return m ? m->handle() : MPI_COMM_NULL;
 }
 

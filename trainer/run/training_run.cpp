@@ -113,7 +113,11 @@ int run_training(const TrainCommand& cmd) {
     dp = dp_across.get();
   }
 
-  Trainer trainer(cfg, dp, tp_group.get());
+  std::string comm_note;
+  const std::unique_ptr<dist::Comm> nccl = make_trainer_comm(cfg, *dp, &comm_note);  // runtime.comm
+  if (leader && !comm_note.empty()) fmt::print("{}\n", comm_note);
+  if (leader && nccl) fmt::print("collectives: {}\n", nccl->describe());
+  Trainer trainer(cfg, nccl ? nccl.get() : dp, tp_group.get());
   const int kd_vocab = cfg.has_teacher ? std::min(cfg.model.vocab, cfg.teacher.spec.vocab) : 0;
   if (trainer.uses_topk_targets() && !cfg.teacher.cache.empty()) {
     const RunCache rc = open_run_cache(in);
