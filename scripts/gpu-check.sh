@@ -75,6 +75,7 @@ run_bundle() {
     echo "== machine"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     echo "cuBLAS from: $(ldd "$bundle/bin/gpu_check_tests" | grep -E 'libcublas' | awk '{ print $3 }' | tr '\n' ' ')"
+    echo "NCCL from: $(ldd "$bundle/bin/gpu_check_tests" | grep -E 'libnccl' | awk '{ print $3 }')"
     echo "== CUDA ops, the teacher forward and the whole training step against the CPU backend"
   } | tee "$out/gpu-check.txt"
   set +e
