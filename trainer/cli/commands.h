@@ -77,8 +77,15 @@ struct ExportOptions {
   std::string checkpoint;
   std::string out;
   bool compact = false;  // cut out pruned KV groups and FFN neurons
+  std::string format;    // "hf": a Hugging Face model directory at `out`
 };
 int run_export(const ExportOptions& o);
+
+struct ImportHfOptions {
+  std::string dir;  // a Hugging Face model directory
+  std::string out;  // the kdtrain checkpoint to write
+};
+int run_import_hf(const ImportHfOptions& o);
 
 struct PrepareOptions {
   std::vector<std::string> inputs;

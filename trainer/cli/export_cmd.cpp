@@ -1,10 +1,13 @@
 // kdtrain export --compact: a structured-pruned checkpoint written physically smaller
 // (pruned KV groups and FFN neurons cut out, shapes and config updated).
+// kdtrain export --format hf: the model as a Hugging Face directory (trainer/interop).
+// kdtrain import-hf: a Hugging Face Llama directory as a kdtrain checkpoint.
 #include <filesystem>
 
 #include <fmt/format.h>
 
 #include "trainer/checkpoint/checkpoint.h"
+#include "trainer/interop/hf_model.h"
 #include "trainer/cli/commands.h"
 #include "trainer/prune/compact.h"
 #include "trainer/run/model_loader.h"
@@ -12,8 +15,51 @@
 
 namespace kd::cli {
 
+namespace {
+
+int export_hf(const ExportOptions& o) {
+  KD_CHECK_INPUT(!o.compact, "export: --format hf exports the checkpoint as it is; run --compact first, into its own "
+                 "checkpoint, then export that");
+  const auto model = load_model(o.checkpoint);
+  KD_CHECK_INPUT(!model->quantized, "export --format hf: {} is quantized; exporting dequantized weights with their "
+                 "quantization parameters is not built yet (export the float checkpoint)", o.checkpoint);
+  KD_CHECK_INPUT(!std::filesystem::exists(std::filesystem::path(o.out) / "config.json"),
+                 "export --format hf: {} already holds a model (config.json); choose a new directory", o.out);
+  const std::string tokenizer = model->tokenizer ? ckpt::CheckpointReader(o.checkpoint).tokenizer_json() : "";
+  interop::write_hf_model(o.out, model->config.model, model->table, model->params.data(), tokenizer);
+  fmt::print("export --format hf: {} -> {}/ (config.json, model.safetensors: {} tensors, {} parameters, float32{})\n",
+             o.checkpoint, o.out, model->table.tensors().size(), model->table.total(),
+             tokenizer.empty() ? "" : "; tokenizer.json: kdtrain's tokenizer, not a Hugging Face one");
+  return 0;
+}
+
+}  // namespace
+
+int run_import_hf(const ImportHfOptions& o) {
+  const interop::HfModel m = interop::read_hf_model(o.dir);
+  Config cfg;
+  cfg.model = m.spec;
+  ckpt::CheckpointContents c;
+  c.kind = "import-hf";
+  c.config_yaml = config_to_yaml(cfg);
+  c.provenance = {{"imported_from", std::filesystem::absolute(o.dir).string()}};
+  c.state = {{"step", 0}};
+  for (const auto& t : m.table.tensors()) c.tensors["model"].push_back({t.name, t.shape, m.params.data() + t.offset});
+  ckpt::write_checkpoint(o.out, c);
+  fmt::print("import-hf: {} -> {}\n  Llama: vocab {} d_model {} n_layers {} n_heads {} n_kv_heads {} head_dim {} "
+             "d_ff {} tie_embeddings {} rope_theta {} rms_norm_eps {}; {} parameters\n", o.dir, o.out, m.spec.vocab,
+             m.spec.d_model, m.spec.n_layers, m.spec.n_heads, m.spec.n_kv_heads, m.spec.head_dim(), m.spec.d_ff,
+             m.spec.tie_embeddings, m.spec.rope_theta, m.spec.norm_eps, m.table.total());
+  if (!m.tokenizer_json.empty()) {
+    fmt::print("  tokenizer.json: not imported (reading Hugging Face tokenizers is not built yet); the checkpoint has "
+               "no tokenizer\n");
+  }
+  return 0;
+}
+
 int run_export(const ExportOptions& o) {
-  KD_CHECK_INPUT(o.compact, "export: only --compact is supported so far (Hugging Face export comes with interop)");
+  if (o.format == "hf") return export_hf(o);
+  KD_CHECK_INPUT(o.compact, "export: give --compact (a structured-pruned checkpoint made smaller) or --format hf");
   const auto model = load_model(o.checkpoint);
   KD_CHECK_INPUT(!model->quantized, "export --compact: {} is quantized; compact the float checkpoint, then run ptq",
                  o.checkpoint);

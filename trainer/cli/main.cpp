@@ -101,10 +101,18 @@ int kdtrain_main(int argc, char** argv) {
   pq->add_option("--threads", ptq.threads, "threads")->check(CLI::NonNegativeNumber);
 
   cli::ExportOptions exp;
-  auto* ex = app.add_subcommand("export", "write a checkpoint in another form (--compact: structured-pruned, physically smaller)");
+  auto* ex = app.add_subcommand("export", "write a checkpoint in another form (--compact: structured-pruned, physically smaller; --format hf: a Hugging Face model directory)");
   ex->add_option("checkpoint", exp.checkpoint, "kdtrain checkpoint (.h5)")->required();
   ex->add_option("--out", exp.out, "the checkpoint to write (.h5)")->required();
   ex->add_flag("--compact", exp.compact, "remove the KV groups and FFN neurons its masks pruned (shapes and config change)");
+  ex->add_option("--format", exp.format, "hf: a Hugging Face model directory (config.json, model.safetensors) at --out")
+      ->check(CLI::IsMember({"hf"}));
+
+  cli::ImportHfOptions imp;
+  auto* ih = app.add_subcommand("import-hf", "a Hugging Face Llama model directory -> a kdtrain checkpoint (a teacher, "
+                                             "or a student's train.init_from)");
+  ih->add_option("dir", imp.dir, "the model directory: config.json, model.safetensors or its shards")->required();
+  ih->add_option("--out", imp.out, "the checkpoint to write (.h5)")->required();
 
   std::string inspect_path;
   auto* in = app.add_subcommand("inspect", "what a checkpoint holds");
@@ -187,6 +195,7 @@ int kdtrain_main(int argc, char** argv) {
     if (in->parsed()) return cli::run_inspect(inspect_path, inspect_verify);
     if (pq->parsed()) return cli::run_ptq(ptq);
     if (ex->parsed()) return cli::run_export(exp);
+    if (ih->parsed()) return cli::run_import_hf(imp);
     if (b->parsed()) return cli::run_bench(bench);
     if (sw->parsed()) return cli::run_sweep(sweep);
     if (p->parsed()) return cli::run_bench_peak(peak);

@@ -1,0 +1,198 @@
+// Hugging Face interop (trainer/interop): a Llama directory written by an independent script
+// (scripts/hf_llama_ref.py: its own safetensors writer, shards, F32/F16/BF16 tensors, GQA,
+// untied head) imports with the logits of its own float64 LlamaForCausalLM forward; export
+// then import gives the same parameters bit for bit; bad files and configs are InputErrors
+// naming the file, tensor or key.
+// Tolerance against the reference: 2e-5 of the largest logit (float32 through two blocks
+// against float64).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "trainer/interop/hf_model.h"
+#include "trainer/interop/safetensors.h"
+#include "trainer/model/llama.h"
+#include "trainer/util/errors.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kFixture = std::string(KD_FIXTURES_DIR) + "/hf_tiny";
+
+std::vector<float> logits_of(const kd::interop::HfModel& m, const std::vector<std::int32_t>& tokens, int batch) {
+  kd::ParamTable table;
+  const kd::LlamaLayout lay(m.spec, table);
+  const int seq = int(tokens.size()) / batch, rows = batch * seq;
+  kd::FrozenActivations<float> a;
+  a.build(m.spec, batch, seq, 64, {});
+  kd::llama_forward_frozen(lay, m.params.data(), tokens.data(), a);
+  std::vector<float> out(std::size_t(rows) * std::size_t(m.spec.vocab));
+  kd::head_forward_frozen(lay, m.params.data(), out.data(), a.final_norm, rows);
+  return out;
+}
+
+std::vector<std::int32_t> reference_tokens() {
+  std::ifstream f(kFixture + "/reference.json");
+  const auto j = nlohmann::json::parse(f);
+  std::vector<std::int32_t> t;
+  for (const auto& row : j["tokens"]) {
+    for (const auto& v : row) t.push_back(v.get<std::int32_t>());
+  }
+  return t;
+}
+
+fs::path scratch(const std::string& name) {
+  const fs::path p = fs::temp_directory_path() / ("kd_interop_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  return p;
+}
+
+template <class F>
+void expect_input_error(F&& f, const std::vector<std::string>& parts) {
+  try {
+    f();
+    FAIL() << "no error";
+  } catch (const kd::InputError& e) {
+    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
+
+TEST(HfInterop, ImportsAnIndependentlyWrittenLlamaWithItsLogits) {
+  const auto m = kd::interop::read_hf_model(kFixture);
+  EXPECT_EQ(m.spec.n_kv_heads, 2);
+  EXPECT_FALSE(m.spec.tie_embeddings);
+  EXPECT_EQ(m.spec.rope_theta, 500000.0);
+  const auto got = logits_of(m, reference_tokens(), 2);
+  const kd::interop::SafetensorsFile ref(kFixture + "/reference.safetensors");
+  std::vector<float> want(got.size());
+  ASSERT_EQ(std::size_t(ref.find("logits")->numel()), want.size());
+  ref.read_float(*ref.find("logits"), want.data());
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])));
+    scale = std::max(scale, std::fabs(double(want[i])));
+  }
+  EXPECT_LT(worst, 2e-5 * scale) << "largest logit difference " << worst << " of " << scale;
+}
+
+TEST(HfInterop, ExportThenImportIsBitIdentical) {
+  const auto m = kd::interop::read_hf_model(kFixture);
+  const fs::path dir = scratch("roundtrip");
+  kd::interop::write_hf_model(dir.string(), m.spec, m.table, m.params.data(), "");
+  const auto back = kd::interop::read_hf_model(dir.string());
+  ASSERT_EQ(back.table.total(), m.table.total());
+  EXPECT_EQ(0, std::memcmp(back.params.data(), m.params.data(), sizeof(float) * m.table.total()));
+  const auto tokens = reference_tokens();
+  EXPECT_EQ(logits_of(back, tokens, 2), logits_of(m, tokens, 2));
+  // a tied model with its own head_dim too
+  kd::ModelSpec s = m.spec;
+  s.tie_embeddings = true;
+  s.head_dim_override = 32;  // 4 heads of 32 over d_model 64
+  kd::ParamTable t;
+  const kd::LlamaLayout lay(s, t);
+  std::vector<float> p(t.total());
+  lay.init(p.data(), 3, 0.05);
+  const fs::path dir2 = scratch("tied");
+  kd::interop::write_hf_model(dir2.string(), s, t, p.data(), "");
+  const auto tied = kd::interop::read_hf_model(dir2.string());
+  EXPECT_TRUE(tied.spec.tie_embeddings);
+  EXPECT_EQ(tied.spec.head_dim(), 32);
+  EXPECT_EQ(0, std::memcmp(tied.params.data(), p.data(), sizeof(float) * p.size()));
+  fs::remove_all(dir);
+  fs::remove_all(dir2);
+}
+
+// A copy of the fixture with one file changed by `edit`.
+fs::path edited(const std::string& name, const std::function<void(const fs::path&)>& edit) {
+  const fs::path dir = scratch(name);
+  fs::copy(kFixture, dir);
+  edit(dir);
+  return dir;
+}
+
+void write_file(const fs::path& p, const std::string& bytes) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f << bytes;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// A one-tensor safetensors file with this header (the data: `data_bytes` zero bytes).
+std::string safetensors_bytes(const std::string& header, std::size_t data_bytes) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[std::size_t(i)] = char((header.size() >> (8 * i)) & 0xff);
+  return out + header + std::string(data_bytes, '\0');
+}
+
+TEST(HfInterop, BadFilesNameTheFileAndTensor) {
+  const std::string shard = "model-00002-of-00002.safetensors";
+  {  // truncated: the last bytes of a shard are gone
+    const auto dir = edited("trunc", [&](const fs::path& d) {
+      const std::string b = read_file(d / shard);
+      write_file(d / shard, b.substr(0, b.size() - 100));
+    });
+    expect_input_error([&] { kd::interop::read_hf_model(dir.string()); }, {shard, "outside the", "truncated"});
+    fs::remove_all(dir);
+  }
+  const fs::path f = scratch("one.safetensors");
+  // a header whose offsets disagree with the shape
+  write_file(f, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}})", 20));
+  expect_input_error([&] { kd::interop::SafetensorsFile s(f.string()); }, {f.string(), "'w'", "hold 20 bytes", "needs 24"});
+  // a header longer than the file
+  std::string lie = safetensors_bytes(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4);
+  lie[0] = char(0xff);
+  write_file(f, lie);
+  expect_input_error([&] { kd::interop::SafetensorsFile s(f.string()); }, {f.string(), "header claims"});
+  // overlapping tensors
+  write_file(f, safetensors_bytes(
+                    R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12));
+  expect_input_error([&] { kd::interop::SafetensorsFile s(f.string()); }, {"overlap"});
+  // a dtype kdtrain does not read
+  write_file(f, safetensors_bytes(R"({"w":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}})", 16));
+  const kd::interop::SafetensorsFile s(f.string());
+  std::vector<float> out(2);
+  expect_input_error([&] { s.read_float(*s.find("w"), out.data()); }, {"'w'", "dtype F64", "F32, F16 and BF16"});
+  fs::remove(f);
+}
+
+TEST(HfInterop, ConfigKeysThatChangeTheMathAreRefusedByName) {
+  const std::string base = read_file(kFixture + "/config.json");
+  auto with = [&](const std::string& key, const nlohmann::json& value) {
+    auto j = nlohmann::json::parse(base);
+    j[key] = value;
+    return j.dump();
+  };
+  auto refuse = [&](const std::string& key, const nlohmann::json& value) {
+    expect_input_error([&] { kd::interop::parse_hf_config(with(key, value), "x/config.json"); },
+                       {"x/config.json", "'" + key + "'"});
+  };
+  refuse("rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}});
+  refuse("attention_bias", true);
+  refuse("mlp_bias", true);
+  refuse("sliding_window", 4096);
+  refuse("hidden_act", "gelu");
+  refuse("partial_rotary_factor", 0.5);  // not on the allow-list
+  refuse("model_type", "mistral");
+  refuse("hidden_size", -3);
+  // harmless keys and explicit defaults pass
+  EXPECT_NO_THROW(kd::interop::parse_hf_config(with("use_cache", false), "x"));
+  EXPECT_NO_THROW(kd::interop::parse_hf_config(with("rope_scaling", nullptr), "x"));
+  // a missing tensor names it
+  const auto dir = edited("missing", [&](const fs::path& d) {
+    auto j = nlohmann::json::parse(read_file(d / "config.json"));
+    j["num_hidden_layers"] = 3;
+    write_file(d / "config.json", j.dump());
+  });
+  expect_input_error([&] { kd::interop::read_hf_model(dir.string()); }, {"model.layers.2.", "missing"});
+  fs::remove_all(dir);
+}
+
+}  // namespace

@@ -1,0 +1,240 @@
+#include "trainer/interop/hf_model.h"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "trainer/interop/safetensors.h"
+#include "trainer/model/llama.h"
+#include "trainer/util/errors.h"
+
+namespace kd::interop {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// Keys that do not change the forward's math: read past.
+const std::set<std::string> kIgnored = {
+    "architectures", "model_type", "bos_token_id", "eos_token_id", "pad_token_id", "torch_dtype", "dtype",
+    "transformers_version", "use_cache", "initializer_range", "max_position_embeddings", "_name_or_path",
+    "attention_dropout", "pretraining_tp", "output_attentions", "output_hidden_states", "return_dict"};
+
+std::string dims(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  KD_CHECK_INPUT(f.good(), "{}: cannot open", p.string());
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+ModelSpec parse_hf_config(const std::string& text, const std::string& where) {
+  json c;
+  try {
+    c = json::parse(text);
+  } catch (const json::exception& e) {
+    throw InputError(fmt::format("{}: not JSON ({})", where, e.what()));
+  }
+  KD_CHECK_INPUT(c.is_object(), "{}: not a JSON object", where);
+  auto key_error = [&](const std::string& k, const std::string& why) {
+    return InputError(fmt::format("{}: key '{}' {}", where, k, why));
+  };
+  auto integer = [&](const std::string& k, bool required, int fallback) -> int {
+    if (!c.contains(k) || c[k].is_null()) {
+      if (required) throw key_error(k, "is required");
+      return fallback;
+    }
+    if (!c[k].is_number_integer() || c[k].get<std::int64_t>() <= 0 || c[k].get<std::int64_t>() > (1 << 30)) {
+      throw key_error(k, fmt::format("must be a positive integer (got {})", c[k].dump()));
+    }
+    return c[k].get<int>();
+  };
+  auto number = [&](const std::string& k, double fallback) -> double {
+    if (!c.contains(k) || c[k].is_null()) return fallback;
+    if (!c[k].is_number() || c[k].get<double>() <= 0) throw key_error(k, fmt::format("must be a positive number (got {})", c[k].dump()));
+    return c[k].get<double>();
+  };
+  auto flag_off = [&](const std::string& k) {
+    if (c.contains(k) && !c[k].is_null() && c[k] != false) {
+      throw key_error(k, fmt::format("is {}: kdtrain's Llama has no such term; refusing rather than importing "
+                                     "wrong logits", c[k].dump()));
+    }
+  };
+  if (c.contains("model_type") && c["model_type"] != "llama") {
+    throw key_error("model_type", fmt::format("is {}: only Llama-family models (\"llama\") are imported",
+                                              c["model_type"].dump()));
+  }
+  if (c.contains("architectures")) {
+    const auto& a = c["architectures"];
+    if (!a.is_array() || a.size() != 1 || a[0] != "LlamaForCausalLM") {
+      throw key_error("architectures", fmt::format("is {}: kdtrain imports LlamaForCausalLM", a.dump()));
+    }
+  }
+  ModelSpec s;
+  s.vocab = integer("vocab_size", true, 0);
+  s.d_model = integer("hidden_size", true, 0);
+  s.n_layers = integer("num_hidden_layers", true, 0);
+  s.n_heads = integer("num_attention_heads", true, 0);
+  s.n_kv_heads = integer("num_key_value_heads", false, s.n_heads);
+  s.d_ff = integer("intermediate_size", true, 0);
+  s.rope_theta = number("rope_theta", 10000.0);
+  s.norm_eps = number("rms_norm_eps", 1e-6);  // LlamaConfig's default
+  if (c.contains("head_dim") && !c["head_dim"].is_null()) {
+    const int hd = integer("head_dim", true, 0);
+    if (hd != s.d_model / s.n_heads || s.d_model % s.n_heads != 0) s.head_dim_override = hd;
+  }
+  if (c.contains("tie_word_embeddings")) {
+    if (!c["tie_word_embeddings"].is_boolean()) throw key_error("tie_word_embeddings", "must be true or false");
+    s.tie_embeddings = c["tie_word_embeddings"].get<bool>();
+  }
+  if (c.contains("hidden_act") && c["hidden_act"] != "silu") {
+    throw key_error("hidden_act", fmt::format("is {}: kdtrain's MLP is SwiGLU (silu)", c["hidden_act"].dump()));
+  }
+  if (c.contains("rope_scaling") && !c["rope_scaling"].is_null()) {
+    throw key_error("rope_scaling", fmt::format("is {}: RoPE scaling is not implemented in kdtrain (plain RoPE "
+                                                "only); refusing rather than importing wrong logits",
+                                                c["rope_scaling"].dump()));
+  }
+  flag_off("attention_bias");
+  flag_off("mlp_bias");
+  if (c.contains("sliding_window") && !c["sliding_window"].is_null()) {
+    throw key_error("sliding_window", "is set: kdtrain's attention is full causal attention");
+  }
+  static const std::set<std::string> handled = {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                "num_key_value_heads", "intermediate_size", "rope_theta",
+                                                "rms_norm_eps", "head_dim", "tie_word_embeddings", "hidden_act",
+                                                "rope_scaling", "attention_bias", "mlp_bias", "sliding_window"};
+  for (const auto& [k, v] : c.items()) {
+    if (handled.count(k) || kIgnored.count(k)) continue;
+    throw key_error(k, "is not known to kdtrain's Llama import (it may change the model's math); refusing rather "
+                       "than importing wrong logits");
+  }
+  s.validate(where);
+  return s;
+}
+
+std::string hf_config_json(const ModelSpec& s) {
+  json c = {{"architectures", {"LlamaForCausalLM"}},
+            {"model_type", "llama"},
+            {"vocab_size", s.vocab},
+            {"hidden_size", s.d_model},
+            {"num_hidden_layers", s.n_layers},
+            {"num_attention_heads", s.n_heads},
+            {"num_key_value_heads", s.n_kv_heads},
+            {"head_dim", s.head_dim()},
+            {"intermediate_size", s.d_ff},
+            {"hidden_act", "silu"},
+            {"rms_norm_eps", s.norm_eps},
+            {"rope_theta", s.rope_theta},
+            {"rope_scaling", nullptr},
+            {"attention_bias", false},
+            {"mlp_bias", false},
+            {"tie_word_embeddings", s.tie_embeddings},
+            {"torch_dtype", "float32"}};
+  return c.dump(2) + "\n";
+}
+
+HfModel read_hf_model(const std::string& dir_name) {
+  const fs::path dir(dir_name);
+  KD_CHECK_INPUT(fs::is_directory(dir), "{}: not a directory (a Hugging Face model directory: config.json, "
+                 "model.safetensors)", dir_name);
+  const fs::path cfg = dir / "config.json";
+  KD_CHECK_INPUT(fs::exists(cfg), "{}: no config.json", dir_name);
+  HfModel m;
+  m.spec = parse_hf_config(read_text(cfg), cfg.string());
+  // shards: the index's weight_map, or the one file
+  std::map<std::string, std::string> where;  // tensor -> file
+  std::map<std::string, std::unique_ptr<SafetensorsFile>> files;
+  const fs::path index = dir / "model.safetensors.index.json";
+  if (fs::exists(index)) {
+    json j;
+    try {
+      j = json::parse(read_text(index));
+    } catch (const json::exception& e) {
+      throw InputError(fmt::format("{}: not JSON ({})", index.string(), e.what()));
+    }
+    KD_CHECK_INPUT(j.is_object() && j.contains("weight_map") && j["weight_map"].is_object(),
+                   "{}: no weight_map object", index.string());
+    for (const auto& [name, file] : j["weight_map"].items()) {
+      KD_CHECK_INPUT(file.is_string() && file.get<std::string>().find('/') == std::string::npos,
+                     "{}: weight_map['{}'] is not a file name in the directory", index.string(), name);
+      where[name] = file.get<std::string>();
+    }
+  } else {
+    KD_CHECK_INPUT(fs::exists(dir / "model.safetensors"), "{}: neither model.safetensors nor "
+                   "model.safetensors.index.json", dir_name);
+    const SafetensorsFile one((dir / "model.safetensors").string());
+    for (const auto& t : one.tensors()) where[t.name] = "model.safetensors";
+  }
+  auto file = [&](const std::string& name) -> SafetensorsFile& {
+    auto& f = files[name];
+    if (!f) f = std::make_unique<SafetensorsFile>((dir / name).string());
+    return *f;
+  };
+  const LlamaLayout layout(m.spec, m.table);
+  m.params.resize(m.table.total());
+  std::set<std::string> used;
+  for (const auto& t : m.table.tensors()) {
+    const auto it = where.find(t.name);
+    KD_CHECK_INPUT(it != where.end(), "{}: tensor '{}' is missing (config.json's shape needs it)", dir_name, t.name);
+    SafetensorsFile& f = file(it->second);
+    const SafeTensor* st = f.find(t.name);
+    KD_CHECK_INPUT(st != nullptr, "{}: tensor '{}' is not in {} (the index says it is)", dir_name, t.name, it->second);
+    KD_CHECK_INPUT(st->shape == t.shape, "{}: tensor '{}' has shape {}, config.json's model needs {}", f.path(),
+                   t.name, dims(st->shape), dims(t.shape));
+    f.read_float(*st, m.params.data() + t.offset);
+    used.insert(t.name);
+  }
+  for (const auto& [name, file_name] : where) {
+    if (used.count(name)) continue;
+    // a tied model may still carry lm_head (the embedding again); old exports carry RoPE tables
+    if (name == "lm_head.weight" && m.spec.tie_embeddings) continue;
+    if (name.size() > 20 && name.ends_with(".rotary_emb.inv_freq")) continue;
+    throw InputError(fmt::format("{}: tensor '{}' ({}) is not part of a Llama of config.json's shape", dir_name, name,
+                                 file_name));
+  }
+  if (fs::exists(dir / "tokenizer.json")) m.tokenizer_json = read_text(dir / "tokenizer.json");
+  return m;
+}
+
+void write_hf_model(const std::string& dir_name, const ModelSpec& spec, const ParamTable& table, const float* params,
+                    const std::string& tokenizer_json) {
+  const fs::path dir(dir_name);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw RuntimeFailure(fmt::format("{}: cannot make the directory ({})", dir_name, ec.message()));
+  std::vector<SafeTensorOut> out;
+  for (const auto& t : table.tensors()) {
+    if (t.has(kAuxiliary)) continue;
+    out.push_back({t.name, t.shape, params + t.offset});
+  }
+  write_safetensors((dir / "model.safetensors").string(), out, {{"format", "pt"}});
+  auto write_text = [&](const std::string& name, const std::string& text) {
+    const fs::path p = dir / name, tmp = dir / (name + ".tmp");
+    {
+      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+      f << text;
+      if (!f.good()) throw RuntimeFailure(fmt::format("{}: cannot write", p.string()));
+    }
+    fs::rename(tmp, p);
+  };
+  write_text("config.json", hf_config_json(spec));
+  if (!tokenizer_json.empty()) write_text("tokenizer.json", tokenizer_json);
+}
+
+}  // namespace kd::interop
