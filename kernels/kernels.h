@@ -58,8 +58,19 @@ void rmsnorm_backward(T* dx, T* dw, const T* dy, const T* dresid, const T* x, co
 // ---------------------------------------------------------------- RoPE
 // Rotate-half (Hugging Face Llama) rotary embedding, in place on `heads` heads of
 // head_dim hd starting at column col0 of rows with stride ld. Tables: cos/sin (T, hd/2).
+// Llama 3's frequency scaling (Hugging Face rope_type "llama3"): wavelengths above
+// original_context / low_freq_factor are stretched by `factor`, those below
+// original_context / high_freq_factor kept, the band between blended. factor 0: none.
+struct RopeScaling {
+  double factor = 0;
+  double low_freq_factor = 1;
+  double high_freq_factor = 4;
+  double original_context = 8192;
+};
+// The inverse frequency of rotation pair j of a head of size hd (in double).
+double rope_inv_freq(int j, int hd, double theta, const RopeScaling& scaling = {});
 template <class T>
-void rope_table(T* cos, T* sin, int seq, int hd, double theta);
+void rope_table(T* cos, T* sin, int seq, int hd, double theta, const RopeScaling& scaling = {});
 template <class T>
 void rope_forward(T* x, const T* cos, const T* sin, int rows, int seq, int heads, int hd,
                   int ld, int col0);

@@ -4,10 +4,13 @@ writer (struct + json, not kdtrain's code, not the safetensors package) and a Ll
 with Hugging Face's semantics (LlamaForCausalLM: RMSNorm, rotate-half RoPE, GQA causal
 attention, SwiGLU, tied or untied head), in float64 with python3-torch.
 
-  make-fixture DIR   writes a small Llama as a Hugging Face directory: config.json, two
+  make-fixture DIR [--llama3]
+                     writes a small Llama as a Hugging Face directory: config.json, two
                      safetensors shards with model.safetensors.index.json, tensors in F32,
                      F16 and BF16; and reference.json + reference.safetensors: token ids and
-                     the float64 forward's logits (stored F32). tests/fixtures/hf_tiny is this.
+                     the float64 forward's logits (stored F32). tests/fixtures/hf_tiny is this;
+                     with --llama3 (tests/fixtures/hf_llama3): Llama 3.1's RoPE scaling, a tied
+                     head, one file.
   check-export DIR FIXTURE
                      DIR is `kdtrain export --format hf` of `kdtrain import-hf FIXTURE`: its
                      config.json must describe the same model, every tensor must equal the
@@ -68,6 +71,15 @@ def forward(w, cfg, tokens):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * g
 
     inv = 1.0 / theta ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
+    rs = cfg.get("rope_scaling")
+    if rs:  # transformers' _compute_llama3_parameters
+        assert rs["rope_type"] == "llama3"
+        factor, lo, hi, old = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"], rs["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv
+        scaled = torch.where(wavelen > old / lo, inv / factor, inv)
+        smooth = (old / wavelen - lo) / (hi - lo)
+        medium = ~(wavelen < old / hi) & ~(wavelen > old / lo)
+        inv = torch.where(medium, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
     ang = torch.outer(torch.arange(t, dtype=torch.float64), inv)
     cos, sin = torch.cat((ang.cos(), ang.cos()), -1), torch.cat((ang.sin(), ang.sin()), -1)
 
@@ -96,16 +108,22 @@ def forward(w, cfg, tokens):
     return norm(x, w["model.norm.weight"]) @ head.T
 
 
-def make_fixture(out):
+def make_fixture(out, llama3=False):
+    """llama3: Llama 3.1's RoPE scaling (a small original context, so 13 positions feel it)
+    and a tied head, in one file, instead of plain RoPE, an untied head and two shards."""
     os.makedirs(out, exist_ok=True)
     cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 97, "hidden_size": 64,
            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 160,
-           "hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": False,
+           "hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": llama3,
            "max_position_embeddings": 2048, "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16",
-           "attention_bias": False, "mlp_bias": False, "rope_scaling": None, "transformers_version": "4.46.0"}
+           "attention_bias": False, "mlp_bias": False, "transformers_version": "4.46.0",
+           "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                            "original_max_position_embeddings": 16} if llama3 else None}
     g = torch.Generator().manual_seed(20261127)
     d, f, v, hd = 64, 160, 97, 16
-    shapes = {"model.embed_tokens.weight": [v, d], "model.norm.weight": [d], "lm_head.weight": [v, d]}
+    shapes = {"model.embed_tokens.weight": [v, d], "model.norm.weight": [d]}
+    if not llama3:
+        shapes["lm_head.weight"] = [v, d]
     for i in range(2):
         p = f"model.layers.{i}."
         shapes.update({p + "input_layernorm.weight": [d], p + "post_attention_layernorm.weight": [d],
@@ -123,14 +141,17 @@ def make_fixture(out):
         code = codes[n % 3]
         tensors[name] = (t.to(DTYPES[code][0]), code)
     names = sorted(tensors)
-    shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
-              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
-    weight_map = {}
-    for file, part in shards.items():
-        write_safetensors(os.path.join(out, file), {k: tensors[k] for k in part})
-        weight_map.update({k: file for k in part})
-    with open(os.path.join(out, "model.safetensors.index.json"), "w") as fh:
-        json.dump({"metadata": {"total_size": 0}, "weight_map": weight_map}, fh, indent=1)
+    if llama3:
+        write_safetensors(os.path.join(out, "model.safetensors"), tensors)
+    else:
+        shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+                  "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+        weight_map = {}
+        for file, part in shards.items():
+            write_safetensors(os.path.join(out, file), {k: tensors[k] for k in part})
+            weight_map.update({k: file for k in part})
+        with open(os.path.join(out, "model.safetensors.index.json"), "w") as fh:
+            json.dump({"metadata": {"total_size": 0}, "weight_map": weight_map}, fh, indent=1)
     with open(os.path.join(out, "config.json"), "w") as fh:
         json.dump(cfg, fh, indent=1)
     tokens = torch.randint(0, v, (2, 13), generator=g)
@@ -138,7 +159,7 @@ def make_fixture(out):
     with open(os.path.join(out, "reference.json"), "w") as fh:
         json.dump({"tokens": tokens.tolist(), "note": "LlamaForCausalLM semantics in float64 (scripts/hf_llama_ref.py)"}, fh)
     write_safetensors(os.path.join(out, "reference.safetensors"), {"logits": (logits.float(), "F32")})
-    print(f"wrote {out}: {len(tensors)} tensors in 2 shards; reference logits {list(logits.shape)}, "
+    print(f"wrote {out}: {len(tensors)} tensors in {1 if llama3 else 2} file(s); reference logits {list(logits.shape)}, "
           f"max |logit| {logits.abs().max():.3f}")
 
 
@@ -148,14 +169,18 @@ def check_export(out, fixture):
     with open(os.path.join(fixture, "config.json")) as fh:
         want = json.load(fh)
     for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-              "intermediate_size", "rms_norm_eps", "rope_theta", "tie_word_embeddings", "hidden_act"):
+              "intermediate_size", "rms_norm_eps", "rope_theta", "tie_word_embeddings", "hidden_act", "rope_scaling"):
         assert cfg[k] == want[k], f"config.json {k}: {cfg[k]} != {want[k]}"
     assert cfg["architectures"] == ["LlamaForCausalLM"] and cfg["model_type"] == "llama"
     got = read_safetensors(os.path.join(out, "model.safetensors"))
     src = {}
-    with open(os.path.join(fixture, "model.safetensors.index.json")) as fh:
-        for file in set(json.load(fh)["weight_map"].values()):
-            src.update(read_safetensors(os.path.join(fixture, file)))
+    index = os.path.join(fixture, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as fh:
+            for file in set(json.load(fh)["weight_map"].values()):
+                src.update(read_safetensors(os.path.join(fixture, file)))
+    else:
+        src = read_safetensors(os.path.join(fixture, "model.safetensors"))
     assert set(got) == set(src), f"tensor names differ: {sorted(set(got) ^ set(src))}"
     for name, t in src.items():
         assert got[name].dtype == torch.float32, name
@@ -173,6 +198,8 @@ def check_export(out, fixture):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "make-fixture":
         make_fixture(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == "make-fixture" and sys.argv[3] == "--llama3":
+        make_fixture(sys.argv[2], llama3=True)
     elif len(sys.argv) == 4 and sys.argv[1] == "check-export":
         check_export(sys.argv[2], sys.argv[3])
     else:

@@ -36,8 +36,8 @@ std::vector<float> logits_of(const kd::interop::HfModel& m, const std::vector<st
   return out;
 }
 
-std::vector<std::int32_t> reference_tokens() {
-  std::ifstream f(kFixture + "/reference.json");
+std::vector<std::int32_t> reference_tokens(const std::string& fixture = kFixture) {
+  std::ifstream f(fixture + "/reference.json");
   const auto j = nlohmann::json::parse(f);
   std::vector<std::int32_t> t;
   for (const auto& row : j["tokens"]) {
@@ -62,36 +62,53 @@ void expect_input_error(F&& f, const std::vector<std::string>& parts) {
   }
 }
 
-TEST(HfInterop, ImportsAnIndependentlyWrittenLlamaWithItsLogits) {
-  const auto m = kd::interop::read_hf_model(kFixture);
-  EXPECT_EQ(m.spec.n_kv_heads, 2);
-  EXPECT_FALSE(m.spec.tie_embeddings);
-  EXPECT_EQ(m.spec.rope_theta, 500000.0);
-  const auto got = logits_of(m, reference_tokens(), 2);
-  const kd::interop::SafetensorsFile ref(kFixture + "/reference.safetensors");
-  std::vector<float> want(got.size());
-  ASSERT_EQ(std::size_t(ref.find("logits")->numel()), want.size());
-  ref.read_float(*ref.find("logits"), want.data());
-  double worst = 0, scale = 0;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])));
-    scale = std::max(scale, std::fabs(double(want[i])));
+// hf_tiny: plain RoPE, untied head, two shards; hf_llama3: Llama 3.1's RoPE scaling, tied head.
+TEST(HfInterop, ImportsIndependentlyWrittenLlamasWithTheirLogits) {
+  for (const std::string name : {"hf_tiny", "hf_llama3"}) {
+    SCOPED_TRACE(name);
+    const std::string dir = std::string(KD_FIXTURES_DIR) + "/" + name;
+    const auto m = kd::interop::read_hf_model(dir);
+    EXPECT_EQ(m.spec.n_kv_heads, 2);
+    EXPECT_EQ(m.spec.tie_embeddings, name == "hf_llama3");
+    EXPECT_EQ(m.spec.rope_scaling.factor, name == "hf_llama3" ? 8.0 : 0.0);
+    EXPECT_EQ(m.spec.rope_theta, 500000.0);
+    const auto got = logits_of(m, reference_tokens(dir), 2);
+    const kd::interop::SafetensorsFile ref(dir + "/reference.safetensors");
+    std::vector<float> want(got.size());
+    ASSERT_EQ(std::size_t(ref.find("logits")->numel()), want.size());
+    ref.read_float(*ref.find("logits"), want.data());
+    double worst = 0, scale = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])));
+      scale = std::max(scale, std::fabs(double(want[i])));
+    }
+    EXPECT_LT(worst, 2e-5 * scale) << "largest logit difference " << worst << " of " << scale;
+    // the scaling matters here: without it the logits are elsewhere
+    if (name == "hf_llama3") {
+      auto plain = kd::interop::read_hf_model(dir);
+      plain.spec.rope_scaling = {};
+      const auto off = logits_of(plain, reference_tokens(dir), 2);
+      double moved = 0;
+      for (std::size_t i = 0; i < want.size(); ++i) moved = std::max(moved, std::fabs(double(off[i]) - double(want[i])));
+      EXPECT_GT(moved, 1e-2 * scale) << "the fixture does not exercise the RoPE scaling";
+    }
   }
-  EXPECT_LT(worst, 2e-5 * scale) << "largest logit difference " << worst << " of " << scale;
 }
 
 TEST(HfInterop, ExportThenImportIsBitIdentical) {
-  const auto m = kd::interop::read_hf_model(kFixture);
+  const auto m = kd::interop::read_hf_model(std::string(KD_FIXTURES_DIR) + "/hf_llama3");
   const fs::path dir = scratch("roundtrip");
   kd::interop::write_hf_model(dir.string(), m.spec, m.table, m.params.data(), "");
   const auto back = kd::interop::read_hf_model(dir.string());
   ASSERT_EQ(back.table.total(), m.table.total());
   EXPECT_EQ(0, std::memcmp(back.params.data(), m.params.data(), sizeof(float) * m.table.total()));
+  EXPECT_EQ(back.spec.rope_scaling.factor, 8.0);
+  EXPECT_EQ(back.spec.rope_scaling.original_context, 16.0);
   const auto tokens = reference_tokens();
   EXPECT_EQ(logits_of(back, tokens, 2), logits_of(m, tokens, 2));
-  // a tied model with its own head_dim too
+  // an untied model with its own head_dim too
   kd::ModelSpec s = m.spec;
-  s.tie_embeddings = true;
+  s.tie_embeddings = false;
   s.head_dim_override = 32;  // 4 heads of 32 over d_model 64
   kd::ParamTable t;
   const kd::LlamaLayout lay(s, t);
@@ -100,7 +117,7 @@ TEST(HfInterop, ExportThenImportIsBitIdentical) {
   const fs::path dir2 = scratch("tied");
   kd::interop::write_hf_model(dir2.string(), s, t, p.data(), "");
   const auto tied = kd::interop::read_hf_model(dir2.string());
-  EXPECT_TRUE(tied.spec.tie_embeddings);
+  EXPECT_FALSE(tied.spec.tie_embeddings);
   EXPECT_EQ(tied.spec.head_dim(), 32);
   EXPECT_EQ(0, std::memcmp(tied.params.data(), p.data(), sizeof(float) * p.size()));
   fs::remove_all(dir);
@@ -174,7 +191,8 @@ TEST(HfInterop, ConfigKeysThatChangeTheMathAreRefusedByName) {
     expect_input_error([&] { kd::interop::parse_hf_config(with(key, value), "x/config.json"); },
                        {"x/config.json", "'" + key + "'"});
   };
-  refuse("rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}});
+  refuse("rope_scaling", {{"rope_type", "yarn"}, {"factor", 8.0}});
+  refuse("rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}});  // without its other parts
   refuse("attention_bias", true);
   refuse("mlp_bias", true);
   refuse("sliding_window", 4096);

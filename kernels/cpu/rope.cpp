@@ -6,13 +6,27 @@
 
 namespace kd::kern {
 
+double rope_inv_freq(int j, int hd, double theta, const RopeScaling& sc) {
+  const double inv = std::pow(theta, -2.0 * j / hd);
+  if (sc.factor <= 0) return inv;
+  // as transformers' _compute_llama3_parameters
+  const double pi = 3.14159265358979323846;
+  const double wavelen = 2.0 * pi / inv;
+  const double low_wavelen = sc.original_context / sc.low_freq_factor;
+  const double high_wavelen = sc.original_context / sc.high_freq_factor;
+  if (wavelen < high_wavelen) return inv;
+  if (wavelen > low_wavelen) return inv / sc.factor;
+  const double smooth = (sc.original_context / wavelen - sc.low_freq_factor) / (sc.high_freq_factor - sc.low_freq_factor);
+  return (1.0 - smooth) * inv / sc.factor + smooth * inv;
+}
+
 template <class T>
-void rope_table(T* cos, T* sin, int seq, int hd, double theta) {
+void rope_table(T* cos, T* sin, int seq, int hd, double theta, const RopeScaling& scaling) {
   const int half = hd / 2;
   for (int p = 0; p < seq; ++p) {
     for (int j = 0; j < half; ++j) {
       // angles in double: pos·freq loses digits in float at long sequences
-      const double inv = std::pow(theta, -2.0 * j / hd);
+      const double inv = rope_inv_freq(j, hd, theta, scaling);
       const double a = double(p) * inv;
       cos[std::size_t(p) * half + j] = T(std::cos(a));
       sin[std::size_t(p) * half + j] = T(std::sin(a));
@@ -58,8 +72,8 @@ void rope_backward(T* dx, const T* cos, const T* sin, int rows, int seq, int hea
   rope_apply(dx, cos, sin, rows, seq, heads, hd, ld, col0, T(-1));
 }
 
-template void rope_table<float>(float*, float*, int, int, double);
-template void rope_table<double>(double*, double*, int, int, double);
+template void rope_table<float>(float*, float*, int, int, double, const RopeScaling&);
+template void rope_table<double>(double*, double*, int, int, double, const RopeScaling&);
 template void rope_forward<float>(float*, const float*, const float*, int, int, int, int, int, int);
 template void rope_forward<double>(double*, const double*, const double*, int, int, int, int, int,
                                    int);

@@ -11,18 +11,22 @@ source "$(dirname "$0")/lib.sh"
 /usr/bin/python3 -c 'import torch' 2>/dev/null || { echo "SKIP: python3-torch is not installed"; exit 77; }
 fixture=$root/tests/fixtures/hf_tiny
 
-"$bin" import-hf "$fixture" --out "$tmp/imported.h5" >"$tmp/out" 2>&1 && ok "import-hf: $(tail -1 "$tmp/out")" \
-  || { fail "import-hf failed"; cat "$tmp/out"; }
-"$bin" export "$tmp/imported.h5" --format hf --out "$tmp/exported" >"$tmp/out" 2>&1 && ok "export --format hf" \
-  || { fail "export --format hf failed"; cat "$tmp/out"; }
-/usr/bin/python3 "$root/scripts/hf_llama_ref.py" check-export "$tmp/exported" "$fixture" >"$tmp/out" 2>&1 \
-  && ok "$(tail -1 "$tmp/out")" || { fail "the independent check of the export failed"; cat "$tmp/out"; }
+for name in hf_tiny hf_llama3; do
+  "$bin" import-hf "$root/tests/fixtures/$name" --out "$tmp/$name.h5" >"$tmp/out" 2>&1 \
+    && ok "import-hf $name: $(sed -n 2p "$tmp/out")" || { fail "import-hf $name failed"; cat "$tmp/out"; }
+  "$bin" export "$tmp/$name.h5" --format hf --out "$tmp/$name" >"$tmp/out" 2>&1 && ok "export --format hf $name" \
+    || { fail "export --format hf $name failed"; cat "$tmp/out"; }
+  /usr/bin/python3 "$root/scripts/hf_llama_ref.py" check-export "$tmp/$name" "$root/tests/fixtures/$name" >"$tmp/out" 2>&1 \
+    && ok "$name: $(tail -1 "$tmp/out")" || { fail "the independent check of the $name export failed"; cat "$tmp/out"; }
+done
+cp -r "$tmp/hf_tiny" "$tmp/exported"
+cp "$tmp/hf_tiny.h5" "$tmp/imported.h5"
 expect 2 "already holds a model" export "$tmp/imported.h5" --format hf --out "$tmp/exported"
 
 cp -r "$fixture" "$tmp/bad"
 /usr/bin/python3 - "$tmp/bad/config.json" <<'PY'
 import json, sys
-c = json.load(open(sys.argv[1])); c["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0}
+c = json.load(open(sys.argv[1])); c["rope_scaling"] = {"rope_type": "dynamic", "factor": 2.0}
 json.dump(c, open(sys.argv[1], "w"))
 PY
 expect 2 "key 'rope_scaling'" import-hf "$tmp/bad" --out "$tmp/bad.h5"

@@ -50,6 +50,11 @@ int run_import_hf(const ImportHfOptions& o) {
              "d_ff {} tie_embeddings {} rope_theta {} rms_norm_eps {}; {} parameters\n", o.dir, o.out, m.spec.vocab,
              m.spec.d_model, m.spec.n_layers, m.spec.n_heads, m.spec.n_kv_heads, m.spec.head_dim(), m.spec.d_ff,
              m.spec.tie_embeddings, m.spec.rope_theta, m.spec.norm_eps, m.table.total());
+  if (m.spec.rope_scaling.factor > 0) {
+    fmt::print("  RoPE: llama3 scaling, factor {} low_freq_factor {} high_freq_factor {} original context {}\n",
+               m.spec.rope_scaling.factor, m.spec.rope_scaling.low_freq_factor, m.spec.rope_scaling.high_freq_factor,
+               m.spec.rope_scaling.original_context);
+  }
   if (!m.tokenizer_json.empty()) {
     fmt::print("  tokenizer.json: not imported (reading Hugging Face tokenizers is not built yet); the checkpoint has "
                "no tokenizer\n");

@@ -29,6 +29,13 @@ void visit(V& v, ModelSpec& s) {
   v.field("norm_eps", s.norm_eps, "RMSNorm epsilon", above(0));
   v.field("head_dim", s.head_dim_override, "attention head size (0 = d_model / n_heads; set by structured pruning)",
           between(0, 1 << 16));
+  v.field("rope_scaling_factor", s.rope_scaling.factor,
+          "Llama 3 RoPE scaling (Hugging Face rope_type llama3): long wavelengths stretched by this factor; 0 = none",
+          at_least(0));
+  v.field("rope_low_freq_factor", s.rope_scaling.low_freq_factor, "Llama 3 RoPE scaling: low_freq_factor", above(0));
+  v.field("rope_high_freq_factor", s.rope_scaling.high_freq_factor, "Llama 3 RoPE scaling: high_freq_factor", above(0));
+  v.field("rope_original_context", s.rope_scaling.original_context,
+          "Llama 3 RoPE scaling: original_max_position_embeddings", above(0));
 }
 
 // The frozen teacher: a kdtrain checkpoint (its shape is read from it), or a shape given

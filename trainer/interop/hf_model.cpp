@@ -106,9 +106,27 @@ ModelSpec parse_hf_config(const std::string& text, const std::string& where) {
     throw key_error("hidden_act", fmt::format("is {}: kdtrain's MLP is SwiGLU (silu)", c["hidden_act"].dump()));
   }
   if (c.contains("rope_scaling") && !c["rope_scaling"].is_null()) {
-    throw key_error("rope_scaling", fmt::format("is {}: RoPE scaling is not implemented in kdtrain (plain RoPE "
-                                                "only); refusing rather than importing wrong logits",
-                                                c["rope_scaling"].dump()));
+    // Llama 3's scaling is implemented; other kinds (linear, dynamic, yarn, longrope) are not
+    const auto& r = c["rope_scaling"];
+    const std::string kind = r.is_object() ? r.value("rope_type", r.value("type", std::string())) : std::string();
+    if (kind != "llama3") {
+      throw key_error("rope_scaling", fmt::format("is {}: kdtrain implements rope_type \"llama3\" only; refusing "
+                                                  "rather than importing wrong logits", r.dump()));
+    }
+    auto part = [&](const char* k) {
+      if (!r.contains(k) || !r[k].is_number() || r[k].get<double>() <= 0) {
+        throw key_error("rope_scaling", fmt::format("needs a positive number {} (got {})", k, r.dump()));
+      }
+      return r[k].get<double>();
+    };
+    for (const auto& [k, v] : r.items()) {
+      if (k != "rope_type" && k != "type" && k != "factor" && k != "low_freq_factor" && k != "high_freq_factor" &&
+          k != "original_max_position_embeddings") {
+        throw key_error("rope_scaling", fmt::format("has '{}', unknown to kdtrain's llama3 scaling", k));
+      }
+    }
+    s.rope_scaling = {part("factor"), part("low_freq_factor"), part("high_freq_factor"),
+                      part("original_max_position_embeddings")};
   }
   flag_off("attention_bias");
   flag_off("mlp_bias");
@@ -141,7 +159,13 @@ std::string hf_config_json(const ModelSpec& s) {
             {"hidden_act", "silu"},
             {"rms_norm_eps", s.norm_eps},
             {"rope_theta", s.rope_theta},
-            {"rope_scaling", nullptr},
+            {"rope_scaling", s.rope_scaling.factor > 0
+                                 ? json{{"rope_type", "llama3"},
+                                        {"factor", s.rope_scaling.factor},
+                                        {"low_freq_factor", s.rope_scaling.low_freq_factor},
+                                        {"high_freq_factor", s.rope_scaling.high_freq_factor},
+                                        {"original_max_position_embeddings", s.rope_scaling.original_context}}
+                                 : json(nullptr)},
             {"attention_bias", false},
             {"mlp_bias", false},
             {"tie_word_embeddings", s.tie_embeddings},

@@ -4,9 +4,9 @@
 //
 // config.json is read against an allow-list: the keys that set the shape and math kdtrain
 // implements, and keys that do not change the math (token ids, dtype, versions). Anything
-// else, and any value kdtrain does not implement (rope_scaling, attention_bias, mlp_bias,
-// sliding_window, an activation other than silu), is refused with an InputError naming the
-// key: a model is never imported with wrong logits.
+// else, and any value kdtrain does not implement (rope_scaling other than Llama 3's,
+// attention_bias, mlp_bias, sliding_window, an activation other than silu), is refused with an
+// InputError naming the key: a model is never imported with wrong logits.
 #pragma once
 
 #include <string>

@@ -63,10 +63,11 @@ struct CudaOps {
   }
   // the tables are made on the host (kernels.h's rope_table, the CPU's values) and uploaded
   template <class Storage>
-  void rope_tables(Arena<float, Storage>& ar, float* cos, float* sin, int seq, int hd, double theta) const {
+  void rope_tables(Arena<float, Storage>& ar, float* cos, float* sin, int seq, int hd, double theta,
+                   const kern::RopeScaling& scaling) const {
     const std::size_t half = std::size_t(seq) * std::size_t(hd / 2);
     std::vector<float> c(half), s(half);
-    kern::rope_table<float>(c.data(), s.data(), seq, hd, theta);
+    kern::rope_table<float>(c.data(), s.data(), seq, hd, theta, scaling);
     ar.storage().upload_range(c.data(), std::size_t(cos - ar.storage().data()), half);
     ar.storage().upload_range(s.data(), std::size_t(sin - ar.storage().data()), half);
   }

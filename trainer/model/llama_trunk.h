@@ -66,8 +66,9 @@ struct HostOps {
   void add_inplace(T* y, const T* x, std::size_t n) const { kern::add_inplace<T>(y, x, n); }
   void copy(T* dst, const T* src, std::size_t n) const { std::memcpy(dst, src, sizeof(T) * n); }
   template <class Storage>
-  void rope_tables(Arena<T, Storage>&, T* cos, T* sin, int seq, int hd, double theta) const {
-    kern::rope_table<T>(cos, sin, seq, hd, theta);
+  void rope_tables(Arena<T, Storage>&, T* cos, T* sin, int seq, int hd, double theta,
+                   const kern::RopeScaling& scaling) const {
+    kern::rope_table<T>(cos, sin, seq, hd, theta, scaling);
   }
   int attention_threads(int threads) const { return threads; }
   template <class A>
@@ -127,7 +128,7 @@ void TrainActivations<T, Storage>::build(const Ops& ops, const ModelSpec& s, int
     rope_cos = ar.take(half);
     rope_sin = ar.take(half);
   });
-  if (rope_cos != nullptr) ops.rope_tables(arena, rope_cos, rope_sin, t, s.head_dim(), s.rope_theta);  // null: measured only
+  if (rope_cos != nullptr) ops.rope_tables(arena, rope_cos, rope_sin, t, s.head_dim(), s.rope_theta, s.rope_scaling);  // null: measured only
 }
 
 template <class T, class Storage>
@@ -156,7 +157,7 @@ void FrozenActivations<T, Storage>::build(const Ops& ops, const ModelSpec& s, in
     captured.assign(captured_index.size(), nullptr);
     for (auto& c : captured) c = ar.take(m * d);
   });
-  if (rope_cos != nullptr) ops.rope_tables(arena, rope_cos, rope_sin, t, s.head_dim(), s.rope_theta);  // null: measured only
+  if (rope_cos != nullptr) ops.rope_tables(arena, rope_cos, rope_sin, t, s.head_dim(), s.rope_theta, s.rope_scaling);  // null: measured only
 }
 
 template <class T, class Storage>

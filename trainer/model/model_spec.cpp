@@ -26,6 +26,12 @@ void ModelSpec::validate(const std::string& where) const {
                  "{}: n_heads ({}) must be a multiple of n_kv_heads ({}) (grouped-query attention)",
                  where, n_heads, n_kv_heads);
   KD_CHECK_INPUT(rope_theta > 0, "{}: rope_theta must be > 0", where);
+  const auto& r = rope_scaling;
+  KD_CHECK_INPUT(r.factor == 0 || (r.factor >= 1 && r.low_freq_factor > 0 && r.high_freq_factor > r.low_freq_factor &&
+                                   r.original_context > 0),
+                 "{}: rope_scaling_factor {} needs rope_scaling_factor >= 1, 0 < rope_low_freq_factor < "
+                 "rope_high_freq_factor and rope_original_context > 0 (got {}, {}, {})", where, r.factor,
+                 r.low_freq_factor, r.high_freq_factor, r.original_context);
   KD_CHECK_INPUT(norm_eps > 0, "{}: norm_eps must be > 0", where);
 }
 

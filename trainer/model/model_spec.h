@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/kernels.h"
+
 namespace kd {
 
 struct ModelSpec {
@@ -17,6 +19,7 @@ struct ModelSpec {
   double rope_theta = 10000.0;
   double norm_eps = 1e-5;
   int head_dim_override = 0;  // config `head_dim`; 0 = d_model / n_heads (structured pruning changes n_heads only)
+  kern::RopeScaling rope_scaling;  // Llama 3's (factor 0: none)
 
   int head_dim() const { return head_dim_override > 0 ? head_dim_override : d_model / n_heads; }
   int q_dim() const { return n_heads * head_dim(); }
