@@ -78,6 +78,8 @@ else
     --set runtime.backend=cuda --set runtime.comm=nccl --set run.dir="$tmp/cuda-runs"
   [ ! -e "$tmp/cuda-runs" ] && ok "runtime.comm=nccl: no run directory was made" || fail "runtime.comm=nccl left $tmp/cuda-runs"
 fi
+expect 2 "rope_scaling_factor 0.5 needs rope_scaling_factor >= 1" validate "$root/configs/demo-synthetic.yaml" \
+  --set model.rope_scaling_factor=0.5
 expect 2 "runtime.comm: nccl needs runtime.backend: cuda" validate "$root/configs/demo-synthetic.yaml" \
   --set runtime.comm=nccl
 expect 2 "runtime.backend is 'gpu'; allowed values: cpu, cuda" validate "$root/configs/demo-synthetic.yaml" \
