@@ -173,14 +173,8 @@ StepLoss CudaDistillStep::run(const std::int32_t* tokens, const std::int32_t* la
   llama_backward_cuda(sops_, student_, sp, sg, tokens_.data(), sact_, dfinal_, dhidden_view_, hook_.get());
   const double t4 = now();
 
-  out.loss = alpha * out.ce + (kd ? (1.0 - alpha) * spec_.temperature * spec_.temperature * out.kd : 0.0) +
-             (feature ? spec_.feature_beta * out.feat : 0.0);
-  if (times != nullptr) {
-    times->teacher_fwd += t1 - t0;
-    times->student_fwd += t2 - t1;
-    times->loss += t3 - t2;
-    times->backward += t4 - t3;
-  }
+  out.loss = distill_total_loss(spec_, alpha, kd, feature, out.ce, out.kd, out.feat);
+  if (times != nullptr) times->add(t0, t1, t2, t3, t4);
   return out;
 }
 

@@ -28,6 +28,14 @@ struct DistillSpec {
   int logit_chunk_rows = 256;
 };
 
+// The step's loss from its mean terms: alpha·ce + (1 − alpha)·T²·kd (kd: whether there is a
+// divergence) + beta·feat (feature: whether there is a feature loss).
+inline double distill_total_loss(const DistillSpec& spec, double alpha, bool kd, bool feature, double ce,
+                                 double kd_mean, double feat) {
+  return alpha * ce + (kd ? (1.0 - alpha) * spec.temperature * spec.temperature * kd_mean : 0.0) +
+         (feature ? spec.feature_beta * feat : 0.0);
+}
+
 // The loss kernels' weights for one micro-batch (every backend): CE weighted alpha, the
 // divergence (1 − alpha)·T² (kd: whether there is one), both over n_loss labelled tokens.
 inline kern::DistillLossParams distill_loss_params(const DistillSpec& spec, double alpha, bool kd, double n_loss,

@@ -233,14 +233,8 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
   llama_backward<T>(student_, sp, sg, tokens, sact_, dfinal_, dhidden_view_, hook_);
   double t4 = omp_get_wtime();
 
-  out.loss = alpha * out.ce + (kd ? (1.0 - alpha) * spec_.temperature * spec_.temperature * out.kd : 0.0) +
-             (feature ? spec_.feature_beta * out.feat : 0.0);
-  if (times != nullptr) {
-    times->teacher_fwd += t1 - t0;
-    times->student_fwd += t2 - t1;
-    times->loss += t3 - t2;
-    times->backward += t4 - t3;
-  }
+  out.loss = distill_total_loss(spec_, alpha, kd, feature, out.ce, out.kd, out.feat);
+  if (times != nullptr) times->add(t0, t1, t2, t3, t4);
   return out;
 }
 

@@ -33,6 +33,13 @@ struct BatchTotals {
 
 struct PhaseTimes {
   double teacher_fwd = 0, student_fwd = 0, loss = 0, backward = 0;
+  // one micro-batch's phases from its five timestamps
+  void add(double t0, double t1, double t2, double t3, double t4) {
+    teacher_fwd += t1 - t0;
+    student_fwd += t2 - t1;
+    loss += t3 - t2;
+    backward += t4 - t3;
+  }
 };
 
 // The feature-loss projections: auxiliary tensors "distill.feature_proj.{k}.weight"

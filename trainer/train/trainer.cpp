@@ -216,14 +216,16 @@ StepReport Trainer::step(data::BatchSource& source) {
     }
     KD_ASSERT(!teacher_ || tparams_.size() == ttable_.total(), "a teacher without its weights");
     const std::int32_t* lab = labels_.data() + micro * micro_len;
+    StepLoss l;
 #ifdef KDTRAIN_HAVE_CUDA
-    const StepLoss l = cuda_step_ ? cuda_step_->run(tok, lab, 1.0, &rep.phases, &totals)
-                                  : dstep_->run(params, grads_.data(), tparams_.data(), tok, lab, 1.0, &rep.phases,
-                                                &totals, uses_topk_targets() ? &targets_ : nullptr);
-#else
-    const StepLoss l = dstep_->run(params, grads_.data(), tparams_.data(), tok, lab, 1.0, &rep.phases, &totals,
-                                   uses_topk_targets() ? &targets_ : nullptr);
+    if (cuda_step_) {
+      l = cuda_step_->run(tok, lab, 1.0, &rep.phases, &totals);
+    } else
 #endif
+    {
+      l = dstep_->run(params, grads_.data(), tparams_.data(), tok, lab, 1.0, &rep.phases, &totals,
+                      uses_topk_targets() ? &targets_ : nullptr);
+    }
     sums[0] += l.ce_sum;
     sums[1] += l.kd_sum;
     sums[2] += l.feat * double(micro_len) / totals.positions;
@@ -257,13 +259,11 @@ StepReport Trainer::step(data::BatchSource& source) {
   const bool teacher_term = teacher_ || uses_topk_targets();
   const double alpha = teacher_term ? cfg_.distill.alpha : 1.0;
   const bool kd = teacher_term && cfg_.distill.alpha < 1.0;
-  const double t2kd = cfg_.distill.temperature * cfg_.distill.temperature;
   rep.loss.ce = sums[0] / totals.tokens;
   rep.loss.kd = sums[1] / totals.tokens;
   rep.loss.feat = sums[2];
   const bool feature = !proj_.empty();
-  rep.loss.loss = alpha * rep.loss.ce + (kd ? (1.0 - alpha) * t2kd * rep.loss.kd : 0.0) +
-                  (feature ? cfg_.distill.feature.beta * rep.loss.feat : 0.0);
+  rep.loss.loss = distill_total_loss(cfg_.distill_spec(), alpha, kd, feature, rep.loss.ce, rep.loss.kd, rep.loss.feat);
   rep.loss.tokens = std::int64_t(totals.tokens);
   if (!bad.empty() || !bad_grad.empty()) {
     const std::string what = bad.empty() ? bad_grad
