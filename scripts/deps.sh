@@ -9,6 +9,7 @@ packages=(
   libyaml-cpp-dev libcli11-dev libfmt-dev nlohmann-json3-dev
   libhdf5-openmpi-dev      # parallel HDF5 (checkpoints); pulls in OpenMPI
   zlib1g-dev               # CRC-32 of the checkpoint manifest
+  libpcre2-dev             # Hugging Face tokenizers' pre-tokenizer patterns
   libgtest-dev
   "$@"
 )

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "data/tokenizer/bpe_tokenizer.h"
@@ -46,9 +47,20 @@ BpeTokenizer BpeTokenizer::from_json_text(std::string_view text, const std::stri
   }
   KD_CHECK_INPUT(doc.is_object(), "{}: the top level must be a JSON object", source);
 
+  KD_CHECK_INPUT(doc.contains("format") || !doc.contains("model"),
+                 "{}: a Hugging Face tokenizer.json; load it with its eos id (kdtrain import-hf or prepare "
+                 "--tokenizer)", source);
   const std::string format = string_field(doc, "format", source);
-  KD_CHECK_INPUT(format == "kdtrain-bpe", "{}: field \"format\" is \"{}\", expected \"kdtrain-bpe\"", source, format);
+  KD_CHECK_INPUT(format == "kdtrain-bpe" || format == "kdtrain-hf-bpe",
+                 "{}: field \"format\" is \"{}\", expected \"kdtrain-bpe\" or \"kdtrain-hf-bpe\"", source, format);
   const std::int64_t version = int_field(doc, "version", source);
+  if (format == "kdtrain-hf-bpe") {
+    KD_CHECK_INPUT(version == 1, "{}: field \"version\" is {}; this kdtrain reads version 1", source, version);
+    const std::int64_t eot = int_field(doc, "eot_id", source);
+    KD_CHECK_INPUT(eot >= 0 && eot < kMaxBpeVocab, "{}: field \"eot_id\" is {}", source, eot);
+    const json& hf = field(doc, "hf_tokenizer", source);
+    return from_hf_json_text(hf.dump(), source + ": field \"hf_tokenizer\"", std::int32_t(eot));
+  }
   KD_CHECK_INPUT(version == 1, "{}: field \"version\" is {}; this kdtrain reads version 1", source, version);
   const json& byte_level = field(doc, "byte_level", source);
   KD_CHECK_INPUT(byte_level.is_boolean() && byte_level.get<bool>(),
@@ -100,10 +112,41 @@ BpeTokenizer BpeTokenizer::load(const std::string& path) {
                  std::filesystem::exists(path) ? "not readable" : "no such file");
   std::ostringstream text;
   text << in.rdbuf();
-  return from_json_text(text.str(), path);
+  const std::string body = text.str();
+  // A bare Hugging Face tokenizer.json: its document end is tokenizer_config.json's eos_token.
+  json probe = json::parse(body, nullptr, false);
+  if (probe.is_object() && probe.contains("model") && !probe.contains("format")) {
+    std::optional<std::int32_t> eos;
+    const std::filesystem::path cfg = std::filesystem::path(path).parent_path() / "tokenizer_config.json";
+    if (std::filesystem::exists(cfg)) {
+      std::ifstream cin(cfg, std::ios::binary);
+      json c = json::parse(cin, nullptr, false);
+      KD_CHECK_INPUT(c.is_object(), "{}: not a JSON object", cfg.string());
+      json name = c.value("eos_token", json());
+      if (name.is_object()) name = name.value("content", json());
+      if (name.is_string())
+        for (const json& a : probe.value("added_tokens", json::array()))
+          if (a.is_object() && a.value("content", json()) == name && a.value("id", json()).is_number_integer())
+            eos = a["id"].get<std::int32_t>();
+      KD_CHECK_INPUT(!name.is_string() || eos, "{}: eos_token {} is not an added token of {}", cfg.string(),
+                     name.dump(), path);
+    }
+    return from_hf_json_text(body, path, eos);
+  }
+  return from_json_text(body, path);
 }
 
 std::string BpeTokenizer::to_json_text() const {
+  if (!native_) {
+    // The Hugging Face file inside kdtrain's envelope, which adds what tokenizer.json cannot
+    // say: the id that ends a document.
+    nlohmann::ordered_json doc;
+    doc["format"] = "kdtrain-hf-bpe";
+    doc["version"] = 1;
+    doc["eot_id"] = eot_id_;
+    doc["hf_tokenizer"] = nlohmann::ordered_json::parse(to_hf_json_text());
+    return doc.dump(1) + "\n";
+  }
   // Written by hand so that each merge sits on its own line (diffable, greppable); the
   // strings go through nlohmann's escaping.
   std::string s = "{\n";

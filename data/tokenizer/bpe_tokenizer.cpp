@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "data/tokenizer/pretokenize.h"
+#include "data/tokenizer/regex_pretokenizer.h"
 #include "trainer/util/errors.h"
 
 namespace kd::data {
@@ -31,9 +32,12 @@ BpeTokenizer BpeTokenizer::from_merges(std::vector<BpeMerge> merges, const std::
                  "{}: {} merges give vocab_size {}, outside [{}, {}]", source, merges.size(), vocab,
                  kMinBpeVocab, kMaxBpeVocab);
   BpeTokenizer t;
-  t.ranks_.reserve(merges.size());
   t.bytes_.reserve(std::size_t(vocab));
-  for (int b = 0; b < 256; ++b) t.bytes_.emplace_back(1, static_cast<char>(b));
+  for (int b = 0; b < 256; ++b) {
+    t.bytes_.emplace_back(1, static_cast<char>(b));
+    t.byte_ids_[std::size_t(b)] = b;
+  }
+  t.merge_ids_.reserve(merges.size());
   for (std::size_t k = 0; k < merges.size(); ++k) {
     const BpeMerge m = merges[k];
     const std::int64_t limit = 256 + std::int64_t(k);
@@ -41,36 +45,81 @@ BpeTokenizer BpeTokenizer::from_merges(std::vector<BpeMerge> merges, const std::
                    "{}: merges[{}] = [{}, {}] uses an id outside [0, {}) (a merge may only use "
                    "bytes and tokens made by earlier merges)",
                    source, k, m.left, m.right, limit);
-    const bool fresh = t.ranks_.emplace(pair_key(m.left, m.right), std::int32_t(k)).second;
-    KD_CHECK_INPUT(fresh, "{}: merges[{}] = [{}, {}] repeats an earlier merge", source, k, m.left, m.right);
     t.bytes_.push_back(t.bytes_[std::size_t(m.left)] + t.bytes_[std::size_t(m.right)]);
+    t.merge_ids_.push_back(std::int32_t(limit));
   }
+  t.merges_ = std::move(merges);
+  t.index_merges(source);
+  t.eot_id_ = std::int32_t(vocab - 2);
+  t.pad_id_ = std::int32_t(vocab - 1);
   t.bytes_.emplace_back(kEotText);
   t.bytes_.emplace_back(kPadText);
-  t.merges_ = std::move(merges);
+  t.specials_ = {{t.eot_id_, std::string(kEotText), false}, {t.pad_id_, std::string(kPadText), false}};
 
   Fnv1a64 h;
   h.text0(kPretokenizerName);
   for (const BpeMerge& m : t.merges_) h.u32(std::uint32_t(m.left)), h.u32(std::uint32_t(m.right));
-  h.u32(std::uint32_t(t.eot_id())), h.text0(kEotText);
-  h.u32(std::uint32_t(t.pad_id())), h.text0(kPadText);
+  for (const Special& sp : t.specials_) h.u32(std::uint32_t(sp.id)), h.text0(sp.name);
   t.hash_ = h.h;
   return t;
+}
+
+void BpeTokenizer::index_merges(const std::string& source) {
+  ranks_.clear();
+  ranks_.reserve(merges_.size());
+  for (std::size_t k = 0; k < merges_.size(); ++k) {
+    const BpeMerge m = merges_[k];
+    const bool fresh = ranks_.emplace(pair_key(m.left, m.right), std::int32_t(k)).second;
+    KD_CHECK_INPUT(fresh, "{}: merges[{}] = [{}, {}] repeats an earlier merge", source, k, m.left, m.right);
+  }
+}
+
+std::uint64_t BpeTokenizer::hf_hash() const {
+  Fnv1a64 h;
+  h.text0("hf-byte-level-bpe");
+  h.text0(regex_ ? std::string_view(regex_->pattern()) : kPretokenizerName);
+  h.byte(ignore_merges_ ? 1 : 0);
+  h.u32(std::uint32_t(bytes_.size()));
+  for (std::int32_t id : byte_ids_) h.u32(std::uint32_t(id));
+  for (std::size_t k = 0; k < merges_.size(); ++k)
+    h.u32(std::uint32_t(merges_[k].left)), h.u32(std::uint32_t(merges_[k].right)), h.u32(std::uint32_t(merge_ids_[k]));
+  // Whole-token ids matter under ignore_merges: hash every token's bytes then.
+  if (ignore_merges_)
+    for (const std::string& b : bytes_) h.text0(b);
+  for (const Special& sp : specials_) h.u32(std::uint32_t(sp.id)), h.text0(sp.name);
+  h.u32(std::uint32_t(eot_id_)), h.u32(std::uint32_t(bos_id_));
+  return h.h;
+}
+
+bool BpeTokenizer::is_special(std::int32_t id) const {
+  return std::any_of(specials_.begin(), specials_.end(), [id](const Special& sp) { return sp.id == id; });
+}
+
+void BpeTokenizer::pretokenize_text(std::string_view text, std::vector<std::string_view>& out) const {
+  if (regex_)
+    regex_->split(text, out);
+  else
+    pretokenize(text, out);
 }
 
 void BpeTokenizer::encode_piece(std::string_view piece, std::vector<std::int32_t>& out) const {
   const int n = int(piece.size());
   if (n == 1) {
-    out.push_back(static_cast<unsigned char>(piece[0]));
+    out.push_back(byte_ids_[static_cast<unsigned char>(piece[0])]);
     return;
   }
+  if (ignore_merges_)
+    if (const auto it = whole_ids_.find(piece); it != whole_ids_.end()) {
+      out.push_back(it->second);
+      return;
+    }
   // Symbols as a linked list over the piece's bytes; a min-heap of (rank, position) picks the
   // next merge. Equal ranks go leftmost first, which is the left-to-right, non-overlapping
   // order in which training merged each pair, so encode reproduces the training segmentation.
   thread_local std::vector<std::int32_t> id, next, prev;
   id.resize(std::size_t(n)), next.resize(std::size_t(n)), prev.resize(std::size_t(n));
   for (int i = 0; i < n; ++i) {
-    id[i] = static_cast<unsigned char>(piece[std::size_t(i)]);
+    id[i] = byte_ids_[static_cast<unsigned char>(piece[std::size_t(i)])];
     next[i] = i + 1;  // n = end
     prev[i] = i - 1;
   }
@@ -91,7 +140,7 @@ void BpeTokenizer::encode_piece(std::string_view piece, std::vector<std::int32_t
     const int j = next[i];
     const BpeMerge m = merges_[std::size_t(r)];
     if (id[i] != m.left || id[j] != m.right) continue;  // stale: the pair here changed
-    id[i] = 256 + r;
+    id[i] = merge_ids_[std::size_t(r)];
     id[j] = -1;
     next[i] = next[j];
     if (next[j] < n) prev[next[j]] = i;
@@ -109,10 +158,10 @@ void BpeTokenizer::encode_append(std::string_view text, std::vector<std::int32_t
   BpeEncodeCache& c = cache ? *cache : local;
   thread_local std::vector<std::string_view> pieces;
   pieces.clear();
-  pretokenize(text, pieces);
+  pretokenize_text(text, pieces);
   for (std::string_view p : pieces) {
     if (p.size() == 1) {
-      out.push_back(static_cast<unsigned char>(p[0]));
+      out.push_back(byte_ids_[static_cast<unsigned char>(p[0])]);
       continue;
     }
     if (const auto it = c.map_.find(p); it != c.map_.end()) {

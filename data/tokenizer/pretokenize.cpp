@@ -30,15 +30,17 @@ bool is_continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
 
 }  // namespace
 
-CharInfo classify_at(std::string_view text, std::size_t pos) {
+std::size_t utf8_decode_at(std::string_view text, std::size_t pos, char32_t& cp) {
   const auto* s = reinterpret_cast<const unsigned char*>(text.data());
   const std::size_t n = text.size();
   const unsigned char c = s[pos];
-  if (c < 0x80) return {class_of_ascii(c), 1};
+  if (c < 0x80) {
+    cp = c;
+    return 1;
+  }
   // Strict UTF-8 (RFC 3629): the allowed second-byte range depends on the lead byte,
   // which rules out overlong forms, surrogates and code points above U+10FFFF.
   std::size_t len = 0;
-  char32_t cp = 0;
   unsigned char lo = 0x80, hi = 0xBF;
   if (c >= 0xC2 && c <= 0xDF) {
     len = 2, cp = c & 0x1F;
@@ -51,14 +53,23 @@ CharInfo classify_at(std::string_view text, std::size_t pos) {
     if (c == 0xF0) lo = 0x90;
     if (c == 0xF4) hi = 0x8F;
   } else {
-    return {CharClass::other, 1};  // stray continuation byte, C0/C1 or F5..FF lead
+    return 0;  // stray continuation byte, C0/C1 or F5..FF lead
   }
-  if (pos + len > n) return {CharClass::other, 1};
-  if (s[pos + 1] < lo || s[pos + 1] > hi) return {CharClass::other, 1};
+  if (pos + len > n) return 0;
+  if (s[pos + 1] < lo || s[pos + 1] > hi) return 0;
   for (std::size_t k = 1; k < len; ++k) {
-    if (!is_continuation(s[pos + k])) return {CharClass::other, 1};
+    if (!is_continuation(s[pos + k])) return 0;
     cp = (cp << 6) | (s[pos + k] & 0x3F);
   }
+  return len;
+}
+
+CharInfo classify_at(std::string_view text, std::size_t pos) {
+  const auto c = static_cast<unsigned char>(text[pos]);
+  if (c < 0x80) return {class_of_ascii(c), 1};
+  char32_t cp = 0;
+  const std::size_t len = utf8_decode_at(text, pos, cp);
+  if (len == 0) return {CharClass::other, 1};
   return {class_of_code_point(cp), static_cast<unsigned char>(len)};
 }
 

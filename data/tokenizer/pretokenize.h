@@ -37,6 +37,15 @@ struct CharInfo {
 };
 CharInfo classify_at(std::string_view text, std::size_t pos);
 
+// Strict UTF-8 (RFC 3629: no overlong forms, surrogates or code points above U+10FFFF): the
+// byte length (1–4) of the character starting at text[pos] (pos < size), its code point in
+// `cp`; 0 when no valid sequence starts there.
+std::size_t utf8_decode_at(std::string_view text, std::size_t pos, char32_t& cp);
+inline std::size_t utf8_length_at(std::string_view text, std::size_t pos) {
+  char32_t cp;
+  return utf8_decode_at(text, pos, cp);
+}
+
 // Appends the pieces of `text` to `out`, in order (views into `text`).
 void pretokenize(std::string_view text, std::vector<std::string_view>& out);
 
