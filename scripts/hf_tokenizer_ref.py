@@ -14,6 +14,10 @@ run by Python's `regex` module), none of it kdtrain's code. Needs Debian's pytho
       Writes tokenizer.json, tokenizer_config.json and encodings.json: texts (hex, since some
       are not valid UTF-8) with their ids.
   encode DIR HEX     prints the ids of the bytes HEX under DIR/tokenizer.json.
+  check-shard DIR SHARD FILE
+      SHARD (kdtrain's token shard format) must hold FILE as one document, encoded by this
+      script under DIR/tokenizer.json and framed as tokenizer_config.json says: bos_token
+      first when the tokenizer.json's post-processor puts it there, eos_token last.
 
 Text that is not valid UTF-8 (which no Hugging Face tokenizer can take) is cut, as kdtrain
 cuts it, at every maximal run of bytes that do not start a valid UTF-8 sequence: each run is
@@ -251,6 +255,49 @@ def make_fixture(out, style):
           f"{sum(len(c['ids']) for c in cases)} ids")
 
 
+def special_id(tok, name):
+    if isinstance(name, dict):
+        name = name.get("content")
+    for a in tok["added_tokens"]:
+        if a["content"] == name:
+            return a["id"]
+    raise SystemExit(f"{name!r} is not an added token")
+
+
+def adds_bos(post):
+    if not post:
+        return False
+    if post["type"] == "Sequence":
+        return any(adds_bos(p) for p in post["processors"])
+    return post["type"] == "TemplateProcessing" and "SpecialToken" in post["single"][0]
+
+
+def check_shard(tok_dir, shard, text_file):
+    import struct
+    with open(os.path.join(tok_dir, "tokenizer.json"), encoding="utf-8") as f:
+        tok = json.load(f)
+    with open(os.path.join(tok_dir, "tokenizer_config.json"), encoding="utf-8") as f:
+        cfg = json.load(f)
+    with open(text_file, "rb") as f:
+        data = f.read()
+    want = Reference(tok).encode(data) + [special_id(tok, cfg["eos_token"])]
+    if adds_bos(tok.get("post_processor")):
+        want = [special_id(tok, cfg["bos_token"])] + want
+    with open(shard, "rb") as f:
+        blob = f.read()
+    magic, version, width, _ = struct.unpack("<4I", blob[:16])
+    (count,) = struct.unpack("<Q", blob[16:24])
+    assert magic == 0x4B54444B and version == 1, "not a kdtrain shard"
+    got = list(struct.unpack(f"<{count}{'H' if width == 2 else 'I'}", blob[64:64 + count * width]))
+    if got != want:
+        first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+        print(f"MISMATCH: {len(got)} ids in the shard, {len(want)} from the reference; first difference at {first}: "
+              f"{got[first:first + 5]} vs {want[first:first + 5]}")
+        return 1
+    print(f"{len(got)} ids match the reference encoding of {os.path.basename(text_file)}")
+    return 0
+
+
 def main(argv):
     if len(argv) == 4 and argv[1] == "make-fixture" and argv[3] in ("--style=llama3", "--style=gpt2"):
         make_fixture(argv[2], argv[3].split("=")[1])
@@ -259,6 +306,8 @@ def main(argv):
         with open(os.path.join(argv[2], "tokenizer.json"), encoding="utf-8") as f:
             print(json.dumps(Reference(json.load(f)).encode(bytes.fromhex(argv[3]))))
         return 0
+    if len(argv) == 5 and argv[1] == "check-shard":
+        return check_shard(argv[2], argv[3], argv[4])
     print(__doc__, file=sys.stderr)
     return 2
 

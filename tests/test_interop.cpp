@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/temp_files.h"
 #include "trainer/interop/hf_model.h"
 #include "trainer/interop/safetensors.h"
 #include "trainer/model/llama.h"
@@ -98,7 +99,7 @@ TEST(HfInterop, ImportsIndependentlyWrittenLlamasWithTheirLogits) {
 TEST(HfInterop, ExportThenImportIsBitIdentical) {
   const auto m = kd::interop::read_hf_model(std::string(KD_FIXTURES_DIR) + "/hf_llama3");
   const fs::path dir = scratch("roundtrip");
-  kd::interop::write_hf_model(dir.string(), m.spec, m.table, m.params.data(), "");
+  kd::interop::write_hf_model(dir.string(), m.spec, m.table, m.params.data(), nullptr);
   const auto back = kd::interop::read_hf_model(dir.string());
   ASSERT_EQ(back.table.total(), m.table.total());
   EXPECT_EQ(0, std::memcmp(back.params.data(), m.params.data(), sizeof(float) * m.table.total()));
@@ -115,13 +116,54 @@ TEST(HfInterop, ExportThenImportIsBitIdentical) {
   std::vector<float> p(t.total());
   lay.init(p.data(), 3, 0.05);
   const fs::path dir2 = scratch("tied");
-  kd::interop::write_hf_model(dir2.string(), s, t, p.data(), "");
+  kd::interop::write_hf_model(dir2.string(), s, t, p.data(), nullptr);
   const auto tied = kd::interop::read_hf_model(dir2.string());
   EXPECT_FALSE(tied.spec.tie_embeddings);
   EXPECT_EQ(tied.spec.head_dim(), 32);
   EXPECT_EQ(0, std::memcmp(tied.params.data(), p.data(), sizeof(float) * p.size()));
   fs::remove_all(dir);
   fs::remove_all(dir2);
+}
+
+TEST(HfInterop, TokenizerTravelsWithTheModel) {
+  // The Llama 3 style tokenizer of scripts/hf_tokenizer_ref.py with a model sized for it:
+  // export writes tokenizer.json, tokenizer_config.json and the ids in config.json; import
+  // reads back the same tokenizer (same hash: same ids for every text).
+  const auto tok = kd::data::BpeTokenizer::load(std::string(KD_FIXTURES_DIR) + "/hf_tok_llama3/tokenizer.json");
+  kd::ModelSpec s = kd::interop::read_hf_model(std::string(KD_FIXTURES_DIR) + "/hf_llama3").spec;
+  s.vocab = int(tok.vocab_size());
+  kd::ParamTable t;
+  const kd::LlamaLayout lay(s, t);
+  std::vector<float> p(t.total());
+  lay.init(p.data(), 5, 0.05);
+  const fs::path dir = scratch("with_tokenizer");
+  kd::interop::write_hf_model(dir.string(), s, t, p.data(), &tok);
+  const auto back = kd::interop::read_hf_model(dir.string());
+  ASSERT_TRUE(back.tokenizer.has_value());
+  EXPECT_EQ(back.tokenizer->hash(), tok.hash());
+  EXPECT_EQ(back.tokenizer->bos_id(), tok.bos_id());
+  EXPECT_EQ(back.tokenizer->eot_id(), tok.eot_id());
+  const auto cfg = nlohmann::json::parse(kdtest::slurp((dir / "config.json").string()));
+  EXPECT_EQ(cfg["bos_token_id"], tok.bos_id());
+  EXPECT_EQ(cfg["eos_token_id"], tok.eot_id());
+
+  // config.json's eos_token_id decides the end of text, a list's first entry (Llama 3.1 Instruct)
+  auto edited = cfg;
+  edited["eos_token_id"] = {tok.bos_id() + 2, tok.eot_id()};
+  kdtest::write_bytes((dir / "config.json").string(), edited.dump());
+  EXPECT_EQ(kd::interop::read_hf_tokenizer(dir.string())->eot_id(), tok.bos_id() + 2);
+  // a tokenizer larger than the model's vocabulary is refused, naming both
+  edited["vocab_size"] = 300;
+  edited["eos_token_id"] = tok.eot_id();
+  kdtest::write_bytes((dir / "config.json").string(), edited.dump());
+  try {
+    (void)kd::interop::read_hf_model(dir.string());
+    ADD_FAILURE() << "a 562-token tokenizer was accepted for a 300-token model";
+  } catch (const kd::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer.json has 562 tokens but config.json's vocab_size is 300"),
+              std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
 }
 
 // A copy of the fixture with one file changed by `edit`.

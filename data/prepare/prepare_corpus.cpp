@@ -39,16 +39,39 @@ std::vector<std::uint32_t> encode_split(const BpeTokenizer& tok, const Split& sp
       if (omp_get_thread_num() == 0 && done_docs) done_docs(now);
     }
   }
-  std::size_t total = n;
+  const bool bos = tok.bos_id() >= 0;
+  std::size_t total = n * (bos ? 2 : 1);
   for (const auto& v : ids) total += v.size();
   std::vector<std::uint32_t> out;
   out.reserve(total);
   for (auto& v : ids) {
+    if (bos) out.push_back(std::uint32_t(tok.bos_id()));
     out.insert(out.end(), v.begin(), v.end());
     out.push_back(std::uint32_t(tok.eot_id()));
     std::vector<std::int32_t>().swap(v);
   }
   return out;
+}
+
+BpeTokenizer train_tokenizer(const Split& train, const PrepareSpec& spec, int threads,
+                             const std::function<void(const std::string&)>& say) {
+  say("prepare: counting pre-tokens");
+  BpeTrainSpec ts;
+  ts.vocab_size = spec.vocab_size;
+  ts.threads = threads;
+  std::size_t last_train_pct = 101;
+  ts.progress = [&](std::size_t done, std::size_t total) {
+    const std::size_t pct = total ? 100 * done / total : 100;
+    if (pct / 5 == last_train_pct / 5 && done < total) return;  // a line per 5%, enough for a log
+    last_train_pct = pct;
+    say(fmt::format("prepare: training tokenizer {}% ({}/{} merges)", pct, done, total));
+  };
+  const BpeTokenizer tok = train_bpe(train.docs, ts);
+  if (tok.vocab_size() < spec.vocab_size)
+    say(fmt::format("prepare: the corpus ran out of pairs: tokenizer vocab_size {} (asked {})", tok.vocab_size(),
+                    spec.vocab_size));
+
+  return tok;
 }
 
 }  // namespace
@@ -61,7 +84,7 @@ PrepareResult prepare_corpus(const PrepareSpec& spec) {
   KD_CHECK_INPUT(!spec.out_dir.empty(), "prepare: no output directory given");
   KD_CHECK_INPUT(spec.val_every >= 0, "prepare: val_every is {}; it must be >= 0 (0 = no validation split)",
                  spec.val_every);
-  KD_CHECK_INPUT(spec.vocab_size >= kMinBpeVocab,
+  KD_CHECK_INPUT(spec.tokenizer || spec.vocab_size >= kMinBpeVocab,
                  "prepare: vocab_size {} is below {} (256 bytes + at least one merge + 2 special tokens)",
                  spec.vocab_size, kMinBpeVocab);
   const int threads = std::max(1, spec.threads > 0 ? spec.threads : omp_get_max_threads());
@@ -85,21 +108,7 @@ PrepareResult prepare_corpus(const PrepareSpec& spec) {
   say(fmt::format("prepare: {} documents ({} train, {} val), {:.1f} MB of training text", corpus.size(),
                   train.docs.size(), val.docs.size(), double(train.bytes) / 1e6));
 
-  say("prepare: counting pre-tokens");
-  BpeTrainSpec ts;
-  ts.vocab_size = spec.vocab_size;
-  ts.threads = threads;
-  std::size_t last_train_pct = 101;
-  ts.progress = [&](std::size_t done, std::size_t total) {
-    const std::size_t pct = total ? 100 * done / total : 100;
-    if (pct / 5 == last_train_pct / 5 && done < total) return;  // a line per 5%, enough for a log
-    last_train_pct = pct;
-    say(fmt::format("prepare: training tokenizer {}% ({}/{} merges)", pct, done, total));
-  };
-  const BpeTokenizer tok = train_bpe(train.docs, ts);
-  if (tok.vocab_size() < spec.vocab_size)
-    say(fmt::format("prepare: the corpus ran out of pairs: tokenizer vocab_size {} (asked {})", tok.vocab_size(),
-                    spec.vocab_size));
+  const BpeTokenizer tok = spec.tokenizer ? *spec.tokenizer : train_tokenizer(train, spec, threads, say);
 
   std::error_code ec;
   std::filesystem::create_directories(spec.out_dir, ec);

@@ -5,10 +5,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace kd::data {
+
+class BpeTokenizer;
 
 struct PrepareSpec {
   // Files, directories (recursed; files in byte-wise path order; names starting with '.'
@@ -24,6 +27,10 @@ struct PrepareSpec {
   // Receives tokenizer.json, train.bin and val.bin (kdtrain shard format); created if missing.
   std::string out_dir;
   int threads = 0;  // 0 = OpenMP's default; the outputs never depend on it
+  // A tokenizer to use as it is (a teacher's, from import-hf or a Hugging Face
+  // tokenizer.json) instead of training one; vocab_size is then ignored. Documents are
+  // framed as the tokenizer says: its bos first when it has one, eot last.
+  std::shared_ptr<const BpeTokenizer> tokenizer;
   // One-line status updates ("stage: percent"); may be empty.
   std::function<void(const std::string&)> progress;
 };
@@ -37,8 +44,8 @@ struct PrepareResult {
   double seconds = 0;
 };
 
-// The tokenizer is trained on the training documents only. Each document is encoded and
-// followed by one eot token. Bad input (a missing path, an empty corpus, a JSONL line that
+// The tokenizer, unless given, is trained on the training documents only. Each document is
+// encoded, preceded by the tokenizer's bos (if any) and followed by one eot token. Bad input (a missing path, an empty corpus, a JSONL line that
 // is not a JSON object with a string "text" — named by file and line) is an InputError.
 PrepareResult prepare_corpus(const PrepareSpec& spec);
 

@@ -93,6 +93,7 @@ struct PrepareOptions {
   int vocab_size = 4096;
   int val_every = 20;
   int threads = 0;
+  std::string tokenizer;  // use this one (checkpoint, HF directory or tokenizer file) instead of training
 };
 int run_prepare(const PrepareOptions& o);
 

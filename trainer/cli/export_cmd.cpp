@@ -25,11 +25,11 @@ int export_hf(const ExportOptions& o) {
                  "quantization parameters is not built yet (export the float checkpoint)", o.checkpoint);
   KD_CHECK_INPUT(!std::filesystem::exists(std::filesystem::path(o.out) / "config.json"),
                  "export --format hf: {} already holds a model (config.json); choose a new directory", o.out);
-  const std::string tokenizer = model->tokenizer ? ckpt::CheckpointReader(o.checkpoint).tokenizer_json() : "";
-  interop::write_hf_model(o.out, model->config.model, model->table, model->params.data(), tokenizer);
+  const data::BpeTokenizer* tok = model->tokenizer ? &*model->tokenizer : nullptr;
+  interop::write_hf_model(o.out, model->config.model, model->table, model->params.data(), tok);
   fmt::print("export --format hf: {} -> {}/ (config.json, model.safetensors: {} tensors, {} parameters, float32{})\n",
              o.checkpoint, o.out, model->table.tensors().size(), model->table.total(),
-             tokenizer.empty() ? "" : "; tokenizer.json: kdtrain's tokenizer, not a Hugging Face one");
+             tok ? fmt::format("; tokenizer.json, tokenizer_config.json: {} tokens", tok->vocab_size()) : "");
   return 0;
 }
 
@@ -44,6 +44,7 @@ int run_import_hf(const ImportHfOptions& o) {
   c.config_yaml = config_to_yaml(cfg);
   c.provenance = {{"imported_from", std::filesystem::absolute(o.dir).string()}};
   c.state = {{"step", 0}};
+  if (m.tokenizer) c.tokenizer_json = m.tokenizer->to_json_text();
   for (const auto& t : m.table.tensors()) c.tensors["model"].push_back({t.name, t.shape, m.params.data() + t.offset});
   ckpt::write_checkpoint(o.out, c);
   fmt::print("import-hf: {} -> {}\n  Llama: vocab {} d_model {} n_layers {} n_heads {} n_kv_heads {} head_dim {} "
@@ -55,9 +56,12 @@ int run_import_hf(const ImportHfOptions& o) {
                m.spec.rope_scaling.factor, m.spec.rope_scaling.low_freq_factor, m.spec.rope_scaling.high_freq_factor,
                m.spec.rope_scaling.original_context);
   }
-  if (!m.tokenizer_json.empty()) {
-    fmt::print("  tokenizer.json: not imported (reading Hugging Face tokenizers is not built yet); the checkpoint has "
-               "no tokenizer\n");
+  if (m.tokenizer) {
+    fmt::print("  tokenizer.json: {} tokens, {} merges, end of text id {}{}\n", m.tokenizer->vocab_size(),
+               m.tokenizer->merges().size(), m.tokenizer->eot_id(),
+               m.tokenizer->bos_id() >= 0 ? fmt::format(", each text starts with id {}", m.tokenizer->bos_id()) : "");
+  } else {
+    fmt::print("  no tokenizer.json: the checkpoint has no tokenizer\n");
   }
   return 0;
 }

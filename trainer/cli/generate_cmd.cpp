@@ -18,7 +18,12 @@ int run_generate(const GenerateOptions& o) {
                  o.checkpoint);
   const auto& tok = *model->tokenizer;
   std::vector<std::int32_t> prompt = tok.encode(o.prompt);
-  if (prompt.empty()) prompt.push_back(tok.eot_id());  // an empty prompt starts a new document
+  // A document starts as prepare framed it: with the tokenizer's bos (Llama 3), or after an
+  // eot when the prompt is empty.
+  if (tok.bos_id() >= 0)
+    prompt.insert(prompt.begin(), tok.bos_id());
+  else if (prompt.empty())
+    prompt.push_back(tok.eot_id());
   const int threads = set_threads(o.threads > 0 ? o.threads : model->config.train.threads);
   // a quantized checkpoint generates with its integer GEMMs
   std::unique_ptr<quant::IntegerInference> integer;

@@ -44,6 +44,8 @@ int kdtrain_main(int argc, char** argv) {
   pr->add_option("--vocab-size", prep.vocab_size, "tokenizer size, 256 bytes + merges + 2 special tokens")->check(CLI::Range(259, 1 << 24));
   pr->add_option("--val-every", prep.val_every, "every Nth document (in path order) goes to validation; 0 = none")->check(CLI::NonNegativeNumber);
   pr->add_option("--threads", prep.threads, "threads (0 = all)")->check(CLI::NonNegativeNumber);
+  pr->add_option("--tokenizer", prep.tokenizer, "use this tokenizer instead of training one: a kdtrain checkpoint "
+                 "(e.g. an imported teacher), a Hugging Face model directory, or a tokenizer.json")->excludes("--vocab-size");
 
   TrainCommand train, distill;
   distill.distill = true;

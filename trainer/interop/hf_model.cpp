@@ -146,7 +146,7 @@ ModelSpec parse_hf_config(const std::string& text, const std::string& where) {
   return s;
 }
 
-std::string hf_config_json(const ModelSpec& s) {
+std::string hf_config_json(const ModelSpec& s, const data::BpeTokenizer* tok) {
   json c = {{"architectures", {"LlamaForCausalLM"}},
             {"model_type", "llama"},
             {"vocab_size", s.vocab},
@@ -170,6 +170,11 @@ std::string hf_config_json(const ModelSpec& s) {
             {"mlp_bias", false},
             {"tie_word_embeddings", s.tie_embeddings},
             {"torch_dtype", "float32"}};
+  if (tok) {
+    if (tok->bos_id() >= 0) c["bos_token_id"] = tok->bos_id();
+    c["eos_token_id"] = tok->eot_id();
+    if (tok->pad_id() >= 0) c["pad_token_id"] = tok->pad_id();
+  }
   return c.dump(2) + "\n";
 }
 
@@ -181,6 +186,10 @@ HfModel read_hf_model(const std::string& dir_name) {
   KD_CHECK_INPUT(fs::exists(cfg), "{}: no config.json", dir_name);
   HfModel m;
   m.spec = parse_hf_config(read_text(cfg), cfg.string());
+  m.tokenizer = read_hf_tokenizer(dir_name);
+  KD_CHECK_INPUT(!m.tokenizer || m.tokenizer->vocab_size() <= m.spec.vocab,
+                 "{}: tokenizer.json has {} tokens but config.json's vocab_size is {}", dir_name,
+                 m.tokenizer ? m.tokenizer->vocab_size() : 0, m.spec.vocab);
   // shards: the index's weight_map, or the one file
   std::map<std::string, std::string> where;  // tensor -> file
   std::map<std::string, std::unique_ptr<SafetensorsFile>> files;
@@ -232,12 +241,29 @@ HfModel read_hf_model(const std::string& dir_name) {
     throw InputError(fmt::format("{}: tensor '{}' ({}) is not part of a Llama of config.json's shape", dir_name, name,
                                  file_name));
   }
-  if (fs::exists(dir / "tokenizer.json")) m.tokenizer_json = read_text(dir / "tokenizer.json");
   return m;
 }
 
+std::optional<data::BpeTokenizer> read_hf_tokenizer(const std::string& dir_name) {
+  const fs::path dir(dir_name), path = dir / "tokenizer.json";
+  if (!fs::exists(path)) return std::nullopt;
+  std::optional<std::int32_t> eos;
+  if (fs::exists(dir / "config.json")) {
+    const json c = json::parse(read_text(dir / "config.json"), nullptr, false);
+    json id = c.is_object() ? c.value("eos_token_id", json()) : json();
+    if (id.is_array() && !id.empty()) id = id[0];  // Llama 3.1 Instruct lists several; the first ends a text
+    if (!id.is_null()) {
+      KD_CHECK_INPUT(id.is_number_integer(), "{}: key 'eos_token_id' must be an integer or a list of them (got {})",
+                     (dir / "config.json").string(), id.dump());
+      eos = id.get<std::int32_t>();
+    }
+  }
+  if (eos) return data::BpeTokenizer::from_hf_json_text(read_text(path), path.string(), eos);
+  return data::BpeTokenizer::load(path.string());
+}
+
 void write_hf_model(const std::string& dir_name, const ModelSpec& spec, const ParamTable& table, const float* params,
-                    const std::string& tokenizer_json) {
+                    const data::BpeTokenizer* tokenizer) {
   const fs::path dir(dir_name);
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -257,8 +283,11 @@ void write_hf_model(const std::string& dir_name, const ModelSpec& spec, const Pa
     }
     fs::rename(tmp, p);
   };
-  write_text("config.json", hf_config_json(spec));
-  if (!tokenizer_json.empty()) write_text("tokenizer.json", tokenizer_json);
+  if (tokenizer) {
+    write_text("tokenizer.json", tokenizer->to_hf_json_text());
+    write_text("tokenizer_config.json", tokenizer->hf_tokenizer_config_json());
+  }
+  write_text("config.json", hf_config_json(spec, tokenizer));  // last: its presence marks a whole export
 }
 
 }  // namespace kd::interop

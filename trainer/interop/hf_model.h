@@ -9,7 +9,10 @@
 // InputError naming the key: a model is never imported with wrong logits.
 #pragma once
 
+#include <optional>
 #include <string>
+
+#include "data/tokenizer/bpe_tokenizer.h"
 
 #include "trainer/model/model_spec.h"
 #include "trainer/model/param_table.h"
@@ -19,20 +22,27 @@ namespace kd::interop {
 
 // The model's shape from config.json's text (`where` names the file in messages).
 ModelSpec parse_hf_config(const std::string& json_text, const std::string& where);
-// config.json for a model of this shape (LlamaForCausalLM).
-std::string hf_config_json(const ModelSpec& spec);
+// config.json for a model of this shape (LlamaForCausalLM); with the tokenizer's bos, eos
+// and pad ids when there is one.
+std::string hf_config_json(const ModelSpec& spec, const data::BpeTokenizer* tokenizer = nullptr);
+
+// The directory's tokenizer.json, nullopt when it has none. Its end-of-text token is
+// config.json's eos_token_id (the first, when a list), else tokenizer_config.json's
+// eos_token. InputError naming the file and field (see data/tokenizer/hf_tokenizer_file.cpp).
+std::optional<data::BpeTokenizer> read_hf_tokenizer(const std::string& dir);
 
 struct HfModel {
   ModelSpec spec;
   ParamTable table;
   AlignedBuffer<float> params;  // laid out by table (LlamaLayout)
-  std::string tokenizer_json;   // the directory's tokenizer.json, "" when absent
+  std::optional<data::BpeTokenizer> tokenizer;  // read_hf_tokenizer
 };
 // Reads a model directory. InputError naming the file, tensor or key.
 HfModel read_hf_model(const std::string& dir);
 // Writes config.json and model.safetensors (float32) into dir (made if absent) for the
-// model tensors of `table` (auxiliary tensors never). tokenizer_json: written when not empty.
+// model tensors of `table` (auxiliary tensors never); with a tokenizer, also tokenizer.json
+// and tokenizer_config.json (Hugging Face's formats).
 void write_hf_model(const std::string& dir, const ModelSpec& spec, const ParamTable& table, const float* params,
-                    const std::string& tokenizer_json);
+                    const data::BpeTokenizer* tokenizer);
 
 }  // namespace kd::interop
