@@ -95,6 +95,10 @@ bool BpeTokenizer::is_special(std::int32_t id) const {
   return std::any_of(specials_.begin(), specials_.end(), [id](const Special& sp) { return sp.id == id; });
 }
 
+std::string BpeTokenizer::pretokenizer_pattern() const {
+  return regex_ ? regex_->pattern() : gpt2_approx_v1_pattern();
+}
+
 void BpeTokenizer::pretokenize_text(std::string_view text, std::vector<std::string_view>& out) const {
   if (regex_)
     regex_->split(text, out);

@@ -123,6 +123,8 @@ class BpeTokenizer {
   void encode_append(std::string_view text, std::vector<std::int32_t>& out, BpeEncodeCache* cache) const;
   // The ids of one pre-tokenizer piece, merged by rank (no cache).
   void encode_piece(std::string_view piece, std::vector<std::int32_t>& out) const;
+  // The pre-tokenizer as a pattern (a native one's: gpt2_approx_v1_pattern()).
+  std::string pretokenizer_pattern() const;
   // The pre-tokenizer's pieces of `text`.
   void pretokenize_text(std::string_view text, std::vector<std::string_view>& out) const;
 

@@ -42,6 +42,10 @@ class RegexPretokenizer {
 inline constexpr std::string_view kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
+// Llama 3's pattern (its tokenizer.json's Split), which llama.cpp calls "llama-bpe".
+inline constexpr std::string_view kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
 // kdtrain's own pre-tokenizer "gpt2-approx-v1" (pretokenize.h) as a pattern: GPT-2's, with
 // its character classes spelt out as code-point ranges. On valid UTF-8 it cuts exactly where
 // pretokenize() does; it is how a kdtrain tokenizer travels in a Hugging Face tokenizer.json.

@@ -77,7 +77,9 @@ struct ExportOptions {
   std::string checkpoint;
   std::string out;
   bool compact = false;  // cut out pruned KV groups and FFN neurons
-  std::string format;    // "hf": a Hugging Face model directory at `out`
+  std::string format;    // "hf": a Hugging Face model directory at `out`; "gguf": a GGUF file
+  std::string gguf_type;  // f32 | f16 | q8_0; "" = q8_0 for a quantized checkpoint, f16 otherwise
+  int context_length = 0;  // GGUF llama.context_length; 0 = the config's train.seq_len
 };
 int run_export(const ExportOptions& o);
 

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "trainer/checkpoint/checkpoint.h"
+#include "trainer/interop/gguf.h"
 #include "trainer/interop/hf_model.h"
 #include "trainer/cli/commands.h"
 #include "trainer/prune/compact.h"
@@ -30,6 +31,28 @@ int export_hf(const ExportOptions& o) {
   fmt::print("export --format hf: {} -> {}/ (config.json, model.safetensors: {} tensors, {} parameters, float32{})\n",
              o.checkpoint, o.out, model->table.tensors().size(), model->table.total(),
              tok ? fmt::format("; tokenizer.json, tokenizer_config.json: {} tokens", tok->vocab_size()) : "");
+  return 0;
+}
+
+int export_gguf(const ExportOptions& o) {
+  KD_CHECK_INPUT(!o.compact, "export: --format gguf exports the checkpoint as it is; run --compact first, into its "
+                 "own checkpoint, then export that");
+  const auto model = load_model(o.checkpoint);
+  KD_CHECK_INPUT(model->tokenizer.has_value(), "export --format gguf: {} holds no tokenizer, and llama.cpp needs one "
+                 "(train on shards from kdtrain prepare, or import a model with its tokenizer.json)", o.checkpoint);
+  const interop::GgufType type = interop::parse_gguf_type(
+      o.gguf_type.empty() ? (model->quantized ? "q8_0" : "f16") : o.gguf_type, "--gguf-type");
+  const int context = o.context_length > 0 ? o.context_length : model->config.train.seq_len;
+  const std::string name = std::filesystem::path(o.checkpoint).stem().string();
+  const interop::GgufSummary s = interop::write_gguf(o.out, model->config.model, model->table, model->params.data(),
+                                                     *model->tokenizer, type, context, name);
+  fmt::print("export --format gguf: {} -> {} ({} tensors, {} metadata keys, {} bytes{})\n", o.checkpoint, o.out,
+             s.tensors, s.metadata_keys, s.bytes,
+             type == interop::GgufType::q8_0
+                 ? fmt::format("; matrices: {} in Q8_0, {} in F16 (rows not a multiple of 32); largest Q8_0 error "
+                               "{:.3g} of a block's max",
+                               s.q8_tensors, s.f16_fallbacks, s.q8_max_rel_error)
+                 : "");
   return 0;
 }
 
@@ -68,7 +91,11 @@ int run_import_hf(const ImportHfOptions& o) {
 
 int run_export(const ExportOptions& o) {
   if (o.format == "hf") return export_hf(o);
-  KD_CHECK_INPUT(o.compact, "export: give --compact (a structured-pruned checkpoint made smaller) or --format hf");
+  if (o.format == "gguf") return export_gguf(o);
+  KD_CHECK_INPUT(o.gguf_type.empty() && o.context_length == 0, "export: --gguf-type and --context-length go with "
+                 "--format gguf");
+  KD_CHECK_INPUT(o.compact, "export: give --compact (a structured-pruned checkpoint made smaller), --format hf or "
+                 "--format gguf");
   const auto model = load_model(o.checkpoint);
   KD_CHECK_INPUT(!model->quantized, "export --compact: {} is quantized; compact the float checkpoint, then run ptq",
                  o.checkpoint);

@@ -103,12 +103,17 @@ int kdtrain_main(int argc, char** argv) {
   pq->add_option("--threads", ptq.threads, "threads")->check(CLI::NonNegativeNumber);
 
   cli::ExportOptions exp;
-  auto* ex = app.add_subcommand("export", "write a checkpoint in another form (--compact: structured-pruned, physically smaller; --format hf: a Hugging Face model directory)");
+  auto* ex = app.add_subcommand("export", "write a checkpoint in another form (--compact: structured-pruned, physically smaller; --format hf: a Hugging Face model directory; --format gguf: llama.cpp's file)");
   ex->add_option("checkpoint", exp.checkpoint, "kdtrain checkpoint (.h5)")->required();
   ex->add_option("--out", exp.out, "the checkpoint to write (.h5)")->required();
   ex->add_flag("--compact", exp.compact, "remove the KV groups and FFN neurons its masks pruned (shapes and config change)");
-  ex->add_option("--format", exp.format, "hf: a Hugging Face model directory (config.json, model.safetensors) at --out")
-      ->check(CLI::IsMember({"hf"}));
+  ex->add_option("--format", exp.format, "hf: a Hugging Face model directory (config.json, model.safetensors) at --out; "
+                 "gguf: a GGUF file for llama.cpp")
+      ->check(CLI::IsMember({"hf", "gguf"}));
+  ex->add_option("--gguf-type", exp.gguf_type, "GGUF matrices: f32, f16 or q8_0 (default: q8_0 for a quantized "
+                 "checkpoint, f16 otherwise)");
+  ex->add_option("--context-length", exp.context_length, "GGUF llama.context_length (default: the config's "
+                 "train.seq_len)")->check(CLI::PositiveNumber);
 
   cli::ImportHfOptions imp;
   auto* ih = app.add_subcommand("import-hf", "a Hugging Face Llama model directory -> a kdtrain checkpoint (a teacher, "

@@ -49,6 +49,8 @@ float half_to_float(std::uint16_t h) {
   return std::bit_cast<float>(sign | ((exp + 112) << 23) | (man << 13));
 }
 
+std::uint16_t float_to_half(float x) { return std::bit_cast<std::uint16_t>(static_cast<_Float16>(x)); }
+
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   std::ifstream f(path, std::ios::binary);
   KD_CHECK_INPUT(f.good(), "{}: cannot open the safetensors file", path);

@@ -52,5 +52,7 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorOut>
 
 // IEEE binary16 to float (exact).
 float half_to_float(std::uint16_t h);
+// IEEE binary16 of x, rounded to nearest even (overflow to infinity).
+std::uint16_t float_to_half(float x);
 
 }  // namespace kd::interop

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# kdtrain export --format gguf, read back by npm's @huggingface/gguf (scripts/gguf_check.mjs):
+# every metadata key and tensor against the same checkpoint's --format hf export, in F32, F16
+# and Q8_0, for a Llama 3 style student (its tokenizer, GQA, Llama 3 RoPE scaling: rope_freqs)
+# and one with kdtrain's own tokenizer (Q8_0 falling back to F16 for rows of 16). Bad input
+# exits 2. Skips, saying so, without node or the npm package (scripts/test.sh installs it).
+# Usage: test_gguf_export.sh <kdtrain binary> <repo root> <npm prefix>
+set -u
+bin=$1
+root=$2
+npm_prefix=$3
+source "$(dirname "$0")/lib.sh"
+export OMP_NUM_THREADS=2
+command -v node >/dev/null || { echo "SKIP: node is not installed"; exit 77; }
+[ -d "$npm_prefix/node_modules/@huggingface/gguf" ] \
+  || { echo "SKIP: @huggingface/gguf is not in $npm_prefix (npm could not reach its registry when test.sh ran?)"; exit 77; }
+text=$root/tests/data/doc_c_languages.txt
+
+student() {  # student NAME VOCAB PREPDIR "MODEL KEYS": 2 training steps, a checkpoint with the tokenizer
+  cat >"$tmp/$1.yaml" <<YAML
+model: {vocab: $2, $4}
+optim: {lr: 1.0e-3, warmup_steps: 1}
+train: {steps: 2, batch_size: 2, seq_len: 16, seed: 1, threads: 2, checkpoint_every: 2}
+data: {kind: shards, train: $3/train.bin}
+run: {dir: $tmp/runs, name: $1}
+YAML
+  "$bin" train --config "$tmp/$1.yaml" >"$tmp/$1.log" 2>&1 || { fail "training $1"; cat "$tmp/$1.log"; }
+  "$bin" export "$tmp/runs/$1/checkpoints/step-00000002.h5" --format hf --out "$tmp/$1-hf" >/dev/null 2>&1 \
+    || fail "export --format hf $1"
+}
+check() {  # check NAME TYPE
+  "$bin" export "$tmp/runs/$1/checkpoints/step-00000002.h5" --format gguf --gguf-type "$2" --out "$tmp/$1-$2.gguf" \
+    >"$tmp/out" 2>&1 || { fail "export --format gguf $1 $2"; cat "$tmp/out"; return; }
+  node "$root/scripts/gguf_check.mjs" "$npm_prefix" "$tmp/$1-$2.gguf" "$tmp/$1-hf" >"$tmp/check" 2>&1 \
+    && ok "$1 $2: $(tail -1 "$tmp/check")" || { fail "$1 $2: the GGUF check failed"; cat "$tmp/check"; }
+}
+
+"$bin" prepare "$text" --tokenizer "$root/tests/fixtures/hf_tok_llama3/tokenizer.json" --val-every 0 \
+  --out "$tmp/prep3" >/dev/null 2>&1 || fail "prepare with the Llama 3 tokenizer"
+student llama3 562 "$tmp/prep3" "d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 96, tie_embeddings: false, rope_theta: 500000, rope_scaling_factor: 8, rope_low_freq_factor: 1, rope_high_freq_factor: 4, rope_original_context: 16"
+for type in f32 f16 q8_0; do check llama3 $type; done
+
+"$bin" prepare "$text" --vocab-size 300 --val-every 0 --out "$tmp/prepn" >/dev/null 2>&1 || fail "prepare (native)"
+student native 300 "$tmp/prepn" "d_model: 16, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 32, tie_embeddings: true"
+check native q8_0
+grep -q "matrices: 1 in Q8_0, 7 in F16" "$tmp/out" && ok "rows of 16 fall back to F16" || { fail "F16 fallback"; cat "$tmp/out"; }
+
+ck=$tmp/runs/native/checkpoints/step-00000002.h5
+expect 2 "--gguf-type: 'q4_k' is not a GGUF tensor type" export "$ck" --format gguf --gguf-type q4_k --out "$tmp/bad.gguf"
+expect 2 "--gguf-type and --context-length go with --format gguf" export "$ck" --compact --gguf-type f16 --out "$tmp/bad.h5"
+"$bin" import-hf "$root/tests/fixtures/hf_tiny" --out "$tmp/notok.h5" >/dev/null 2>&1
+expect 2 "holds no tokenizer, and llama.cpp needs one" export "$tmp/notok.h5" --format gguf --out "$tmp/bad.gguf"
+[ ! -e "$tmp/bad.gguf" ] && [ ! -e "$tmp/bad.gguf.tmp" ] && ok "nothing written on refusal" || fail "a refused export left a file"
+
+[ $fails -eq 0 ] && echo "all GGUF export checks passed" || echo "$fails check(s) failed"
+exit $((fails > 0))
