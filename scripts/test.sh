@@ -14,14 +14,15 @@ command -v npm >/dev/null || "$root/scripts/deps.sh" npm
 # full build output on failure
 cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$root/build" -j "$(nproc)"
-# npm packages of the optional interop checks, pinned; a registry out of reach makes those
-# tests skip, saying so, rather than fail
+# npm packages of the interop checks, pinned: @huggingface/gguf reads the GGUF export back,
+# node-llama-cpp runs it in llama.cpp. A registry out of reach makes those tests skip, saying so.
 npm_dir=$root/build/npm
-if [ ! -d "$npm_dir/node_modules/@huggingface/gguf" ]; then
+for pkg in @huggingface/gguf@0.4.6 node-llama-cpp@3.22.1; do
+  [ -d "$npm_dir/node_modules/${pkg%@*}" ] && continue
   mkdir -p "$npm_dir"
-  timeout 300 npm install --prefix "$npm_dir" --no-audit --no-fund --loglevel=error @huggingface/gguf@0.4.6 >/dev/null 2>&1 \
-    || echo "test.sh: npm could not install @huggingface/gguf; the GGUF read-back test will skip"
-fi
+  timeout 600 npm install --prefix "$npm_dir" --no-audit --no-fund --loglevel=error "$pkg" >/dev/null 2>&1 \
+    || echo "test.sh: npm could not install $pkg; the tests that need it will skip"
+done
 cd "$root/build"
 start=$(date +%s)
 ctest --output-on-failure --timeout 900 "$@"

@@ -3,6 +3,7 @@
 // kdtrain export --format hf: the model as a Hugging Face directory (trainer/interop).
 // kdtrain import-hf: a Hugging Face Llama directory as a kdtrain checkpoint.
 #include <filesystem>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -22,14 +23,18 @@ int export_hf(const ExportOptions& o) {
   KD_CHECK_INPUT(!o.compact, "export: --format hf exports the checkpoint as it is; run --compact first, into its own "
                  "checkpoint, then export that");
   const auto model = load_model(o.checkpoint);
-  KD_CHECK_INPUT(!model->quantized, "export --format hf: {} is quantized; exporting dequantized weights with their "
-                 "quantization parameters is not built yet (export the float checkpoint)", o.checkpoint);
   KD_CHECK_INPUT(!std::filesystem::exists(std::filesystem::path(o.out) / "config.json"),
                  "export --format hf: {} already holds a model (config.json); choose a new directory", o.out);
   const data::BpeTokenizer* tok = model->tokenizer ? &*model->tokenizer : nullptr;
-  interop::write_hf_model(o.out, model->config.model, model->table, model->params.data(), tok);
-  fmt::print("export --format hf: {} -> {}/ (config.json, model.safetensors: {} tensors, {} parameters, float32{})\n",
+  std::optional<interop::QuantTensors> quant;
+  if (model->quantized) quant = interop::quant_tensors(*model->quantized);
+  interop::write_hf_model(o.out, model->config.model, model->table, model->params.data(), tok,
+                          quant ? &*quant : nullptr);
+  fmt::print("export --format hf: {} -> {}/ (config.json, model.safetensors: {} tensors, {} parameters, float32{}{})\n",
              o.checkpoint, o.out, model->table.tensors().size(), model->table.total(),
+             quant ? fmt::format("; quantized: weights dequantized, {} quantization tensors beside them",
+                                 quant->tensors.size())
+                   : "",
              tok ? fmt::format("; tokenizer.json, tokenizer_config.json: {} tokens", tok->vocab_size()) : "");
   return 0;
 }
@@ -79,6 +84,9 @@ int run_import_hf(const ImportHfOptions& o) {
                m.spec.rope_scaling.factor, m.spec.rope_scaling.low_freq_factor, m.spec.rope_scaling.high_freq_factor,
                m.spec.rope_scaling.original_context);
   }
+  if (m.skipped_quant_tensors > 0)
+    fmt::print("  a kdtrain quantized export: imported as its dequantized weights; its {} quantization tensors are "
+               "not imported (run kdtrain ptq again to quantize)\n", m.skipped_quant_tensors);
   if (m.tokenizer) {
     fmt::print("  tokenizer.json: {} tokens, {} merges, end of text id {}{}\n", m.tokenizer->vocab_size(),
                m.tokenizer->merges().size(), m.tokenizer->eot_id(),

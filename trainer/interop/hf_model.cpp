@@ -238,6 +238,11 @@ HfModel read_hf_model(const std::string& dir_name) {
     // a tied model may still carry lm_head (the embedding again); old exports carry RoPE tables
     if (name == "lm_head.weight" && m.spec.tie_embeddings) continue;
     if (name.size() > 20 && name.ends_with(".rotary_emb.inv_freq")) continue;
+    // kdtrain's own quantized export: the model imports as its dequantized weights
+    if (is_quant_tensor_name(name) && file(file_name).metadata().count(kQuantMetadataKey)) {
+      ++m.skipped_quant_tensors;
+      continue;
+    }
     throw InputError(fmt::format("{}: tensor '{}' ({}) is not part of a Llama of config.json's shape", dir_name, name,
                                  file_name));
   }
@@ -263,7 +268,7 @@ std::optional<data::BpeTokenizer> read_hf_tokenizer(const std::string& dir_name)
 }
 
 void write_hf_model(const std::string& dir_name, const ModelSpec& spec, const ParamTable& table, const float* params,
-                    const data::BpeTokenizer* tokenizer) {
+                    const data::BpeTokenizer* tokenizer, const QuantTensors* quant) {
   const fs::path dir(dir_name);
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -273,7 +278,12 @@ void write_hf_model(const std::string& dir_name, const ModelSpec& spec, const Pa
     if (t.has(kAuxiliary)) continue;
     out.push_back({t.name, t.shape, params + t.offset});
   }
-  write_safetensors((dir / "model.safetensors").string(), out, {{"format", "pt"}});
+  std::map<std::string, std::string> metadata = {{"format", "pt"}};
+  if (quant) {
+    out.insert(out.end(), quant->tensors.begin(), quant->tensors.end());
+    metadata.insert(quant->metadata.begin(), quant->metadata.end());
+  }
+  write_safetensors((dir / "model.safetensors").string(), out, metadata);
   auto write_text = [&](const std::string& name, const std::string& text) {
     const fs::path p = dir / name, tmp = dir / (name + ".tmp");
     {

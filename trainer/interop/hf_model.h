@@ -13,6 +13,7 @@
 #include <string>
 
 #include "data/tokenizer/bpe_tokenizer.h"
+#include "trainer/interop/quant_tensors.h"
 
 #include "trainer/model/model_spec.h"
 #include "trainer/model/param_table.h"
@@ -36,13 +37,15 @@ struct HfModel {
   ParamTable table;
   AlignedBuffer<float> params;  // laid out by table (LlamaLayout)
   std::optional<data::BpeTokenizer> tokenizer;  // read_hf_tokenizer
+  std::size_t skipped_quant_tensors = 0;         // a kdtrain quantized export's parameters, read past
 };
 // Reads a model directory. InputError naming the file, tensor or key.
 HfModel read_hf_model(const std::string& dir);
 // Writes config.json and model.safetensors (float32) into dir (made if absent) for the
 // model tensors of `table` (auxiliary tensors never); with a tokenizer, also tokenizer.json
-// and tokenizer_config.json (Hugging Face's formats).
+// and tokenizer_config.json (Hugging Face's formats); with `quant`, a quantized model's
+// parameters as extra tensors and metadata (quant_tensors.h).
 void write_hf_model(const std::string& dir, const ModelSpec& spec, const ParamTable& table, const float* params,
-                    const data::BpeTokenizer* tokenizer);
+                    const data::BpeTokenizer* tokenizer, const QuantTensors* quant = nullptr);
 
 }  // namespace kd::interop

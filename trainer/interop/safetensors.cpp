@@ -156,7 +156,9 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorOut>
   for (const auto& t : tensors) {
     std::uint64_t n = 1;
     for (const auto d : t.shape) n *= std::uint64_t(d);
-    h[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {at, at + 4 * n}}};
+    if (t.dtype != "F32" && t.dtype != "I32")
+      throw RuntimeFailure(fmt::format("{}: tensor '{}': the writer takes F32 and I32, not {}", path, t.name, t.dtype));
+    h[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {at, at + 4 * n}}};
     at += 4 * n;
   }
   std::string text = h.dump();
@@ -172,7 +174,7 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorOut>
     for (const auto& t : tensors) {
       std::uint64_t k = 1;
       for (const auto d : t.shape) k *= std::uint64_t(d);
-      f.write(reinterpret_cast<const char*>(t.data), std::streamsize(4 * k));
+      f.write(static_cast<const char*>(t.data), std::streamsize(4 * k));
     }
     f.flush();
     if (!f.good()) {

@@ -43,7 +43,8 @@ class SafetensorsFile {
 struct SafeTensorOut {
   std::string name;
   std::vector<std::int64_t> shape;
-  const float* data = nullptr;
+  const void* data = nullptr;
+  std::string dtype = "F32";  // "F32" or "I32" (4-byte elements)
 };
 // Writes F32 tensors, in the given order, atomically (a temporary file renamed into place).
 // RuntimeFailure (exit 3) when the disk refuses.
