@@ -134,8 +134,11 @@ const decode = (info) => {
 const infos = new Map(parsed.tensorInfos.map((t) => [t.name, t]));
 const expected = new Set();
 let worst = { f32: 0, f16: 0, q8: 0 };
+const quantMeta = stHeader.__metadata__?.["kdtrain.quantization"];
 for (const name of Object.keys(stHeader)) {
   if (name === "__metadata__") continue;
+  // a quantized export's parameters beside its dequantized weights: not model tensors
+  if (quantMeta && /\.(weight_scale|weight_zero_point|input_scale|input_zero_point)$/.test(name)) continue;
   const gname = toGguf(name);
   if (!gname) { fail(`HF tensor ${name} has no GGUF name`); continue; }
   expected.add(gname);

@@ -46,6 +46,40 @@ check native q8_0
 grep -q "matrices: 1 in Q8_0, 7 in F16" "$tmp/out" && ok "rows of 16 fall back to F16" || { fail "F16 fallback"; cat "$tmp/out"; }
 
 ck=$tmp/runs/native/checkpoints/step-00000002.h5
+
+# a quantized student (ptq W8 per channel, A8 static): the HF export holds the dequantized
+# weights and, beside them, the scales that give the integer codes back; GGUF defaults to Q8_0
+"$bin" ptq "$ck" --out "$tmp/q.h5" --weight int8:channel --activation int8:tensor --batches 2 >/dev/null 2>&1 || fail "ptq"
+"$bin" export "$tmp/q.h5" --format hf --out "$tmp/q-hf" >"$tmp/out" 2>&1 && grep -q "quantization tensors beside them" "$tmp/out" \
+  || { fail "export --format hf of a quantized checkpoint"; cat "$tmp/out"; }
+/usr/bin/python3 - "$tmp/q-hf/model.safetensors" >"$tmp/out" 2>&1 <<'PY' && ok "quantized export: $(cat "$tmp/out")" || { fail "quantized export's parameters"; cat "$tmp/out"; }
+import json, struct, sys
+import numpy as np
+blob = open(sys.argv[1], "rb").read()
+(n,) = struct.unpack("<Q", blob[:8])
+head = json.loads(blob[8:8 + n])
+meta = json.loads(head.pop("__metadata__")["kdtrain.quantization"])
+def get(name):
+    t = head[name]; b, e = t["data_offsets"]
+    return np.frombuffer(blob[8 + n + b:8 + n + e], dtype={"F32": "<f4", "I32": "<i4"}[t["dtype"]]).reshape(t["shape"])
+weights = [k[:-len(".weight")] for k, v in meta.items() if k.endswith(".weight")]
+assert weights and all(v == "int8:channel:sym" for k, v in meta.items() if k.endswith(".weight")), meta
+worst = 0.0
+for m in weights:
+    w, s = get(m + ".weight"), get(m + ".weight_scale")
+    codes = w / s[:, None]
+    assert codes.min() >= -128.001 and codes.max() <= 127.001, m  # the int8 grid
+    worst = max(worst, float(np.max(np.abs(codes - np.round(codes)))))
+inputs = [k for k in head if k.endswith(".input_scale")]
+assert inputs and all(get(k)[0] > 0 for k in inputs)
+assert worst < 1e-3, worst
+print(f"{len(weights)} int8 weights, each w / weight_scale within {worst:.1e} of an integer code; {len(inputs)} input scales")
+PY
+"$bin" import-hf "$tmp/q-hf" --out "$tmp/q-imported.h5" >"$tmp/out" 2>&1 && grep -q "quantization tensors are not imported" "$tmp/out" \
+  && ok "import-hf reads a quantized export as its dequantized weights" || { fail "import-hf of a quantized export"; cat "$tmp/out"; }
+"$bin" export "$tmp/q.h5" --format gguf --out "$tmp/q.gguf" >"$tmp/out" 2>&1 && grep -q "in Q8_0" "$tmp/out" \
+  && node "$root/scripts/gguf_check.mjs" "$npm_prefix" "$tmp/q.gguf" "$tmp/q-hf" >"$tmp/check" 2>&1 \
+  && ok "quantized student as GGUF (Q8_0 by default): $(tail -1 "$tmp/check")" || { fail "GGUF of a quantized student"; cat "$tmp/out" "$tmp/check"; }
 expect 2 "--gguf-type: 'q4_k' is not a GGUF tensor type" export "$ck" --format gguf --gguf-type q4_k --out "$tmp/bad.gguf"
 expect 2 "--gguf-type and --context-length go with --format gguf" export "$ck" --compact --gguf-type f16 --out "$tmp/bad.h5"
 "$bin" import-hf "$root/tests/fixtures/hf_tiny" --out "$tmp/notok.h5" >/dev/null 2>&1
