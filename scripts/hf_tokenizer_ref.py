@@ -115,6 +115,19 @@ def pieces(data, pattern):
     return out
 
 
+def merge_pair(parts, pair):
+    """parts with every occurrence of the adjacent pair joined, left to right."""
+    merged, i = [], 0
+    while i < len(parts):
+        if i + 1 < len(parts) and (parts[i], parts[i + 1]) == pair:
+            merged.append(parts[i] + parts[i + 1])
+            i += 2
+        else:
+            merged.append(parts[i])
+            i += 1
+    return merged
+
+
 def bpe(word, ranks):
     """GPT-2's encoder.py loop: merge the lowest-ranked adjacent pair everywhere, repeat."""
     parts = list(word)
@@ -123,15 +136,7 @@ def bpe(word, ranks):
         best = min(pairs, key=lambda p: ranks.get(p, float("inf")))
         if best not in ranks:
             break
-        merged, i = [], 0
-        while i < len(parts):
-            if i + 1 < len(parts) and (parts[i], parts[i + 1]) == best:
-                merged.append(parts[i] + parts[i + 1])
-                i += 2
-            else:
-                merged.append(parts[i])
-                i += 1
-        parts = merged
+        parts = merge_pair(parts, best)
     return parts
 
 
@@ -152,15 +157,8 @@ def train(pattern, n_merges):
         merges.append(best)
         new = {}
         for w, c in counts.items():
-            out, i = [], 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
-                    out.append(w[i] + w[i + 1])
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            new[tuple(out)] = new.get(tuple(out), 0) + c
+            out = tuple(merge_pair(list(w), best))
+            new[out] = new.get(out, 0) + c
         counts = new
     return merges
 

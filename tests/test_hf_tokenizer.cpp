@@ -83,19 +83,7 @@ std::string random_valid_text(std::mt19937& rng, int chars) {
       0x10FFFF};
   std::uniform_int_distribution<std::size_t> pick(0, std::size(pool) - 1);
   std::string out;
-  for (int i = 0; i < chars; ++i) {
-    const char32_t cp = pool[pick(rng)];
-    if (cp < 0x80) {
-      out += char(cp);
-    } else if (cp < 0x800) {
-      out += char(0xC0 | (cp >> 6)), out += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += char(0xE0 | (cp >> 12)), out += char(0x80 | ((cp >> 6) & 0x3F)), out += char(0x80 | (cp & 0x3F));
-    } else {
-      out += char(0xF0 | (cp >> 18)), out += char(0x80 | ((cp >> 12) & 0x3F));
-      out += char(0x80 | ((cp >> 6) & 0x3F)), out += char(0x80 | (cp & 0x3F));
-    }
-  }
+  for (int i = 0; i < chars; ++i) kd::data::utf8_append(pool[pick(rng)], out);
   return out;
 }
 

@@ -36,15 +36,43 @@ std::string string_field(const json& doc, const char* key, const std::string& so
   return v.get<std::string>();
 }
 
-}  // namespace
-
-BpeTokenizer BpeTokenizer::from_json_text(std::string_view text, const std::string& source) {
-  json doc;
+json parse_json(std::string_view text, const std::string& source) {
   try {
-    doc = json::parse(text.begin(), text.end());
+    return json::parse(text.begin(), text.end());
   } catch (const json::parse_error& e) {
     throw InputError(fmt::format("{}: not valid JSON: {}", source, e.what()));
   }
+}
+
+// A bare tokenizer.json's end of text: tokenizer_config.json's eos_token, when that file is
+// beside it.
+std::optional<std::int32_t> eos_beside(const std::string& path, const json& tokenizer) {
+  const std::filesystem::path cfg = std::filesystem::path(path).parent_path() / "tokenizer_config.json";
+  if (!std::filesystem::exists(cfg)) return std::nullopt;
+  std::ifstream in(cfg, std::ios::binary);
+  const json c = json::parse(in, nullptr, false);
+  KD_CHECK_INPUT(c.is_object(), "{}: not a JSON object", cfg.string());
+  json name = c.value("eos_token", json());
+  if (name.is_object()) name = name.value("content", json());
+  if (!name.is_string()) return std::nullopt;
+  for (const json& a : tokenizer.value("added_tokens", json::array()))
+    if (a.is_object() && a.value("content", json()) == name && a.value("id", json()).is_number_integer())
+      return a["id"].get<std::int32_t>();
+  throw InputError(fmt::format("{}: eos_token {} is not an added token of {}", cfg.string(), name.dump(), path));
+}
+
+}  // namespace
+
+BpeTokenizer BpeTokenizer::from_json_text(std::string_view text, const std::string& source) {
+  return from_document(parse_json(text, source), source);
+}
+
+BpeTokenizer BpeTokenizer::from_hf_json_text(std::string_view text, const std::string& source,
+                                             std::optional<std::int32_t> eos) {
+  return from_hf_json(parse_json(text, source), source, eos);
+}
+
+BpeTokenizer BpeTokenizer::from_document(const json& doc, const std::string& source) {
   KD_CHECK_INPUT(doc.is_object(), "{}: the top level must be a JSON object", source);
 
   KD_CHECK_INPUT(doc.contains("format") || !doc.contains("model"),
@@ -58,8 +86,7 @@ BpeTokenizer BpeTokenizer::from_json_text(std::string_view text, const std::stri
     KD_CHECK_INPUT(version == 1, "{}: field \"version\" is {}; this kdtrain reads version 1", source, version);
     const std::int64_t eot = int_field(doc, "eot_id", source);
     KD_CHECK_INPUT(eot >= 0 && eot < kMaxBpeVocab, "{}: field \"eot_id\" is {}", source, eot);
-    const json& hf = field(doc, "hf_tokenizer", source);
-    return from_hf_json_text(hf.dump(), source + ": field \"hf_tokenizer\"", std::int32_t(eot));
+    return from_hf_json(field(doc, "hf_tokenizer", source), source + ": field \"hf_tokenizer\"", std::int32_t(eot));
   }
   KD_CHECK_INPUT(version == 1, "{}: field \"version\" is {}; this kdtrain reads version 1", source, version);
   const json& byte_level = field(doc, "byte_level", source);
@@ -112,28 +139,11 @@ BpeTokenizer BpeTokenizer::load(const std::string& path) {
                  std::filesystem::exists(path) ? "not readable" : "no such file");
   std::ostringstream text;
   text << in.rdbuf();
-  const std::string body = text.str();
+  const json doc = parse_json(text.str(), path);
   // A bare Hugging Face tokenizer.json: its document end is tokenizer_config.json's eos_token.
-  json probe = json::parse(body, nullptr, false);
-  if (probe.is_object() && probe.contains("model") && !probe.contains("format")) {
-    std::optional<std::int32_t> eos;
-    const std::filesystem::path cfg = std::filesystem::path(path).parent_path() / "tokenizer_config.json";
-    if (std::filesystem::exists(cfg)) {
-      std::ifstream cin(cfg, std::ios::binary);
-      json c = json::parse(cin, nullptr, false);
-      KD_CHECK_INPUT(c.is_object(), "{}: not a JSON object", cfg.string());
-      json name = c.value("eos_token", json());
-      if (name.is_object()) name = name.value("content", json());
-      if (name.is_string())
-        for (const json& a : probe.value("added_tokens", json::array()))
-          if (a.is_object() && a.value("content", json()) == name && a.value("id", json()).is_number_integer())
-            eos = a["id"].get<std::int32_t>();
-      KD_CHECK_INPUT(!name.is_string() || eos, "{}: eos_token {} is not an added token of {}", cfg.string(),
-                     name.dump(), path);
-    }
-    return from_hf_json_text(body, path, eos);
-  }
-  return from_json_text(body, path);
+  if (doc.is_object() && doc.contains("model") && !doc.contains("format"))
+    return from_hf_json(doc, path, eos_beside(path, doc));
+  return from_document(doc, path);
 }
 
 std::string BpeTokenizer::to_json_text() const {
@@ -144,7 +154,7 @@ std::string BpeTokenizer::to_json_text() const {
     doc["format"] = "kdtrain-hf-bpe";
     doc["version"] = 1;
     doc["eot_id"] = eot_id_;
-    doc["hf_tokenizer"] = nlohmann::ordered_json::parse(to_hf_json_text());
+    doc["hf_tokenizer"] = hf_json();
     return doc.dump(1) + "\n";
   }
   // Written by hand so that each merge sits on its own line (diffable, greppable); the

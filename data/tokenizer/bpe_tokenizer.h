@@ -46,6 +46,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace kd::data {
 
 class RegexPretokenizer;
@@ -141,7 +143,12 @@ class BpeTokenizer {
     std::string name;
     bool in_vocab;  // also an entry of tokenizer.json's vocab (GPT-2's <|endoftext|>)
   };
-  // Fills ranks_, merge_ids_ checks and the whole-token map from the members set by a loader.
+  // Either kdtrain format, parsed; and a parsed Hugging Face tokenizer.json.
+  static BpeTokenizer from_document(const nlohmann::json& doc, const std::string& source);
+  static BpeTokenizer from_hf_json(const nlohmann::json& doc, const std::string& source,
+                                   std::optional<std::int32_t> eos);
+  nlohmann::ordered_json hf_json() const;
+  // Fills ranks_ from merges_, refusing a repeated pair.
   void index_merges(const std::string& source);
   std::uint64_t hf_hash() const;
   // Rank of the merge of (left, right), or -1.

@@ -28,21 +28,12 @@ const Table& table() {
   return t;
 }
 
-void append_utf8(char32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else {  // the table's code points are below U+0800
-    out += char(0xC0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3F));
-  }
-}
-
 }  // namespace
 
 std::string bytes_to_token_text(std::string_view bytes) {
   std::string out;
   out.reserve(bytes.size() * 2);
-  for (char c : bytes) append_utf8(table().to_cp[static_cast<unsigned char>(c)], out);
+  for (char c : bytes) utf8_append(table().to_cp[static_cast<unsigned char>(c)], out);
   return out;
 }
 

@@ -165,14 +165,7 @@ std::string merge_text(const json& m, std::size_t k, const std::string& source, 
 
 }  // namespace
 
-BpeTokenizer BpeTokenizer::from_hf_json_text(std::string_view text, const std::string& source,
-                                             std::optional<std::int32_t> eos) {
-  json doc;
-  try {
-    doc = json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
-    throw InputError(fmt::format("{}: not valid JSON: {}", source, e.what()));
-  }
+BpeTokenizer BpeTokenizer::from_hf_json(const json& doc, const std::string& source, std::optional<std::int32_t> eos) {
   KD_CHECK_INPUT(doc.is_object(), "{}: the top level must be a JSON object", source);
   const json* model = find(doc, "model");
   KD_CHECK_INPUT(model, "{}: no \"model\" (not a Hugging Face tokenizer.json?)", source);
@@ -312,7 +305,7 @@ BpeTokenizer BpeTokenizer::from_hf_json_text(std::string_view text, const std::s
   return t;
 }
 
-std::string BpeTokenizer::to_hf_json_text() const {
+ordered_json BpeTokenizer::hf_json() const {
   ordered_json added = ordered_json::array();
   for (const Special& s : specials_)
     added.push_back({{"id", s.id}, {"content", s.name}, {"single_word", false}, {"lstrip", false},
@@ -362,8 +355,10 @@ std::string BpeTokenizer::to_hf_json_text() const {
                   {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr},
                   {"fuse_unk", false},      {"byte_fallback", false},   {"ignore_merges", ignore_merges_},
                   {"vocab", vocab},         {"merges", merges}};
-  return doc.dump(1) + "\n";
+  return doc;
 }
+
+std::string BpeTokenizer::to_hf_json_text() const { return hf_json().dump(1) + "\n"; }
 
 std::string BpeTokenizer::hf_tokenizer_config_json() const {
   const auto name = [&](std::int32_t id) -> ordered_json {

@@ -64,6 +64,19 @@ std::size_t utf8_decode_at(std::string_view text, std::size_t pos, char32_t& cp)
   return len;
 }
 
+void utf8_append(char32_t cp, std::string& out) {
+  if (cp < 0x80) {
+    out += char(cp);
+  } else if (cp < 0x800) {
+    out += char(0xC0 | (cp >> 6)), out += char(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += char(0xE0 | (cp >> 12)), out += char(0x80 | ((cp >> 6) & 0x3F)), out += char(0x80 | (cp & 0x3F));
+  } else {
+    out += char(0xF0 | (cp >> 18)), out += char(0x80 | ((cp >> 12) & 0x3F));
+    out += char(0x80 | ((cp >> 6) & 0x3F)), out += char(0x80 | (cp & 0x3F));
+  }
+}
+
 CharInfo classify_at(std::string_view text, std::size_t pos) {
   const auto c = static_cast<unsigned char>(text[pos]);
   if (c < 0x80) return {class_of_ascii(c), 1};

@@ -22,6 +22,7 @@
 // non-ASCII digit or symbol outside the ranges above is taken for a letter.
 #pragma once
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -41,6 +42,8 @@ CharInfo classify_at(std::string_view text, std::size_t pos);
 // byte length (1–4) of the character starting at text[pos] (pos < size), its code point in
 // `cp`; 0 when no valid sequence starts there.
 std::size_t utf8_decode_at(std::string_view text, std::size_t pos, char32_t& cp);
+// Appends the UTF-8 bytes of code point cp (≤ U+10FFFF).
+void utf8_append(char32_t cp, std::string& out);
 inline std::size_t utf8_length_at(std::string_view text, std::size_t pos) {
   char32_t cp;
   return utf8_decode_at(text, pos, cp);

@@ -61,8 +61,8 @@ void RegexPretokenizer::split_valid(std::string_view text, std::vector<std::stri
 void RegexPretokenizer::split(std::string_view text, std::vector<std::string_view>& out) const {
   std::size_t valid = 0, pos = 0;
   while (pos < text.size()) {
-    if (utf8_length_at(text, pos) != 0) {
-      pos += utf8_length_at(text, pos);
+    if (const std::size_t len = utf8_length_at(text, pos)) {
+      pos += len;
       continue;
     }
     if (pos > valid) split_valid(text.substr(valid, pos - valid), out);
@@ -86,16 +86,10 @@ struct Range {
 std::string class_body(std::initializer_list<Range> ranges) {
   std::string out;
   const auto put = [&out](char32_t cp) {
-    if (cp < 0x80) {
+    if (cp < 0x80)
       out += fmt::format("\\x{:02X}", unsigned(cp));
-    } else if (cp < 0x800) {
-      out += char(0xC0 | (cp >> 6)), out += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += char(0xE0 | (cp >> 12)), out += char(0x80 | ((cp >> 6) & 0x3F)), out += char(0x80 | (cp & 0x3F));
-    } else {
-      out += char(0xF0 | (cp >> 18)), out += char(0x80 | ((cp >> 12) & 0x3F));
-      out += char(0x80 | ((cp >> 6) & 0x3F)), out += char(0x80 | (cp & 0x3F));
-    }
+    else
+      utf8_append(cp, out);
   };
   for (const Range r : ranges) {
     put(r.lo);

@@ -53,3 +53,30 @@ close() {
     { d = $1 - $2; if (d < 0) d = -d; a = $2 < 0 ? -$2 : $2; if (d > tol * a) bad++ }
     END { exit bad == 0 ? 0 : 1 }'
 }
+
+# train_tiny NAME PREPDIR "MODEL KEYS" [STEPS] [SEQ]: a tiny model trained on PREPDIR/train.bin
+# (its tokenizer comes along) with a checkpoint at the last step:
+# $tmp/runs/NAME/checkpoints/step-<STEPS>.h5. MODEL KEYS: the model section's keys, vocab included.
+train_tiny() {
+  local steps=${4:-2}
+  cat >"$tmp/$1.yaml" <<YAML
+model: {$3}
+optim: {lr: 1.0e-3, warmup_steps: 1}
+train: {steps: $steps, batch_size: 2, seq_len: ${5:-16}, seed: 1, threads: 2, checkpoint_every: $steps}
+data: {kind: shards, train: $2/train.bin}
+run: {dir: $tmp/runs, name: $1}
+YAML
+  "$bin" train --config "$tmp/$1.yaml" >"$tmp/$1.log" 2>&1 || { fail "training $1"; cat "$tmp/$1.log"; }
+}
+
+# need_npm PREFIX PACKAGE...: exit 77 (skip), saying why, without node or one of the npm
+# packages under PREFIX (scripts/test.sh installs them when npm's registry is reachable).
+need_npm() {
+  local prefix=$1
+  shift
+  command -v node >/dev/null || { echo "SKIP: node is not installed"; exit 77; }
+  for pkg in "$@"; do
+    [ -d "$prefix/node_modules/$pkg" ] \
+      || { echo "SKIP: $pkg is not in $prefix (npm's registry out of reach when test.sh ran?)"; exit 77; }
+  done
+}

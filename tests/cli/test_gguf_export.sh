@@ -11,20 +11,11 @@ root=$2
 npm_prefix=$3
 source "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=2
-command -v node >/dev/null || { echo "SKIP: node is not installed"; exit 77; }
-[ -d "$npm_prefix/node_modules/@huggingface/gguf" ] \
-  || { echo "SKIP: @huggingface/gguf is not in $npm_prefix (npm could not reach its registry when test.sh ran?)"; exit 77; }
+need_npm "$npm_prefix" @huggingface/gguf
 text=$root/tests/data/doc_c_languages.txt
 
-student() {  # student NAME VOCAB PREPDIR "MODEL KEYS": 2 training steps, a checkpoint with the tokenizer
-  cat >"$tmp/$1.yaml" <<YAML
-model: {vocab: $2, $4}
-optim: {lr: 1.0e-3, warmup_steps: 1}
-train: {steps: 2, batch_size: 2, seq_len: 16, seed: 1, threads: 2, checkpoint_every: 2}
-data: {kind: shards, train: $3/train.bin}
-run: {dir: $tmp/runs, name: $1}
-YAML
-  "$bin" train --config "$tmp/$1.yaml" >"$tmp/$1.log" 2>&1 || { fail "training $1"; cat "$tmp/$1.log"; }
+student() {  # student NAME PREPDIR "MODEL KEYS": trained 2 steps, exported --format hf to $tmp/NAME-hf
+  train_tiny "$@"
   "$bin" export "$tmp/runs/$1/checkpoints/step-00000002.h5" --format hf --out "$tmp/$1-hf" >/dev/null 2>&1 \
     || fail "export --format hf $1"
 }
@@ -37,11 +28,11 @@ check() {  # check NAME TYPE
 
 "$bin" prepare "$text" --tokenizer "$root/tests/fixtures/hf_tok_llama3/tokenizer.json" --val-every 0 \
   --out "$tmp/prep3" >/dev/null 2>&1 || fail "prepare with the Llama 3 tokenizer"
-student llama3 562 "$tmp/prep3" "d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 96, tie_embeddings: false, rope_theta: 500000, rope_scaling_factor: 8, rope_low_freq_factor: 1, rope_high_freq_factor: 4, rope_original_context: 16"
+student llama3 "$tmp/prep3" "vocab: 562, d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 96, tie_embeddings: false, rope_theta: 500000, rope_scaling_factor: 8, rope_low_freq_factor: 1, rope_high_freq_factor: 4, rope_original_context: 16"
 for type in f32 f16 q8_0; do check llama3 $type; done
 
 "$bin" prepare "$text" --vocab-size 300 --val-every 0 --out "$tmp/prepn" >/dev/null 2>&1 || fail "prepare (native)"
-student native 300 "$tmp/prepn" "d_model: 16, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 32, tie_embeddings: true"
+student native "$tmp/prepn" "vocab: 300, d_model: 16, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 32, tie_embeddings: true"
 check native q8_0
 grep -q "matrices: 1 in Q8_0, 7 in F16" "$tmp/out" && ok "rows of 16 fall back to F16" || { fail "F16 fallback"; cat "$tmp/out"; }
 

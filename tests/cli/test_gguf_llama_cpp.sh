@@ -11,22 +11,12 @@ root=$2
 npm_prefix=$3
 source "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=2
-command -v node >/dev/null || { echo "SKIP: node is not installed"; exit 77; }
-for pkg in node-llama-cpp @huggingface/gguf; do
-  [ -d "$npm_prefix/node_modules/$pkg" ] || { echo "SKIP: $pkg is not in $npm_prefix (npm's registry out of reach when test.sh ran?)"; exit 77; }
-done
+need_npm "$npm_prefix" node-llama-cpp @huggingface/gguf
 fixture=$root/tests/fixtures/hf_tok_llama3
 
 "$bin" prepare "$root/tests/data/doc_c_languages.txt" --tokenizer "$fixture/tokenizer.json" --val-every 0 \
   --out "$tmp/prep" >/dev/null 2>&1 || fail "prepare"
-cat >"$tmp/s.yaml" <<YAML
-model: {vocab: 562, d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 96, tie_embeddings: false, rope_theta: 500000}
-optim: {lr: 3.0e-3, warmup_steps: 1}
-train: {steps: 4, batch_size: 2, seq_len: 32, seed: 1, threads: 2, checkpoint_every: 4}
-data: {kind: shards, train: $tmp/prep/train.bin}
-run: {dir: $tmp/runs, name: s}
-YAML
-"$bin" train --config "$tmp/s.yaml" >"$tmp/train.log" 2>&1 || { fail "training"; cat "$tmp/train.log"; }
+train_tiny s "$tmp/prep" "vocab: 562, d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 96, tie_embeddings: false, rope_theta: 500000" 4 32
 ck=$tmp/runs/s/checkpoints/step-00000004.h5
 "$bin" export "$ck" --format gguf --gguf-type f32 --out "$tmp/s.gguf" >/dev/null 2>&1 || fail "export --format gguf"
 

@@ -16,17 +16,6 @@ ref() { /usr/bin/python3 "$root/scripts/hf_tokenizer_ref.py" "$@"; }
 text=$root/tests/data/doc_c_languages.txt
 hf=$root/tests/fixtures/hf_tok_llama3
 
-train_tiny() {  # train_tiny NAME VOCAB PREPDIR: 2 steps, a checkpoint with the tokenizer
-  cat >"$tmp/$1.yaml" <<YAML
-model: {vocab: $2, d_model: 16, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 32, tie_embeddings: true}
-optim: {lr: 1.0e-3, warmup_steps: 1}
-train: {steps: 2, batch_size: 2, seq_len: 16, seed: 1, threads: 2, checkpoint_every: 2}
-data: {kind: shards, train: $3/train.bin}
-run: {dir: $tmp/runs, name: $1}
-YAML
-  "$bin" train --config "$tmp/$1.yaml" >"$tmp/$1.log" 2>&1 || { fail "training $1"; cat "$tmp/$1.log"; }
-}
-
 # 1. Llama 3 style: prepare with the fixture's tokenizer.json (eos from tokenizer_config.json)
 "$bin" prepare "$text" --tokenizer "$hf/tokenizer.json" --val-every 0 --out "$tmp/prep3" >"$tmp/out" 2>&1 \
   || { fail "prepare --tokenizer tokenizer.json"; cat "$tmp/out"; }
@@ -34,7 +23,7 @@ ref check-shard "$hf" "$tmp/prep3/train.bin" "$text" >"$tmp/out" 2>&1 \
   && ok "prepare with a Llama 3 tokenizer.json: $(cat "$tmp/out")" || { fail "prepare's ids differ"; cat "$tmp/out"; }
 
 # 2. a model trained on it carries the tokenizer; its export's tokenizer.json encodes alike
-train_tiny llama3 562 "$tmp/prep3"
+train_tiny llama3 "$tmp/prep3" "vocab: 562, d_model: 16, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 32, tie_embeddings: true"
 "$bin" export "$tmp/runs/llama3/checkpoints/step-00000002.h5" --format hf --out "$tmp/export3" >"$tmp/out" 2>&1 \
   || { fail "export --format hf with a tokenizer"; cat "$tmp/out"; }
 ref check-shard "$tmp/export3" "$tmp/prep3/train.bin" "$text" >"$tmp/out" 2>&1 \
@@ -54,7 +43,7 @@ grep -q "tokenizer.json: 562 tokens, 300 merges, end of text id 560, each text s
 
 # 4. kdtrain's own tokenizer, exported: the reference reads its pattern and merges alike
 "$bin" prepare "$text" --vocab-size 300 --val-every 0 --out "$tmp/prepn" >/dev/null 2>&1 || fail "prepare (native)"
-train_tiny native 300 "$tmp/prepn"
+train_tiny native "$tmp/prepn" "vocab: 300, d_model: 16, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 32, tie_embeddings: true"
 "$bin" export "$tmp/runs/native/checkpoints/step-00000002.h5" --format hf --out "$tmp/exportn" >/dev/null 2>&1 \
   || fail "export --format hf (native tokenizer)"
 ref check-shard "$tmp/exportn" "$tmp/prepn/train.bin" "$text" >"$tmp/out" 2>&1 \

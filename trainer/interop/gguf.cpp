@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -75,12 +76,24 @@ class Metadata {
   std::size_t count_ = 0;
 };
 
+// One tensor of the file. Its values are made when it is written (values()), so the writer
+// holds one tensor's copy at a time, not the model's.
 struct OutTensor {
   std::string name;
   std::vector<std::int64_t> shape;  // PyTorch order (rows, cols)
-  std::vector<float> values;        // row-major, already permuted
   std::uint32_t type = kTypeF32;
+  std::function<std::vector<float>()> values;  // row-major, already permuted
+  std::size_t numel() const {
+    std::size_t n = 1;
+    for (auto d : shape) n *= std::size_t(d);
+    return n;
+  }
+  std::size_t bytes() const {
+    return type == kTypeF32 ? 4 * numel() : type == kTypeF16 ? 2 * numel() : numel() / kQ8Block * 34;
+  }
 };
+
+std::size_t aligned(std::size_t n) { return (n + kAlignment - 1) / kAlignment * kAlignment; }
 
 // Hugging Face's rotate-half rows → GGML's adjacent pairs, per head (convert_hf_to_gguf's permute).
 std::vector<float> permute_rope_rows(const float* w, int heads, int hd, int cols) {
@@ -114,24 +127,24 @@ std::string gguf_name(const std::string& hf) {
   throw RuntimeFailure(fmt::format("gguf: no llama.cpp name for tensor '{}'", hf));
 }
 
-void append_data(Bytes& data, OutTensor& t, GgufSummary& s) {
-  const std::size_t n = t.values.size();
+void append_data(Bytes& data, const OutTensor& t, const std::vector<float>& values, GgufSummary& s) {
+  const std::size_t n = values.size();
   if (t.type == kTypeF32) {
-    data.raw(t.values.data(), n * sizeof(float));
+    data.raw(values.data(), n * sizeof(float));
   } else if (t.type == kTypeF16) {
-    for (float v : t.values) data.pod(float_to_half(v));
+    for (float v : values) data.pod(float_to_half(v));
   } else {  // Q8_0, as llama.cpp's quantize_row_q8_0_ref
     for (std::size_t b = 0; b < n; b += kQ8Block) {
       float amax = 0;
-      for (int i = 0; i < kQ8Block; ++i) amax = std::max(amax, std::fabs(t.values[b + i]));
+      for (int i = 0; i < kQ8Block; ++i) amax = std::max(amax, std::fabs(values[b + i]));
       const float d = amax / 127.0f, id = d != 0 ? 1.0f / d : 0.0f;
       const std::uint16_t dh = float_to_half(d);
       data.pod(dh);
       const float dq = half_to_float(dh);
       for (int i = 0; i < kQ8Block; ++i) {
-        const auto q = static_cast<std::int8_t>(std::lround(t.values[b + i] * id));
+        const auto q = static_cast<std::int8_t>(std::lround(values[b + i] * id));
         data.pod(q);
-        if (amax > 0) s.q8_max_rel_error = std::max(s.q8_max_rel_error, std::fabs(double(q) * dq - t.values[b + i]) / amax);
+        if (amax > 0) s.q8_max_rel_error = std::max(s.q8_max_rel_error, std::fabs(double(q) * dq - values[b + i]) / amax);
       }
     }
   }
@@ -214,22 +227,23 @@ GgufSummary write_gguf(const std::string& path, const ModelSpec& spec, const Par
   // Tensors, in the table's order; rope_freqs first when Llama 3 scaling is on.
   std::vector<OutTensor> out;
   if (spec.rope_scaling.factor > 0) {
-    OutTensor f{"rope_freqs.weight", {hd / 2}, std::vector<float>(std::size_t(hd / 2)), kTypeF32};
-    for (int j = 0; j < hd / 2; ++j)
-      f.values[std::size_t(j)] = float(kern::rope_inv_freq(j, hd, spec.rope_theta) /
-                                       kern::rope_inv_freq(j, hd, spec.rope_theta, spec.rope_scaling));
-    out.push_back(std::move(f));
+    out.push_back({"rope_freqs.weight", {hd / 2}, kTypeF32, [&spec, hd] {
+                     std::vector<float> f(std::size_t(hd / 2));
+                     for (int j = 0; j < hd / 2; ++j)
+                       f[std::size_t(j)] = float(kern::rope_inv_freq(j, hd, spec.rope_theta) /
+                                                 kern::rope_inv_freq(j, hd, spec.rope_theta, spec.rope_scaling));
+                     return f;
+                   }});
   }
   for (const auto& t : table.tensors()) {
     if (t.has(kAuxiliary)) continue;
-    OutTensor o{gguf_name(t.name), t.shape, {}, kTypeF32};
     const float* w = params + t.offset;
-    const std::size_t n = t.numel;
     const bool q = t.name.ends_with("q_proj.weight"), k = t.name.ends_with("k_proj.weight");
-    if (q || k)
-      o.values = permute_rope_rows(w, q ? spec.n_heads : spec.n_kv_heads, hd, int(t.shape[1]));
-    else
-      o.values.assign(w, w + n);
+    const int heads = q ? spec.n_heads : spec.n_kv_heads, cols = int(t.shape.back());
+    const std::size_t n = t.numel;
+    OutTensor o{gguf_name(t.name), t.shape, kTypeF32, [=] {
+                  return q || k ? permute_rope_rows(w, heads, hd, cols) : std::vector<float>(w, w + n);
+                }};
     if (t.shape.size() == 2 && type != GgufType::f32) {
       o.type = type == GgufType::f16 ? kTypeF16 : kTypeQ8_0;
       if (o.type == kTypeQ8_0 && t.shape[1] % kQ8Block != 0) o.type = kTypeF16, ++s.f16_fallbacks;
@@ -238,32 +252,34 @@ GgufSummary write_gguf(const std::string& path, const ModelSpec& spec, const Par
     out.push_back(std::move(o));
   }
 
-  Bytes data;
-  Bytes infos;
-  for (auto& t : out) {
-    infos.str(t.name);
-    infos.pod<std::uint32_t>(std::uint32_t(t.shape.size()));
-    for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) infos.pod<std::uint64_t>(std::uint64_t(*it));
-    infos.pod(t.type);
-    infos.pod<std::uint64_t>(data.size());
-    append_data(data, t, s);
-    data.pad();
-    std::vector<float>().swap(t.values);
-  }
   Bytes head;
   head.raw("GGUF", 4);
   head.pod<std::uint32_t>(3);
   head.pod<std::uint64_t>(out.size());
   head.pod<std::uint64_t>(md.count());
   head.raw(md.bytes().data().data(), md.bytes().size());
-  head.raw(infos.data().data(), infos.size());
+  std::size_t offset = 0;
+  for (const auto& t : out) {
+    head.str(t.name);
+    head.pod<std::uint32_t>(std::uint32_t(t.shape.size()));
+    for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) head.pod<std::uint64_t>(std::uint64_t(*it));
+    head.pod(t.type);
+    head.pod<std::uint64_t>(offset);
+    offset += aligned(t.bytes());
+  }
   head.pad();
 
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw RuntimeFailure(fmt::format("{}: cannot create ({})", tmp, std::strerror(errno)));
-  const bool wrote = std::fwrite(head.data().data(), 1, head.size(), f) == head.size() &&
-                     std::fwrite(data.data().data(), 1, data.size(), f) == data.size();
+  bool wrote = std::fwrite(head.data().data(), 1, head.size(), f) == head.size();
+  for (const auto& t : out) {
+    if (!wrote) break;
+    Bytes data;
+    append_data(data, t, t.values(), s);
+    data.pad();
+    wrote = std::fwrite(data.data().data(), 1, data.size(), f) == data.size();
+  }
   if (std::fclose(f) != 0 || !wrote) {
     std::remove(tmp.c_str());
     throw RuntimeFailure(fmt::format("{}: write failed", tmp));
@@ -272,7 +288,7 @@ GgufSummary write_gguf(const std::string& path, const ModelSpec& spec, const Par
     throw RuntimeFailure(fmt::format("{}: cannot rename to {} ({})", tmp, path, std::strerror(errno)));
   s.tensors = out.size();
   s.metadata_keys = md.count();
-  s.bytes = head.size() + data.size();
+  s.bytes = head.size() + offset;
   return s;
 }
 
