@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::data {
 

@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::data {
 

@@ -24,7 +24,7 @@
 #include "tests/support/temp_files.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/checkpoint/layout.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace {
 

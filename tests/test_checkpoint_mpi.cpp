@@ -17,7 +17,7 @@
 
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/dist/comm.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace {
 

@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/support/tiny_config.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace {
 

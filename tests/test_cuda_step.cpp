@@ -28,7 +28,7 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "trainer/config/config.h"
 #include "trainer/dist/nccl_comm.h"
-#include "trainer/run/backend.h"
+#include "trainer/setup/backend.h"
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/trainer.h"
 

@@ -15,7 +15,7 @@
 #include "data/tokenizer/pretokenize.h"
 #include "data/tokenizer/regex_pretokenizer.h"
 #include "tests/support/temp_files.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace {
 

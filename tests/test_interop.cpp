@@ -18,7 +18,7 @@
 #include "trainer/interop/hf_model.h"
 #include "trainer/interop/safetensors.h"
 #include "trainer/model/llama.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace {
 

@@ -33,7 +33,7 @@ struct Tol {
 template <class T>
 void check_case(const std::string& name, Tol tol) {
   const Fixture& fx = fixture();
-  const kd::DistillSpec spec = kdtest::case_spec(fx, name);
+  const kd::DistillSection spec = kdtest::case_spec(fx, name);
   kdtest::TinyPair<T> tp(fx, spec);
   kd::DistillStep<T> step(*tp.student, tp.teacher.get(), spec, tp.proj, tp.batch, tp.seq, 2);
   std::vector<T> grads(tp.stable.total(), T(0));
@@ -46,7 +46,7 @@ void check_case(const std::string& name, Tol tol) {
   if (spec.alpha < 1.0) {
     EXPECT_LE(rel(got.kd, fx.scalar(pre + "kd")), tol.loss * 10) << name << " kd " << got.kd;
   }
-  if (spec.feature_beta > 0) {
+  if (spec.feature.beta > 0) {
     EXPECT_LE(rel(got.feat, fx.scalar(pre + "feat")), tol.loss * 10) << name << " feat";
   }
   for (const auto& t : tp.stable.tensors()) {

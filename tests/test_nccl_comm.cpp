@@ -12,7 +12,7 @@
 
 #include "kernels/cuda/cuda_ops.h"
 #include "trainer/dist/nccl_comm.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace {
 

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "trainer/quant/observers.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace {
 

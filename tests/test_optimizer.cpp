@@ -26,7 +26,7 @@ const Fixture& fixture() {
 template <class T>
 void run_trajectory(double loss_tol, double norm_tol, double param_tol) {
   const Fixture& fx = fixture();
-  const kd::DistillSpec spec = kdtest::case_spec(fx, "mse");
+  const kd::DistillSection spec = kdtest::case_spec(fx, "mse");
   kdtest::TinyPair<T> tp(fx, spec);
   const auto& c = fx.at("adamw.config").values;  // lr, beta1, beta2, eps, wd, max_norm
   kd::OptimSection o;

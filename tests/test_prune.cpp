@@ -16,7 +16,7 @@
 #include "trainer/prune/schedule.h"
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/trainer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace {
 

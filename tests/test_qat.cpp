@@ -22,7 +22,7 @@
 #include "trainer/quant/quant_format.h"
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/trainer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace {
 

@@ -16,7 +16,7 @@
 #include "data/prepare/prepare_corpus.h"
 #include "data/shards/token_shard.h"
 #include "data/tokenizer/bpe_tokenizer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace {
 

@@ -20,7 +20,7 @@
 #include "trainer/model/llama.h"
 #include "tests/support/temp_files.h"
 #include "trainer/checkpoint/checkpoint.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace {
 

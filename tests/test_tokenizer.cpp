@@ -18,7 +18,7 @@
 #include "data/tokenizer/bpe_trainer.h"
 #include "data/tokenizer/pretoken_counts.h"
 #include "data/tokenizer/pretokenize.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace {
 

@@ -9,7 +9,7 @@
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/teacher_pretrain.h"
 #include "trainer/train/trainer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace {
 

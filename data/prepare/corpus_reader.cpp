@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::data {
 

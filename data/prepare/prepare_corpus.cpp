@@ -9,7 +9,7 @@
 #include "data/prepare/corpus_reader.h"
 #include "data/shards/token_shard.h"
 #include "data/tokenizer/bpe_trainer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::data {
 

@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::data {
 

@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "data/tokenizer/bpe_tokenizer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::data {
 

@@ -4,7 +4,7 @@
 
 #include "data/tokenizer/pretokenize.h"
 #include "data/tokenizer/regex_pretokenizer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::data {
 

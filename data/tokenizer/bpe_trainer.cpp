@@ -5,7 +5,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::data {
 

@@ -23,7 +23,7 @@
 #include "data/tokenizer/bpe_tokenizer.h"
 #include "data/tokenizer/byte_unicode.h"
 #include "data/tokenizer/regex_pretokenizer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::data {
 

@@ -8,7 +8,7 @@
 #include <initializer_list>
 
 #include "data/tokenizer/pretokenize.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::data {
 

@@ -1,16 +1,35 @@
-// Per-element derivatives of the distillation divergences with respect to the
-// student's logits s_v, given the tempered distributions q = softmax(s/τ) (student)
-// and p = softmax(t/τ) (teacher). `it` = 1/τ. Shared by every backend.
+// The element math of the distillation divergences: each term of a KL sum, and the
+// derivatives with respect to the student's logits s_v, given the tempered distributions
+// q = softmax(s/τ) (student) and p = softmax(t/τ) (teacher). `it` = 1/τ. Shared by every
+// backend and every form of the loss: the full-vocabulary kernels (cpu/distill_loss.cpp,
+// cuda/distill_loss.cu), the top-k kernel (cpu/topk_distill_loss.cpp) and the
+// vocab-parallel loss of a tensor-parallel group (trainer/distill/vocab_parallel_loss.cpp).
 #pragma once
 
 #include "kernels/common/scalar_math.h"
 
 namespace kd::common {
 
+// One term of KL(a‖b) = Σ a_v (log a_v − log b_v), from a_v and the two logs. (A term with
+// a_v = 0 and a finite log a_v is 0; callers skip log 0 = −∞ themselves.)
+template <class T>
+KD_HD inline T kl_term(T a, T la, T lb) {
+  return a * (la - lb);
+}
+
 // KL(p‖q):  ∂/∂s_v = (q_v − p_v)/τ
 template <class T>
 KD_HD inline T forward_kl_grad(T q, T p, T it) {
   return (q - p) * it;
+}
+
+// The top-k forward KL keeps the teacher's k largest probabilities and puts the rest of its
+// mass, p_tail, in one bucket against the student's mass outside K, q_tail. Its gradient at
+// an s_v outside K is forward_kl_grad's with the teacher's probability of v taken as the
+// bucket's mass shared in the student's proportions: p_tail · q_v / q_tail.
+template <class T>
+KD_HD inline T tail_share(T q, T p_tail, T q_tail) {
+  return p_tail * q / q_tail;
 }
 
 // KL(q‖p) = Σ q f, f = log q − log p:  ∂/∂s_v = q_v (f_v − KL)/τ

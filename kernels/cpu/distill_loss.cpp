@@ -66,7 +66,7 @@ LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, int vk, co
       for (int i = 0; i < vk; ++i) {
         const T lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
         const T q = exp_t<T>(lq), pp = exp_t<T>(lp);
-        d += pp * (lp - lq);
+        d += common::kl_term(pp, lp, lq);
         g[i] = ce * exp_t<T>(s[i] - lse1) + kw * common::forward_kl_grad(q, pp, it);
       }
       break;
@@ -80,7 +80,7 @@ LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, int vk, co
       for (int i = 0; i < vk; ++i) {
         const T lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
         const T q = exp_t<T>(lq);
-        d += q * (lq - lp);
+        d += common::kl_term(q, lq, lp);
         g[i] = ce * exp_t<T>(s[i] - lse1) + kw * common::reverse_kl_grad(q, lq - lp, kl, it);
       }
       break;
@@ -92,8 +92,8 @@ LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, int vk, co
       for (int i = 0; i < vk; ++i) {
         const T lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
         const T lm = common::log_add_exp(lb + lp, lomb + lq);
-        kl_pm += exp_t<T>(lp) * (lp - lm);
-        kl_qm += exp_t<T>(lq) * (lq - lm);
+        kl_pm += common::kl_term(exp_t<T>(lp), lp, lm);
+        kl_qm += common::kl_term(exp_t<T>(lq), lq, lm);
       }
       d = beta * kl_pm + omb * kl_qm;
       for (int i = 0; i < vk; ++i) {

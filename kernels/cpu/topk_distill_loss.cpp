@@ -9,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/common/kd_math.h"
 #include "kernels/common/scalar_math.h"
 #include "kernels/cpu/row_max.h"
 #include "kernels/kernels.h"
@@ -51,21 +52,21 @@ LossRow topk_row(T* g, const T* s, const float* tv, const std::int32_t* ti, floa
   const T p_tail = tail ? std::max(T(0), T(1) - pk) : T(0);
   const T q_tail_safe = std::max(q_tail, std::numeric_limits<T>::min());
   T d = 0;
-  if (p_tail > 0) d += p_tail * (std::log(p_tail) - std::log(q_tail_safe));
+  if (p_tail > 0) d += common::kl_term(p_tail, std::log(p_tail), std::log(q_tail_safe));
   // K's terms first: g may alias s, and the pass below overwrites it
   k_grad.resize(std::size_t(k));
   for (int j = 0; j < k; ++j) {
     const int i = ti[j];
     const T lp = T(tv[j]) * it - T(lse), lq = (s[i] - ms) * it - lzs;
     const T pp = exp_t<T>(lp), q = exp_t<T>(lq);
-    if (pp > 0) d += pp * (lp - lq);
-    k_grad[std::size_t(j)] = double(kw * it * (q - pp));
+    if (pp > 0) d += common::kl_term(pp, lp, lq);
+    k_grad[std::size_t(j)] = double(kw * common::forward_kl_grad(q, pp, it));
   }
-  // then CE everywhere, the tail's factor outside K, K's terms added back
-  const T tail_factor = kw * it * (T(1) - p_tail / q_tail_safe);
+  // then CE everywhere, the tail bucket's share outside K, K's terms added back
   for (int i = 0; i < vk; ++i) {
     const T q = exp_t<T>((s[i] - ms) * it - lzs);
-    g[i] = ce * exp_t<T>(s[i] - lse1) + (in_k[std::size_t(i)] ? T(0) : tail_factor * q);
+    g[i] = ce * exp_t<T>(s[i] - lse1) +
+           (in_k[std::size_t(i)] ? T(0) : kw * common::forward_kl_grad(q, common::tail_share(q, p_tail, q_tail_safe), it));
   }
   for (int i = vk; i < v; ++i) g[i] = ce * exp_t<T>(s[i] - lse1);
   for (int j = 0; j < k; ++j) g[ti[j]] += T(k_grad[std::size_t(j)]);

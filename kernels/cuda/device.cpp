@@ -5,7 +5,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/cuda_ops.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::kern::cuda {
 

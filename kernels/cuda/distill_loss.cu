@@ -86,7 +86,7 @@ __global__ void distill_loss_k(float* g_all, double* out, const float* s_all, co
     for (int i = threadIdx.x; i < vk; i += blockDim.x) {
       const float lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
       const float q = exp_t<float>(lq), pp = exp_t<float>(lp);
-      d += pp * (lp - lq);
+      d += common::kl_term(pp, lp, lq);
       g[i] = ce * exp_t<float>(s[i] - lse1) + kw * common::forward_kl_grad(q, pp, it);
     }
   } else if (a.div == Divergence::reverse_kl) {
@@ -95,7 +95,7 @@ __global__ void distill_loss_k(float* g_all, double* out, const float* s_all, co
     for (int i = threadIdx.x; i < vk; i += blockDim.x) {
       const float lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
       const float q = exp_t<float>(lq);
-      d += q * (lq - lp);
+      d += common::kl_term(q, lq, lp);
       g[i] = ce * exp_t<float>(s[i] - lse1) + kw * common::reverse_kl_grad(q, lq - lp, kl, it);
     }
   } else {
@@ -104,8 +104,8 @@ __global__ void distill_loss_k(float* g_all, double* out, const float* s_all, co
     for (int i = threadIdx.x; i < vk; i += blockDim.x) {
       const float lq = (s[i] - ms) * it - lzs, lp = (t[i] - mt) * it - lzt;
       const float lm = common::log_add_exp(lb + lp, lomb + lq);
-      kl_pm += exp_t<float>(lp) * (lp - lm);
-      kl_qm += exp_t<float>(lq) * (lq - lm);
+      kl_pm += common::kl_term(exp_t<float>(lp), lp, lm);
+      kl_qm += common::kl_term(exp_t<float>(lq), lq, lm);
     }
     kl_pm = block_sum(kl_pm, sh);
     kl_qm = block_sum(kl_qm, sh);

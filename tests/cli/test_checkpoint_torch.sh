@@ -8,23 +8,20 @@
 #      kdtrain's eval on val_loss and val_bpb to a relative 1e-5.
 # Exit 0 pass, 1 fail, 77 skip (Debian's python3 lacks h5py, torch, numpy or yaml).
 # Usage: test_checkpoint_torch.sh <kdtrain binary> <repo root>
-set -eu
+set -u
 bin=$1
 root=$2
+source "$(dirname "$0")/lib.sh"
+export OMP_NUM_THREADS=2
 py=/usr/bin/python3
-
-if ! "$py" -c 'import h5py, torch, numpy, yaml' 2>/dev/null; then
+"$py" -c 'import h5py, torch, numpy, yaml' 2>/dev/null || {
   echo "SKIP: $py cannot import h5py, torch, numpy and yaml (Debian: python3-h5py python3-torch python3-numpy python3-yaml)"
   exit 77
-fi
+}
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-export OMP_NUM_THREADS=2
-
-"$bin" prepare "$root/tests/data" --out "$tmp/prep" --vocab-size 300 --val-every 3 >"$tmp/prepare.out"
+prepare_corpus
 for f in tokenizer.json train.bin val.bin; do
-  if [ ! -s "$tmp/prep/$f" ]; then echo "FAIL: prepare wrote no $f"; cat "$tmp/prepare.out"; exit 1; fi
+  [ -s "$tmp/prep/$f" ] || { fail "prepare wrote no $f"; exit 1; }
 done
 
 # init_std 0.3 and lr 0.01 (not the defaults 0.02, 3e-4): with the default initialisation this
@@ -32,41 +29,16 @@ done
 # flat and a wrong q_proj, RoPE convention or norm weight moves the loss by only ~1e-6 relative,
 # inside the tolerance below. With these two keys the weights are large enough that every part of
 # the computation shows in the loss (measured: see the tolerance comment).
-cat >"$tmp/t.yaml" <<EOF
-model:
-  vocab: 300
-  d_model: 32
-  n_layers: 2
-  n_heads: 4
-  n_kv_heads: 2
-  d_ff: 64
-  tie_embeddings: true
-train:
-  steps: 8
-  batch_size: 4
-  seq_len: 32
-  seed: 3
-  threads: 2
-  eval_every: 4
-  checkpoint_every: 4
-  init_std: 0.3
-optim:
-  warmup_steps: 2
-  lr: 0.01
-data:
-  kind: shards
-  train: $tmp/prep/train.bin
-  val: $tmp/prep/val.bin
-run:
-  dir: $tmp/runs
-  name: t
-EOF
-
-if ! "$bin" train --config "$tmp/t.yaml" >"$tmp/train.out" 2>&1; then
-  echo "FAIL: kdtrain train"; cat "$tmp/train.out"; exit 1
-fi
-ckpt="$tmp/runs/t/checkpoints/step-00000008.h5"
-if [ ! -f "$ckpt" ]; then echo "FAIL: no final checkpoint $ckpt"; ls -R "$tmp/runs"; exit 1; fi
+cat >"$tmp/t.yaml" <<YAML
+model: {vocab: 300, d_model: 32, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_ff: 64, tie_embeddings: true}
+optim: {lr: 0.01, warmup_steps: 2}
+train: {steps: 8, batch_size: 4, seq_len: 32, seed: 3, threads: 2, eval_every: 4, checkpoint_every: 4, init_std: 0.3}
+data: {kind: shards, train: $tmp/prep/train.bin, val: $tmp/prep/val.bin}
+run: {dir: $tmp/runs, name: t}
+YAML
+"$bin" train --config "$tmp/t.yaml" >"$tmp/train.log" 2>&1 || { fail "kdtrain train"; cat "$tmp/train.log"; exit 1; }
+ckpt=$tmp/runs/t/checkpoints/step-00000008.h5
+[ -f "$ckpt" ] || { fail "no final checkpoint $ckpt"; ls -R "$tmp/runs"; exit 1; }
 
 # the raw JSON text of a number field (no float parsing: the comparison in (1) is textual)
 field() { sed -nE "s/.*\"$1\":([^,}]*).*/\1/p"; }
@@ -74,25 +46,20 @@ field() { sed -nE "s/.*\"$1\":([^,}]*).*/\1/p"; }
 logged=$(grep '"type":"eval"' "$tmp/runs/t/metrics.jsonl" | tail -1)
 logged_step=$(printf '%s\n' "$logged" | field step)
 logged_loss=$(printf '%s\n' "$logged" | field val_loss)
-if [ "$logged_step" != 8 ] || [ -z "$logged_loss" ]; then
-  echo "FAIL: the last eval line of metrics.jsonl is not step 8 with a val_loss: $logged"; exit 1
-fi
+[ "$logged_step" = 8 ] && [ -n "$logged_loss" ] \
+  || fail "the last eval line of metrics.jsonl is not step 8 with a val_loss: $logged"
 
-"$bin" eval "$ckpt" --json --tokens 0 >"$tmp/eval.json"
+"$bin" eval "$ckpt" --json --tokens 0 >"$tmp/eval.json" || { fail "kdtrain eval"; exit 1; }
 kd_loss=$(field val_loss <"$tmp/eval.json")
 kd_bpb=$(field val_bpb <"$tmp/eval.json")
 kd_tokens=$(field val_tokens <"$tmp/eval.json")
 echo "kdtrain run log (step 8): val_loss=$logged_loss"
 echo "kdtrain eval            : val_loss=$kd_loss val_bpb=$kd_bpb tokens=$kd_tokens"
-status=0
-if [ "$kd_loss" != "$logged_loss" ]; then
-  echo "FAIL: kdtrain eval val_loss $kd_loss differs from the run's logged $logged_loss (same code path: must be identical)"
-  status=1
-fi
+[ "$kd_loss" = "$logged_loss" ] && ok "kdtrain eval val_loss = the run's logged one, as text" \
+  || fail "kdtrain eval val_loss $kd_loss differs from the run's logged $logged_loss (same code path: must be identical)"
 
-if ! "$py" "$root/scripts/check_checkpoint_torch.py" "$ckpt" "$tmp/prep/val.bin" --tokens 0 >"$tmp/torch.out" 2>&1; then
-  echo "FAIL: check_checkpoint_torch.py"; cat "$tmp/torch.out"; exit 1
-fi
+"$py" "$root/scripts/check_checkpoint_torch.py" "$ckpt" "$tmp/prep/val.bin" --tokens 0 >"$tmp/torch.out" 2>&1 \
+  || { fail "check_checkpoint_torch.py"; cat "$tmp/torch.out"; exit 1; }
 result=$(grep '^RESULT ' "$tmp/torch.out" | tail -1)
 echo "torch float64           : ${result#RESULT }"
 
@@ -106,7 +73,7 @@ echo "torch float64           : ${result#RESULT }"
 # two norms of a block swapped 1.2e-3, interleaved instead of rotate-half RoPE 3.8e-3, RoPE
 # theta x10 1.4e-4, kv head h % Hkv instead of h // (H/Hkv) 4.1e-2, windows one token off
 # 4.1e-3, windows of 31 instead of 32 1.8e-3.
-"$py" - "$kd_loss" "$kd_bpb" "$kd_tokens" "$result" <<'EOF' || status=1
+"$py" - "$kd_loss" "$kd_bpb" "$kd_tokens" "$result" <<'PY' || fail "kdtrain eval and float64 PyTorch disagree"
 import sys
 kd_loss, kd_bpb, kd_tokens = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 f = dict(kv.split("=", 1) for kv in sys.argv[4].split()[1:])
@@ -121,6 +88,6 @@ for name, a, b in (("val_loss", kd_loss, th_loss), ("val_bpb", kd_bpb, th_bpb)):
     print(f"{verdict}: {name} kdtrain {a:.10f} torch {b:.10f} relative difference {rel:.3e} (tolerance 1e-5)")
     ok = ok and rel <= 1e-5
 sys.exit(0 if ok else 1)
-EOF
-if [ "$status" -eq 0 ]; then echo "ok: kdtrain eval = run log, and = independent float64 PyTorch"; fi
-exit "$status"
+PY
+[ "$fails" -eq 0 ] && ok "kdtrain eval = run log, and = independent float64 PyTorch"
+exit $((fails > 0))

@@ -23,18 +23,18 @@ inline kd::ModelSpec spec_from(const std::vector<int>& c) {
   return s;
 }
 
-inline kd::DistillSpec case_spec(const Fixture& fx, const std::string& name) {
+inline kd::DistillSection case_spec(const Fixture& fx, const std::string& name) {
   const auto& c = fx.at("case." + name + ".config").values;
-  kd::DistillSpec d;
+  kd::DistillSection d;
   d.alpha = c[0];
   d.temperature = c[1];
   d.divergence = static_cast<kd::kern::Divergence>(int(c[2]));
   d.jsd_beta = c[3];
-  d.feature_beta = c[4];
-  d.feature_kind = static_cast<kd::kern::FeatureLoss>(int(c[5]));
-  if (d.feature_beta > 0) {
+  d.feature.beta = c[4];
+  d.feature.kind = static_cast<kd::kern::FeatureLoss>(int(c[5]));
+  if (d.feature.beta > 0) {
     const auto p = fx.ints("feature.pairs");
-    for (std::size_t i = 0; i + 1 < p.size(); i += 2) d.pairs.push_back({p[i], p[i + 1]});
+    for (std::size_t i = 0; i + 1 < p.size(); i += 2) d.feature.layers.push_back({p[i], p[i + 1]});
   }
   d.logit_chunk_rows = 5;  // several chunks, the last one partial
   return d;
@@ -50,7 +50,7 @@ struct TinyPair {
   std::vector<std::int32_t> tokens, labels;
   int batch = 0, seq = 0;
 
-  TinyPair(const Fixture& fx, const kd::DistillSpec& spec) {
+  TinyPair(const Fixture& fx, const kd::DistillSection& spec) {
     sspec = spec_from(fx.ints("student.config"));
     tspec = spec_from(fx.ints("teacher.config"));
     student = std::make_unique<kd::LlamaLayout>(sspec, stable);

@@ -8,7 +8,7 @@
 #include "trainer/checkpoint/h5_util.h"
 #include "trainer/checkpoint/layout.h"
 #include "trainer/checkpoint/manifest.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::ckpt {
 

@@ -23,7 +23,7 @@
 #include "trainer/checkpoint/manifest.h"
 #include "trainer/dist/comm.h"
 #include "trainer/dist/mpi_handle.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::ckpt {
 namespace {

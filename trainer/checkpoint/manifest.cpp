@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::ckpt::manifest {
 

@@ -13,9 +13,9 @@
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/config/config.h"
 #include "trainer/dist/comm.h"
-#include "trainer/run/provenance.h"
+#include "trainer/setup/provenance.h"
 #include "trainer/run/trainer_state.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::cli {
 

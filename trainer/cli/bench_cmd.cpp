@@ -18,9 +18,9 @@
 #include "trainer/cli/bench_checkpoint.h"
 #include "trainer/cli/commands.h"
 #include "trainer/cli/sgemm_peak.h"
-#include "trainer/run/backend.h"
+#include "trainer/setup/backend.h"
 #include "trainer/train/trainer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::cli {
 

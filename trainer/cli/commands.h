@@ -1,12 +1,38 @@
-// kdtrain's subcommands. Each returns the process exit code; errors are thrown as
-// InputError (exit 2) or RuntimeFailure (exit 3) and reported by main().
+// kdtrain's subcommands, one entry point each, each in its own <name>_cmd.cpp beside this
+// file; main.cpp only builds the command line and calls the one asked for. Each returns the
+// process exit code; errors are thrown as InputError (exit 2) or RuntimeFailure (exit 3)
+// and reported by main().
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+namespace CLI {
+class App;
+}
+
+namespace kd {
+struct TrainCommand;  // trainer/setup/run_inputs.h
+}
+
 namespace kd::cli {
+
+// `kdtrain train` and `kdtrain distill` (train_cmd.cpp)
+int run_train(const TrainCommand& cmd);
+// `kdtrain cache-teacher` (cache_teacher_cmd.cpp): the run's teacher into a cache at out_dir
+int run_cache_teacher(const TrainCommand& cmd, const std::string& out_dir);
+
+struct ValidateOptions {
+  std::string config;
+  std::vector<std::string> overrides;
+  int ranks = 0;  // > 0: also the memory estimate per rank on this many ranks
+};
+int run_validate(const ValidateOptions& o);
+
+int run_config_doc();  // `kdtrain config --doc`
+// `kdtrain help [topic]`: kdtrain's usage, or one subcommand's
+int run_help(CLI::App& app, const std::string& topic);
 
 struct BenchOptions {
   std::string config = "configs/bench-cpu.yaml";

@@ -1,7 +1,6 @@
 // kdtrain export --compact: a structured-pruned checkpoint written physically smaller
 // (pruned KV groups and FFN neurons cut out, shapes and config updated).
 // kdtrain export --format hf: the model as a Hugging Face directory (trainer/interop).
-// kdtrain import-hf: a Hugging Face Llama directory as a kdtrain checkpoint.
 #include <filesystem>
 #include <optional>
 
@@ -12,8 +11,8 @@
 #include "trainer/interop/hf_model.h"
 #include "trainer/cli/commands.h"
 #include "trainer/prune/compact.h"
-#include "trainer/run/model_loader.h"
-#include "trainer/util/errors.h"
+#include "trainer/setup/model_loader.h"
+#include "base/errors.h"
 
 namespace kd::cli {
 
@@ -62,40 +61,6 @@ int export_gguf(const ExportOptions& o) {
 }
 
 }  // namespace
-
-int run_import_hf(const ImportHfOptions& o) {
-  const interop::HfModel m = interop::read_hf_model(o.dir);
-  Config cfg;
-  cfg.model = m.spec;
-  ckpt::CheckpointContents c;
-  c.kind = "import-hf";
-  c.config_yaml = config_to_yaml(cfg);
-  c.provenance = {{"imported_from", std::filesystem::absolute(o.dir).string()}};
-  c.state = {{"step", 0}};
-  if (m.tokenizer) c.tokenizer_json = m.tokenizer->to_json_text();
-  for (const auto& t : m.table.tensors()) c.tensors["model"].push_back({t.name, t.shape, m.params.data() + t.offset});
-  ckpt::write_checkpoint(o.out, c);
-  fmt::print("import-hf: {} -> {}\n  Llama: vocab {} d_model {} n_layers {} n_heads {} n_kv_heads {} head_dim {} "
-             "d_ff {} tie_embeddings {} rope_theta {} rms_norm_eps {}; {} parameters\n", o.dir, o.out, m.spec.vocab,
-             m.spec.d_model, m.spec.n_layers, m.spec.n_heads, m.spec.n_kv_heads, m.spec.head_dim(), m.spec.d_ff,
-             m.spec.tie_embeddings, m.spec.rope_theta, m.spec.norm_eps, m.table.total());
-  if (m.spec.rope_scaling.factor > 0) {
-    fmt::print("  RoPE: llama3 scaling, factor {} low_freq_factor {} high_freq_factor {} original context {}\n",
-               m.spec.rope_scaling.factor, m.spec.rope_scaling.low_freq_factor, m.spec.rope_scaling.high_freq_factor,
-               m.spec.rope_scaling.original_context);
-  }
-  if (m.skipped_quant_tensors > 0)
-    fmt::print("  a kdtrain quantized export: imported as its dequantized weights; its {} quantization tensors are "
-               "not imported (run kdtrain ptq again to quantize)\n", m.skipped_quant_tensors);
-  if (m.tokenizer) {
-    fmt::print("  tokenizer.json: {} tokens, {} merges, end of text id {}{}\n", m.tokenizer->vocab_size(),
-               m.tokenizer->merges().size(), m.tokenizer->eot_id(),
-               m.tokenizer->bos_id() >= 0 ? fmt::format(", each text starts with id {}", m.tokenizer->bos_id()) : "");
-  } else {
-    fmt::print("  no tokenizer.json: the checkpoint has no tokenizer\n");
-  }
-  return 0;
-}
 
 int run_export(const ExportOptions& o) {
   if (o.format == "hf") return export_hf(o);

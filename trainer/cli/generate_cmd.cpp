@@ -6,9 +6,9 @@
 #include "trainer/cli/commands.h"
 #include "trainer/quant/integer_inference.h"
 #include "trainer/eval/generator.h"
-#include "trainer/run/model_loader.h"
+#include "trainer/setup/model_loader.h"
 #include "trainer/train/trainer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::cli {
 

@@ -6,8 +6,8 @@
 #include "trainer/config/config.h"
 #include "trainer/prune/compact.h"
 #include "trainer/prune/pruner.h"
-#include "trainer/run/model_loader.h"
-#include "trainer/util/errors.h"
+#include "trainer/setup/model_loader.h"
+#include "base/errors.h"
 
 namespace kd::cli {
 

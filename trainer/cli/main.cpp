@@ -6,13 +6,9 @@
 #include <cstdio>
 #include <iostream>
 
+#include "base/errors.h"
 #include "trainer/cli/commands.h"
-#include "trainer/config/config.h"
-#include "trainer/run/memory_estimate.h"
-#include "trainer/run/model_loader.h"
-#include "trainer/run/teacher_cache_run.h"
-#include "trainer/run/training_run.h"
-#include "trainer/util/errors.h"
+#include "trainer/setup/run_inputs.h"
 
 namespace {
 
@@ -157,13 +153,11 @@ int kdtrain_main(int argc, char** argv) {
   p->add_option("--seconds", peak.seconds, "seconds per matrix size")->check(CLI::PositiveNumber);
   p->add_option("--threads", peak.threads, "threads")->check(CLI::NonNegativeNumber);
 
-  std::string validate_path;
-  std::vector<std::string> validate_overrides;
-  int validate_ranks = 0;
+  cli::ValidateOptions val;
   auto* v = app.add_subcommand("validate", "check a config and print the effective YAML");
-  v->add_option("config", validate_path, "YAML config")->required();
-  v->add_option("--set", validate_overrides, "override a config key: a.b=value (repeatable)");
-  v->add_option("--ranks", validate_ranks, "also print an estimate of the memory per rank on this many MPI ranks")
+  v->add_option("config", val.config, "YAML config")->required();
+  v->add_option("--set", val.overrides, "override a config key: a.b=value (repeatable)");
+  v->add_option("--ranks", val.ranks, "also print an estimate of the memory per rank on this many MPI ranks")
       ->check(CLI::Range(1, 1 << 20));
 
   bool doc = false;
@@ -181,22 +175,11 @@ int kdtrain_main(int argc, char** argv) {
     return rc == 0 ? 0 : kExitBadInput;
   }
   try {
-    if (h->parsed()) {
-      if (help_topic.empty()) {
-        std::cout << app.get_formatter()->make_help(&app, app.get_name(), CLI::AppFormatMode::Normal);
-        return 0;
-      }
-      try {
-        std::cout << app.get_subcommand(help_topic)->help();
-      } catch (const CLI::OptionNotFound&) {
-        throw InputError("help: no subcommand named '" + help_topic + "'");
-      }
-      return 0;
-    }
+    if (h->parsed()) return cli::run_help(app, help_topic);
     if (pr->parsed()) return cli::run_prepare(prep);
-    if (t->parsed()) return run_training(train);
-    if (d->parsed()) return run_training(distill);
-    if (ct->parsed()) return run_cache_teacher(cache_cmd, cache_out);
+    if (t->parsed()) return cli::run_train(train);
+    if (d->parsed()) return cli::run_train(distill);
+    if (ct->parsed()) return cli::run_cache_teacher(cache_cmd, cache_out);
     if (e->parsed()) return cli::run_eval(ev);
     if (g->parsed()) return cli::run_generate(gen);
     if (in->parsed()) return cli::run_inspect(inspect_path, inspect_verify);
@@ -206,22 +189,8 @@ int kdtrain_main(int argc, char** argv) {
     if (b->parsed()) return cli::run_bench(bench);
     if (sw->parsed()) return cli::run_sweep(sweep);
     if (p->parsed()) return cli::run_bench_peak(peak);
-    if (v->parsed()) {
-      Config cfg = load_config(validate_path, validate_overrides);
-      std::cout << config_to_yaml(cfg);
-      if (validate_ranks > 0) {
-        // the teacher's shape comes from its checkpoint (its config only)
-        if (cfg.has_teacher && !cfg.teacher.checkpoint.empty()) {
-          cfg.teacher.spec = load_model(cfg.teacher.checkpoint, false)->config.model;
-        }
-        std::cout << "# " << format_memory(estimate_memory(cfg, validate_ranks));
-      }
-      return 0;
-    }
-    if (c->parsed()) {
-      std::cout << config_doc();
-      return 0;
-    }
+    if (v->parsed()) return cli::run_validate(val);
+    if (c->parsed()) return cli::run_config_doc();
   } catch (const InputError& err) {
     std::fprintf(stderr, "kdtrain: error: %s\n", err.what());
     return kExitBadInput;

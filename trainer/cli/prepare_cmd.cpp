@@ -12,7 +12,7 @@
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/cli/commands.h"
 #include "trainer/interop/hf_model.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::cli {
 

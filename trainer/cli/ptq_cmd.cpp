@@ -14,9 +14,9 @@
 #include "trainer/config/config.h"
 #include "trainer/quant/ptq.h"
 #include "trainer/quant/quant_format.h"
-#include "trainer/run/model_loader.h"
+#include "trainer/setup/model_loader.h"
 #include "trainer/train/trainer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::cli {
 

@@ -1,4 +1,4 @@
-// kdtrain sweep: a sweep file (trainer/run/sweep.h) -> one validated config per point, a run
+// kdtrain sweep: a sweep file (trainer/sweep/sweep.h) -> one validated config per point, a run
 // directory each, and one SLURM array job (or the points one after another with --local);
 // --summary collects every run's final metrics into a table (Markdown, CSV) and a plot.
 #include <unistd.h>
@@ -13,8 +13,8 @@
 
 #include "trainer/cli/commands.h"
 #include "trainer/config/config.h"
-#include "trainer/run/sweep.h"
-#include "trainer/util/errors.h"
+#include "trainer/sweep/sweep.h"
+#include "base/errors.h"
 
 namespace kd::cli {
 

@@ -7,7 +7,7 @@
 
 #include "trainer/prune/pruner.h"
 #include "trainer/quant/quant_plan.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 
@@ -86,19 +86,6 @@ void Config::validate() const {
   KD_CHECK_INPUT(data.format == "auto" || data.format == "kdtrain" || data.format == "nanogpt" ||
                      data.format == "llmc",
                  "data.format is '{}'; allowed values: auto, kdtrain, nanogpt, llmc", data.format);
-}
-
-DistillSpec Config::distill_spec() const {
-  DistillSpec d;
-  d.alpha = distill.alpha;
-  d.temperature = distill.temperature;
-  d.divergence = distill.divergence;
-  d.jsd_beta = distill.jsd_beta;
-  d.logit_chunk_rows = distill.logit_chunk_rows;
-  d.feature_beta = distill.feature.beta;
-  d.feature_kind = distill.feature.kind;
-  for (const auto& [s, t] : distill.feature.layers) d.pairs.push_back({s, t});
-  return d;
 }
 
 namespace {

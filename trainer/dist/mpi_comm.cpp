@@ -9,7 +9,7 @@
 
 #include "trainer/dist/comm.h"
 #include "trainer/dist/mpi_handle.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::dist {
 

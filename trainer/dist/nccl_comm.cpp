@@ -11,7 +11,7 @@
 #include <fmt/format.h>
 
 #include "kernels/cuda/cuda_ops.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::dist {
 

@@ -1,5 +1,5 @@
 // NCCL behind the Comm interface (runtime.comm: nccl; docs/gpu.md). One NCCL communicator per
-// group, on the GPU this rank uses (trainer/run/backend.h picks it). The unique id is made by
+// group, on the GPU this rank uses (trainer/setup/backend.h picks it). The unique id is made by
 // the group's rank 0 and broadcast over the MPI group the NCCL one wraps (`over`), which also
 // carries what NCCL has no call for: barrier, split's bookkeeping, the watchdog's questions.
 //

@@ -1,7 +1,7 @@
 // A build without NCCL (no CUDA toolkit, or no nccl.h / libnccl beside it): runtime.comm:
 // nccl cannot start, and says why.
 #include "trainer/dist/nccl_comm.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::dist {
 

@@ -4,23 +4,23 @@
 
 #include <algorithm>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 
 namespace cu = kern::cuda;
 
-CudaDistillStep::CudaDistillStep(const LlamaLayout& student, const LlamaLayout* teacher, DistillSpec spec,
+CudaDistillStep::CudaDistillStep(const LlamaLayout& student, const LlamaLayout* teacher, DistillSection spec,
                                  std::vector<std::size_t> proj, int batch, int seq, std::size_t n_params,
                                  quant::QatState* qat, cu::MathMode student_math, cu::MathMode teacher_math)
     : student_(student), teacher_(teacher), spec_(std::move(spec)), proj_(std::move(proj)), batch_(batch),
       seq_(seq), n_params_(n_params), sops_{student_math}, tops_{teacher_math} {
   const ModelSpec& s = student.spec();
   const bool feature = !proj_.empty();
-  KD_ASSERT(!feature || (teacher_ != nullptr && proj_.size() == spec_.pairs.size()), "one projection per feature pair");
+  KD_ASSERT(!feature || (teacher_ != nullptr && proj_.size() == spec_.feature.layers.size()), "one projection per feature pair");
   std::vector<int> capture;
   if (feature) {
-    for (const auto& p : spec_.pairs) capture.push_back(p.teacher_hidden);
+    for (const auto& [student_hidden, teacher_hidden] : spec_.feature.layers) capture.push_back(teacher_hidden);
     std::sort(capture.begin(), capture.end());
     capture.erase(std::unique(capture.begin(), capture.end()), capture.end());
   }
@@ -37,8 +37,8 @@ CudaDistillStep::CudaDistillStep(const LlamaLayout& student, const LlamaLayout* 
   const std::size_t rows = std::size_t(spec_.logit_chunk_rows);
   const bool teacher_logits = teacher_ != nullptr && spec_.alpha < 1.0;
   std::vector<bool> used(std::size_t(s.n_layers) + 1, false);
-  for (const auto& p : spec_.pairs) {
-    if (feature) used[std::size_t(p.student_hidden)] = true;
+  for (const auto& [student_hidden, teacher_hidden] : spec_.feature.layers) {
+    if (feature) used[std::size_t(student_hidden)] = true;
   }
   // one device allocation, carved like the host step's loss arena
   Arena<float, cu::DeviceBuffer<float>> ar;
@@ -124,17 +124,17 @@ StepLoss CudaDistillStep::run(const std::int32_t* tokens, const std::int32_t* la
       if (dh) cu::fill_zero(dh, sizeof(float) * std::size_t(m) * std::size_t(d));
     }
     const int dt = teacher_->spec().d_model;
-    const double scale = spec_.feature_beta / double(spec_.pairs.size()) * feature_share * loss_scale;
-    for (std::size_t k = 0; k < spec_.pairs.size(); ++k) {
-      const auto& pr = spec_.pairs[k];
-      const float* ht = tact_.hidden(pr.teacher_hidden);
+    const double scale = spec_.feature.beta / double(spec_.feature.layers.size()) * feature_share * loss_scale;
+    for (std::size_t k = 0; k < spec_.feature.layers.size(); ++k) {
+      const auto [student_hidden, teacher_hidden] = spec_.feature.layers[k];
+      const float* ht = tact_.hidden(teacher_hidden);
       sops_.linear_forward(target_, ht, sp + proj_[k], m, d, dt, false);
-      out.feat += cu::feature_loss(dhidden_[std::size_t(pr.student_hidden)], dtarget_,
-                                   sact_.hidden[std::size_t(pr.student_hidden)], target_, m, d, spec_.feature_kind,
+      out.feat += cu::feature_loss(dhidden_[std::size_t(student_hidden)], dtarget_,
+                                   sact_.hidden[std::size_t(student_hidden)], target_, m, d, spec_.feature.kind,
                                    scale);
       sops_.linear_backward(nullptr, sg + proj_[k], dtarget_, ht, sp + proj_[k], m, d, dt, false);
     }
-    out.feat /= double(spec_.pairs.size());
+    out.feat /= double(spec_.feature.layers.size());
   }
 
   const bool kd = teacher_ != nullptr && spec_.alpha < 1.0;

@@ -11,7 +11,7 @@
 // downloads them once, so the rest of the step (NaN policy, clipping, AdamW, masks,
 // data-parallel reduction) is the CPU's code, unchanged.
 //
-// Not on this backend (the config is refused, trainer/run/backend.h): a tensor-parallel
+// Not on this backend (the config is refused, trainer/setup/backend.h): a tensor-parallel
 // teacher, top-k targets (teacher cache, teacher ranks).
 #pragma once
 
@@ -30,7 +30,7 @@ class CudaDistillStep {
  public:
   // qat (nullable): the student's quantizers; student_math / teacher_math: GEMM modes.
   // n_params: the student's flat buffer (with its ZeRO padding).
-  CudaDistillStep(const LlamaLayout& student, const LlamaLayout* teacher, DistillSpec spec,
+  CudaDistillStep(const LlamaLayout& student, const LlamaLayout* teacher, DistillSection spec,
                   std::vector<std::size_t> projection_offsets, int batch, int seq, std::size_t n_params,
                   quant::QatState* qat, kern::cuda::MathMode student_math, kern::cuda::MathMode teacher_math);
   ~CudaDistillStep();
@@ -54,7 +54,7 @@ class CudaDistillStep {
  private:
   const LlamaLayout& student_;
   const LlamaLayout* teacher_;
-  DistillSpec spec_;
+  DistillSection spec_;
   std::vector<std::size_t> proj_;
   int batch_, seq_;
   std::size_t n_params_;

@@ -7,24 +7,24 @@
 #include <type_traits>
 
 #include "kernels/common/bf16.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 
-std::vector<std::size_t> declare_feature_projections(ParamTable& table, const DistillSpec& spec,
+std::vector<std::size_t> declare_feature_projections(ParamTable& table, const DistillSection& spec,
                                                      const ModelSpec& student,
                                                      const ModelSpec* teacher) {
   std::vector<std::size_t> offsets;
-  if (spec.feature_beta <= 0.0 || spec.pairs.empty()) return offsets;
+  if (spec.feature.beta <= 0.0 || spec.feature.layers.empty()) return offsets;
   KD_CHECK_INPUT(teacher != nullptr, "distill.feature: a feature loss needs a teacher");
-  for (std::size_t k = 0; k < spec.pairs.size(); ++k) {
-    const auto& p = spec.pairs[k];
-    KD_CHECK_INPUT(p.student_hidden >= 0 && p.student_hidden <= student.n_layers,
+  for (std::size_t k = 0; k < spec.feature.layers.size(); ++k) {
+    const auto [student_hidden, teacher_hidden] = spec.feature.layers[k];
+    KD_CHECK_INPUT(student_hidden >= 0 && student_hidden <= student.n_layers,
                    "distill.feature.layers[{}]: student hidden index {} is outside 0..{}", k,
-                   p.student_hidden, student.n_layers);
-    KD_CHECK_INPUT(p.teacher_hidden >= 0 && p.teacher_hidden <= teacher->n_layers,
+                   student_hidden, student.n_layers);
+    KD_CHECK_INPUT(teacher_hidden >= 0 && teacher_hidden <= teacher->n_layers,
                    "distill.feature.layers[{}]: teacher hidden index {} is outside 0..{}", k,
-                   p.teacher_hidden, teacher->n_layers);
+                   teacher_hidden, teacher->n_layers);
     const auto i = table.add("distill.feature_proj." + std::to_string(k) + ".weight",
                              {student.d_model, teacher->d_model}, kAuxiliary);
     offsets.push_back(table[i].offset);
@@ -34,7 +34,7 @@ std::vector<std::size_t> declare_feature_projections(ParamTable& table, const Di
 
 template <class T>
 DistillStep<T>::DistillStep(const LlamaLayout& student, const LlamaLayout* teacher,
-                            DistillSpec spec, std::vector<std::size_t> proj, int batch, int seq,
+                            DistillSection spec, std::vector<std::size_t> proj, int batch, int seq,
                             int threads, LinearHook<T>* hook, bool top_k_targets, bool measure_only)
     : student_(student), teacher_(teacher), spec_(std::move(spec)), proj_(std::move(proj)),
       hook_(hook), top_k_(top_k_targets), batch_(batch), seq_(seq) {
@@ -44,10 +44,10 @@ DistillStep<T>::DistillStep(const LlamaLayout& student, const LlamaLayout* teach
   // Vocabularies may differ only by padding rows; the caller checked that no token of the
   // tokenizer lives there (check_teacher_vocab). The divergence uses the shared prefix.
   const bool feature = !proj_.empty();
-  KD_ASSERT(!feature || proj_.size() == spec_.pairs.size(), "one projection per feature pair");
+  KD_ASSERT(!feature || proj_.size() == spec_.feature.layers.size(), "one projection per feature pair");
   std::vector<int> capture;
   if (feature) {
-    for (const auto& p : spec_.pairs) capture.push_back(p.teacher_hidden);
+    for (const auto& [student_hidden, teacher_hidden] : spec_.feature.layers) capture.push_back(teacher_hidden);
     std::sort(capture.begin(), capture.end());
     capture.erase(std::unique(capture.begin(), capture.end()), capture.end());
   }
@@ -63,8 +63,8 @@ DistillStep<T>::DistillStep(const LlamaLayout& student, const LlamaLayout* teach
   spec_.logit_chunk_rows = std::max(1, std::min<int>(spec_.logit_chunk_rows, int(m)));
   const std::size_t rv = std::size_t(spec_.logit_chunk_rows) * s.vocab;
   std::vector<bool> used(s.n_layers + 1, false);
-  for (const auto& p : spec_.pairs) {
-    if (feature) used[p.student_hidden] = true;
+  for (const auto& [student_hidden, teacher_hidden] : spec_.feature.layers) {
+    if (feature) used[student_hidden] = true;
   }
   loss_arena_.build([&](Arena<T>& ar) {
     zs_ = ar.take(rv);
@@ -147,18 +147,18 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
       if (dh) std::memset(dh, 0, sizeof(T) * std::size_t(m) * d);
     }
     const int dt = teacher_->spec().d_model;
-    const double scale = spec_.feature_beta / double(spec_.pairs.size()) * feature_share * loss_scale;
-    for (std::size_t k = 0; k < spec_.pairs.size(); ++k) {
-      const auto& pr = spec_.pairs[k];
-      const T* ht = tact_.hidden(pr.teacher_hidden);
+    const double scale = spec_.feature.beta / double(spec_.feature.layers.size()) * feature_share * loss_scale;
+    for (std::size_t k = 0; k < spec_.feature.layers.size(); ++k) {
+      const auto [student_hidden, teacher_hidden] = spec_.feature.layers[k];
+      const T* ht = tact_.hidden(teacher_hidden);
       kern::linear_forward<T>(target_, ht, sp + proj_[k], m, d, dt, false);
-      out.feat += kern::feature_loss<T>(dhidden_[pr.student_hidden], dtarget_,
-                                        sact_.hidden[pr.student_hidden], target_, m, d,
-                                        spec_.feature_kind, scale);
+      out.feat += kern::feature_loss<T>(dhidden_[student_hidden], dtarget_,
+                                        sact_.hidden[student_hidden], target_, m, d,
+                                        spec_.feature.kind, scale);
       kern::linear_backward<T>(nullptr, sg + proj_[k], dtarget_, ht, sp + proj_[k], m, d, dt,
                                false);
     }
-    out.feat /= double(spec_.pairs.size());
+    out.feat /= double(spec_.feature.layers.size());
   }
 
   const bool from_targets = top_k_ && targets != nullptr && spec_.alpha < 1.0;

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "trainer/distill/distill_spec.h"
+#include "trainer/distill/distill_section.h"
 #include "trainer/distill/teacher_topk.h"
 #include "trainer/distill/teacher_tp.h"
 #include "trainer/model/llama.h"
@@ -44,7 +44,7 @@ struct PhaseTimes {
 
 // The feature-loss projections: auxiliary tensors "distill.feature_proj.{k}.weight"
 // [d_student, d_teacher] appended to the student's table. Returns their offsets.
-std::vector<std::size_t> declare_feature_projections(ParamTable& table, const DistillSpec& spec,
+std::vector<std::size_t> declare_feature_projections(ParamTable& table, const DistillSection& spec,
                                                      const ModelSpec& student,
                                                      const ModelSpec* teacher);
 
@@ -56,7 +56,7 @@ class DistillStep {
   // cache, teacher ranks) and teacher must be null.
   // hook (nullable): transforms the student's linear inputs, head included (QAT); it
   // must outlive the step.
-  DistillStep(const LlamaLayout& student, const LlamaLayout* teacher, DistillSpec spec,
+  DistillStep(const LlamaLayout& student, const LlamaLayout* teacher, DistillSection spec,
               std::vector<std::size_t> projection_offsets, int batch, int seq, int threads,
               LinearHook<T>* hook = nullptr, bool top_k_targets = false, bool measure_only = false);
 
@@ -95,7 +95,7 @@ class DistillStep {
 
   const LlamaLayout& student_;
   const LlamaLayout* teacher_;
-  DistillSpec spec_;
+  DistillSection spec_;
   std::vector<std::size_t> proj_;
   LinearHook<T>* hook_;
   TeacherTp* tp_ = nullptr;

@@ -1,6 +1,6 @@
 // Where a student's top-k teacher targets come from when the teacher is not in its
 // process: a teacher cache (trainer/distill/teacher_cache.h) or teacher ranks
-// (trainer/run/teacher_ranks.h). The trainer asks once per micro-batch, in order.
+// (trainer/teacher/teacher_ranks.h). The trainer asks once per micro-batch, in order.
 #pragma once
 
 #include <cstdint>

@@ -12,7 +12,7 @@
 
 #include "kernels/common/bf16.h"
 #include "trainer/checkpoint/h5_util.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 

@@ -6,7 +6,7 @@
 
 #include "kernels/common/bf16.h"
 #include "kernels/kernels.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 

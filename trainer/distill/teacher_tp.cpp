@@ -6,7 +6,7 @@
 #include "data/dp_source.h"
 #include "kernels/kernels.h"
 #include "trainer/prune/compact.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 

@@ -8,9 +8,10 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/common/kd_math.h"
 #include "kernels/kernels.h"
 #include "trainer/distill/distill_step.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 
@@ -74,7 +75,7 @@ void DistillStep<float>::vocab_parallel_head(const float* head_in, const float* 
         double acc = 0;
         for (std::size_t j = 0; j < vr; ++j) {
           const double lq = (double(zs[j]) - ms) * it - lzs, lp_ = (double(zt[j]) - mt) * it - lzt;
-          acc += std::exp(lp_) * (lp_ - lq);
+          acc += common::kl_term(std::exp(lp_), lp_, lq);
         }
         kl[std::size_t(i)] = acc;
       }
@@ -102,7 +103,7 @@ void DistillStep<float>::vocab_parallel_head(const float* head_in, const float* 
         double gj = lp.ce_scale * std::exp(double(zs[j]) - lse1);
         if (zt) {
           const double q = std::exp((double(zs[j]) - ms) * it - lzs), p = std::exp((double(zt[j]) - mt) * it - lzt);
-          gj += lp.kd_scale * (q - p) * it;
+          gj += lp.kd_scale * common::forward_kl_grad(q, p, it);
         }
         zs[j] = float(gj);
       }

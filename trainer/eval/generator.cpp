@@ -4,7 +4,7 @@
 #include <cmath>
 #include <random>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 

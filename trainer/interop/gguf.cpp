@@ -16,7 +16,7 @@
 #include "kernels/kernels.h"
 #include "trainer/interop/safetensors.h"
 #include "trainer/model/param_table.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::interop {
 

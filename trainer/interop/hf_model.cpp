@@ -12,7 +12,7 @@
 
 #include "trainer/interop/safetensors.h"
 #include "trainer/model/llama.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::interop {
 

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/common/bf16.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::interop {
 

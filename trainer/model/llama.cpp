@@ -7,7 +7,7 @@
 #include <cstring>
 #include <random>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "trainer/model/llama.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 

@@ -1,6 +1,6 @@
 #include "trainer/model/param_table.h"
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
-#include "trainer/config/config.h"
+#include "trainer/optim/optim_section.h"
 #include "trainer/model/param_table.h"
 #include "trainer/util/aligned_buffer.h"
 

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "trainer/config/config.h"
+#include "trainer/optim/optim_section.h"
 
 namespace kd {
 

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::prune {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "trainer/prune/criteria.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::prune {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::prune {
 

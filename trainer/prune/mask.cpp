@@ -1,6 +1,6 @@
 #include "trainer/prune/mask.h"
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::prune {
 

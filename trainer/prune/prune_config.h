@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "trainer/config/schema.h"
+#include "base/schema.h"
 #include "trainer/prune/criteria.h"
 
 namespace kd {

@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::prune {
 

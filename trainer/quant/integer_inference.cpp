@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "kernels/common/quant_math.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::quant {
 

@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "trainer/dist/comm.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::quant {
 

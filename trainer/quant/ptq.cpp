@@ -3,7 +3,7 @@
 #include "trainer/eval/evaluator.h"
 #include "trainer/quant/qat.h"
 #include "trainer/util/aligned_buffer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::quant {
 

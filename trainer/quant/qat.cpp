@@ -7,7 +7,7 @@
 #include <utility>
 
 #include "trainer/quant/quant_format.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::quant {
 

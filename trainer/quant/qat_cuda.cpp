@@ -1,6 +1,6 @@
 #include "trainer/quant/qat_cuda.h"
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::quant {
 

@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "trainer/config/schema.h"
+#include "base/schema.h"
 
 namespace kd {
 

@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::quant {
 

@@ -4,7 +4,7 @@
 #include <fnmatch.h>
 
 #include "trainer/quant/quant_format.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::quant {
 

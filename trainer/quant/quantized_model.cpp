@@ -4,7 +4,7 @@
 
 #include "kernels/common/quant_math.h"
 #include "kernels/kernels.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::quant {
 

@@ -1,25 +1,18 @@
-// `kdtrain train` and `kdtrain distill`: everything around the step loop — config and
-// input validation, the run directory, teacher loading, resume, progress, metrics,
-// periodic evaluation and checkpoints.
+// One training run of `kdtrain train` or `kdtrain distill`, once its inputs are gathered and
+// checked and its backend started (trainer/cli/train_cmd.cpp), as named phases: groups
+// (run_groups.h), the teacher's targets, the run directory, the teacher's weights
+// (run_teacher.h), resume (run_resume.h), then the step loop with its evaluations and
+// checkpoints (run_recorder.h).
 #pragma once
 
-#include <string>
-#include <vector>
+#include "trainer/dist/comm.h"
+#include "trainer/setup/provenance.h"
+#include "trainer/setup/run_inputs.h"
 
 namespace kd {
 
-struct TrainCommand {
-  bool distill = false;  // distill needs a teacher; train refuses one
-  std::string config;    // YAML (not needed with resume)
-  std::vector<std::string> overrides;
-  std::string resume;    // a run directory to continue
-  bool overwrite = false;
-  // With config: resume its run directory when it holds a checkpoint, else start it afresh
-  // (replacing a directory a job left without any checkpoint). For batch jobs that are
-  // requeued and for sweeps: the same command line starts and continues the run.
-  bool auto_resume = false;
-};
-
-int run_training(const TrainCommand& cmd);
+// Every rank of the job runs it. `prov`: this run's provenance (inputs and runtime).
+// Returns the exit code: 0 done, kExitPreempted after a checkpoint on SIGTERM/SIGUSR1.
+int run_training(RunInputs& in, dist::Comm& world, int threads, const Provenance& prov);
 
 }  // namespace kd

@@ -1,6 +1,6 @@
 #include "trainer/train/batch_sources.h"
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 

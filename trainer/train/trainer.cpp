@@ -14,7 +14,7 @@
 #include "trainer/distill/cuda_distill_step.h"
 #endif
 #include "trainer/train/batch_sources.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 
@@ -54,7 +54,7 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp, dist::Comm* tp) : cfg_(cfg),
     teacher_ = std::make_unique<LlamaLayout>(
         tensor_parallel ? shard_spec(cfg_.teacher.spec, tp->size()) : cfg_.teacher.spec, ttable_);
   }
-  const DistillSpec spec = cfg_.distill_spec();
+  const DistillSection& spec = cfg_.distill;
   proj_ = declare_feature_projections(stable_, spec, cfg_.model,
                                       cfg_.has_teacher ? &cfg_.teacher.spec : nullptr);
   if (cfg_.has_quant) {
@@ -263,7 +263,7 @@ StepReport Trainer::step(data::BatchSource& source) {
   rep.loss.kd = sums[1] / totals.tokens;
   rep.loss.feat = sums[2];
   const bool feature = !proj_.empty();
-  rep.loss.loss = distill_total_loss(cfg_.distill_spec(), alpha, kd, feature, rep.loss.ce, rep.loss.kd, rep.loss.feat);
+  rep.loss.loss = distill_total_loss(cfg_.distill, alpha, kd, feature, rep.loss.ce, rep.loss.kd, rep.loss.feat);
   rep.loss.tokens = std::int64_t(totals.tokens);
   if (!bad.empty() || !bad_grad.empty()) {
     const std::string what = bad.empty() ? bad_grad

@@ -29,7 +29,7 @@
 #include "trainer/prune/pruner.h"
 #include "trainer/quant/qat.h"
 #include "trainer/util/aligned_buffer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 
@@ -56,7 +56,7 @@ class Trainer {
   // teacher (null: the whole teacher here), whose ranks share every micro-batch. Both must
   // outlive the trainer. With tp, teacher_params() is this rank's shard.
   // runtime.backend: cuda runs the micro-batches on the GPU (trainer/distill/cuda_distill_step.h);
-  // start_backend (trainer/run/backend.h) must have succeeded first.
+  // start_backend (trainer/setup/backend.h) must have succeeded first.
   explicit Trainer(const Config& cfg, dist::Comm* dp = nullptr, dist::Comm* tp = nullptr);
   ~Trainer();
 

@@ -1,4 +1,4 @@
-#include "trainer/run/memory_estimate.h"
+#include "trainer/setup/memory_estimate.h"
 
 #include <algorithm>
 
@@ -9,7 +9,7 @@
 #include "trainer/distill/teacher_tp.h"
 #include "trainer/quant/qat.h"
 #include "trainer/quant/quant_plan.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 
@@ -32,7 +32,7 @@ MemoryEstimate estimate_memory(const Config& cfg, int ranks) {
 
   ParamTable stable, ttable;
   const LlamaLayout student(cfg.model, stable);
-  const DistillSpec spec = cfg.distill_spec();
+  const DistillSection& spec = cfg.distill;
   const auto proj = declare_feature_projections(stable, spec, cfg.model, cfg.has_teacher ? &cfg.teacher.spec : nullptr);
   std::unique_ptr<quant::QatState> qat;
   if (cfg.has_quant) qat = std::make_unique<quant::QatState>(quant::plan_quantization(cfg.quant, cfg.model), stable);

@@ -1,4 +1,4 @@
-#include "trainer/run/sweep.h"
+#include "trainer/sweep/sweep.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 

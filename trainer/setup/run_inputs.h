@@ -6,15 +6,28 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "data/shards/token_shard.h"
 #include "data/tokenizer/bpe_tokenizer.h"
 #include "trainer/config/config.h"
-#include "trainer/run/model_loader.h"
-#include "trainer/run/provenance.h"
-#include "trainer/run/training_run.h"
+#include "trainer/setup/model_loader.h"
+#include "trainer/setup/provenance.h"
 
 namespace kd {
+
+// The command line of `kdtrain train`, `distill` and `cache-teacher`.
+struct TrainCommand {
+  bool distill = false;  // distill needs a teacher; train refuses one
+  std::string config;    // YAML (not needed with resume)
+  std::vector<std::string> overrides;
+  std::string resume;    // a run directory to continue
+  bool overwrite = false;
+  // With config: resume its run directory when it holds a checkpoint, else start it afresh
+  // (replacing a directory a job left without any checkpoint). For batch jobs that are
+  // requeued and for sweeps: the same command line starts and continues the run.
+  bool auto_resume = false;
+};
 
 struct RunInputs {
   Config cfg;

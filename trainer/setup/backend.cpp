@@ -1,11 +1,11 @@
-#include "trainer/run/backend.h"
+#include "trainer/setup/backend.h"
 
 #include <cstdlib>
 
 #include <fmt/format.h>
 
 #include "trainer/dist/nccl_comm.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 #ifdef KDTRAIN_HAVE_CUDA
 #include "kernels/cuda/cuda_ops.h"
 #endif

@@ -1,4 +1,4 @@
-#include "trainer/run/teacher_cache_run.h"
+#include "trainer/teacher/teacher_cache_run.h"
 
 #include <omp.h>
 
@@ -11,10 +11,10 @@
 #include "data/token_dataset.h"
 #include "trainer/dist/comm.h"
 #include "trainer/distill/bf16_teacher.h"
-#include "trainer/run/progress.h"
+#include "trainer/util/progress.h"
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/trainer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 
@@ -84,36 +84,10 @@ RunCache open_run_cache(const RunInputs& in) {
   return rc;
 }
 
-int run_cache_teacher(const TrainCommand& cmd, const std::string& out_dir) {
-  const std::unique_ptr<dist::Comm> world = dist::make_world_comm();
-  const bool leader = world->rank() == 0;
-  RunInputs in = gather_inputs(cmd, false);
+void write_teacher_cache(const RunInputs& in, dist::Comm& world, const std::string& out_dir, int threads) {
+  const bool leader = world.rank() == 0;
   const Config& cfg = in.cfg;
-  KD_CHECK_INPUT(cfg.has_teacher && in.teacher, "cache-teacher: the config needs teacher.checkpoint (the teacher to "
-                 "run)");
-  KD_CHECK_INPUT(cfg.teacher.cache.empty(), "cache-teacher: the config reads a cache (teacher.cache); remove it");
-  world->set_timeout(cfg.parallel.watchdog_min_s);
   const auto& tr = cfg.train;
-  const int threads = set_threads(tr.threads);
-  // the output directory: new, or without an earlier cache in it
-  if (fs::exists(out_dir)) {
-    KD_CHECK_INPUT(fs::is_directory(out_dir), "cache-teacher --out {}: not a directory", out_dir);
-    for (const auto& e : fs::directory_iterator(out_dir)) {
-      const std::string n = e.path().filename().string();
-      if (n.rfind("teacher-cache-", 0) != 0) continue;
-      KD_CHECK_INPUT(cmd.overwrite, "cache-teacher --out {}: it already holds a cache ({}); give --overwrite to "
-                     "replace it", out_dir, n);
-    }
-  }
-  world->barrier();
-  if (leader) {
-    fs::create_directories(out_dir);
-    for (const auto& e : fs::directory_iterator(out_dir)) {
-      if (e.path().filename().string().rfind("teacher-cache-", 0) == 0) fs::remove(e.path());
-    }
-  }
-  world->barrier();
-
   ParamTable ttable;
   const LlamaLayout teacher(cfg.teacher.spec, ttable);
   const int kd_vocab = std::min(cfg.model.vocab, cfg.teacher.spec.vocab);
@@ -126,7 +100,7 @@ int run_cache_teacher(const TrainCommand& cmd, const std::string& out_dir) {
   shape.bf16 = cfg.distill.cache_bf16;
   const CacheIdentity id = run_cache_identity(
       cfg, in.provenance, parameters_hash(in.teacher->params.data(), in.teacher->params.size()), kd_vocab);
-  TeacherCacheWriter writer(out_dir, world->rank(), world->size(), id, shape, in.teacher->path);
+  TeacherCacheWriter writer(out_dir, world.rank(), world.size(), id, shape, in.teacher->path);
 
   std::unique_ptr<data::BatchSource> source;
   if (cfg.data.kind == DataKind::shards) {
@@ -153,10 +127,10 @@ int run_cache_teacher(const TrainCommand& cmd, const std::string& out_dir) {
                             "logits, {} values, temperatures {} | {} rank(s), {} thread(s) each",
                             in.teacher->path, in.teacher->params.size(), shape.sequences, shape.seq, out_dir, shape.k,
                             kd_vocab, shape.bf16 ? "bf16" : "f32", temps,
-                            world->size(), threads));
+                            world.size(), threads));
   const double t0 = omp_get_wtime();
   for (std::int64_t g = 0; g < batches; ++g) {
-    const bool mine = g % world->size() == world->rank();
+    const bool mine = g % world.size() == world.rank();
     if (!mine && indexed) continue;  // an indexed source is read at this rank's batches only
     if (indexed) source->seek(g * shape.batch, tr.seq_len);
     source->next(tokens.data(), labels.data(), tr.batch_size, tr.seq_len);
@@ -167,15 +141,14 @@ int run_cache_teacher(const TrainCommand& cmd, const std::string& out_dir) {
     progress.step(g + 1, fmt::format("micro-batch {}", g + 1), double(m) * double(g + 1) / el, el);
   }
   writer.finish();
-  world->barrier();
+  world.barrier();
   progress.finish();
   if (leader) {
     std::uintmax_t bytes = 0;
     for (const auto& e : fs::directory_iterator(out_dir)) bytes += e.file_size();
     progress.line(fmt::format("done: {} sequences in {} shard(s), {:.1f} MB, in {}; hash {:016x}", shape.sequences,
-                              world->size(), double(bytes) / 1e6, format_duration(omp_get_wtime() - t0), id.hash()));
+                              world.size(), double(bytes) / 1e6, format_duration(omp_get_wtime() - t0), id.hash()));
   }
-  return 0;
 }
 
 }  // namespace kd

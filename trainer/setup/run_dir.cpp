@@ -1,4 +1,4 @@
-#include "trainer/run/run_dir.h"
+#include "trainer/setup/run_dir.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include "trainer/checkpoint/checkpoint.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 

@@ -1,4 +1,4 @@
-#include "trainer/config/schema.h"
+#include "base/schema.h"
 
 #include <fmt/format.h>
 
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd::config {
 

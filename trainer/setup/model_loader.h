@@ -12,7 +12,7 @@
 #include "trainer/model/llama.h"
 #include "trainer/prune/mask.h"
 #include "trainer/quant/quantized_model.h"
-#include "trainer/run/provenance.h"
+#include "trainer/setup/provenance.h"
 #include "trainer/util/aligned_buffer.h"
 
 namespace kd {

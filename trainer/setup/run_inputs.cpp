@@ -1,4 +1,4 @@
-#include "trainer/run/run_inputs.h"
+#include "trainer/setup/run_inputs.h"
 
 #include <filesystem>
 
@@ -6,8 +6,8 @@
 
 #include "data/token_dataset.h"
 #include "trainer/checkpoint/checkpoint.h"
-#include "trainer/run/run_dir.h"
-#include "trainer/util/errors.h"
+#include "trainer/setup/run_dir.h"
+#include "base/errors.h"
 
 namespace kd {
 

@@ -1,4 +1,4 @@
-#include "trainer/run/progress.h"
+#include "trainer/util/progress.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 #include <cstdio>
 #include <cstdlib>

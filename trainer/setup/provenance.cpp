@@ -1,4 +1,4 @@
-#include "trainer/run/provenance.h"
+#include "trainer/setup/provenance.h"
 
 #include <cblas.h>
 #include <hdf5.h>
@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 #ifndef KDTRAIN_VERSION
 #define KDTRAIN_VERSION "unknown"

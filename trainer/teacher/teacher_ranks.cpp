@@ -1,4 +1,4 @@
-#include "trainer/run/teacher_ranks.h"
+#include "trainer/teacher/teacher_ranks.h"
 
 #include <omp.h>
 
@@ -13,7 +13,7 @@
 #include "trainer/distill/teacher_cache.h"
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/trainer.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 

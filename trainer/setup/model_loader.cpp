@@ -1,9 +1,9 @@
-#include "trainer/run/model_loader.h"
+#include "trainer/setup/model_loader.h"
 
 #include <algorithm>
 
 #include "trainer/quant/quant_plan.h"
-#include "trainer/util/errors.h"
+#include "base/errors.h"
 
 namespace kd {
 

@@ -15,7 +15,7 @@
 
 #include "trainer/dist/comm.h"
 #include "trainer/distill/target_source.h"
-#include "trainer/run/run_inputs.h"
+#include "trainer/setup/run_inputs.h"
 
 namespace kd {
 

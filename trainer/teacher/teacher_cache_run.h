@@ -1,13 +1,15 @@
 // Teacher caches at the run level: the identity a run's teacher, tokenizer and data give a
-// cache, `kdtrain cache-teacher` (the teacher once over a run's training stream), and
-// opening a distill run's teacher.cache with every check that binds it to the run.
+// cache, writing one (the work of `kdtrain cache-teacher`, trainer/cli/cache_teacher_cmd.cpp:
+// the teacher once over a run's training stream), and opening a distill run's teacher.cache
+// with every check that binds it to the run.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "trainer/dist/comm.h"
 #include "trainer/distill/teacher_cache.h"
-#include "trainer/run/run_inputs.h"
+#include "trainer/setup/run_inputs.h"
 
 namespace kd {
 
@@ -24,7 +26,8 @@ struct RunCache {
 // seq_len, seed), a temperature the cache does not hold, too few sequences for the run.
 RunCache open_run_cache(const RunInputs& in);
 
-// `kdtrain cache-teacher --config X --out DIR`: under mpirun each rank writes its shard.
-int run_cache_teacher(const TrainCommand& cmd, const std::string& out_dir);
+// The teacher over the run's training stream into out_dir (which holds no other cache): under
+// mpirun each rank writes the shard of the micro-batches it owns. Collective over world.
+void write_teacher_cache(const RunInputs& in, dist::Comm& world, const std::string& out_dir, int threads);
 
 }  // namespace kd

@@ -1,0 +1,94 @@
+// The `distill` section of a config, which is also what the distillation step is made of:
+//   loss = alpha·CE(student, labels) + (1 − alpha)·T²·D(teacher_T ‖ student_T) + beta·feature
+// and the loss kernels' weights that follow from it, for every backend.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "base/schema.h"
+#include "kernels/kernels.h"
+
+namespace kd {
+
+struct FeatureSection {
+  double beta = 0.0;
+  kern::FeatureLoss kind = kern::FeatureLoss::mse;
+  // (student_hidden, teacher_hidden): index k names the residual stream after block k − 1
+  // (0 = the embeddings), as Hugging Face's hidden_states
+  std::vector<std::pair<int, int>> layers;
+  template <class V>
+  void visit(V& v) {
+    using namespace config;
+    v.field("beta", beta, "weight of the feature loss (0 = off)", at_least(0));
+    v.choice("kind", kind, "distance between student and projected teacher hidden states",
+             Choices<kern::FeatureLoss>{{"mse", kern::FeatureLoss::mse}, {"cosine", kern::FeatureLoss::cosine}});
+    v.field("layers", layers,
+            "layer map: [student_hidden, teacher_hidden] pairs; index k = residual stream after "
+            "block k-1, 0 = embeddings (Hugging Face hidden_states numbering)");
+  }
+};
+
+struct DistillSection {
+  double alpha = 0.5;
+  double temperature = 2.0;
+  kern::Divergence divergence = kern::Divergence::forward_kl;
+  double jsd_beta = 0.5;
+  // Rows of logits computed, reduced and back-propagated at a time: bounds the
+  // [rows × vocab] buffers of both models (2 × rows × vocab floats in all).
+  int logit_chunk_rows = 256;
+  std::int64_t teacher_pretrain_steps = 0;
+  int top_k = 64;
+  std::vector<double> cache_temperatures;
+  bool cache_bf16 = false;
+  FeatureSection feature;
+  template <class V>
+  void visit(V& v) {
+    using namespace config;
+    v.field("alpha", alpha, "weight of CE on the labels; the divergence gets 1 - alpha", between(0, 1));
+    v.field("temperature", temperature, "softmax temperature T of both models (loss scaled by T^2)", open_between(0, 100));
+    v.choice("divergence", divergence,
+             "forward_kl: KL(teacher||student) (Hinton); reverse_kl: KL(student||teacher) (MiniLLM); "
+             "jsd: generalized Jensen-Shannon (GKD, DistiLLM)",
+             Choices<kern::Divergence>{{"forward_kl", kern::Divergence::forward_kl},
+                                       {"reverse_kl", kern::Divergence::reverse_kl},
+                                       {"jsd", kern::Divergence::jensen_shannon}});
+    v.field("jsd_beta", jsd_beta, "teacher weight in the JSD mixture m = beta p + (1-beta) q", open_between(0, 0.999999));
+    v.field("logit_chunk_rows", logit_chunk_rows, "token rows whose logits are held at once (both models)", between(1, 1 << 20));
+    v.field("teacher_pretrain_steps", teacher_pretrain_steps,
+            "train the teacher from scratch on labels for this many steps before distilling "
+            "(synthetic tasks without a trained teacher); 0 = use the teacher as given", at_least(0));
+    v.field("top_k", top_k,
+            "logits per position a teacher cache keeps (kdtrain cache-teacher; the rest of the vocabulary is "
+            "one bucket of the top-k KL); capped at the vocabulary", between(1, 1 << 24));
+    v.field("cache_temperatures", cache_temperatures,
+            "temperatures kdtrain cache-teacher stores log-sum-exps for (distill then accepts only these); "
+            "[] = 1 and distill.temperature", open_between(0, 100));
+    v.field("cache_bf16", cache_bf16, "kdtrain cache-teacher stores the top-k values in bfloat16 (half the size)");
+    v.section("feature", feature, "hidden-state matching through a learned projection (TinyBERT)");
+  }
+};
+
+// The step's loss from its mean terms: alpha·ce + (1 − alpha)·T²·kd (kd: whether there is a
+// divergence) + beta·feat (feature: whether there is a feature loss).
+inline double distill_total_loss(const DistillSection& spec, double alpha, bool kd, bool feature, double ce,
+                                 double kd_mean, double feat) {
+  return alpha * ce + (kd ? (1.0 - alpha) * spec.temperature * spec.temperature * kd_mean : 0.0) +
+         (feature ? spec.feature.beta * feat : 0.0);
+}
+
+// The loss kernels' weights for one micro-batch (every backend): CE weighted alpha, the
+// divergence (1 − alpha)·T² (kd: whether there is one), both over n_loss labelled tokens.
+inline kern::DistillLossParams distill_loss_params(const DistillSection& spec, double alpha, bool kd, double n_loss,
+                                                   double loss_scale) {
+  kern::DistillLossParams lp;
+  lp.temperature = spec.temperature;
+  lp.divergence = spec.divergence;
+  lp.jsd_beta = spec.jsd_beta;
+  lp.ce_scale = alpha / n_loss * loss_scale;
+  lp.kd_scale = kd ? (1.0 - alpha) * spec.temperature * spec.temperature / n_loss * loss_scale : 0.0;
+  return lp;
+}
+
+}  // namespace kd

@@ -1,0 +1,61 @@
+// The evaluate/save phase of a training run: metrics.jsonl (one JSON object per step and
+// per evaluation, also stored in every checkpoint), validation, and the collective
+// checkpoints. Rank 0 alone writes files and prints; every rank evaluates (the same result
+// on each) and writes its ZeRO shard of each checkpoint.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "data/batch_source.h"
+#include "trainer/eval/evaluator.h"
+#include "trainer/run/run_groups.h"
+#include "trainer/run/run_resume.h"
+#include "trainer/setup/provenance.h"
+#include "trainer/setup/run_dir.h"
+#include "trainer/setup/run_inputs.h"
+#include "trainer/train/trainer.h"
+#include "trainer/util/progress.h"
+
+namespace kd {
+
+class RunRecorder {
+ public:
+  // `dir`: the run directory on rank 0, null on the others. Writes the effective config and
+  // the metrics so far (a resumed run's) into it, and starts the run's clock where the
+  // resumed run stopped it.
+  RunRecorder(const RunInputs& in, Trainer& trainer, data::BatchSource& source, const RunGroups& groups,
+              const Provenance& prov, const RunDir* dir, Progress& progress, int threads, ResumedRun resumed);
+
+  // A line of metrics.jsonl (rank 0).
+  void emit(const nlohmann::json& j);
+  // Validation on the run's val shard (or a synthetic stream), as a metrics line and a log line.
+  void evaluate(std::int64_t step);
+  // A checkpoint of step, collective over the data-parallel ranks; keeps the newest
+  // train.keep_checkpoints.
+  void save(std::int64_t step);
+
+  double elapsed() const;  // seconds of the run, across resumes
+  std::int64_t tokens_seen() const { return tokens_seen_; }
+  void add_tokens(std::int64_t n) { tokens_seen_ += n; }
+
+ private:
+  const RunInputs& in_;
+  Trainer& trainer_;
+  data::BatchSource& source_;
+  const RunGroups& groups_;
+  const Provenance& prov_;
+  const RunDir* dir_;
+  Progress& progress_;
+  std::string metrics_;  // the whole metrics.jsonl
+  std::ofstream metrics_out_;
+  std::unique_ptr<Evaluator> evaluator_;
+  std::int64_t tokens_seen_ = 0;
+  double t_start_ = 0;
+};
+
+}  // namespace kd

@@ -1,0 +1,77 @@
+#include "trainer/run/run_resume.h"
+
+#include <fmt/format.h>
+
+#include "base/errors.h"
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/run/trainer_state.h"
+
+namespace kd {
+
+namespace {
+
+// The masks and the IMP round of a pruning run; a dense checkpoint starts pruning from its
+// weights (not IMP: its rounds count from step 0).
+void resume_pruner(const ckpt::CheckpointReader& r, const std::string& path, prune::Pruner& pruner, Progress& progress) {
+  if (r.tensor_names("masks").empty()) {
+    KD_CHECK_INPUT(!pruner.iterative(), "{}: prune.schedule imp cannot start from a dense checkpoint "
+                   "(its rounds, snapshot and LR schedule count from step 0); start a fresh run", path);
+    progress.line("prune: the checkpoint has no masks (a dense run): pruning starts from its weights");
+    return;
+  }
+  const std::int64_t step = r.state("step");
+  if (pruner.iterative() && r.has_state("imp_round")) {
+    const int round = pruner.round_done(step);
+    KD_CHECK_INPUT(r.state("imp_round") == round,
+                   "{}: the checkpoint is in IMP round {} but the config puts its step {} in round {} "
+                   "(prune.rounds, round_steps or rewind_step changed?)", path, r.state("imp_round"), step, round);
+  }
+  pruner.load_state(r, step);
+}
+
+}  // namespace
+
+ResumedRun resume_run(const RunInputs& in, Trainer& trainer, data::BatchSource& source, dist::Comm& dp,
+                      const Provenance& prov, Progress& progress) {
+  ResumedRun out;
+  if (!in.resume_from) return out;
+  const Config& cfg = in.cfg;
+  const std::string& path = *in.resume_from;
+  ckpt::CheckpointReader r(path);
+  for (const auto& w : in.resume_warnings) progress.line("warning: " + w);
+  for (const auto& w : check_provenance(r.provenance(), prov, path)) progress.line("warning: " + w);
+  // A float run resumed with a quant section added is QAT fine-tuning: its LSQ scales
+  // (absent from the checkpoint) start from the calibrators, their moments from zero.
+  const bool fresh_quant = trainer.qat() && !r.has_tensor("quant", "calibrated");
+  read_model_and_moments(r, trainer, fresh_quant);  // the whole model, this rank's shard of the moments
+  if (cfg.has_teacher && !in.teacher && !trainer.uses_topk_targets()) {
+    read_tensors(r, "teacher", trainer.teacher_table(), trainer.teacher_params());
+  }
+  trainer.optimizer().set_steps_taken(r.state("adam_step"));
+  // a dense run resumed with a prune section added prunes the trained model from here
+  if (trainer.pruner()) resume_pruner(r, path, *trainer.pruner(), progress);
+  if (fresh_quant) {
+    progress.line("quant: the checkpoint has no quantizer state (a float run): QAT starts from its weights, "
+                  "calibrating afresh");
+  } else if (trainer.qat()) {
+    trainer.qat()->load_state(r);
+  }
+  trainer.restore_counters(r.state("step"), r.state("skipped_steps"));
+  const int seq_len = cfg.train.seq_len;
+  source.seek(r.state("data_cursor"), seq_len);
+  // the sampler's state after the seek is the one saved: the same data from here on
+  if (const auto saved = r.per_rank("data_rng", r.written_by_ranks() == dp.size() ? dp.rank() : 0)) {
+    KD_CHECK_INPUT(saved->size() == 2 && (*saved)[0] == source.position() &&
+                       std::uint64_t((*saved)[1]) == source.rng_fingerprint(),
+                   "{}: the data sampler does not reproduce the checkpoint's state at sequence {} (fingerprint "
+                   "{:016x}, now {:016x}): the data or its seed changed", path, source.position(),
+                   saved->size() == 2 ? std::uint64_t((*saved)[1]) : 0, source.rng_fingerprint());
+  }
+  out.tokens_seen = r.state("tokens_seen");
+  out.time_offset = double(r.state("time_ms")) / 1000.0;
+  out.metrics = r.metrics_jsonl();
+  progress.line(fmt::format("resumed from {} at step {}", path, trainer.steps_done()));
+  return out;
+}
+
+}  // namespace kd
