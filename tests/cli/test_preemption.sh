@@ -15,11 +15,13 @@ args=(distill --config "$root/configs/demo-synthetic.yaml" --set distill.teacher
       --set train.steps=300 --set train.log_every=1 --set train.threads=1 --set run.dir="$tmp/runs")
 
 # preempt <name> <signal> <launcher...>: starts the run, signals it once it has logged a step
+# (waiting up to 2 minutes for it: on a busy machine the teacher pretraining before step 1 is slow,
+# and a signal before the handlers are installed kills the run instead of preempting it)
 preempt() {
   local name=$1 sig=$2; shift 2
   "$@" "$bin" "${args[@]}" --set run.name="$name" >"$tmp/$name.log" 2>&1 &
   local pid=$!
-  for _ in $(seq 300); do grep -q "^step  *[0-9]*/300" "$tmp/$name.log" 2>/dev/null && break; sleep 0.05; done
+  for _ in $(seq 2400); do grep -q "^step  *[0-9]*/300" "$tmp/$name.log" 2>/dev/null && break; sleep 0.05; done
   kill -"$sig" "$pid"
   wait "$pid"
   PREEMPT_RC=$?
@@ -48,7 +50,7 @@ done
 "$bin" "${args[@]}" --set run.name=whole >/dev/null 2>&1 || fail "uninterrupted run"
 "$bin" "${args[@]}" --set run.name=twice >"$tmp/twice.log" 2>&1 &
 pid=$!
-for _ in $(seq 300); do grep -q "^step  *[0-9]*/300" "$tmp/twice.log" 2>/dev/null && break; sleep 0.05; done
+for _ in $(seq 2400); do grep -q "^step  *[0-9]*/300" "$tmp/twice.log" 2>/dev/null && break; sleep 0.05; done
 kill -USR1 "$pid"
 while kill -TERM "$pid" 2>/dev/null; do sleep 0.02; done
 wait "$pid"
