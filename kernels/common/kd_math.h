@@ -26,10 +26,11 @@ KD_HD inline T forward_kl_grad(T q, T p, T it) {
 // The top-k forward KL keeps the teacher's k largest probabilities and puts the rest of its
 // mass, p_tail, in one bucket against the student's mass outside K, q_tail. Its gradient at
 // an s_v outside K is forward_kl_grad's with the teacher's probability of v taken as the
-// bucket's mass shared in the student's proportions: p_tail · q_v / q_tail.
+// bucket's mass shared in the student's proportions: q_v · p_tail / q_tail (`tail_ratio`, once
+// per row).
 template <class T>
-KD_HD inline T tail_share(T q, T p_tail, T q_tail) {
-  return p_tail * q / q_tail;
+KD_HD inline T tail_share(T q, T tail_ratio) {
+  return q * tail_ratio;
 }
 
 // KL(q‖p) = Σ q f, f = log q − log p:  ∂/∂s_v = q_v (f_v − KL)/τ

@@ -63,10 +63,11 @@ LossRow topk_row(T* g, const T* s, const float* tv, const std::int32_t* ti, floa
     k_grad[std::size_t(j)] = double(kw * common::forward_kl_grad(q, pp, it));
   }
   // then CE everywhere, the tail bucket's share outside K, K's terms added back
+  const T tail_ratio = p_tail / q_tail_safe;
   for (int i = 0; i < vk; ++i) {
     const T q = exp_t<T>((s[i] - ms) * it - lzs);
     g[i] = ce * exp_t<T>(s[i] - lse1) +
-           (in_k[std::size_t(i)] ? T(0) : kw * common::forward_kl_grad(q, common::tail_share(q, p_tail, q_tail_safe), it));
+           (in_k[std::size_t(i)] ? T(0) : kw * common::forward_kl_grad(q, common::tail_share(q, tail_ratio), it));
   }
   for (int i = vk; i < v; ++i) g[i] = ce * exp_t<T>(s[i] - lse1);
   for (int j = 0; j < k; ++j) g[ti[j]] += T(k_grad[std::size_t(j)]);

@@ -18,6 +18,13 @@
 
 namespace kd {
 
+#ifndef KDTRAIN_HAVE_CUDA
+// A build without the CUDA backend never makes a CUDA step (runtime.backend: cuda stops with
+// a RuntimeFailure below); the type is only complete so that the unique_ptr member can be
+// destroyed. Without it a machine without nvcc could not build kdtrain at all.
+class CudaDistillStep {};
+#endif
+
 int set_threads(int threads) {
   if (threads > 0) omp_set_num_threads(threads);
   const int n = omp_get_max_threads();
