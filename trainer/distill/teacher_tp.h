@@ -4,8 +4,10 @@
 // [r·F/TP, (r+1)·F/TP) (rows of gate/up, columns of down); norms, the embedding and the head
 // are replicated. Each block's output projection is a partial sum all-reduced over the
 // group, so hidden states are the same on every rank. The head is vocab-parallel: rank r
-// computes the logits of its slice of the vocabulary, and the slices are all-gathered per
-// chunk of rows for the loss (the student is replicated inside the group).
+// computes the logits of its slice of the vocabulary. For forward KL over equal
+// vocabularies the student's head and the loss run vocab-parallel too
+// (vocab_parallel_loss.cpp); otherwise the slices are all-gathered per chunk of rows for the
+// loss (the student is replicated inside the group).
 #pragma once
 
 #include <memory>
