@@ -5,7 +5,6 @@
 #include <memory>
 
 #include "base/errors.h"
-#include "data/token_dataset.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/distill/teacher_tp.h"
 #include "trainer/teacher/teacher_cache_run.h"
@@ -64,11 +63,7 @@ void load_teacher(RunInputs& in, Trainer& trainer, const RunGroups& g, Progress&
     progress.line(fmt::format("teacher: {} (step {}, {} parameters)", in.teacher->path, in.teacher->step,
                               trainer.teacher_table().total()));
   } else if (cfg.has_teacher && cfg.distill.teacher_pretrain_steps > 0 && !in.resume_from) {
-    const auto& tr = cfg.train;
-    auto source = cfg.data.kind == DataKind::shards
-                      ? std::unique_ptr<data::BatchSource>(std::make_unique<data::TokenDataset>(
-                            in.train_shard, cfg.model.vocab, tr.seq_len, std::uint64_t(tr.seed) + 3))
-                      : std::unique_ptr<data::BatchSource>(make_synthetic(cfg, Stream::teacher_pretrain));
+    const auto source = make_stream(cfg, in.train_shard, Stream::teacher_pretrain);
     const double ce = pretrain_teacher(cfg, cfg.distill.teacher_pretrain_steps, *source, trainer.teacher_params());
     progress.line(fmt::format("teacher: pretrained {} steps on labels, last CE {:.4f}",
                               cfg.distill.teacher_pretrain_steps, ce));

@@ -12,7 +12,6 @@
 
 #include "base/errors.h"
 #include "data/dp_source.h"
-#include "data/token_dataset.h"
 #include "trainer/checkpoint/layout.h"
 #include "trainer/run/preemption.h"
 #include "trainer/run/run_groups.h"
@@ -51,17 +50,15 @@ std::string fields_text(const StepReport& r, bool kd) {
   return s + fmt::format(" | lr {:.2e} grad {:.3f}", r.lr, r.grad_norm);
 }
 
-// The run's training stream (and depth pruning's calibration stream beside it).
+// The run's training stream (and depth pruning's calibration stream beside it; on synthetic
+// data the trainer makes its own).
 std::unique_ptr<data::BatchSource> training_source(const RunInputs& in, Trainer& trainer) {
   const Config& cfg = in.cfg;
-  const auto& tr = cfg.train;
-  if (cfg.data.kind != DataKind::shards) return make_synthetic(cfg, Stream::train);
-  if (cfg.has_prune && cfg.prune.criterion == prune::Criterion::layers) {
+  if (cfg.data.kind == DataKind::shards && cfg.has_prune && cfg.prune.criterion == prune::Criterion::layers) {
     // depth pruning's block importance: its own stream of training sequences
-    trainer.set_prune_calibration(std::make_unique<data::TokenDataset>(in.train_shard, cfg.model.vocab, tr.seq_len,
-                                                                       std::uint64_t(tr.seed) + 5));
+    trainer.set_prune_calibration(make_stream(cfg, in.train_shard, Stream::prune_calibration));
   }
-  return std::make_unique<data::TokenDataset>(in.train_shard, cfg.model.vocab, tr.seq_len, std::uint64_t(tr.seed));
+  return make_stream(cfg, in.train_shard, Stream::train);
 }
 
 // The lines that open the log: the run, its data-parallel split and its teacher ranks.

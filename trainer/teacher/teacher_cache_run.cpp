@@ -8,7 +8,6 @@
 
 #include <fmt/format.h>
 
-#include "data/token_dataset.h"
 #include "trainer/dist/comm.h"
 #include "trainer/distill/bf16_teacher.h"
 #include "trainer/util/progress.h"
@@ -102,12 +101,7 @@ void write_teacher_cache(const RunInputs& in, dist::Comm& world, const std::stri
       cfg, in.provenance, parameters_hash(in.teacher->params.data(), in.teacher->params.size()), kd_vocab);
   TeacherCacheWriter writer(out_dir, world.rank(), world.size(), id, shape, in.teacher->path);
 
-  std::unique_ptr<data::BatchSource> source;
-  if (cfg.data.kind == DataKind::shards) {
-    source = std::make_unique<data::TokenDataset>(in.train_shard, cfg.model.vocab, tr.seq_len, std::uint64_t(tr.seed));
-  } else {
-    source = make_synthetic(cfg, Stream::train);
-  }
+  const std::unique_ptr<data::BatchSource> source = make_stream(cfg, in.train_shard, Stream::train);
   const bool indexed = dynamic_cast<data::IndexedSource*>(source.get()) != nullptr;
   TeacherTopK topk(teacher, tr.batch_size, tr.seq_len, threads, shape.k, kd_vocab, shape.temperatures,
                    cfg.distill.logit_chunk_rows);

@@ -8,7 +8,6 @@
 #include <fmt/format.h>
 
 #include "data/dp_source.h"
-#include "data/token_dataset.h"
 #include "trainer/distill/bf16_teacher.h"
 #include "trainer/distill/teacher_cache.h"
 #include "trainer/train/batch_sources.h"
@@ -128,12 +127,7 @@ void serve_as_teacher(RunInputs& in, dist::Comm& world, const TeacherRanks& layo
   for (const int s : layout.students_of(world.rank())) {
     Served v;
     v.student = s;
-    if (cfg.data.kind == DataKind::shards) {
-      v.inner = std::make_unique<data::TokenDataset>(in.train_shard, cfg.model.vocab, tr.seq_len,
-                                                     std::uint64_t(tr.seed));
-    } else {
-      v.inner = make_synthetic(cfg, Stream::train);
-    }
+    v.inner = make_stream(cfg, in.train_shard, Stream::train);
     v.slice = std::make_unique<data::DataParallelSource>(*v.inner, s, layout.students(), tr.batch_size);
     v.slice->seek(start_step * tr.batch_size * tr.grad_accum, tr.seq_len);
     const int b = v.slice->local_batch();

@@ -1,6 +1,7 @@
 #include "trainer/train/batch_sources.h"
 
 #include "base/errors.h"
+#include "data/token_dataset.h"
 
 namespace kd {
 
@@ -19,6 +20,29 @@ std::unique_ptr<data::SyntheticTokens> make_synthetic(const Config& cfg, Stream 
   return std::make_unique<data::SyntheticTokens>(synthetic_kind(cfg.data.kind), cfg.model.vocab,
                                                  cfg.data.markov_support, seed,
                                                  seed + std::uint64_t(stream));
+}
+
+namespace {
+
+// The shard sampler's seed offset per stream (train.seed + offset): fixed by the checkpoints
+// and caches already written, whose data cursors and fingerprints follow from it.
+std::uint64_t shard_seed_offset(Stream stream) {
+  switch (stream) {
+    case Stream::train: return 0;
+    case Stream::teacher_pretrain: return 3;
+    case Stream::prune_calibration: return 5;
+    case Stream::validation: break;
+  }
+  throw std::logic_error("make_stream: validation reads the val shard (Evaluator), not a training stream");
+}
+
+}  // namespace
+
+std::unique_ptr<data::BatchSource> make_stream(const Config& cfg, std::shared_ptr<const data::TokenShard> train_shard,
+                                               Stream stream) {
+  if (cfg.data.kind != DataKind::shards) return make_synthetic(cfg, stream);
+  return std::make_unique<data::TokenDataset>(std::move(train_shard), cfg.model.vocab, cfg.train.seq_len,
+                                              std::uint64_t(cfg.train.seed) + shard_seed_offset(stream));
 }
 
 }  // namespace kd
