@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <string_view>
+#include <unordered_set>
 
 #include "data/prepare/corpus_reader.h"
 #include "data/shards/token_shard.h"
@@ -74,6 +77,43 @@ BpeTokenizer train_tokenizer(const Split& train, const PrepareSpec& spec, int th
   return tok;
 }
 
+// Marks every document that repeats an earlier one byte for byte (hashed; equal hashes
+// compared in full by the set) and counts them per file. Returns the kept ones' indices.
+std::vector<std::size_t> drop_duplicates(Corpus& c, std::size_t& dropped) {
+  std::unordered_set<std::string_view> seen;
+  seen.reserve(c.docs.size());
+  std::vector<std::size_t> kept;
+  kept.reserve(c.docs.size());
+  dropped = 0;
+  for (std::size_t i = 0; i < c.docs.size(); ++i) {
+    if (seen.insert(c.docs[i].text).second) {
+      kept.push_back(i);
+    } else {
+      ++dropped;
+      ++c.files[c.docs[i].file].duplicates;
+    }
+  }
+  return kept;
+}
+
+// corpus_files.tsv: what prepare read, so a user sees the README or pickle it took or left.
+void write_file_list(const std::filesystem::path& out, const std::vector<CorpusFile>& files) {
+  const std::string path = out.string(), tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << "path\tstatus\tkind\tdocuments\tbytes\tduplicates\treason\n";
+    for (const CorpusFile& c : files) {
+      f << c.path << '\t' << (c.skipped.empty() ? "used" : "skipped") << '\t' << c.kind << '\t' << c.documents
+        << '\t' << c.bytes << '\t' << c.duplicates << '\t' << c.skipped << '\n';
+    }
+    f.flush();
+    if (!f) throw RuntimeFailure(fmt::format("{}: writing failed (disk full?)", tmp));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw RuntimeFailure(fmt::format("{}: renaming {} failed: {}", path, tmp, ec.message()));
+}
+
 }  // namespace
 
 PrepareResult prepare_corpus(const PrepareSpec& spec) {
@@ -90,22 +130,32 @@ PrepareResult prepare_corpus(const PrepareSpec& spec) {
   const int threads = std::max(1, spec.threads > 0 ? spec.threads : omp_get_max_threads());
 
   say("prepare: reading the corpus");
-  const std::vector<CorpusDocument> corpus = read_corpus(spec.inputs);
-  if (corpus.empty()) {
+  Corpus corpus = read_corpus(spec.inputs, spec.selection);
+  PrepareResult r;
+  for (const CorpusFile& f : corpus.files) (f.skipped.empty() ? r.files_used : r.files_skipped) += 1;
+  if (corpus.docs.empty()) {
     std::string names;
     for (const std::string& in : spec.inputs) names += (names.empty() ? "" : ", ") + in;
-    throw InputError(fmt::format("prepare: the corpus ({}) holds no documents", names));
+    throw InputError(fmt::format("prepare: the corpus ({}) holds no documents ({} files skipped)", names,
+                                 r.files_skipped));
   }
+  std::vector<std::size_t> kept(corpus.docs.size());
+  for (std::size_t i = 0; i < kept.size(); ++i) kept[i] = i;
+  if (!spec.keep_duplicates) kept = drop_duplicates(corpus, r.duplicates);
+  say(fmt::format("prepare: {} files read, {} skipped; {}", r.files_used, r.files_skipped,
+                  spec.keep_duplicates ? std::string("exact duplicate documents kept (--keep-duplicates)")
+                                       : fmt::format("{} exact duplicate documents dropped", r.duplicates)));
   Split train, val;
-  for (std::size_t i = 0; i < corpus.size(); ++i) {
-    const bool to_val = spec.val_every > 0 && (i + 1) % std::size_t(spec.val_every) == 0;
+  for (std::size_t k = 0; k < kept.size(); ++k) {  // the split counts the documents kept
+    const CorpusDocument& d = corpus.docs[kept[k]];
+    const bool to_val = spec.val_every > 0 && (k + 1) % std::size_t(spec.val_every) == 0;
     Split& s = to_val ? val : train;
-    s.docs.push_back(corpus[i].text);
-    s.bytes += corpus[i].text.size();
+    s.docs.push_back(d.text);
+    s.bytes += d.text.size();
   }
   KD_CHECK_INPUT(train.bytes > 0, "prepare: no training text: {} documents, {} of them for validation (val_every {})",
-                 corpus.size(), val.docs.size(), spec.val_every);
-  say(fmt::format("prepare: {} documents ({} train, {} val), {:.1f} MB of training text", corpus.size(),
+                 kept.size(), val.docs.size(), spec.val_every);
+  say(fmt::format("prepare: {} documents ({} train, {} val), {:.1f} MB of training text", kept.size(),
                   train.docs.size(), val.docs.size(), double(train.bytes) / 1e6));
 
   const BpeTokenizer tok = spec.tokenizer ? *spec.tokenizer : train_tokenizer(train, spec, threads, say);
@@ -116,6 +166,7 @@ PrepareResult prepare_corpus(const PrepareSpec& spec) {
                  spec.out_dir, ec ? ec.message() : "a file has that name");
   const std::filesystem::path out(spec.out_dir);
   tok.save((out / "tokenizer.json").string());
+  write_file_list(out / "corpus_files.tsv", corpus.files);
 
   const std::size_t all_docs = train.docs.size() + val.docs.size();
   std::size_t last_pct = 101;
@@ -126,7 +177,6 @@ PrepareResult prepare_corpus(const PrepareSpec& spec) {
     };
   };
   const std::uint32_t width = tok.vocab_size() <= 65536 ? 2 : 4;
-  PrepareResult r;
   const std::vector<std::uint32_t> train_ids = encode_split(tok, train, threads, encode_progress(0));
   write_kdtrain_shard((out / "train.bin").string(), train_ids, width, train.bytes, tok.hash());
   r.train_tokens = train_ids.size();

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "data/prepare/corpus_reader.h"
+
 namespace kd::data {
 
 class BpeTokenizer;
@@ -18,13 +20,18 @@ struct PrepareSpec {
   // skipped), or .jsonl files (one JSON object per non-blank line, the text in its string
   // field "text"). A plain file is one document; a JSONL line is one document.
   std::vector<std::string> inputs;
+  CorpusSelection selection;  // --include / --exclude globs for the files of directory inputs
+  // Exact duplicate documents (the same bytes) are dropped, the first kept, before the split:
+  // a held-out document's twin in train would make validation measure memory. true keeps them.
+  bool keep_duplicates = false;
   // Tokenizer size, everything counted (256 bytes + merges + 2 specials). A corpus too
   // small to learn that many merges gives a smaller tokenizer (PrepareResult::vocab_size).
   int vocab_size = 4096;
   // Every Nth document in input order goes to validation (1-based: the Nth, 2Nth, ...);
   // 0 = no validation split (and no val.bin).
   int val_every = 20;
-  // Receives tokenizer.json, train.bin and val.bin (kdtrain shard format); created if missing.
+  // Receives tokenizer.json, train.bin, val.bin (kdtrain shard format) and corpus_files.tsv
+  // (every file: used or skipped and why, its documents, bytes and duplicates); created if missing.
   std::string out_dir;
   int threads = 0;  // 0 = OpenMP's default; the outputs never depend on it
   // A tokenizer to use as it is (a teacher's, from import-hf or a Hugging Face
@@ -39,6 +46,8 @@ struct PrepareResult {
   std::size_t train_docs = 0, val_docs = 0;
   std::size_t train_tokens = 0, val_tokens = 0;  // eot after each document included
   std::size_t train_bytes = 0, val_bytes = 0;    // document bytes (the shards' text_bytes)
+  std::size_t files_used = 0, files_skipped = 0;
+  std::size_t duplicates = 0;  // exact duplicate documents dropped (0 with keep_duplicates)
   std::uint64_t tokenizer_hash = 0;
   std::int64_t vocab_size = 0;  // of the trained tokenizer (≤ the spec's)
   double seconds = 0;

@@ -109,17 +109,22 @@ expect 2 "quant.weight: unknown quantization type 'int4x'" distill --config "$tm
 expect 2 "quant.overrides.*.mlp.nope: the pattern matches no layer" distill --config "$tmp/qat.yaml" --set run.name=bad10 \
   --set 'quant.overrides={"*.mlp.nope": {weight: none}}'
 [ ! -e "$tmp/runs/bad9" ] && [ ! -e "$tmp/runs/bad10" ] && ok "no run directory after a bad quant section" || fail "run dir left"
-# a quantized checkpoint with a code off its grid is refused, naming the tensor
-/usr/bin/python3 - "$tmp/q-minmax.h5" "$tmp/q-broken.h5" <<'PY'
+# a quantized checkpoint with a scale off its domain is refused, naming the tensor: by the
+# manifest's CRC, and without a manifest (an older kdtrain's file) by the scales' own check
+/usr/bin/python3 - "$tmp/q-minmax.h5" "$tmp/q-broken.h5" "$tmp/q-broken-old.h5" <<'PY'
 import shutil, sys
 import h5py
-shutil.copy(sys.argv[1], sys.argv[2])
-with h5py.File(sys.argv[2], "r+") as f:
-    d = f["tensors/quantized/model.layers.0.mlp.down_proj.weight.scale"]
-    d[0] = -1.0
+for path in sys.argv[2:]:
+    shutil.copy(sys.argv[1], path)
+    with h5py.File(path, "r+") as f:
+        d = f["tensors/quantized/model.layers.0.mlp.down_proj.weight.scale"]
+        d[0] = -1.0
+        if path.endswith("-old.h5"):
+            del f["manifest"]
 PY
 if [ -f "$tmp/q-broken.h5" ]; then
-  expect 2 "model.layers.0.mlp.down_proj.weight.scale\" element 0 is -1" eval "$tmp/q-broken.h5"
+  expect 2 "tensor \"quantized/model.layers.0.mlp.down_proj.weight.scale\": bytes [0, 128) have CRC-32" eval "$tmp/q-broken.h5"
+  expect 2 "model.layers.0.mlp.down_proj.weight.scale\" element 0 is -1" eval "$tmp/q-broken-old.h5"
 else
   echo "skip: h5py not available for the damaged-checkpoint case"
 fi

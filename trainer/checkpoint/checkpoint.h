@@ -30,6 +30,10 @@ class Comm;
 
 namespace kd::ckpt {
 
+namespace manifest {
+struct Entry;
+}
+
 // Element types a checkpoint stores: float32 for parameters and optimizer state, float64
 // for statistics that must round-trip exactly (observer histograms), integers for
 // quantized weights (int8 codes, int4 codes packed two per uint8) and zero points.
@@ -83,8 +87,12 @@ void write_checkpoint(const std::string& path, const CheckpointContents& c, dist
 // InputError when KDTRAIN_CHECKPOINT_FAULT is set but malformed (checked before a run starts).
 void check_fault_env();
 
-// An open checkpoint. Every accessor reads the file on demand; errors are InputErrors that
-// name the path and the thing read.
+// An open checkpoint. Every accessor reads the file on demand and checks what it reads
+// against the manifest in the same pass (texts and attributes whole, a tensor's HDF5 chunks
+// that the read touches: docs/checkpoint-format.md); errors are InputErrors that name the
+// path and the thing read. Opening checks the manifest lists every dataset of the file and
+// the attributes (kind, state, provenance) match it. A file without a manifest (an older
+// kdtrain's) is read unchecked, with a warning on stderr naming `kdtrain inspect --verify`.
 class CheckpointReader {
  public:
   // InputError: missing file, not HDF5 (or truncated), not a kdtrain checkpoint (no or a
@@ -108,6 +116,14 @@ class CheckpointReader {
   // The group's tensors in stored order; empty when the group is absent.
   std::vector<std::string> tensor_names(const std::string& group) const;
   bool has_tensor(const std::string& group, const std::string& name) const;
+  // InputError naming the first tensor of `group` that is neither among `expected` nor a
+  // training-only auxiliary: a checkpoint of another model (an extra layer) is refused by
+  // name, not partly read. `model` says what the names come from ("the config's model").
+  void expect_only(const std::string& group, const std::vector<std::string>& expected, const std::string& model) const;
+  // Training-only parameters stored beside the weights in group "model": QAT's learned scales
+  // ("quant.<layer>.weight_scale") and the feature loss's projections ("distill.feature_proj.<i>.weight").
+  // Readers that do not train them (eval, export, a float resume) pass them by.
+  static bool is_auxiliary(const std::string& name);
   std::vector<std::int64_t> shape(const std::string& group, const std::string& name) const;
   // Reads the tensor into `out` (prod(expected_shape) floats). InputError naming the path,
   // group and tensor on: a missing tensor, a shape other than expected_shape (both printed),
@@ -142,6 +158,11 @@ class CheckpointReader {
   bool has_manifest() const;
 
  private:
+  void load_manifest();
+  // The manifest's entry of dataset `ds_path` (e.g. "tensors/model/x"); null without a manifest.
+  const manifest::Entry* entry(const std::string& ds_path) const;
+  std::string text(const char* name, bool required) const;  // a text dataset, checked
+
   struct File;  // the open HDF5 file (h5_util.h)
   std::string path_;
   std::unique_ptr<File> file_;

@@ -1,9 +1,13 @@
 // CheckpointReader: opens a checkpoint, checks it is one kdtrain can read, and reads its
-// parts on demand. Every failure is an InputError naming the path and the part.
+// parts on demand, each checked against the manifest as it is read (checked_read.h). Every
+// failure is an InputError naming the path and the part.
 #include <fmt/format.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <set>
 
+#include "trainer/checkpoint/checked_read.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/checkpoint/h5_util.h"
 #include "trainer/checkpoint/layout.h"
@@ -14,6 +18,8 @@ namespace kd::ckpt {
 
 struct CheckpointReader::File {
   h5::Handle id;
+  bool has_manifest = false;
+  std::map<std::string, manifest::Entry> manifest;  // by dataset path, e.g. "tensors/model/x"
 };
 
 namespace {
@@ -132,6 +138,7 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path), file_
   KD_CHECK_INPUT(version == layout::kFormatVersion,
                  "{}: unsupported checkpoint format_version {}; this kdtrain reads version {}", path, version,
                  layout::kFormatVersion);
+  load_manifest();
 }
 
 CheckpointReader::~CheckpointReader() = default;
@@ -161,11 +168,122 @@ std::string read_text(const std::string& path, hid_t root, const char* name, boo
 
 }  // namespace
 
-std::string CheckpointReader::config_yaml() const { return read_text(path_, file_->id.get(), layout::kConfig, true); }
-std::string CheckpointReader::tokenizer_json() const {
-  return read_text(path_, file_->id.get(), layout::kTokenizer, false);
+std::string CheckpointReader::text(const char* name, bool required) const {
+  std::string t = read_text(path_, file_->id.get(), name, required);
+  if (const manifest::Entry* e = entry(name)) {
+    const std::uint32_t crc = manifest::crc32_of(t.data(), t.size());
+    const std::uint32_t want = e->block_crc32.empty() ? manifest::crc32_of(nullptr, 0) : e->block_crc32.front();
+    KD_CHECK_INPUT(t.size() == e->bytes && crc == want,
+                   "{}: dataset /{} does not match the manifest ({} bytes, CRC-32 {:08x}; the manifest says {} "
+                   "bytes, {:08x}): changed after the file was written, or damaged; hint: {}",
+                   path_, name, t.size(), crc, e->bytes, want, kDamagedHint);
+  }
+  return t;
 }
-std::string CheckpointReader::metrics_jsonl() const { return read_text(path_, file_->id.get(), layout::kMetrics, true); }
+
+namespace {
+
+// A group's attributes as the manifest checksums them: "name=value\n" lines in name order.
+std::string attributes_text(const std::string& path, hid_t g, const std::string& where) {
+  std::string bytes;
+  for (const std::string& name : attr_names(g)) {
+    Handle a(H5Aopen(g, name.c_str(), H5P_DEFAULT));
+    Handle type(a.valid() ? H5Aget_type(a.get()) : H5I_INVALID_HID);
+    if (!type.valid()) bad(path, fmt::format("attribute {} of {} cannot be read", name, where), kDamagedHint);
+    const std::string what = fmt::format("attribute {} of {}", name, where);
+    bytes += name + "=" +
+             (H5Tget_class(type.get()) == H5T_INTEGER ? std::to_string(read_int64_attr(path, g, name, what))
+                                                      : read_string_attr(path, g, name, what)) +
+             "\n";
+  }
+  return bytes;
+}
+
+// Checks a group's attributes against their manifest entry.
+void check_attributes(const std::string& path, hid_t root, const manifest::Entry& e) {
+  Handle g(H5Oopen(root, e.path.c_str(), H5P_DEFAULT));
+  if (!g.valid()) bad(path, fmt::format("group {} listed in the manifest cannot be opened", e.path), kDamagedHint);
+  const std::string bytes = attributes_text(path, g.get(), e.path);
+  const std::uint32_t want = e.block_crc32.empty() ? manifest::crc32_of(nullptr, 0) : e.block_crc32.front();
+  KD_CHECK_INPUT(bytes.size() == e.bytes && manifest::crc32_of(bytes.data(), bytes.size()) == want,
+                 "{}: the attributes of {} differ from the manifest's (CRC-32): changed after the file was written, "
+                 "or damaged; hint: {}", path, e.path == "/" ? "the root" : "/" + e.path, kDamagedHint);
+}
+
+// Every object of the file with what it is: datasets and groups with attributes.
+struct Listing {
+  std::vector<std::string> datasets, groups_with_attributes;
+};
+
+Listing list_objects(const std::string& path, hid_t root) {
+  Listing out;
+  const herr_t rc = H5Ovisit2(
+      root, H5_INDEX_NAME, H5_ITER_INC,
+      [](hid_t, const char* name, const H5O_info_t* info, void* data) -> herr_t {
+        auto* l = static_cast<Listing*>(data);
+        const std::string n = std::string(name) == "." ? "/" : name;
+        if (info->type == H5O_TYPE_DATASET) l->datasets.push_back(n);
+        if (info->type == H5O_TYPE_GROUP && info->num_attrs > 0) l->groups_with_attributes.push_back(n);
+        return 0;
+      },
+      &out, H5O_INFO_BASIC | H5O_INFO_NUM_ATTRS);
+  if (rc < 0) bad(path, "listing the file's objects failed", kDamagedHint);
+  return out;
+}
+
+bool warned_unverified(const std::string& path) {
+  static std::set<std::string> warned;  // once per file per process (readers are made on one thread)
+  return !warned.insert(path).second;
+}
+
+}  // namespace
+
+void CheckpointReader::load_manifest() {
+  const hid_t root = file_->id.get();
+  if (!link_exists(root, {layout::kManifest})) {
+    if (!warned_unverified(path_)) {
+      std::fprintf(stderr,
+                   "kdtrain: warning: %s has no manifest (written by an older kdtrain, or an incomplete write): what "
+                   "is read from it is checked only by HDF5's Fletcher-32 checksums; `kdtrain inspect --verify %s` "
+                   "reads it all\n",
+                   path_.c_str(), path_.c_str());
+    }
+    return;
+  }
+  for (manifest::Entry& e : manifest::from_json(read_text(path_, root, layout::kManifest, true), path_ + ":/manifest")) {
+    const std::string key = e.path;
+    KD_CHECK_INPUT(file_->manifest.emplace(key, std::move(e)).second, "{}: the manifest lists {} twice", path_, key);
+  }
+  file_->has_manifest = true;
+  // Nothing the manifest does not cover: a dataset added (or a layer grafted on) after the
+  // write, or a manifest cut short, would otherwise be read unchecked.
+  const Listing objects = list_objects(path_, root);
+  for (const std::string& d : objects.datasets) {
+    if (d == layout::kManifest) continue;
+    const auto it = file_->manifest.find(d);
+    KD_CHECK_INPUT(it != file_->manifest.end() && it->second.dtype != manifest::kAttributes,
+                   "{}: dataset /{} is not in the checkpoint's manifest (added after the file was written, or "
+                   "the manifest is damaged); hint: {}", path_, d, kDamagedHint);
+  }
+  for (const std::string& g : objects.groups_with_attributes) {
+    const auto it = file_->manifest.find(g);
+    KD_CHECK_INPUT(it != file_->manifest.end() && it->second.dtype == manifest::kAttributes,
+                   "{}: the attributes of {} are not in the checkpoint's manifest; hint: {}", path_,
+                   g == "/" ? "the root" : "/" + g, kDamagedHint);
+  }
+  for (const auto& [name, e] : file_->manifest) {  // small: format, kind, state, provenance
+    if (e.dtype == manifest::kAttributes) check_attributes(path_, root, e);
+  }
+}
+
+const manifest::Entry* CheckpointReader::entry(const std::string& ds_path) const {
+  const auto it = file_->manifest.find(ds_path);
+  return it == file_->manifest.end() ? nullptr : &it->second;
+}
+
+std::string CheckpointReader::config_yaml() const { return text(layout::kConfig, true); }
+std::string CheckpointReader::tokenizer_json() const { return text(layout::kTokenizer, false); }
+std::string CheckpointReader::metrics_jsonl() const { return text(layout::kMetrics, true); }
 
 std::map<std::string, std::string> CheckpointReader::provenance() const {
   std::map<std::string, std::string> out;
@@ -215,6 +333,21 @@ std::vector<std::string> CheckpointReader::tensor_names(const std::string& group
     names.push_back(std::move(name));
   }
   return names;
+}
+
+bool CheckpointReader::is_auxiliary(const std::string& name) {
+  return name.rfind("quant.", 0) == 0 || name.rfind("distill.", 0) == 0;
+}
+
+void CheckpointReader::expect_only(const std::string& group, const std::vector<std::string>& expected,
+                                   const std::string& model) const {
+  const std::set<std::string> known(expected.begin(), expected.end());
+  for (const std::string& name : tensor_names(group)) {
+    KD_CHECK_INPUT(known.count(name) > 0 || is_auxiliary(name),
+                   "{}: tensor \"{}/{}\" is not one of {} ({} tensors): a checkpoint of another model (an extra "
+                   "layer?); check n_layers and the other model sizes",
+                   path_, group, name, model, expected.size());
+  }
 }
 
 bool CheckpointReader::has_tensor(const std::string& group, const std::string& name) const {
@@ -276,6 +409,16 @@ Handle open_checked(const std::string& path, hid_t root, const std::string& grou
   return ds;
 }
 
+// A dataset's type and shape against its manifest entry: the CRCs cover the bytes the
+// manifest describes, so a dataset reshaped or retyped after the write is refused first.
+void check_against_entry(const std::string& path, const manifest::Entry& e, DType got,
+                         const std::vector<std::int64_t>& stored, const std::string& who) {
+  KD_CHECK_INPUT(e.dtype == dtype_name(got) && e.shape == stored,
+                 "{}: {} is {} of shape {}, the manifest says {} of shape {}: changed after the file was written; "
+                 "hint: {}", path, who, dtype_name(got), layout::shape_text(stored), e.dtype,
+                 layout::shape_text(e.shape), kDamagedHint);
+}
+
 }  // namespace
 
 DType CheckpointReader::dtype(const std::string& group, const std::string& name) const {
@@ -300,6 +443,32 @@ void CheckpointReader::read_block(const std::string& group, const std::string& n
   KD_ASSERT(stored.size() == 2 && row0 >= 0 && col0 >= 0 && row0 + rows <= stored[0] && col0 + cols <= stored[1],
             "block [{}+{}, {}+{}] of {}", row0, rows, col0, cols, who);
   if (rows == 0 || cols == 0) return;
+  const std::string ds_path = fmt::format("{}/{}/{}", layout::kTensors, group, name);
+  const std::uint64_t width = std::uint64_t(stored[1]);
+  if (col0 == 0 && std::uint64_t(cols) == width) {  // whole rows: one run of elements
+    read_range(group, name, expected_shape, DType::f32, row0 * cols, (row0 + rows) * cols, out);
+    return;
+  }
+  if (const manifest::Entry* e = entry(ds_path)) {
+    check_against_entry(path_, *e, DType::f32, stored, who);
+    // The chunks holding the rows, read whole and checked; their columns [col0, col0 + cols) copied.
+    const std::uint64_t first = std::uint64_t(row0) * width, last = std::uint64_t(row0 + rows) * width;
+    const std::string problem = checked::visit_blocks(
+        ds.get(), *e, {stored.begin(), stored.end()}, DType::f32, first, last,
+        [&](std::uint64_t at, const char* data, std::uint64_t n) {
+          const auto* v = reinterpret_cast<const float*>(data);
+          for (std::uint64_t r = at / width; r * width < at + n; ++r) {  // the rows this block holds
+            if (r < std::uint64_t(row0) || r >= std::uint64_t(row0 + rows)) continue;
+            const std::uint64_t c0 = std::max(r * width + std::uint64_t(col0), at);
+            const std::uint64_t c1 = std::min(r * width + std::uint64_t(col0 + cols), at + n);
+            for (std::uint64_t i = c0; i < c1; ++i) {
+              out[(r - std::uint64_t(row0)) * std::uint64_t(cols) + (i - r * width - std::uint64_t(col0))] = v[i - at];
+            }
+          }
+        });
+    if (!problem.empty()) bad(path_, fmt::format("{}: {}", who, problem), kDamagedHint);
+    return;
+  }
   Handle space(H5Dget_space(ds.get()));
   const hsize_t start[2] = {hsize_t(row0), hsize_t(col0)}, count[2] = {hsize_t(rows), hsize_t(cols)};
   Handle mem(H5Screate_simple(2, count, nullptr));
@@ -323,30 +492,15 @@ void CheckpointReader::read_range(const std::string& group, const std::string& n
   const std::vector<std::int64_t>& stored = expected_shape;
   KD_ASSERT(begin >= 0 && begin <= end && std::uint64_t(end) <= numel, "range [{}, {}) of {}", begin, end, who);
   if (begin == end) return;
-  // One read per box, its memory space of the box's own shape: HDF5 then copies chunk rows
-  // directly (a flat memory space against an N-D selection takes its element-wise path, ~5x slower).
-  auto fail_read = [&] {
-    bad(path_, fmt::format("{}: reading failed (Fletcher-32 checksum mismatch or read error)", who),
-        kDamagedHint);
-  };
-  if (stored.empty()) {  // a 0-D tensor: [0, 1)
-    if (H5Dread(ds.get(), h5::memory_type(want), H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) fail_read();
+  const std::vector<std::uint64_t> dims(stored.begin(), stored.end());
+  if (const manifest::Entry* e = entry(fmt::format("{}/{}/{}", layout::kTensors, group, name))) {
+    check_against_entry(path_, *e, want, stored, who);
+    const std::string problem = checked::read_range(ds.get(), *e, dims, want, std::uint64_t(begin), std::uint64_t(end), out);
+    if (!problem.empty()) bad(path_, fmt::format("{}: {}", who, problem), kDamagedHint);
     return;
   }
-  auto* dst = static_cast<char*>(out);
-  const std::vector<std::uint64_t> dims(stored.begin(), stored.end());
-  for (const layout::Block& b : layout::flat_range_blocks(dims, std::uint64_t(begin), std::uint64_t(end))) {
-    const std::vector<hsize_t> start(b.start.begin(), b.start.end()), count(b.count.begin(), b.count.end());
-    Handle space(H5Dget_space(ds.get()));
-    Handle mem(H5Screate_simple(int(count.size()), count.data(), nullptr));
-    if (!space.valid() || !mem.valid() ||
-        H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0 ||
-        H5Dread(ds.get(), h5::memory_type(want), mem.get(), space.get(), H5P_DEFAULT, dst) < 0) {
-      fail_read();
-    }
-    std::uint64_t n = 1;
-    for (const hsize_t c : count) n *= c;
-    dst += n * dtype_size(want);
+  if (!checked::read_flat(ds.get(), dims, want, std::uint64_t(begin), std::uint64_t(end), out)) {
+    bad(path_, fmt::format("{}: reading failed (Fletcher-32 checksum mismatch or read error)", who), kDamagedHint);
   }
 }
 
@@ -379,65 +533,42 @@ std::optional<std::vector<std::int64_t>> CheckpointReader::per_rank(const std::s
   if (rank >= shape[0]) return std::nullopt;
   std::vector<std::int64_t> row(static_cast<std::size_t>(shape[1]));
   if (row.empty()) return row;
-  Handle space(H5Dget_space(ds.get()));
-  const hsize_t start[2] = {hsize_t(rank), 0}, count[2] = {1, hsize_t(shape[1])};
-  const hsize_t n = hsize_t(shape[1]);
-  Handle mem(H5Screate_simple(1, &n, nullptr));
-  if (H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr) < 0 ||
-      H5Dread(ds.get(), H5T_NATIVE_INT64, mem.get(), space.get(), H5P_DEFAULT, row.data()) < 0) {
-    bad(path_, who + ": reading failed (Fletcher-32 checksum mismatch or read error)", kDamagedHint);
+  const std::vector<std::uint64_t> dims(shape.begin(), shape.end());
+  const std::uint64_t begin = std::uint64_t(rank) * dims[1], end = begin + dims[1];
+  std::string problem;
+  if (const manifest::Entry* e = entry(who.substr(1))) {
+    check_against_entry(path_, *e, dataset_dtype(path_, who, ds.get()), shape, who);
+    problem = checked::read_range(ds.get(), *e, dims, DType::i64, begin, end, row.data());
+  } else if (!checked::read_flat(ds.get(), dims, DType::i64, begin, end, row.data())) {
+    problem = "reading failed (Fletcher-32 checksum mismatch or read error)";
   }
+  if (!problem.empty()) bad(path_, who + ": " + problem, kDamagedHint);
   return row;
 }
 
-bool CheckpointReader::has_manifest() const { return link_exists(file_->id.get(), {layout::kManifest}); }
+bool CheckpointReader::has_manifest() const { return file_->has_manifest; }
 
 std::string CheckpointReader::verify() const {
+  if (!file_->has_manifest) return "it has no manifest (an incomplete write, or not written by kdtrain's trainer)";
   const hid_t root = file_->id.get();
-  if (!link_exists(root, {layout::kManifest})) return "it has no manifest (an incomplete write, or not written by kdtrain's trainer)";
-  std::vector<manifest::Entry> entries;
   try {
-    entries = manifest::from_json(read_text(path_, root, layout::kManifest, true), path_ + ":/manifest");
-    for (const manifest::Entry& e : entries) {
-      std::string bytes;
+    for (const auto& [path, e] : file_->manifest) {
       if (e.dtype == manifest::kString) {
-        bytes = read_text(path_, root, e.path.c_str(), true);
+        text(e.path.c_str(), true);
       } else if (e.dtype == manifest::kAttributes) {
-        Handle g(H5Oopen(root, e.path.c_str(), H5P_DEFAULT));
-        if (!g.valid()) return fmt::format("group {} listed in the manifest cannot be opened{}", e.path, h5::error_detail());
-        for (const std::string& name : attr_names(g.get())) {
-          Handle a(H5Aopen(g.get(), name.c_str(), H5P_DEFAULT));
-          Handle type(a.valid() ? H5Aget_type(a.get()) : H5I_INVALID_HID);
-          if (!type.valid()) return fmt::format("attribute {} of {} cannot be read{}", name, e.path, h5::error_detail());
-          const std::string what = fmt::format("attribute {} of {}", name, e.path);
-          bytes += name + "=" +
-                   (H5Tget_class(type.get()) == H5T_INTEGER ? std::to_string(read_int64_attr(path_, g.get(), name, what))
-                                                            : read_string_attr(path_, g.get(), name, what)) +
-                   "\n";
-        }
-        if (bytes.size() != e.bytes || manifest::crc32_of(bytes.data(), bytes.size()) != e.slices.front().crc32) {
-          return fmt::format("the attributes of {} differ from the manifest's (CRC-32)", e.path);
-        }
-        continue;
+        check_attributes(path_, root, e);
       } else {
         Handle ds(H5Dopen2(root, e.path.c_str(), H5P_DEFAULT));
         if (!ds.valid()) return fmt::format("dataset /{} listed in the manifest is missing{}", e.path, h5::error_detail());
-        Handle type(H5Dget_type(ds.get()));
-        const auto t = type.valid() ? h5::stored_dtype(type.get()) : std::nullopt;
-        if (!t || dtype_name(*t) != e.dtype) return fmt::format("dataset /{} is not of type {}", e.path, e.dtype);
-        if (dataset_shape(path_, "/" + e.path, ds.get()) != e.shape) {
-          return fmt::format("dataset /{} does not have the manifest's shape {}", e.path, layout::shape_text(e.shape));
-        }
-        bytes.resize(e.bytes);
-        if (e.bytes > 0 && H5Dread(ds.get(), h5::memory_type(*t), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0) {
-          return fmt::format("dataset /{} cannot be read (Fletcher-32 checksum mismatch or read error){}", e.path,
-                             h5::error_detail());
-        }
-      }
-      if (bytes.size() != e.bytes) return fmt::format("dataset /{} holds {} bytes, the manifest says {}", e.path, bytes.size(), e.bytes);
-      const std::uint32_t crc = manifest::crc32_of(bytes.data(), bytes.size());
-      if (crc != e.slices.front().crc32) {
-        return fmt::format("dataset /{}: CRC-32 {:08x}, the manifest says {:08x}", e.path, crc, e.slices.front().crc32);
+        const std::string who = "dataset /" + e.path;
+        const std::vector<std::int64_t> shape = dataset_shape(path_, who, ds.get());
+        const DType t = dataset_dtype(path_, who, ds.get());
+        check_against_entry(path_, e, t, shape, who);
+        // chunk by chunk through one chunk-sized buffer: a tensor of any size in a few MiB
+        const std::uint64_t numel = e.bytes / dtype_size(t);
+        const std::string problem = checked::visit_blocks(ds.get(), e, {shape.begin(), shape.end()}, t, 0, numel,
+                                                          [](std::uint64_t, const char*, std::uint64_t) {});
+        if (!problem.empty()) return fmt::format("{}: {}{}", who, problem, h5::error_detail());
       }
     }
   } catch (const InputError& e) {

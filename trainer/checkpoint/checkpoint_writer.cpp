@@ -355,8 +355,16 @@ class Writer {
     if (!h5::write_int64_attr(loc, name, value)) fail("writing attribute " + name);
   }
 
+  void add_text_entry(const std::string& path, const char* dtype, const std::string& text) {
+    manifest::Entry e;
+    e.path = path;
+    e.dtype = dtype;
+    e.bytes = text.size();
+    e.slices = {{0, text.size(), manifest::crc32_of(text.data(), text.size())}};
+    manifest_.push_back(std::move(e));
+  }
   void add_attributes_entry(const std::string& path, const std::string& text) {
-    manifest_.push_back({path, manifest::kAttributes, {}, text.size(), {{0, text.size(), manifest::crc32_of(text.data(), text.size())}}});
+    add_text_entry(path, manifest::kAttributes, text);
   }
 
   // A scalar string dataset; rank 0 writes it (the others take part with nothing selected).
@@ -372,7 +380,7 @@ class Writer {
       ok(H5Sselect_none(mem.get()), "empty selection");
     }
     ok(H5Dwrite(ds.get(), type.get(), mem.get(), space.get(), dxpl_.get(), text.c_str()), "writing dataset /" + name);
-    if (name != layout::kManifest) manifest_.push_back({name, manifest::kString, {}, text.size(), {{0, text.size(), manifest::crc32_of(text.data(), text.size())}}});
+    if (name != layout::kManifest) add_text_entry(name, manifest::kString, text);
   }
 
   Handle create_tensor(hid_t loc, const std::string& where, const TensorView& t) const {
@@ -429,10 +437,15 @@ class Writer {
     const std::uint64_t numel = numel_of(t.shape);
     const std::uint64_t begin = std::uint64_t(t.begin), end = t.end < 0 ? numel : std::uint64_t(t.end);
     if (numel > 0) write_range(ds.get(), where, t, begin, end);
-    const std::uint64_t bytes = (end - begin) * dtype_size(t.dtype);
-    std::vector<std::int64_t> shape = t.shape;
-    manifest_.push_back({where, dtype_name(t.dtype), std::move(shape), numel * dtype_size(t.dtype),
-                         {{begin * dtype_size(t.dtype), bytes, manifest::crc32_of(t.data, bytes)}}});
+    const std::uint64_t bytes = (end - begin) * dtype_size(t.dtype), total = numel * dtype_size(t.dtype);
+    const std::vector<std::uint64_t> bounds = manifest::block_bounds(dtype_name(t.dtype), t.shape, total);
+    manifest::Entry e;
+    e.path = where;
+    e.dtype = dtype_name(t.dtype);
+    e.shape = t.shape;
+    e.bytes = total;
+    e.slices = manifest::slices_of(bounds, begin * dtype_size(t.dtype), t.data, bytes);
+    manifest_.push_back(std::move(e));
   }
 
   // The crash test's "mid-dataset": the first half of this rank's slice reaches the file,
@@ -446,29 +459,44 @@ class Writer {
     fault.at("mid-dataset");
   }
 
-  // Collects the ranks' slice CRCs into every rank's manifest entries.
+  // Collects the ranks' slice CRCs into every rank's manifest entries: each rank's pieces
+  // (entry, offset, bytes, crc; a variable count, exact in double) summed into one list.
   void gather_manifest() {
     if (!ranks_.parallel()) return;
-    const std::size_t n = manifest_.size(), world = std::size_t(ranks_.size());
-    std::vector<double> all(world * n * 3, 0.0);  // (offset, bytes, crc) per rank and dataset; exact in double
-    for (std::size_t i = 0; i < n; ++i) {
-      if (manifest_[i].slices.empty()) continue;
-      const auto& s = manifest_[i].slices.front();
-      double* row = &all[(std::size_t(ranks_.rank()) * n + i) * 3];
-      row[0] = double(s.offset);
-      row[1] = double(s.bytes);
-      row[2] = double(s.crc32);
+    const std::size_t world = std::size_t(ranks_.size()), me = std::size_t(ranks_.rank());
+    auto shared = [&](const manifest::Entry& e) {  // the same on every rank, written by rank 0
+      return e.dtype == manifest::kString || e.dtype == manifest::kAttributes;
+    };
+    std::vector<double> counts(world, 0.0);
+    for (const manifest::Entry& e : manifest_) {
+      if (!shared(e)) counts[me] += double(e.slices.size());
+    }
+    ranks_.comm().all_reduce_sum(std::span<double>(counts));
+    std::size_t first = 0, total = 0;
+    for (std::size_t r = 0; r < world; ++r) {
+      if (r < me) first += std::size_t(counts[r]);
+      total += std::size_t(counts[r]);
+    }
+    std::vector<double> all(total * 4, 0.0);
+    std::size_t at = first;
+    for (std::size_t i = 0; i < manifest_.size(); ++i) {
+      if (shared(manifest_[i])) continue;
+      for (const manifest::Slice& s : manifest_[i].slices) {
+        double* row = &all[at++ * 4];
+        row[0] = double(i);
+        row[1] = double(s.offset);
+        row[2] = double(s.bytes);
+        row[3] = double(s.crc32);
+      }
     }
     ranks_.comm().all_reduce_sum(std::span<double>(all));
-    for (std::size_t i = 0; i < n; ++i) {
-      if (manifest_[i].dtype == manifest::kString || manifest_[i].dtype == manifest::kAttributes) {
-        continue;  // the same on every rank
-      }
-      manifest_[i].slices.clear();
-      for (std::size_t r = 0; r < world; ++r) {
-        const double* row = &all[(r * n + i) * 3];
-        manifest_[i].slices.push_back({std::uint64_t(row[0]), std::uint64_t(row[1]), std::uint32_t(row[2])});
-      }
+    for (manifest::Entry& e : manifest_) {
+      if (!shared(e)) e.slices.clear();
+    }
+    for (std::size_t k = 0; k < total; ++k) {
+      const double* row = &all[k * 4];
+      manifest_[std::size_t(row[0])].slices.push_back(
+          {std::uint64_t(row[1]), std::uint64_t(row[2]), std::uint32_t(row[3])});
     }
   }
 

@@ -18,6 +18,42 @@ std::vector<std::uint64_t> chunk_dims(const std::vector<std::uint64_t>& dims) {
   return chunk;
 }
 
+std::vector<std::uint64_t> chunk_bounds(const std::vector<std::uint64_t>& dims) {
+  std::uint64_t numel = 1;
+  for (const std::uint64_t d : dims) numel *= d;
+  std::vector<std::uint64_t> bounds{0};
+  if (numel == 0) return bounds;
+  const std::vector<std::uint64_t> chunk = chunk_dims(dims);
+  // the last dimension whose chunk extent is below its size is the cut one (those before it are 1)
+  std::size_t split = dims.size();
+  for (std::size_t k = dims.size(); k-- > 0;) {
+    if (chunk[k] < dims[k]) {
+      split = k;
+      break;
+    }
+  }
+  if (split == dims.size()) return {0, numel};  // one chunk
+  std::uint64_t inner = 1;  // elements per index of the cut dimension
+  for (std::size_t j = split + 1; j < dims.size(); ++j) inner *= dims[j];
+  const std::uint64_t rows = numel / (dims[split] * inner);  // the dimensions before the cut one
+  for (std::uint64_t r = 0; r < rows; ++r) {
+    const std::uint64_t base = r * dims[split] * inner;
+    for (std::uint64_t i = chunk[split]; i < dims[split]; i += chunk[split]) bounds.push_back(base + i * inner);
+    bounds.push_back(base + dims[split] * inner);
+  }
+  return bounds;
+}
+
+std::uint64_t chunk_count(const std::vector<std::uint64_t>& dims) {
+  std::uint64_t numel = 1;
+  for (const std::uint64_t d : dims) numel *= d;
+  if (numel == 0) return 0;
+  const std::vector<std::uint64_t> chunk = chunk_dims(dims);
+  std::uint64_t count = 1;
+  for (std::size_t k = 0; k < dims.size(); ++k) count *= (dims[k] + chunk[k] - 1) / chunk[k];
+  return count;
+}
+
 namespace {
 
 // Appends the boxes of [begin, end) within dimensions k.. of `dims`, the ones before k

@@ -35,6 +35,15 @@ inline constexpr std::uint64_t kChunkElements = std::uint64_t{1} << 20;
 // cut into blocks of whole rows, e.g. [1100, 1000] -> chunks of [1048, 1000].
 std::vector<std::uint64_t> chunk_dims(const std::vector<std::uint64_t>& dims);
 
+// Where the chunks of chunk_dims(dims) start in the tensor's row-major element order, and
+// its end: 0 = b_0 < b_1 < ... < b_n = numel. Every chunk is a contiguous run of elements
+// (the dimensions after the split one are whole, the ones before it are 1), so a chunk is
+// also the unit the manifest checksums (docs/checkpoint-format.md). {0, 1} for a 0-D
+// tensor, {0} for an empty one.
+std::vector<std::uint64_t> chunk_bounds(const std::vector<std::uint64_t>& dims);
+// chunk_bounds(dims).size() - 1, without listing them (0 for an empty tensor).
+std::uint64_t chunk_count(const std::vector<std::uint64_t>& dims);
+
 // A box of a dataset: `count` elements from `start` in each dimension.
 struct Block {
   std::vector<std::uint64_t> start, count;

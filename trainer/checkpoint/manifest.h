@@ -1,6 +1,9 @@
 // The manifest a checkpoint ends with: every dataset's path, type, shape, size in bytes and
-// CRC-32 (zlib's, of the little-endian bytes as stored; of the UTF-8 text for strings). A
-// collective write checksums each rank's slice; the slices are combined in file order.
+// CRC-32 (zlib's, of the little-endian bytes as stored; of the UTF-8 text for strings), and
+// for a tensor of several HDF5 chunks one CRC-32 per chunk, so that a reader checks what it
+// reads in the same pass (a ZeRO or tensor-parallel rank reads a part of a tensor) and never
+// reads a file twice. A collective write checksums each rank's slice cut at the chunk
+// bounds; the pieces are combined in file order.
 #pragma once
 
 #include <cstdint>
@@ -24,16 +27,35 @@ struct Entry {
   std::string dtype;  // dtype_name(), kString or kAttributes
   std::vector<std::int64_t> shape;
   std::uint64_t bytes = 0;
-  std::vector<Slice> slices;  // written; read back: one slice, the whole dataset
+  // Written: this rank's pieces, none crossing a block bound (slices_of).
+  std::vector<Slice> slices;
+  // Read back: the blocks' byte bounds (0 = b_0 < ... < b_n = bytes) and each one's CRC-32.
+  // A file written before chunk CRCs existed has one block, the whole dataset.
+  std::vector<std::uint64_t> bounds;
+  std::vector<std::uint32_t> block_crc32;
 };
 
+// The byte bounds of the blocks a dataset's CRCs cover: a tensor's HDF5 chunks
+// (layout::chunk_bounds) times its element size; a text or a group's attributes is one
+// block; {0} when it has no bytes. InputError when the type is not one kdtrain stores or
+// the shape does not give `bytes`.
+std::vector<std::uint64_t> block_bounds(const std::string& dtype, const std::vector<std::int64_t>& shape,
+                                        std::uint64_t bytes);
+
+// `bytes` of data starting at byte `offset` of a dataset cut at `bounds`, each piece with its
+// CRC-32 (a writer's share of a dataset).
+std::vector<Slice> slices_of(const std::vector<std::uint64_t>& bounds, std::uint64_t offset, const void* data,
+                             std::uint64_t bytes);
+
 // The JSON text stored as /manifest. Throws RuntimeFailure when the slices of an entry do
-// not tile its bytes (a writer bug, never a user's).
+// not tile its bytes or cross a block bound (a writer bug, never a user's).
 std::string to_json(const std::vector<Entry>& entries);
-// Its inverse (one whole-dataset slice per entry); InputError naming `where` when the text
-// is not a manifest.
+// Its inverse (bounds and block CRCs per entry); InputError naming `where` when the text
+// is not a manifest or contradicts itself (sizes, counts, a whole CRC its blocks do not give).
 std::vector<Entry> from_json(const std::string& text, const std::string& where);
 
 std::uint32_t crc32_of(const void* data, std::uint64_t bytes);
+// The CRC-32 of the bytes of `a` followed by `b_bytes` bytes whose CRC-32 is `b`.
+std::uint32_t crc32_combine(std::uint32_t a, std::uint32_t b, std::uint64_t b_bytes);
 
 }  // namespace kd::ckpt::manifest

@@ -122,6 +122,8 @@ struct PrepareOptions {
   int val_every = 20;
   int threads = 0;
   std::string tokenizer;  // use this one (checkpoint, HF directory or tokenizer file) instead of training
+  std::vector<std::string> include, exclude;  // globs for the files of directory inputs
+  bool keep_duplicates = false;
 };
 int run_prepare(const PrepareOptions& o);
 

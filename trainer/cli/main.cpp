@@ -35,8 +35,15 @@ int kdtrain_main(int argc, char** argv) {
 
   cli::PrepareOptions prep;
   auto* pr = app.add_subcommand("prepare", "text files, directories or JSONL -> BPE tokenizer + token shards");
-  pr->add_option("inputs", prep.inputs, "text files, directories (recursed), or .jsonl files with a \"text\" field")->required();
-  pr->add_option("--out", prep.out, "output directory: tokenizer.json, train.bin, val.bin")->required();
+  pr->add_option("inputs", prep.inputs, "text files, directories (recursed), .jsonl files (one object with a \"text\" "
+                 "field per line) or .json files (an array of such objects, or one)")->required();
+  pr->add_option("--out", prep.out, "output directory: tokenizer.json, train.bin, val.bin, corpus_files.tsv")->required();
+  pr->add_option("--include", prep.include, "only the files of directory inputs matching this glob (path relative to "
+                 "the directory, or file name; repeatable), e.g. '*.txt'");
+  pr->add_option("--exclude", prep.exclude, "skip the files of directory inputs matching this glob (repeatable), "
+                 "e.g. 'README*'");
+  pr->add_flag("--keep-duplicates", prep.keep_duplicates, "keep exact duplicate documents (dropped by default, the "
+               "first of each kept, before the validation split)");
   pr->add_option("--vocab-size", prep.vocab_size, "tokenizer size, 256 bytes + merges + 2 special tokens")->check(CLI::Range(259, 1 << 24));
   pr->add_option("--val-every", prep.val_every, "every Nth document (in path order) goes to validation; 0 = none")->check(CLI::NonNegativeNumber);
   pr->add_option("--threads", prep.threads, "threads (0 = all)")->check(CLI::NonNegativeNumber);

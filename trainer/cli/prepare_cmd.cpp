@@ -49,6 +49,9 @@ int run_prepare(const PrepareOptions& o) {
   s.vocab_size = o.vocab_size;
   s.val_every = o.val_every;
   s.threads = o.threads;
+  s.selection.include = o.include;
+  s.selection.exclude = o.exclude;
+  s.keep_duplicates = o.keep_duplicates;
   if (!o.tokenizer.empty()) s.tokenizer = std::make_shared<const data::BpeTokenizer>(given_tokenizer(o.tokenizer));
   const bool tty = isatty(fileno(stdout)) != 0;
   s.progress = [&](const std::string& line) {
@@ -66,6 +69,12 @@ int run_prepare(const PrepareOptions& o) {
              r.train_tokens, r.train_bytes, double(r.train_bytes) / double(std::max<std::size_t>(1, r.train_tokens)));
   if (r.val_docs > 0) {
     fmt::print("val:   {}/val.bin    {} documents, {} tokens, {} bytes\n", o.out, r.val_docs, r.val_tokens, r.val_bytes);
+  }
+  fmt::print("files: {} used, {} skipped; every file, used or not and why: {}/corpus_files.tsv\n", r.files_used,
+             r.files_skipped, o.out);
+  if (!o.keep_duplicates) {
+    fmt::print("duplicates: {} exact duplicate documents dropped before the split (--keep-duplicates keeps them)\n",
+               r.duplicates);
   }
   fmt::print("took {:.1f} s\n", r.seconds);
   return 0;

@@ -56,6 +56,7 @@ TeacherShard read_teacher_shard(const ckpt::CheckpointReader& r, const ModelSpec
   out.params.assign(out.table.total(), 0.0f);
   ParamTable full_table;
   const LlamaLayout full(t, full_table);
+  r.expect_only("model", full_table.names(), "the teacher's model");
   const std::int64_t qd = out.spec.q_dim(), kvd = out.spec.kv_dim(), f = out.spec.d_ff;
   auto ends_with = [](const std::string& s, const char* suffix) {
     const std::string x(suffix);

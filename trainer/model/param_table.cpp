@@ -17,6 +17,13 @@ std::size_t ParamTable::add(std::string name, std::vector<std::int64_t> shape,
   return tensors_.size() - 1;
 }
 
+std::vector<std::string> ParamTable::names() const {
+  std::vector<std::string> out;
+  out.reserve(tensors_.size());
+  for (const TensorInfo& t : tensors_) out.push_back(t.name);
+  return out;
+}
+
 std::optional<std::size_t> ParamTable::find(const std::string& name) const {
   for (std::size_t i = 0; i < tensors_.size(); ++i) {
     if (tensors_[i].name == name) return i;

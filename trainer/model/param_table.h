@@ -37,6 +37,7 @@ class ParamTable {
   std::optional<std::size_t> find(const std::string& name) const;
   const TensorInfo& at(const std::string& name) const;  // throws InputError naming it
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  std::vector<std::string> names() const;  // in table order
   std::size_t size() const { return tensors_.size(); }
   std::size_t total() const { return total_; }  // elements in the flat buffer
   std::size_t count(std::uint32_t all_of_flags, std::uint32_t none_of_flags = 0) const;

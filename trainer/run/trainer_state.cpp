@@ -42,6 +42,7 @@ void add_trainer_tensors(Trainer& trainer, bool with_teacher, ckpt::CheckpointCo
 
 void read_model_and_moments(const ckpt::CheckpointReader& r, Trainer& trainer, bool skip_missing_quant) {
   const Trainer::MomentShard ms = trainer.moment_shard();
+  for (const char* group : {"model", "adam_m", "adam_v"}) r.expect_only(group, trainer.student_table().names(), "the student");
   for (const auto& t : trainer.student_table().tensors()) {
     if (skip_missing_quant && t.name.rfind("quant.", 0) == 0 && !r.has_tensor("model", t.name)) continue;
     r.read("model", t.name, t.shape, trainer.student_params() + t.offset);

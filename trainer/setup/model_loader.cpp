@@ -23,6 +23,7 @@ prune::Mask load_mask(const ckpt::CheckpointReader& r, const LoadedModel& model)
 
 void read_tensors(const ckpt::CheckpointReader& r, const std::string& group, const ParamTable& table,
                   float* dst, std::uint32_t skip_flags) {
+  r.expect_only(group, table.names(), "the config's model");
   for (const auto& t : table.tensors()) {
     if ((t.flags & skip_flags) != 0) continue;
     r.read(group, t.name, t.shape, dst + t.offset);
@@ -74,6 +75,7 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, bool weights) {
   }
   // quantized: float tensors in "model", the rest as codes in "quantized"
   KD_CHECK_INPUT(m->config.has_quant, "{}: a quantized checkpoint without a quant section in its config", path);
+  r.expect_only("model", m->table.names(), "the config's model");
   const quant::QuantPlan plan = quant::plan_quantization(m->config.quant, m->config.model);
   m->quantized = std::make_unique<quant::QuantizedModel>(quant::read_quantized(r, plan));
   for (const auto& t : m->table.tensors()) {
