@@ -127,4 +127,18 @@ struct PrepareOptions {
 };
 int run_prepare(const PrepareOptions& o);
 
+// `kdtrain tokenize` / `kdtrain detokenize` (tokenize_cmd.cpp)
+struct TokenizeOptions {
+  std::string tokenizer;  // a checkpoint, a Hugging Face model directory or a tokenizer file
+  std::string text;       // --text (tokenize) / --ids (detokenize) ...
+  bool has_text = false;  // ... given (else the input file, else stdin)
+  std::string input;      // a file; "" or "-" = stdin
+  std::string out;        // "" = stdout
+  bool overwrite = false;
+  bool ids_only = false;  // tokenize: the ids alone, space-separated (detokenize reads them back)
+  bool framed = false;    // tokenize: bos (if any) and eot around the text, as in prepare's shards
+};
+int run_tokenize(const TokenizeOptions& o);
+int run_detokenize(const TokenizeOptions& o);
+
 }  // namespace kd::cli

@@ -50,6 +50,23 @@ int kdtrain_main(int argc, char** argv) {
   pr->add_option("--tokenizer", prep.tokenizer, "use this tokenizer instead of training one: a kdtrain checkpoint "
                  "(e.g. an imported teacher), a Hugging Face model directory, or a tokenizer.json")->excludes("--vocab-size");
 
+  cli::TokenizeOptions tokz, detok;
+  auto* tz = app.add_subcommand("tokenize", "text -> token ids and pieces (JSON), as a tokenizer splits it");
+  auto* dz = app.add_subcommand("detokenize", "token ids -> text");
+  for (auto [cmd, o] : {std::pair{tz, &tokz}, std::pair{dz, &detok}}) {
+    cmd->add_option("--tokenizer", o->tokenizer, "a kdtrain checkpoint, a Hugging Face model directory, or a "
+                    "tokenizer.json (kdtrain's or Hugging Face's)")->required();
+    cmd->add_option("input", o->input, cmd == tz ? "a text file (default: stdin)"
+                                                 : "a file of ids: spaces/commas/newlines, a JSON list, or tokenize's "
+                                                   "JSON (default: stdin)");
+    cmd->add_option("--out", o->out, "write here instead of stdout (a new file; --overwrite to replace one)");
+    cmd->add_flag("--overwrite", o->overwrite, "replace an existing --out");
+  }
+  tz->add_option("--text", tokz.text, "the text itself instead of a file")->excludes("input");
+  tz->add_flag("--ids", tokz.ids_only, "only the ids, space-separated (what detokenize reads)");
+  tz->add_flag("--framed", tokz.framed, "add bos (if the tokenizer has one) and eot, as prepare does per document");
+  dz->add_option("--ids", detok.text, "the ids themselves, e.g. \"15496 995\"")->excludes("input");
+
   TrainCommand train, distill;
   distill.distill = true;
   auto* t = app.add_subcommand("train", "train a model on its labels (CE): a teacher, or a baseline");
@@ -184,6 +201,8 @@ int kdtrain_main(int argc, char** argv) {
   try {
     if (h->parsed()) return cli::run_help(app, help_topic);
     if (pr->parsed()) return cli::run_prepare(prep);
+    if (tz->parsed()) return tokz.has_text = tz->count("--text") > 0, cli::run_tokenize(tokz);
+    if (dz->parsed()) return detok.has_text = dz->count("--ids") > 0, cli::run_detokenize(detok);
     if (t->parsed()) return cli::run_train(train);
     if (d->parsed()) return cli::run_train(distill);
     if (ct->parsed()) return cli::run_cache_teacher(cache_cmd, cache_out);

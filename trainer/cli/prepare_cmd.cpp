@@ -2,45 +2,16 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 
 #include <fmt/format.h>
 
 #include "data/prepare/prepare_corpus.h"
 #include "data/tokenizer/bpe_tokenizer.h"
-#include "trainer/checkpoint/checkpoint.h"
 #include "trainer/cli/commands.h"
-#include "trainer/interop/hf_model.h"
+#include "trainer/cli/tokenizer_arg.h"
 #include "base/errors.h"
 
 namespace kd::cli {
-
-namespace {
-
-bool is_hdf5_file(const std::string& path) {
-  char sig[8] = {};
-  std::ifstream f(path, std::ios::binary);
-  return f.read(sig, 8) && std::string_view(sig, 8) == std::string_view("\x89HDF\r\n\x1a\n", 8);
-}
-
-// --tokenizer: a kdtrain checkpoint's (an imported teacher's), a Hugging Face model
-// directory's, or a tokenizer file (kdtrain's, or a Hugging Face tokenizer.json).
-data::BpeTokenizer given_tokenizer(const std::string& path) {
-  if (std::filesystem::is_directory(path)) {
-    auto tok = interop::read_hf_tokenizer(path);
-    KD_CHECK_INPUT(tok.has_value(), "--tokenizer {}: the directory has no tokenizer.json", path);
-    return std::move(*tok);
-  }
-  if (is_hdf5_file(path)) {
-    const std::string text = ckpt::CheckpointReader(path).tokenizer_json();
-    KD_CHECK_INPUT(!text.empty(), "--tokenizer {}: the checkpoint has no tokenizer", path);
-    return data::BpeTokenizer::from_json_text(text, path + ":/tokenizer");
-  }
-  return data::BpeTokenizer::load(path);
-}
-
-}  // namespace
 
 int run_prepare(const PrepareOptions& o) {
   data::PrepareSpec s;
@@ -52,7 +23,7 @@ int run_prepare(const PrepareOptions& o) {
   s.selection.include = o.include;
   s.selection.exclude = o.exclude;
   s.keep_duplicates = o.keep_duplicates;
-  if (!o.tokenizer.empty()) s.tokenizer = std::make_shared<const data::BpeTokenizer>(given_tokenizer(o.tokenizer));
+  if (!o.tokenizer.empty()) s.tokenizer = std::make_shared<const data::BpeTokenizer>(tokenizer_from_path(o.tokenizer));
   const bool tty = isatty(fileno(stdout)) != 0;
   s.progress = [&](const std::string& line) {
     if (tty) {
