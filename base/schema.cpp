@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <vector>
 
@@ -208,6 +209,14 @@ std::string DocPrinter::value_text(const std::vector<std::string>& v) {
   std::string s = "[";
   for (const auto& x : v) s += fmt::format("{}\"{}\"", s.size() > 1 ? ", " : "", x);
   return s + "]";
+}
+
+std::string shortest_double(double x) {
+  if (std::isnan(x)) return ".nan";
+  if (std::isinf(x)) return x > 0 ? ".inf" : "-.inf";
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, x);
+  return std::string(buf, r.ptr);
 }
 
 }  // namespace kd::config

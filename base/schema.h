@@ -152,12 +152,20 @@ class DocPrinter {
 };
 
 // Writes the effective config as YAML (stored in run directories and checkpoints).
+// The shortest decimal text that parses back to exactly `x` (std::to_chars), in YAML's
+// spelling for the non-finite values (.inf, -.inf, .nan).
+std::string shortest_double(double x);
+
 class YamlEmitter {
  public:
   explicit YamlEmitter(YAML::Emitter& e) : e_(e) {}
   template <class T>
   void field(const char* key, const T& v, const char*, Range = kAny) {
     e_ << YAML::Key << key << YAML::Value << v;
+  }
+  // Doubles in their shortest form that reads back exactly (0.9, not 0.90000000000000002).
+  void field(const char* key, const double& v, const char*, Range = kAny) {
+    e_ << YAML::Key << key << YAML::Value << shortest_double(v);
   }
   void field(const char* key, const std::vector<std::pair<int, int>>& v, const char*) {
     e_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
@@ -171,7 +179,7 @@ class YamlEmitter {
   }
   void field(const char* key, const std::vector<double>& v, const char*, Range = kAny) {
     e_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
-    for (const double x : v) e_ << x;
+    for (const double x : v) e_ << shortest_double(x);
     e_ << YAML::EndSeq;
   }
   template <class E>

@@ -125,7 +125,7 @@ int kdtrain_main(int argc, char** argv) {
   cli::ExportOptions exp;
   auto* ex = app.add_subcommand("export", "write a checkpoint in another form (--compact: structured-pruned, physically smaller; --format hf: a Hugging Face model directory; --format gguf: llama.cpp's file)");
   ex->add_option("checkpoint", exp.checkpoint, "kdtrain checkpoint (.h5)")->required();
-  ex->add_option("--out", exp.out, "the checkpoint to write (.h5)")->required();
+  ex->add_option("--out", exp.out, "what to write: a checkpoint (.h5) with --compact, a new directory with --format hf, a .gguf file with --format gguf")->required();
   ex->add_flag("--compact", exp.compact, "remove the KV groups and FFN neurons its masks pruned (shapes and config change)");
   ex->add_option("--format", exp.format, "hf: a Hugging Face model directory (config.json, model.safetensors) at --out; "
                  "gguf: a GGUF file for llama.cpp")
