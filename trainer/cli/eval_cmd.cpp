@@ -40,6 +40,7 @@ int run_eval(const EvalOptions& o) {
   if (model->quantized) integer = std::make_unique<quant::IntegerInference>(*model->quantized, cfg.model);
   Evaluator ev(*model->layout, teacher ? teacher->layout.get() : nullptr, cfg.train.batch_size, cfg.train.seq_len,
                threads, integer.get());
+  if (model->tokenizer) ev.set_tokenizer(*model->tokenizer);  // bits per byte from the scored tokens' bytes
   const std::int64_t tokens = o.tokens >= 0 ? o.tokens : cfg.train.eval_tokens;
   double t0 = omp_get_wtime();
   const EvalResult r = ev.run(model->params.data(), teacher ? teacher->params.data() : nullptr, shard, tokens);
@@ -73,7 +74,11 @@ int run_eval(const EvalOptions& o) {
       j["speedup_vs_fp32"] = tps / fp32_tps;
       j["fp32_dequantized_val_loss"] = fp32.loss;
     }
-    if (std::isfinite(r.bpb)) j["val_bpb"] = r.bpb;
+    if (std::isfinite(r.bpb)) {
+      j["val_bpb"] = r.bpb;
+      if (r.bpb_exact) j["val_bytes"] = r.bytes;
+      if (!r.bpb_exact) j["val_bpb_estimated"] = true;  // no tokenizer: the shard's average bytes per token
+    }
     if (teacher) {
       j["agreement"] = r.agreement;
       j["val_kl"] = r.kl;
@@ -82,8 +87,9 @@ int run_eval(const EvalOptions& o) {
     return 0;
   }
   fmt::print("checkpoint {} (step {}), data {}\n", o.checkpoint, model->step, data);
-  fmt::print("val loss {:.6f} nats/token | ppl {:.3f} | bits per byte {:.4f} | {} tokens\n", r.loss, r.ppl, r.bpb,
-             r.tokens);
+  fmt::print("val loss {:.6f} nats/token | ppl {:.3f} | bits per byte {:.4f}{} | {} tokens{}\n", r.loss, r.ppl, r.bpb,
+             r.bpb_exact || !std::isfinite(r.bpb) ? "" : " (estimated: no tokenizer, the shard's average bytes per token)",
+             r.tokens, r.bpb_exact ? fmt::format(", {} bytes", r.bytes) : std::string());
   if (teacher) fmt::print("teacher {}: top-1 agreement {:.4f} | KL(teacher||model) {:.5f}\n", tpath, r.agreement, r.kl);
   if (integer) {
     fmt::print("quantized: weights {}, inputs {} | {}{}\n", cfg.quant.weight, cfg.quant.activation, integer->describe(),

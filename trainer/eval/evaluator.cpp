@@ -30,9 +30,17 @@ Evaluator::Evaluator(const LlamaLayout& model, const LlamaLayout* teacher, int b
   rows_.resize(kChunkRows);
 }
 
+void Evaluator::set_tokenizer(const data::BpeTokenizer& tok) {
+  token_bytes_.assign(std::size_t(tok.vocab_size()), 0);
+  for (std::int32_t id = 0; id < std::int32_t(tok.vocab_size()); ++id) {
+    if (!tok.is_special(id)) token_bytes_[std::size_t(id)] = std::uint32_t(tok.token_bytes(id).size());
+  }
+}
+
 void Evaluator::reset() {
   nats_ = kl_ = 0;
   scored_ = agree_ = 0;
+  bytes_ = 0;
 }
 
 void Evaluator::score_batch(const float* p, const float* tp) {
@@ -57,10 +65,13 @@ void Evaluator::score_batch(const float* p, const float* tp) {
     kern::distill_loss_rows<float>(scratch_.data(), rows_.data(), zs_.data(), teacher_ ? zt_.data() : nullptr,
                                    labels_.data() + r0, r, v, lp);
     for (int i = 0; i < r; ++i) {
-      if (labels_[r0 + i] < 0) continue;
+      const std::int32_t label = labels_[r0 + i];
+      if (label < 0) continue;
       nats_ += rows_[i].ce;
       kl_ += rows_[i].kd;
       ++scored_;
+      // ids beyond the tokenizer (a padded vocabulary) stand for no text
+      if (std::size_t(label) < token_bytes_.size()) bytes_ += token_bytes_[std::size_t(label)];
     }
   }
 }
@@ -110,8 +121,12 @@ EvalResult Evaluator::result(std::uint64_t text_bytes, std::size_t shard_tokens)
   r.tokens = scored_;
   r.loss = nats_ / double(scored_);
   r.ppl = std::exp(r.loss);
-  if (text_bytes > 0) {
-    // the bytes these scored tokens stand for, in proportion of the shard
+  if (!token_bytes_.empty()) {  // the scored tokens' own bytes
+    r.bytes = bytes_;
+    r.bpb_exact = true;
+    if (bytes_ > 0) r.bpb = nats_ / double(bytes_) / std::log(2.0);
+  } else if (text_bytes > 0) {
+    // an estimate: the bytes these scored tokens stand for, in proportion of the shard
     const double bytes = double(text_bytes) * double(scored_) / double(shard_tokens);
     r.bpb = nats_ / bytes / std::log(2.0);
   }

@@ -1,6 +1,13 @@
 // Validation metrics of a model (forward only, no gradients): loss in nats per token,
-// perplexity, bits per byte (comparable across tokenizers: nats × tokens ÷ bytes ÷ ln 2),
-// and, given a teacher, top-1 agreement with it and KL(teacher ‖ model) at T = 1.
+// perplexity, bits per byte (comparable across tokenizers: the nats of the scored tokens ÷
+// the bytes of text they stand for ÷ ln 2), and, given a teacher, top-1 agreement with it
+// and KL(teacher ‖ model) at T = 1.
+//
+// Windowing (docs/data.md, "Evaluation"): the shard is cut from its start into windows of
+// seq_len + 1 tokens with stride seq_len (each window's last token is the next one's first),
+// and every position of a window is scored once, predicting the next token with the window's
+// earlier tokens as context: up to seq_len tokens of context, none across windows. A token
+// limit is rounded down to whole windows (at least one).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +16,7 @@
 
 #include "data/batch_source.h"
 #include "data/shards/token_shard.h"
+#include "data/tokenizer/bpe_tokenizer.h"
 #include "trainer/model/llama.h"
 
 namespace kd {
@@ -16,7 +24,12 @@ namespace kd {
 struct EvalResult {
   double loss = 0;  // mean CE, nats per scored token
   double ppl = 0;
-  double bpb = std::numeric_limits<double>::quiet_NaN();  // NaN when the shard's text size is unknown
+  // The scored tokens' own bytes (set_tokenizer) or, without a tokenizer, the shard's average
+  // bytes per token times the tokens scored (an estimate: bpb_exact false); NaN when neither
+  // is known.
+  double bpb = std::numeric_limits<double>::quiet_NaN();
+  bool bpb_exact = false;
+  std::uint64_t bytes = 0;  // the bytes of text the scored tokens stand for (with a tokenizer)
   double agreement = std::numeric_limits<double>::quiet_NaN();  // top-1 argmax equal to the teacher's
   double kl = std::numeric_limits<double>::quiet_NaN();         // mean KL(teacher ‖ model), T = 1
   std::int64_t tokens = 0;  // scored tokens
@@ -34,6 +47,9 @@ class Evaluator {
                  std::int64_t max_tokens);
   // `batches` batches drawn from a stream (synthetic tasks); bits per byte stay NaN.
   EvalResult run(const float* params, const float* teacher_params, data::BatchSource& source, int batches);
+  // The tokenizer of the data: bits per byte then count the bytes of each scored token's text
+  // (special tokens: none). Without one, they come from the shard's average bytes per token.
+  void set_tokenizer(const data::BpeTokenizer& tok);
   // The teacher's linear layers run through this (a bf16 teacher); null: float GEMMs.
   void set_teacher_hook(LinearHook<float>* h) { teacher_hook_ = h; }
 
@@ -52,6 +68,8 @@ class Evaluator {
   std::vector<kern::LossRow> rows_;
   double nats_ = 0, kl_ = 0;
   std::int64_t scored_ = 0, agree_ = 0;
+  std::vector<std::uint32_t> token_bytes_;  // per id; empty: no tokenizer
+  std::uint64_t bytes_ = 0;                 // of the scored tokens
 };
 
 }  // namespace kd

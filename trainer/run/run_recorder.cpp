@@ -30,6 +30,7 @@ RunRecorder::RunRecorder(const RunInputs& in, Trainer& trainer, data::BatchSourc
     evaluator_ = std::make_unique<Evaluator>(trainer.student(), groups.tp_group ? nullptr : trainer.teacher(),
                                              cfg.train.batch_size, cfg.train.seq_len, threads, trainer.qat());
     evaluator_->set_teacher_hook(trainer.teacher_hook());
+    if (in.tokenizer) evaluator_->set_tokenizer(*in.tokenizer);  // bits per byte from the scored tokens' bytes
   }
   t_start_ = omp_get_wtime() - resumed.time_offset;
 }
