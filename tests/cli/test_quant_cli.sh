@@ -128,4 +128,11 @@ if [ -f "$tmp/q-broken.h5" ]; then
 else
   echo "skip: h5py not available for the damaged-checkpoint case"
 fi
+# The README's ptq example runs on the demo student's shapes (d_model 128, d_ff 352: a group
+# must divide both), its formats taken from the README itself.
+readme_ptq=$(grep -o -- '--weight [^ ]* --activation [^ ]*' "$root/README.md" | head -1)
+train_tiny demo-shape "$tmp/prep" "vocab: 300, d_model: 128, n_layers: 1, n_heads: 4, n_kv_heads: 2, d_ff: 352" 1 16
+"$bin" ptq "$tmp/runs/demo-shape/checkpoints/step-00000001.h5" --out "$tmp/demo-shape-q.h5" $readme_ptq --batches 1 \
+  >"$tmp/readme-ptq.log" 2>&1 && ok "the README's ptq example ($readme_ptq) runs on the demo student's shapes" \
+  || { fail "README ptq example: $readme_ptq"; tail -3 "$tmp/readme-ptq.log"; }
 exit $((fails > 0))
