@@ -109,6 +109,7 @@ std::vector<std::string> attr_names(hid_t loc) {
 CheckpointReader::CheckpointReader(const std::string& path) : path_(path), file_(std::make_unique<File>()) {
   h5::silence_errors();
   std::error_code ec;
+  KD_CHECK_INPUT(!path.empty(), "a checkpoint path is empty");
   KD_CHECK_INPUT(std::filesystem::exists(path, ec), "{}: checkpoint not found (no such file)", path);
   KD_CHECK_INPUT(std::filesystem::is_regular_file(path, ec), "{}: checkpoint is not a regular file", path);
   const htri_t is_h5 = H5Fis_hdf5(path.c_str());

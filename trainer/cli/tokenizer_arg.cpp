@@ -21,6 +21,7 @@ bool is_hdf5_file(const std::string& path) {
 }  // namespace
 
 data::BpeTokenizer tokenizer_from_path(const std::string& path) {
+  KD_CHECK_INPUT(!path.empty(), "--tokenizer: the path is empty");
   if (std::filesystem::is_directory(path)) {
     auto tok = interop::read_hf_tokenizer(path);
     KD_CHECK_INPUT(tok.has_value(), "--tokenizer {}: the directory has no tokenizer.json", path);
