@@ -17,6 +17,7 @@ struct DataSection {
   std::string val;
   std::string format = "auto";
   std::string tokenizer;
+  std::int64_t seed = -1;  // the data order's seed; -1: train.seed
   std::int64_t synthetic_eval_batches = 8;
   int markov_support = 4;
   template <class V>
@@ -31,9 +32,13 @@ struct DataSection {
     v.field("val", val, "validation token shard (kind: shards)");
     v.field("format", format, "shard format: auto, kdtrain, nanogpt, llmc");
     v.field("tokenizer", tokenizer, "tokenizer.json (default: the one beside data.train, if any)");
+    v.field("seed", seed, "seed of the data order (-1: train.seed); set it to vary only the initialisation between "
+            "runs, e.g. students of several seeds reading one teacher cache", at_least(-1));
     v.field("synthetic_eval_batches", synthetic_eval_batches, "validation batches of a synthetic stream", at_least(1));
     v.field("markov_support", markov_support, "next-token choices per state of the markov chain", between(1, 1 << 20));
   }
+  // The seed the data streams are drawn with.
+  std::int64_t order_seed(std::int64_t train_seed) const { return seed >= 0 ? seed : train_seed; }
 };
 
 }  // namespace kd

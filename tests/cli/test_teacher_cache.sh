@@ -73,8 +73,12 @@ expect 2 "teacher.bf16 needs teacher.checkpoint, and does not work with teacher.
 
 # bad caches and configs: exit 2, the cause named, no run directory left
 student() { echo distill --config "$tmp/student.yaml" --set run.name=bad --set teacher.cache="$tmp/c32"; }
-expect 2 "teacher.cache $tmp/c32 was made for another run: train.seed (the sampler): '3' in the cache, '5' in this run" \
+expect 2 "teacher.cache $tmp/c32 was made for another run: data.seed (the sampler's; default train.seed): '3' in the cache, '5' in this run" \
   $(student) --set train.seed=5
+# another initialisation on the same data order (data.seed) reads the same cache
+"$bin" distill --config "$tmp/student.yaml" --set run.name=seed5 --set teacher.cache="$tmp/c32" --set train.seed=5 \
+  --set data.seed=3 >"$tmp/seed5.log" 2>&1 && ok "train.seed 5 with data.seed 3 reads the seed-3 cache" \
+  || { fail "data.seed with a cache"; tail -3 "$tmp/seed5.log"; }
 expect 2 "teacher: '" $(student) --set teacher.checkpoint="$tmp/runs/teacher2/checkpoints/step-00000006.h5"
 expect 2 "distill.temperature 3 is not among teacher.cache $tmp/c32's temperatures [1, 2]" $(student) --set distill.temperature=3
 expect 2 "distill.divergence is reverse_kl; a teacher cache" $(student) --set distill.divergence=reverse_kl

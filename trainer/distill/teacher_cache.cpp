@@ -113,7 +113,7 @@ std::string CacheIdentity::difference(const CacheIdentity& o) const {
   };
   for (const std::string& d : {diff("teacher", teacher, o.teacher), diff("tokenizer", tokenizer, o.tokenizer),
                                diff("training data", data, o.data), diff("train.seq_len", seq_len, o.seq_len),
-                               diff("train.seed (the sampler)", seed, o.seed), diff("vocabulary", kd_vocab, o.kd_vocab)}) {
+                               diff("data.seed (the sampler's; default train.seed)", seed, o.seed), diff("vocabulary", kd_vocab, o.kd_vocab)}) {
     if (!d.empty()) return d;
   }
   return {};

@@ -27,7 +27,7 @@ struct CacheIdentity {
   std::string tokenizer;  // the tokenizer's hash, "" when none
   std::string data;       // the training data's hash, or the synthetic stream's description
   int seq_len = 0;
-  std::int64_t seed = 0;  // the sampler's seed (train.seed)
+  std::int64_t seed = 0;  // the sampler's seed (data.seed, default train.seed)
   int kd_vocab = 0;
   std::uint64_t hash() const;
   // The first field that differs, as "name: 'a' vs 'b'"; "" when equal.

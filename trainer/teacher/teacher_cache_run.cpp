@@ -34,7 +34,8 @@ CacheIdentity run_cache_identity(const Config& cfg, const Provenance& inputs, co
     data = fmt::format("synthetic kind {} vocab {} support {}", int(cfg.data.kind), cfg.model.vocab,
                        cfg.data.markov_support);
   }
-  return CacheIdentity{teacher_hash, get("tokenizer_hash"), data, cfg.train.seq_len, cfg.train.seed, kd_vocab};
+  return CacheIdentity{teacher_hash, get("tokenizer_hash"), data, cfg.train.seq_len,
+                       cfg.data.order_seed(cfg.train.seed), kd_vocab};
 }
 
 namespace {

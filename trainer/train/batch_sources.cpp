@@ -16,7 +16,7 @@ data::SyntheticKind synthetic_kind(DataKind k) {
 }
 
 std::unique_ptr<data::SyntheticTokens> make_synthetic(const Config& cfg, Stream stream) {
-  const auto seed = std::uint64_t(cfg.train.seed);
+  const auto seed = std::uint64_t(cfg.data.order_seed(cfg.train.seed));
   return std::make_unique<data::SyntheticTokens>(synthetic_kind(cfg.data.kind), cfg.model.vocab,
                                                  cfg.data.markov_support, seed,
                                                  seed + std::uint64_t(stream));
@@ -24,7 +24,7 @@ std::unique_ptr<data::SyntheticTokens> make_synthetic(const Config& cfg, Stream 
 
 namespace {
 
-// The shard sampler's seed offset per stream (train.seed + offset): fixed by the checkpoints
+// The shard sampler's seed offset per stream (the data seed + offset): fixed by the checkpoints
 // and caches already written, whose data cursors and fingerprints follow from it.
 std::uint64_t shard_seed_offset(Stream stream) {
   switch (stream) {
@@ -42,7 +42,8 @@ std::unique_ptr<data::BatchSource> make_stream(const Config& cfg, std::shared_pt
                                                Stream stream) {
   if (cfg.data.kind != DataKind::shards) return make_synthetic(cfg, stream);
   return std::make_unique<data::TokenDataset>(std::move(train_shard), cfg.model.vocab, cfg.train.seq_len,
-                                              std::uint64_t(cfg.train.seed) + shard_seed_offset(stream));
+                                              std::uint64_t(cfg.data.order_seed(cfg.train.seed)) +
+                                                  shard_seed_offset(stream));
 }
 
 }  // namespace kd

@@ -18,7 +18,7 @@ enum class Stream : std::uint64_t { train = 1, validation = 2, teacher_pretrain 
 data::SyntheticKind synthetic_kind(DataKind k);
 std::unique_ptr<data::SyntheticTokens> make_synthetic(const Config& cfg, Stream stream);
 // The run's stream `stream`: the sampler over the training shard (data.kind: shards; seeded
-// train.seed plus the stream's own offset) or the synthetic task's stream.
+// data.seed (default train.seed) plus the stream's own offset) or the synthetic task's stream.
 std::unique_ptr<data::BatchSource> make_stream(const Config& cfg, std::shared_ptr<const data::TokenShard> train_shard,
                                                Stream stream);
 
