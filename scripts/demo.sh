@@ -83,7 +83,7 @@ for run in demo-teacher kd-seed1 kd-seed2 kdcache-seed1 kdcache-seed2 ce-seed1 c
   steps=$($kd inspect "$c" | sed -nE 's/^  step: ([0-9]+)/\1/p')
   wall=$(last_time $runs/$run)
   tokens=$(grep '"type":"train"' $runs/$run/metrics.jsonl | tail -1 | sed -E 's/.*"tokens":([0-9]+).*/\1/')
-  rows+=("$(printf '%-22s %9s %6s %8.0f %9.2f %9.4f %10s %9.0f' "$run" "$params" "$steps" "$wall" \
+  rows+=("$(printf '%-25s %9s %6s %8.0f %9.2f %9.4f %10s %9.0f' "$run" "$params" "$steps" "$wall" \
     "$(field "$j" val_ppl)" "$(field "$j" val_bpb)" "$(printf '%.3f' "$(field "$j" agreement)")" \
     "$(awk -v t="$tokens" -v w="$wall" 'BEGIN { print t / w }')")")
   echo "-- $run: $($kd generate "$c" --prompt "Fellow citizens," --max-new-tokens 40 --seed 1 | tr '\n' ' ')"
@@ -95,7 +95,7 @@ done
 
 echo
 echo "== results (held-out speeches; agreement = top-1 agreement with the teacher)"
-printf '%-22s %9s %6s %8s %9s %9s %10s %9s\n' run params steps wall_s val_ppl val_bpb agreement tokens/s
+printf '%-25s %9s %6s %8s %9s %9s %10s %9s\n' run params steps wall_s val_ppl val_bpb agreement tokens/s
 printf '%s\n' "${rows[@]}"
 echo "(the teacher cache took $cache_s s once; both cached students read it)"
 bpb() { printf '%s\n' "${rows[@]}" | awk -v r="$1" '$1 == r { print $6 }'; }
