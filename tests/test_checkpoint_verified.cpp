@@ -8,6 +8,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -272,6 +273,43 @@ TEST(CheckpointVerifiedRead, DatasetsTheManifestDoesNotListAreRefused) {
     replace_text(w.path, "manifest", manifest);
     expect_mentions(error_of([&] { CheckpointReader r(w.path); }), {w.path, "/tensors/model/small", "manifest"});
   }
+}
+
+// The manifest text of a file, and the file with its manifest replaced.
+std::string manifest_text(const std::string& path) {
+  std::string text;
+  edit_file(path, [&](hid_t f) {
+    const hid_t ds = H5Dopen2(f, "manifest", H5P_DEFAULT);
+    const hid_t type = H5Dget_type(ds);
+    text.assign(H5Tget_size(type), '\0');
+    H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data());
+    H5Tclose(type);
+    H5Dclose(ds);
+  });
+  while (!text.empty() && text.back() == '\0') text.pop_back();
+  return text;
+}
+
+// A file written before chunk CRCs (one CRC per dataset): every read still checks, a partial
+// read by reading its tensor whole.
+TEST(CheckpointVerifiedRead, ManifestsWithoutChunkCrcsStillCheckPartialReads) {
+  Written w;
+  nlohmann::json m = nlohmann::json::parse(manifest_text(w.path));
+  int dropped = 0;
+  for (auto& d : m["datasets"]) dropped += int(d.erase("chunk_crc32"));
+  ASSERT_EQ(dropped, 1);  // "big", the one tensor of two chunks
+  replace_text(w.path, "manifest", m.dump());
+  {
+    const CheckpointReader r(w.path);
+    EXPECT_EQ(r.verify(), "");
+    EXPECT_EQ(read_range(r, 1047990, 1048010)[3], value(1047993));
+    std::vector<float> block(std::size_t(kRows * 2));
+    r.read_block("model", "big", {kRows, kCols}, 0, kRows, 998, 2, block.data());
+    EXPECT_EQ(block[5], value(2 * kCols + 999));
+  }
+  set_element(w.path, "tensors/model/big", 1050000, 123.0f);
+  const CheckpointReader r(w.path);
+  expect_mentions(error_of([&] { read_range(r, 0, 10); }), {w.path, "model/big", "bytes [0, 4400000)"});
 }
 
 // A file without a manifest (an older kdtrain's): read, with one warning naming inspect --verify.
