@@ -2,11 +2,16 @@
 // by scripts/gen_shard_fixtures.py; every malformed file an InputError naming the path) and
 // corpus preparation on tests/data.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <numeric>
 #include <sstream>
 #include <string>
@@ -163,6 +168,25 @@ TEST(KdShard, MalformedFilesNameThePathAndTheProblem) {
   reserved[12] = 1;
   write_bytes(p, reserved);
   expect_error(open, p, "reserved header field");
+}
+
+// A FIFO, a directory or a device named as a shard is refused by name, and a FIFO without a
+// writer must not block: open() on one waits for a writer forever (issue 20). If it does block,
+// the test unblocks it itself (opening the FIFO for writing) after a generous wait.
+TEST(KdShard, NonRegularFilesAreRefusedWithoutBlocking) {
+  TempDir dir;
+  const std::string fifo = dir.file("fifo.bin");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto pending = std::async(std::launch::async, [&] { TokenShard::open(fifo); });
+  if (pending.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    ADD_FAILURE() << "TokenShard::open blocked on a FIFO";
+    const int w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);  // the reader waits: release it
+    pending.wait();
+    if (w >= 0) ::close(w);
+  }
+  expect_error([&] { pending.get(); }, fifo, "not a regular file");
+  expect_error([&] { TokenShard::open(dir.path()); }, dir.path(), "not a regular file");
+  expect_error([] { TokenShard::open("/dev/null"); }, "/dev/null", "not a regular file");
 }
 
 // ---------------------------------------------------------------- nanoGPT and llm.c

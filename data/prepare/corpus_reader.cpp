@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "base/errors.h"
+#include "base/files.h"
 
 namespace kd::data {
 
@@ -16,6 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string read_file(const fs::path& p) {
+  require_regular_file(p.string(), "corpus file");  // a FIFO would block the read
   std::ifstream in(p, std::ios::binary);
   KD_CHECK_INPUT(in.good(), "{}: cannot open corpus file", p.string());
   std::ostringstream s;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/errors.h"
+#include "base/files.h"
 
 namespace kd::data {
 
@@ -36,12 +37,15 @@ struct Mapped {
 };
 
 Mapped map_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  require_regular_file(path, "token shard");  // open() on a FIFO would wait for a writer
+  // O_NONBLOCK: should the path have become a FIFO since, open() still returns at once
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   KD_CHECK_INPUT(fd >= 0, "{}: cannot open token shard ({})", path, std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw InputError(fmt::format("{}: not a regular file", path));
+    throw InputError(fmt::format("{}: not a regular file ({}); token shard must be a file", path,
+                                 file_kind(st.st_mode)));
   }
   Mapped m;
   m.bytes = std::size_t(st.st_size);

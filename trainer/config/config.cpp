@@ -8,6 +8,7 @@
 #include "trainer/prune/pruner.h"
 #include "trainer/quant/quant_plan.h"
 #include "base/errors.h"
+#include "base/files.h"
 
 namespace kd {
 
@@ -146,6 +147,7 @@ Config load_config_text(const std::string& text, const std::string& name,
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  require_regular_file(path, "the config file");  // a FIFO would block the read
   std::ifstream in(path);
   KD_CHECK_INPUT(in.good(), "{}: cannot open the config file", path);
   std::stringstream ss;

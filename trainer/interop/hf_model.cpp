@@ -13,6 +13,7 @@
 #include "trainer/interop/safetensors.h"
 #include "trainer/model/llama.h"
 #include "base/errors.h"
+#include "base/files.h"
 
 namespace kd::interop {
 
@@ -34,6 +35,7 @@ std::string dims(const std::vector<std::int64_t>& shape) {
 }
 
 std::string read_text(const fs::path& p) {
+  require_regular_file(p.string(), "the file");  // a FIFO would block the read
   std::ifstream f(p, std::ios::binary);
   KD_CHECK_INPUT(f.good(), "{}: cannot open", p.string());
   std::stringstream ss;
