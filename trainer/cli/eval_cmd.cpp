@@ -34,7 +34,8 @@ int run_eval(const EvalOptions& o) {
     check_teacher_vocab(cfg.model.vocab, teacher->config.model.vocab,
                         model->tokenizer ? model->tokenizer->vocab_size() : 0, tpath);
   }
-  const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads);
+  const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads,
+                                  o.threads > 0 ? "--threads" : "train.threads");
   // a quantized checkpoint runs its integer GEMMs (see trainer/quant/integer_inference.h)
   std::unique_ptr<quant::IntegerInference> integer;
   if (model->quantized) integer = std::make_unique<quant::IntegerInference>(*model->quantized, cfg.model);

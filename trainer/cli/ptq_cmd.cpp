@@ -49,7 +49,8 @@ int run_ptq(const PtqOptions& o) {
   // the stored config describes the quantized model, not a run to continue
   cfg.has_prune = false;
 
-  const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads);
+  const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads,
+                                  o.threads > 0 ? "--threads" : "train.threads");
   std::unique_ptr<data::TokenDataset> calib;
   std::string data_key = "--data";
   const std::string data = !o.data.empty() ? o.data : cfg.data.kind == DataKind::shards ? cfg.data.train : "";

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string_view>
+#include <thread>
 
 #include "trainer/optim/lr_schedule.h"
 #ifdef KDTRAIN_HAVE_CUDA
@@ -25,10 +27,24 @@ namespace kd {
 class CudaDistillStep {};
 #endif
 
-int set_threads(int threads) {
-  if (threads > 0) omp_set_num_threads(threads);
-  const int n = omp_get_max_threads();
+int set_threads(int threads, std::string_view what) {
+  int n = threads > 0 ? threads : omp_get_max_threads();
+  const std::string_view named = threads > 0 ? what : std::string_view("OMP_NUM_THREADS");
+  // More threads than cores only contend, and thousands of them (OpenMP stacks, OpenBLAS
+  // buffers) hung OpenBLAS under a memory limit: cap at the cores, saying so.
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  if (n > cores) {
+    fmt::print(stderr, "kdtrain: {} {} is more than the {} cores of this machine: using {} threads\n", named, n,
+               cores, cores);
+    n = cores;
+  }
   openblas_set_num_threads(n);
+  const int blas = openblas_get_num_threads();  // OpenBLAS caps at the maximum it was built for
+  if (blas > 0 && blas < n) {
+    fmt::print(stderr, "kdtrain: {} {} is more than OpenBLAS allows ({}): using {} threads\n", named, n, blas, blas);
+    n = blas;
+  }
+  omp_set_num_threads(n);  // one pool: our loops and OpenBLAS's GEMMs
   return n;
 }
 
