@@ -222,7 +222,7 @@ HfModel read_hf_model(const std::string& dir_name) {
     return *f;
   };
   const LlamaLayout layout(m.spec, m.table);
-  m.params.resize(m.table.total());
+  m.params.resize(m.table.total(), "the model's parameters");
   std::set<std::string> used;
   for (const auto& t : m.table.tensors()) {
     const auto it = where.find(t.name);

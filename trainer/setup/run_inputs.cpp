@@ -6,6 +6,7 @@
 
 #include "data/token_dataset.h"
 #include "trainer/checkpoint/checkpoint.h"
+#include "trainer/setup/memory_estimate.h"
 #include "trainer/setup/run_dir.h"
 #include "base/errors.h"
 
@@ -25,6 +26,9 @@ data::ShardFormat shard_format(const std::string& s) {
 // runs/<name>: run.dir / (run.name, or the config file's stem)
 std::string run_path_of(const std::string& config_file, const Config& cfg) {
   const std::string name = cfg.run.name.empty() ? fs::path(config_file).stem().string() : cfg.run.name;
+  KD_CHECK_INPUT(!name.empty() && name != "." && name != "..",
+                 "{}: the run name '{}' (the config file's stem) is not a directory name; set run.name", config_file,
+                 name);
   return (fs::path(cfg.run.dir) / name).string();
 }
 
@@ -116,6 +120,9 @@ RunInputs gather_inputs(const TrainCommand& given, bool run_dir, int world_rank,
                                    : in.teacher->tokenizer ? in.teacher->tokenizer->vocab_size() : 0;
     check_teacher_vocab(cfg.model.vocab, cfg.teacher.spec.vocab, tok_vocab, cfg.teacher.checkpoint);
   }
+  // before anything is allocated: a model too big for this machine is bad input named by its
+  // sizes, not a std::bad_alloc (or the OOM killer) later
+  check_memory_fits(cfg, world_size, in.resume_from ? *in.resume_from : cmd.config);
   return in;
 }
 

@@ -88,9 +88,9 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp, dist::Comm* tp) : cfg_(cfg),
   shard_ = dist::padded_shard(total, world);
   shard_begin_ = std::min(total, shard_ * std::size_t(dp_->rank()));
   shard_end_ = std::min(total, shard_begin_ + shard_);
-  sparams_.resize(shard_ * std::size_t(world));
-  grads_.resize(sparams_.size());
-  if (world > 1) gshard_.resize(shard_);
+  sparams_.resize(shard_ * std::size_t(world), "the student's parameters");
+  grads_.resize(sparams_.size(), "the student's gradients");
+  if (world > 1) gshard_.resize(shard_, "the gradient shard");
   student_->init(sparams_.data(), std::uint64_t(tr.seed), tr.init_std);
   {
     // projections: N(0, 1/sqrt(d_teacher)) so the target starts at the teacher's scale
@@ -103,7 +103,7 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp, dist::Comm* tp) : cfg_(cfg),
   }
   // a teacher from a checkpoint arrives through adopt_teacher_params (no second copy)
   if (teacher_ && cfg_.teacher.checkpoint.empty()) {
-    tparams_.resize(ttable_.total());
+    tparams_.resize(ttable_.total(), "the teacher's parameters");
     teacher_->init(tparams_.data(), std::uint64_t(tr.seed) + 1, tr.init_std);
   }
   adamw_ = std::make_unique<AdamW<float>>(stable_, cfg_.optim, cfg_.has_quant ? cfg_.quant.scale_lr_ratio : 1.0,
