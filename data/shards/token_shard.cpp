@@ -110,6 +110,13 @@ TokenShard TokenShard::open(const std::string& path, ShardFormat format) {
       if (magic == kKdShardMagic) format = ShardFormat::kdtrain;
       if (magic == std::uint32_t(kLlmcMagicU16) || magic == std::uint32_t(kLlmcMagicU32)) format = ShardFormat::llmc;
     }
+    // A kdtrain (or llm.c) shard whose header was zeroed would read as nanoGPT ids, the header
+    // included; 32 token-0 ids in a row are no plausible nanoGPT shard either.
+    KD_CHECK_INPUT(format != ShardFormat::nanogpt || n < kKdShardHeaderBytes ||
+                       std::any_of(p, p + kKdShardHeaderBytes, [](unsigned char b) { return b != 0; }),
+                   "{}: the first {} bytes are all zero: a kdtrain shard with a zeroed header (damaged?), not a "
+                   "shard format kdtrain knows; if it really is a nanoGPT shard, set data.format: nanogpt",
+                   path, kKdShardHeaderBytes);
   }
   s.format_ = format;
 

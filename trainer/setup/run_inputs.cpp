@@ -98,10 +98,13 @@ RunInputs gather_inputs(const TrainCommand& given, bool run_dir, int world_rank,
       KD_CHECK_INPUT(in.tokenizer->vocab_size() <= cfg.model.vocab,
                      "tokenizer {} has {} tokens but model.vocab is {}", tok, in.tokenizer->vocab_size(),
                      cfg.model.vocab);
-      const auto h = in.train_shard->tokenizer_hash();
-      KD_CHECK_INPUT(h == 0 || h == in.tokenizer->hash(),
-                     "training shard {} was made with another tokenizer than {} (hash {:016x} vs {:016x})",
-                     cfg.data.train, tok, h, in.tokenizer->hash());
+      data::check_shard_tokenizer(*in.train_shard, "training", in.tokenizer->hash(), tok);
+      if (in.val_shard) data::check_shard_tokenizer(*in.val_shard, "validation", in.tokenizer->hash(), tok);
+    }
+    // without a tokenizer file the two shards must still agree with each other
+    if (in.val_shard) {
+      data::check_shard_tokenizer(*in.val_shard, "validation", in.train_shard->tokenizer_hash(),
+                                  "training shard " + cfg.data.train);
     }
     in.provenance["train_data_hash"] = fmt::format("{:016x}", data::shard_hash(*in.train_shard));
     if (in.val_shard) in.provenance["val_data_hash"] = fmt::format("{:016x}", data::shard_hash(*in.val_shard));
