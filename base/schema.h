@@ -17,10 +17,13 @@ namespace kd::config {
 template <class E>
 using Choices = std::vector<std::pair<const char*, E>>;
 
+// A value's range. NaN is always refused, and so is +-inf unless `allow_inf` says the
+// field gives inf a meaning: `> 0` means a finite number above 0.
 struct Range {
   double lo = -std::numeric_limits<double>::infinity();
   double hi = std::numeric_limits<double>::infinity();
-  bool lo_open = false;  // lo < x instead of lo <= x
+  bool lo_open = false;    // lo < x instead of lo <= x
+  bool allow_inf = false;  // +-inf accepted (within lo, hi)
 };
 inline Range at_least(double lo) { return {lo, std::numeric_limits<double>::infinity(), false}; }
 inline Range above(double lo) { return {lo, std::numeric_limits<double>::infinity(), true}; }
@@ -247,7 +250,8 @@ void YamlLoader::map_section(const char* key, std::vector<std::pair<std::string,
   if (!n.IsMap()) fail(n, key, "must be a mapping of names to sections");
   v.clear();
   for (const auto& entry : n) {
-    const std::string name = entry.first.as<std::string>();
+    if (!entry.first.IsScalar()) fail(entry.first, key, "has a key that is not a plain name (a YAML complex key)");
+    const std::string name = entry.first.Scalar();
     if (!entry.second.IsMap()) fail(entry.second, key, "entry '" + name + "' must be a mapping of keys");
     S s{};
     YamlLoader sub(file_, entry.second, key_path(key) + "." + name, overridden_);

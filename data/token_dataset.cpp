@@ -16,13 +16,23 @@ std::uint64_t splitmix64(std::uint64_t x) {
 }  // namespace
 
 void check_shard(const TokenShard& shard, int vocab, int seq, const std::string& role) {
-  KD_CHECK_INPUT(shard.size() > std::size_t(seq) + 1,
+  // seq + 1 tokens make exactly one window: seq tokens and their seq labels
+  KD_CHECK_INPUT(shard.size() >= std::size_t(seq) + 1,
                  "{} shard {}: {} tokens, fewer than one sequence of seq_len + 1 = {}", role,
                  shard.path(), shard.size(), seq + 1);
   KD_CHECK_INPUT(shard.max_token() < std::uint32_t(vocab),
                  "{} shard {}: holds token id {}, outside the model's vocabulary of {} (was it "
                  "prepared with another tokenizer?)",
                  role, shard.path(), shard.max_token(), vocab);
+}
+
+void check_shard_tokenizer(const TokenShard& shard, const std::string& role, std::uint64_t hash,
+                           const std::string& source) {
+  const std::uint64_t h = shard.tokenizer_hash();
+  KD_CHECK_INPUT(h == 0 || hash == 0 || h == hash,
+                 "{} shard {} was made with another tokenizer than {} (tokenizer hash {:016x} vs {:016x}): its ids "
+                 "mean other text",
+                 role, shard.path(), source, h, hash);
 }
 
 std::uint64_t shard_hash(const TokenShard& shard) {

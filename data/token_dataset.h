@@ -14,8 +14,8 @@ namespace kd::data {
 
 class TokenDataset : public IndexedSource {
  public:
-  // The shard must hold more than seq+1 tokens and ids below `vocab` (InputError naming
-  // the shard otherwise).
+  // The shard must hold at least seq+1 tokens (one window) and ids below `vocab`
+  // (InputError naming the shard otherwise).
   TokenDataset(std::shared_ptr<const TokenShard> shard, int vocab, int seq, std::uint64_t seed);
   void next(std::int32_t* tokens, std::int32_t* labels, int batch, int seq) override;
   void sequence(std::int64_t index, std::int32_t* tokens, std::int32_t* labels, int seq) const override;
@@ -33,6 +33,10 @@ class TokenDataset : public IndexedSource {
 
 // Checks a shard against the model's vocabulary and context; InputError naming it.
 void check_shard(const TokenShard& shard, int vocab, int seq, const std::string& role);
+// InputError naming both when the shard records a tokenizer (hash != 0) other than `hash`,
+// the tokenizer of `source` (a tokenizer file, another shard, a checkpoint); 0 = unknown.
+void check_shard_tokenizer(const TokenShard& shard, const std::string& role, std::uint64_t hash,
+                           const std::string& source);
 
 // FNV-1a 64 of the shard's tokens (provenance: which data a run trained on).
 std::uint64_t shard_hash(const TokenShard& shard);

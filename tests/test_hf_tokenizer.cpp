@@ -152,7 +152,9 @@ TEST(HfTokenizer, RefusesWhatItCannotReproduceByName) {
       },
       "lacks the byte 0x00");
   expect_refused([](json& t) { t["model"]["vocab"]["extra"] = 9999; },
-                 "id 562 is neither in model.vocab nor in added_tokens");
+                 "model.vocab[\"extra\"] has id 9999, but the file has 563 tokens in all");
+  // ids are dense: one far beyond the entries given is refused before anything is sized by it
+  expect_refused([](json& t) { t["model"]["vocab"]["extra"] = 2147483000; }, "id 2147483000");
   expect_refused([](json& t) { t["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "(\\p{L}"; },
                  "pre_tokenizer: the pre-tokenizer pattern does not compile");
   expect_refused([](json& t) { t["pre_tokenizer"]["pretokenizers"][0]["behavior"] = "Removed"; },

@@ -222,6 +222,33 @@ TEST(HfInterop, BadFilesNameTheFileAndTensor) {
   fs::remove(f);
 }
 
+// Sizes computed from a file cannot wrap around: a shape of 2^32 x 2^32 F32 elements has
+// 2^66 bytes, which read as 0 bytes in 64 bits (issue 20); refused naming the tensor.
+TEST(HfInterop, SizesThatOverflowAreRefusedByName) {
+  const fs::path f = scratch("overflow.safetensors");
+  write_file(f, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", 0));
+  expect_input_error([&] { kd::interop::SafetensorsFile s(f.string()); }, {f.string(), "'w'", "overflow"});
+  // 2^62 elements fit an int64, their 2^64 bytes do not
+  write_file(f, safetensors_bytes(R"({"w":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})", 0));
+  expect_input_error([&] { kd::interop::SafetensorsFile s(f.string()); }, {f.string(), "'w'", "overflow"});
+  fs::remove(f);
+  // config.json sizes whose parameter count does not fit 64 bits
+  const auto dir = edited("huge", [&](const fs::path& d) {
+    auto c = nlohmann::json::parse(read_file(d / "config.json"));
+    c["vocab_size"] = 1 << 30;
+    c["hidden_size"] = 1 << 30;
+    c["intermediate_size"] = 1 << 30;
+    c["num_hidden_layers"] = 1;
+    c["num_attention_heads"] = 1 << 20;
+    c["num_key_value_heads"] = 1 << 20;
+    c.erase("head_dim");
+    write_file(d / "config.json", c.dump());
+    fs::remove(d / "tokenizer.json");
+  });
+  expect_input_error([&] { kd::interop::read_hf_model(dir.string()); }, {"overflow"});
+  fs::remove_all(dir);
+}
+
 TEST(HfInterop, ConfigKeysThatChangeTheMathAreRefusedByName) {
   const std::string base = read_file(kFixture + "/config.json");
   auto with = [&](const std::string& key, const nlohmann::json& value) {

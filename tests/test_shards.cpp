@@ -2,11 +2,16 @@
 // by scripts/gen_shard_fixtures.py; every malformed file an InputError naming the path) and
 // corpus preparation on tests/data.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <numeric>
 #include <sstream>
 #include <string>
@@ -15,6 +20,7 @@
 #include "tests/support/temp_files.h"
 #include "data/prepare/prepare_corpus.h"
 #include "data/shards/token_shard.h"
+#include "data/token_dataset.h"
 #include "data/tokenizer/bpe_tokenizer.h"
 #include "base/errors.h"
 
@@ -163,6 +169,60 @@ TEST(KdShard, MalformedFilesNameThePathAndTheProblem) {
   reserved[12] = 1;
   write_bytes(p, reserved);
   expect_error(open, p, "reserved header field");
+}
+
+// A FIFO, a directory or a device named as a shard is refused by name, and a FIFO without a
+// writer must not block: open() on one waits for a writer forever (issue 20). If it does block,
+// the test unblocks it itself (opening the FIFO for writing) after a generous wait.
+TEST(KdShard, NonRegularFilesAreRefusedWithoutBlocking) {
+  TempDir dir;
+  const std::string fifo = dir.file("fifo.bin");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto pending = std::async(std::launch::async, [&] { TokenShard::open(fifo); });
+  if (pending.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    ADD_FAILURE() << "TokenShard::open blocked on a FIFO";
+    const int w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);  // the reader waits: release it
+    pending.wait();
+    if (w >= 0) ::close(w);
+  }
+  expect_error([&] { pending.get(); }, fifo, "not a regular file");
+  expect_error([&] { TokenShard::open(dir.path()); }, dir.path(), "not a regular file");
+  expect_error([] { TokenShard::open("/dev/null"); }, "/dev/null", "not a regular file");
+}
+
+// A kdtrain shard whose header was zeroed (a damaged copy) is neither kdtrain's (no magic)
+// nor a plausible nanoGPT shard (32 token-0 ids in a row): auto-detection refuses it rather
+// than reading the header as tokens. An explicit nanogpt format still reads it.
+TEST(KdShard, ZeroedHeaderIsNotReadAsNanoGpt) {
+  TempDir dir;
+  const std::string p = dir.file("zeroed.bin");
+  const std::vector<std::uint32_t> tokens = {5, 6, 7, 8, 9, 10};
+  kd::data::write_kdtrain_shard(p, tokens, 2, 0, 0);
+  std::string bytes = slurp(p);
+  std::fill(bytes.begin(), bytes.begin() + std::ptrdiff_t(kd::data::kKdShardHeaderBytes), '\0');
+  write_bytes(p, bytes);
+  expect_error([&] { TokenShard::open(p); }, p, "zeroed header");
+  EXPECT_EQ(TokenShard::open(p, ShardFormat::nanogpt).size(), (64 + 12) / 2u);
+}
+
+// seq_len + 1 tokens make exactly one (tokens, labels) window: accepted, and the window is
+// the whole shard; seq_len tokens are fewer than one window.
+TEST(KdShard, OneWindowShardIsAccepted) {
+  TempDir dir;
+  const int seq = 4;
+  const std::string p = dir.file("one.bin");
+  kd::data::write_kdtrain_shard(p, std::vector<std::uint32_t>{1, 2, 3, 4, 5}, 2, 0, 0);
+  auto shard = std::make_shared<const TokenShard>(TokenShard::open(p));
+  EXPECT_NO_THROW(kd::data::check_shard(*shard, 8, seq, "training"));
+  kd::data::TokenDataset ds(shard, 8, seq, 7);
+  std::vector<std::int32_t> t(seq), l(seq);
+  ds.next(t.data(), l.data(), 1, seq);
+  EXPECT_EQ(t, (std::vector<std::int32_t>{1, 2, 3, 4}));
+  EXPECT_EQ(l, (std::vector<std::int32_t>{2, 3, 4, 5}));
+  const std::string q = dir.file("short.bin");
+  kd::data::write_kdtrain_shard(q, std::vector<std::uint32_t>{1, 2, 3, 4}, 2, 0, 0);
+  expect_error([&] { kd::data::check_shard(TokenShard::open(q), 8, seq, "training"); }, q,
+               "4 tokens, fewer than one sequence of seq_len + 1 = 5");
 }
 
 // ---------------------------------------------------------------- nanoGPT and llm.c

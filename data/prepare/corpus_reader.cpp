@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "base/errors.h"
+#include "base/files.h"
 #include "data/tokenizer/pretokenize.h"
 
 namespace kd::data {
@@ -21,6 +22,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 std::string read_file(const fs::path& p) {
+  require_regular_file(p.string(), "corpus file");  // a FIFO would block the read
   std::ifstream in(p, std::ios::binary);
   KD_CHECK_INPUT(in.good(), "{}: cannot open corpus file", p.string());
   std::ostringstream s;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/errors.h"
+#include "base/files.h"
 
 namespace kd::data {
 
@@ -36,12 +37,15 @@ struct Mapped {
 };
 
 Mapped map_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  require_regular_file(path, "token shard");  // open() on a FIFO would wait for a writer
+  // O_NONBLOCK: should the path have become a FIFO since, open() still returns at once
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   KD_CHECK_INPUT(fd >= 0, "{}: cannot open token shard ({})", path, std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    throw InputError(fmt::format("{}: not a regular file", path));
+    throw InputError(fmt::format("{}: not a regular file ({}); token shard must be a file", path,
+                                 file_kind(st.st_mode)));
   }
   Mapped m;
   m.bytes = std::size_t(st.st_size);
@@ -106,6 +110,13 @@ TokenShard TokenShard::open(const std::string& path, ShardFormat format) {
       if (magic == kKdShardMagic) format = ShardFormat::kdtrain;
       if (magic == std::uint32_t(kLlmcMagicU16) || magic == std::uint32_t(kLlmcMagicU32)) format = ShardFormat::llmc;
     }
+    // A kdtrain (or llm.c) shard whose header was zeroed would read as nanoGPT ids, the header
+    // included; 32 token-0 ids in a row are no plausible nanoGPT shard either.
+    KD_CHECK_INPUT(format != ShardFormat::nanogpt || n < kKdShardHeaderBytes ||
+                       std::any_of(p, p + kKdShardHeaderBytes, [](unsigned char b) { return b != 0; }),
+                   "{}: the first {} bytes are all zero: a kdtrain shard with a zeroed header (damaged?), not a "
+                   "shard format kdtrain knows; if it really is a nanoGPT shard, set data.format: nanogpt",
+                   path, kKdShardHeaderBytes);
   }
   s.format_ = format;
 

@@ -18,7 +18,9 @@
 //          [1] version (1; llm.c writes 7 for its uint32 "llama-3" shards, also accepted),
 //          [2] token count; the ids follow at byte 1024.
 // Auto-detection reads the first 4 bytes: kdtrain's magic, else llm.c's, else nanoGPT.
-// (A nanoGPT file whose first two ids spell a magic is misread; name the format then.)
+// (A nanoGPT file whose first two ids spell a magic is misread; name the format then.) A file
+// whose first 64 bytes are all zero (a zeroed kdtrain header) is refused rather than read as
+// nanoGPT: name the format to read one.
 #pragma once
 // Ids are read in place, which assumes a little-endian host (x86-64, AArch64).
 

@@ -11,6 +11,7 @@
 
 #include "data/tokenizer/bpe_tokenizer.h"
 #include "base/errors.h"
+#include "base/files.h"
 
 namespace kd::data {
 
@@ -134,6 +135,7 @@ BpeTokenizer BpeTokenizer::from_document(const json& doc, const std::string& sou
 }
 
 BpeTokenizer BpeTokenizer::load(const std::string& path) {
+  require_regular_file(path, "tokenizer file");  // a FIFO would block the read
   std::ifstream in(path, std::ios::binary);
   KD_CHECK_INPUT(in.good(), "{}: cannot open tokenizer file ({})", path,
                  std::filesystem::exists(path) ? "not readable" : "no such file");

@@ -201,13 +201,19 @@ BpeTokenizer BpeTokenizer::from_hf_json(const json& doc, const std::string& sour
   KD_CHECK_INPUT(vocab && vocab->is_object() && !vocab->empty(), "{}: model.vocab must be a non-empty object", source);
   std::unordered_map<std::string, std::int32_t, TextHash, std::equal_to<>> text_ids;  // vocab token text → id
   std::vector<std::optional<std::string>> bytes_by_id;
+  // Ids are dense, so none reaches the number of entries: checked before an id sizes anything
+  // (one id of 2^31 - 2 would otherwise ask for 2^31 slots).
+  const json* added = find(doc, "added_tokens");
+  const std::int64_t entries =
+      std::int64_t(vocab->size()) + (added && added->is_array() ? std::int64_t(added->size()) : 0);
   const auto place = [&](std::int64_t id, std::string bytes, const std::string& what) {
     KD_CHECK_INPUT(id >= 0 && id < kMaxBpeVocab, "{}: {} has id {}, outside [0, 2^31)", source, what, id);
+    KD_CHECK_INPUT(id < entries, "{}: {} has id {}, but the file has {} tokens in all: ids must be 0 … {}", source,
+                   what, id, entries, entries - 1);
     if (bytes_by_id.size() <= std::size_t(id)) bytes_by_id.resize(std::size_t(id) + 1);
     KD_CHECK_INPUT(!bytes_by_id[std::size_t(id)], "{}: {} reuses id {}", source, what, id);
     bytes_by_id[std::size_t(id)] = std::move(bytes);
   };
-  const json* added = find(doc, "added_tokens");
   std::unordered_map<std::string, std::int32_t> special_ids;
   if (added) {
     KD_CHECK_INPUT(added->is_array(), "{}: added_tokens must be a list", source);

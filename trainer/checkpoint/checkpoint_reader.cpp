@@ -13,6 +13,7 @@
 #include "trainer/checkpoint/layout.h"
 #include "trainer/checkpoint/manifest.h"
 #include "base/errors.h"
+#include "base/files.h"
 
 namespace kd::ckpt {
 
@@ -111,7 +112,7 @@ CheckpointReader::CheckpointReader(const std::string& path) : path_(path), file_
   std::error_code ec;
   KD_CHECK_INPUT(!path.empty(), "a checkpoint path is empty");
   KD_CHECK_INPUT(std::filesystem::exists(path, ec), "{}: checkpoint not found (no such file)", path);
-  KD_CHECK_INPUT(std::filesystem::is_regular_file(path, ec), "{}: checkpoint is not a regular file", path);
+  require_regular_file(path, "the checkpoint");  // HDF5's open() would block on a FIFO
   const htri_t is_h5 = H5Fis_hdf5(path.c_str());
   if (is_h5 < 0) bad(path, "cannot read the checkpoint file");
   if (is_h5 == 0) bad(path, "not a kdtrain checkpoint: not an HDF5 file");

@@ -64,7 +64,7 @@ int run_bench(const BenchOptions& o) {
                  "bench times the data-parallel step with the teacher in every rank; parallel.teacher_ranks, "
                  "parallel.tensor_parallel and teacher.cache are for distill");
   const std::string backend = start_backend(cfg, node_local_rank());  // before any work
-  const int threads = set_threads(cfg.train.threads);
+  const int threads = set_threads(cfg.train.threads, "train.threads");
   double peak = o.peak_gflops;
   if (peak <= 0 && world->size() == 1) {
     fmt::print("measuring the sgemm peak (no --peak-gflops given)...\n");

@@ -8,7 +8,7 @@
 namespace kd::cli {
 
 int run_bench_peak(const PeakOptions& o) {
-  const int threads = set_threads(o.threads);
+  const int threads = set_threads(o.threads, "--threads");
   fmt::print("blas: {}\n", blas_description());
   const double peak = measure_sgemm_peak(o.seconds, true);
   fmt::print("PEAK gflops={:.1f} threads={}\n", peak, threads);

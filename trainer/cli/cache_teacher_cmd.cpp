@@ -24,7 +24,7 @@ int run_cache_teacher(const TrainCommand& cmd, const std::string& out_dir) {
                  "run)");
   KD_CHECK_INPUT(cfg.teacher.cache.empty(), "cache-teacher: the config reads a cache (teacher.cache); remove it");
   world->set_timeout(cfg.parallel.watchdog_min_s);
-  const int threads = set_threads(cfg.train.threads);
+  const int threads = set_threads(cfg.train.threads, "train.threads");
   // the output directory: new, or without an earlier cache in it
   if (fs::exists(out_dir)) {
     KD_CHECK_INPUT(fs::is_directory(out_dir), "cache-teacher --out {}: not a directory", out_dir);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/shards/token_shard.h"
+#include "data/token_dataset.h"
 #include "trainer/cli/commands.h"
 #include "trainer/eval/evaluator.h"
 #include "trainer/quant/integer_inference.h"
@@ -26,6 +27,9 @@ int run_eval(const EvalOptions& o) {
   const std::string data = o.data.empty() ? cfg.data.val : o.data;
   KD_CHECK_INPUT(!data.empty(), "eval: {} names no validation shard; give --data", o.checkpoint);
   const data::TokenShard shard = data::TokenShard::open(data);
+  if (model->tokenizer) {
+    data::check_shard_tokenizer(shard, "validation", model->tokenizer->hash(), "checkpoint " + o.checkpoint);
+  }
   std::unique_ptr<LoadedModel> teacher;
   std::string tpath = o.teacher;
   if (tpath.empty() && !o.no_teacher && cfg.has_teacher) tpath = cfg.teacher.checkpoint;
@@ -34,7 +38,8 @@ int run_eval(const EvalOptions& o) {
     check_teacher_vocab(cfg.model.vocab, teacher->config.model.vocab,
                         model->tokenizer ? model->tokenizer->vocab_size() : 0, tpath);
   }
-  const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads);
+  const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads,
+                                  o.threads > 0 ? "--threads" : "train.threads");
   // a quantized checkpoint runs its integer GEMMs (see trainer/quant/integer_inference.h)
   std::unique_ptr<quant::IntegerInference> integer;
   if (model->quantized) integer = std::make_unique<quant::IntegerInference>(*model->quantized, cfg.model);

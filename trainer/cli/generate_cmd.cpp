@@ -24,7 +24,8 @@ int run_generate(const GenerateOptions& o) {
     prompt.insert(prompt.begin(), tok.bos_id());
   else if (prompt.empty())
     prompt.push_back(tok.eot_id());
-  const int threads = set_threads(o.threads > 0 ? o.threads : model->config.train.threads);
+  const int threads = set_threads(o.threads > 0 ? o.threads : model->config.train.threads,
+                                  o.threads > 0 ? "--threads" : "train.threads");
   // a quantized checkpoint generates with its integer GEMMs
   std::unique_ptr<quant::IntegerInference> integer;
   if (model->quantized) integer = std::make_unique<quant::IntegerInference>(*model->quantized, model->config.model);

@@ -2,8 +2,10 @@
 // (config, data, checkpoint, command line), 3 runtime failure.
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "base/errors.h"
@@ -11,6 +13,17 @@
 #include "trainer/setup/run_inputs.h"
 
 namespace {
+
+// Every float option goes through this first: CLI11's NonNegativeNumber and Range let NaN
+// through (each comparison with NaN is false), and inf is no temperature, probability or time.
+const CLI::Validator kFinite(
+    [](std::string& s) -> std::string {
+      char* end = nullptr;
+      const double x = std::strtod(s.c_str(), &end);
+      if (end == s.c_str() || *end != '\0') return {};  // not a number: the conversion says so
+      return std::isfinite(x) ? std::string() : "must be a finite number (got '" + s + "')";
+    },
+    "FINITE");
 
 void add_run_options(CLI::App* c, kd::TrainCommand& t) {
   c->add_option("--config", t.config, "YAML config (kdtrain config --doc lists every key)")->check(CLI::ExistingFile);
@@ -101,9 +114,9 @@ int kdtrain_main(int argc, char** argv) {
   g->add_option("checkpoint", gen.checkpoint, "kdtrain checkpoint (.h5)")->required();
   g->add_option("--prompt", gen.prompt, "text to continue (empty: start a new document)");
   g->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20));
-  g->add_option("--temperature", gen.temperature, "sampling temperature (0 = greedy)")->check(CLI::NonNegativeNumber);
+  g->add_option("--temperature", gen.temperature, "sampling temperature (0 = greedy)")->check(kFinite)->check(CLI::NonNegativeNumber);
   g->add_option("--top-k", gen.top_k, "sample among the k most likely tokens (0 = all)")->check(CLI::NonNegativeNumber);
-  g->add_option("--top-p", gen.top_p, "nucleus: the smallest set of tokens with this much probability")->check(CLI::Range(0.0, 1.0));
+  g->add_option("--top-p", gen.top_p, "nucleus: the smallest set of tokens with this much probability")->check(kFinite)->check(CLI::Range(0.0, 1.0));
   g->add_option("--seed", gen.seed, "sampling seed");
   g->add_option("--threads", gen.threads, "threads")->check(CLI::NonNegativeNumber);
 
@@ -170,11 +183,11 @@ int kdtrain_main(int argc, char** argv) {
   b->add_option("--checkpoint-dir", bench.checkpoint_dir,
                 "where --checkpoint writes (default: a temporary directory, removed after); under mpirun a directory "
                 "every rank sees");
-  b->add_option("--peak-gflops", bench.peak_gflops, "MFU denominator (default: measured now)")->check(CLI::NonNegativeNumber);
+  b->add_option("--peak-gflops", bench.peak_gflops, "MFU denominator (default: measured now)")->check(kFinite)->check(CLI::NonNegativeNumber);
 
   cli::PeakOptions peak;
   auto* p = app.add_subcommand("bench-peak", "measure the sgemm peak of the linked BLAS (the MFU denominator)");
-  p->add_option("--seconds", peak.seconds, "seconds per matrix size")->check(CLI::PositiveNumber);
+  p->add_option("--seconds", peak.seconds, "seconds per matrix size")->check(kFinite)->check(CLI::PositiveNumber);
   p->add_option("--threads", peak.threads, "threads")->check(CLI::NonNegativeNumber);
 
   cli::ValidateOptions val;
@@ -222,6 +235,9 @@ int kdtrain_main(int argc, char** argv) {
     return kExitBadInput;
   } catch (const RuntimeFailure& err) {
     std::fprintf(stderr, "kdtrain: runtime failure: %s\n", err.what());
+    return kExitRuntime;
+  } catch (const std::bad_alloc&) {  // sites that know what they allocate say so (AlignedBuffer)
+    std::fprintf(stderr, "kdtrain: runtime failure: out of memory (std::bad_alloc)\n");
     return kExitRuntime;
   } catch (const std::exception& err) {
     std::fprintf(stderr, "kdtrain: runtime failure: %s\n", err.what());

@@ -49,12 +49,16 @@ int run_ptq(const PtqOptions& o) {
   // the stored config describes the quantized model, not a run to continue
   cfg.has_prune = false;
 
-  const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads);
+  const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads,
+                                  o.threads > 0 ? "--threads" : "train.threads");
   std::unique_ptr<data::TokenDataset> calib;
   std::string data_key = "--data";
   const std::string data = !o.data.empty() ? o.data : cfg.data.kind == DataKind::shards ? cfg.data.train : "";
   if (!data.empty() && o.batches > 0) {
     auto shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(data));
+    if (model->tokenizer) {
+      data::check_shard_tokenizer(*shard, "calibration", model->tokenizer->hash(), "checkpoint " + o.checkpoint);
+    }
     calib = std::make_unique<data::TokenDataset>(shard, cfg.model.vocab, cfg.train.seq_len, std::uint64_t(o.seed));
   } else if (o.batches == 0) {
     data_key = "--batches > 0";

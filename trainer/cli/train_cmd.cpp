@@ -24,7 +24,7 @@ int run_train(const TrainCommand& cmd) {
   const std::string backend = start_backend(cfg, node_local_rank());  // before any work
   if (world->rank() == 0 && !backend.empty()) fmt::print("{}\n", backend);
   world->set_timeout(cfg.parallel.watchdog_min_s);
-  const int threads = set_threads(cfg.train.threads);
+  const int threads = set_threads(cfg.train.threads, "train.threads");
   Provenance prov = runtime_provenance(threads);
   prov.insert(in.provenance.begin(), in.provenance.end());
   prov["world_size"] = std::to_string(world->size());

@@ -8,11 +8,16 @@
 #include "trainer/prune/pruner.h"
 #include "trainer/quant/quant_plan.h"
 #include "base/errors.h"
+#include "base/files.h"
 
 namespace kd {
 
 void Config::validate() const {
   model.validate("model");
+  // the run lives in run.dir/run.name: a name with '/' (or an absolute one, or '..') would put
+  // it, and everything the run writes, somewhere else
+  KD_CHECK_INPUT(run.name.empty() || (run.name.find('/') == std::string::npos && run.name != "." && run.name != ".."),
+                 "run.name '{}' must be one directory name inside run.dir (no '/', not '.' or '..')", run.name);
   if (has_teacher && teacher.checkpoint.empty() && teacher.cache.empty()) {
     teacher.spec.validate("teacher");
     KD_CHECK_INPUT(teacher.spec.vocab == model.vocab,
@@ -128,7 +133,15 @@ Config load_config_text(const std::string& text, const std::string& name,
                         const std::vector<std::string>& overrides) {
   YAML::Node root;
   try {
-    root = YAML::Load(text);
+    // all documents: a second one (after `---`) would otherwise be dropped without a word
+    const std::vector<YAML::Node> docs = YAML::LoadAll(text);
+    if (docs.size() > 1) {
+      const YAML::Mark m = docs[1].Mark();
+      throw InputError(fmt::format("{}{}: a second YAML document (after '---'): a config file is one document; "
+                                   "merge them or remove the '---'", name,
+                                   m.is_null() ? "" : fmt::format(":{}:{}", m.line + 1, m.column + 1)));
+    }
+    if (!docs.empty()) root = docs[0];
   } catch (const YAML::ParserException& e) {
     throw InputError(fmt::format("{}:{}:{}: YAML syntax error: {}", name, e.mark.line + 1,
                                  e.mark.column + 1, e.msg));
@@ -139,13 +152,18 @@ Config load_config_text(const std::string& text, const std::string& name,
   for (const auto& o : overrides) overridden.push_back(apply_override(root, o));
   Config c;
   config::YamlLoader loader(name, root, "", &overridden);
-  c.visit(loader);
-  loader.reject_unknown();
+  try {
+    c.visit(loader);
+    loader.reject_unknown();
+  } catch (const YAML::Exception& e) {  // a shape of YAML the schema did not foresee: still bad input
+    throw InputError(fmt::format("{}: {}", name, e.what()));
+  }
   c.validate();
   return c;
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  require_regular_file(path, "the config file");  // a FIFO would block the read
   std::ifstream in(path);
   KD_CHECK_INPUT(in.good(), "{}: cannot open the config file", path);
   std::stringstream ss;

@@ -13,6 +13,7 @@
 #include "trainer/interop/safetensors.h"
 #include "trainer/model/llama.h"
 #include "base/errors.h"
+#include "base/files.h"
 
 namespace kd::interop {
 
@@ -34,6 +35,7 @@ std::string dims(const std::vector<std::int64_t>& shape) {
 }
 
 std::string read_text(const fs::path& p) {
+  require_regular_file(p.string(), "the file");  // a FIFO would block the read
   std::ifstream f(p, std::ios::binary);
   KD_CHECK_INPUT(f.good(), "{}: cannot open", p.string());
   std::stringstream ss;
@@ -220,7 +222,7 @@ HfModel read_hf_model(const std::string& dir_name) {
     return *f;
   };
   const LlamaLayout layout(m.spec, m.table);
-  m.params.resize(m.table.total());
+  m.params.resize(m.table.total(), "the model's parameters");
   std::set<std::string> used;
   for (const auto& t : m.table.tensors()) {
     const auto it = where.find(t.name);

@@ -11,7 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/common/bf16.h"
+#include "base/checked_math.h"
 #include "base/errors.h"
+#include "base/files.h"
 
 namespace kd::interop {
 
@@ -52,6 +54,7 @@ float half_to_float(std::uint16_t h) {
 std::uint16_t float_to_half(float x) { return std::bit_cast<std::uint16_t>(static_cast<_Float16>(x)); }
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
+  require_regular_file(path, "the safetensors file");  // a FIFO would block the read
   std::ifstream f(path, std::ios::binary);
   KD_CHECK_INPUT(f.good(), "{}: cannot open the safetensors file", path);
   const std::uint64_t size = std::filesystem::file_size(path);
@@ -99,6 +102,12 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       if (!d.is_number_integer() || d.get<std::int64_t>() < 0) throw bad("shape holds a negative or non-integer size");
       t.shape.push_back(d.get<std::int64_t>());
     }
+    // checked: [2^32, 2^32] would wrap to 0 elements (and 0 bytes) in 64 bits
+    const auto elements = checked_product<std::int64_t, std::int64_t>(t.shape);
+    const auto bytes = elements ? checked_mul(std::uint64_t(*elements), eb) : std::nullopt;
+    if (!bytes) {
+      throw bad(fmt::format("shape {} of {} overflows 64 bits (a header that lies)", v["shape"].dump(), t.dtype));
+    }
     const auto& o = v["data_offsets"];
     if (!o.is_array() || o.size() != 2 || !o[0].is_number_unsigned() || !o[1].is_number_unsigned()) {
       throw bad("data_offsets is not [begin, end]");
@@ -109,7 +118,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
       throw bad(fmt::format("data_offsets [{}, {}] lie outside the {} data bytes (truncated file, or a header "
                             "that lies)", t.begin, t.end, data_size));
     }
-    const std::uint64_t want = std::uint64_t(t.numel()) * eb;
+    const std::uint64_t want = *bytes;
     if (t.end - t.begin != want) {
       throw bad(fmt::format("data_offsets [{}, {}] hold {} bytes, but shape {} of {} needs {}", t.begin, t.end,
                             t.end - t.begin, v["shape"].dump(), t.dtype, want));

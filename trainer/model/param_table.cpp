@@ -1,5 +1,10 @@
 #include "trainer/model/param_table.h"
 
+#include <fmt/ranges.h>
+
+#include <cstdint>
+
+#include "base/checked_math.h"
 #include "base/errors.h"
 
 namespace kd {
@@ -10,10 +15,16 @@ std::size_t ParamTable::add(std::string name, std::vector<std::int64_t> shape,
   std::size_t n = 1;
   for (auto d : shape) {
     KD_ASSERT(d > 0, "tensor {} has a non-positive dimension", name);
-    n *= std::size_t(d);
   }
+  // Shapes come from configs and files (config.json): a size that wraps around 64 bits is bad
+  // input, not an invariant. The float count must also leave room for its bytes.
+  const auto count = checked_product<std::size_t, std::int64_t>(shape);
+  const auto end = count ? checked_add(total_, *count) : std::nullopt;
+  KD_CHECK_INPUT(end && *end <= SIZE_MAX / 8, "tensor {}: shape [{}] makes the parameter count overflow 64 bits "
+                 "(the model's sizes are far too large)", name, fmt::join(shape, ", "));
+  n = *count;
   tensors_.push_back({std::move(name), std::move(shape), total_, n, flags});
-  total_ += n;
+  total_ = *end;
   return tensors_.size() - 1;
 }
 

@@ -13,8 +13,8 @@ AdamW<T>::AdamW(const ParamTable& table, const OptimSection& o, double quant_sca
     : o_(o), begin_(shard_begin) {
   const std::size_t end = shard_end == 0 ? table.total() : shard_end;
   KD_ASSERT(begin_ <= end, "AdamW shard [{}, {})", begin_, end);
-  m_.resize(end - begin_);
-  v_.resize(end - begin_);
+  m_.resize(end - begin_, "AdamW's first moments");
+  v_.resize(end - begin_, "AdamW's second moments");
   for (const auto& t : table.tensors()) {
     const std::size_t lo = std::max(t.offset, begin_), hi = std::min(t.offset + t.numel, end);
     if (lo >= hi) continue;  // outside the shard

@@ -1,5 +1,8 @@
 #include "trainer/setup/memory_estimate.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -92,6 +95,45 @@ std::string format_memory(const MemoryEstimate& e) {
   s += fmt::format("  {:<70} {}\n", "total, a student rank", mib(e.total));
   if (e.teacher_rank_total > 0) s += fmt::format("  {:<70} {}\n", "total, a teacher rank", mib(e.teacher_rank_total));
   return s;
+}
+
+MemoryLimit process_memory_limit() {
+  MemoryLimit m{double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGESIZE)), "this machine's physical memory"};
+  struct rlimit r {};
+  if (::getrlimit(RLIMIT_AS, &r) == 0 && r.rlim_cur != RLIM_INFINITY && double(r.rlim_cur) < m.bytes) {
+    m = {double(r.rlim_cur), "the address-space limit RLIMIT_AS (ulimit -v)"};
+  }
+  return m;
+}
+
+void check_memory_fits(const Config& cfg, int ranks, const std::string& where) {
+  MemoryEstimate e;
+  try {
+    e = estimate_memory(cfg, ranks);
+  } catch (const InputError&) {
+    return;  // ranks that do not fit the layout: named by the layout's own checks
+  }
+  const MemoryLimit limit = process_memory_limit();
+  const double need = std::max(e.total, e.teacher_rank_total);
+  if (limit.bytes <= 0 || need <= limit.bytes) return;
+  auto lines = e.lines;
+  std::sort(lines.begin(), lines.end(), [](const auto& a, const auto& b) { return a.bytes > b.bytes; });
+  std::string largest;
+  for (std::size_t i = 0; i < std::min<std::size_t>(3, lines.size()); ++i) {
+    largest += fmt::format("{}{} {:.1f} GiB", i ? ", " : "", lines[i].what, lines[i].bytes / double(1ull << 30));
+  }
+  const ModelSpec& m = cfg.model;
+  std::string sizes = fmt::format("model.d_model = {}, model.vocab = {}, model.n_layers = {}, model.d_ff = {}",
+                                  m.d_model, m.vocab, m.n_layers, m.d_ff);
+  if (cfg.has_teacher && cfg.teacher.spec.d_model > 0 && cfg.teacher.cache.empty()) {
+    sizes += fmt::format("; the teacher's d_model = {}, vocab = {}, n_layers = {}, d_ff = {}", cfg.teacher.spec.d_model,
+                         cfg.teacher.spec.vocab, cfg.teacher.spec.n_layers, cfg.teacher.spec.d_ff);
+  }
+  throw InputError(fmt::format("{}: estimated memory per rank {:.1f} GiB is more than {} ({:.1f} GiB): largest {}; "
+                               "from {} (and train.batch_size {}, train.seq_len {}); `kdtrain validate --ranks N` "
+                               "itemises it",
+                               where, need / double(1ull << 30), limit.source, limit.bytes / double(1ull << 30),
+                               largest, sizes, cfg.train.batch_size, cfg.train.seq_len));
 }
 
 }  // namespace kd

@@ -28,4 +28,17 @@ struct MemoryEstimate {
 MemoryEstimate estimate_memory(const Config& cfg, int ranks);
 std::string format_memory(const MemoryEstimate& e);
 
+// What one process of this machine can hold: its physical memory, or RLIMIT_AS when that is
+// lower. `source` says which ("this machine's physical memory", "RLIMIT_AS (ulimit -v)").
+struct MemoryLimit {
+  double bytes = 0;
+  std::string source;
+};
+MemoryLimit process_memory_limit();
+
+// InputError, before any allocation, when one rank's estimate exceeds process_memory_limit():
+// names the estimate, the limit, the largest items and the model sizes that make them. A
+// config whose ranks do not fit its parallel layout is left to the checks that name that.
+void check_memory_fits(const Config& cfg, int ranks, const std::string& where);
+
 }  // namespace kd

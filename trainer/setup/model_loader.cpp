@@ -68,7 +68,7 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, bool weights) {
   m->step = r.has_state("step") ? r.state("step") : 0;
   m->layout = std::make_unique<LlamaLayout>(m->config.model, m->table);
   if (!weights) return m;
-  m->params.resize(m->table.total());
+  m->params.resize(m->table.total(), "the checkpoint's parameters");
   if (r.kind() != "quantized") {
     read_tensors(r, "model", m->table, m->params.data());
     return m;

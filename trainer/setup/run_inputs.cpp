@@ -6,6 +6,7 @@
 
 #include "data/token_dataset.h"
 #include "trainer/checkpoint/checkpoint.h"
+#include "trainer/setup/memory_estimate.h"
 #include "trainer/setup/run_dir.h"
 #include "base/errors.h"
 
@@ -25,6 +26,9 @@ data::ShardFormat shard_format(const std::string& s) {
 // runs/<name>: run.dir / (run.name, or the config file's stem)
 std::string run_path_of(const std::string& config_file, const Config& cfg) {
   const std::string name = cfg.run.name.empty() ? fs::path(config_file).stem().string() : cfg.run.name;
+  KD_CHECK_INPUT(!name.empty() && name != "." && name != "..",
+                 "{}: the run name '{}' (the config file's stem) is not a directory name; set run.name", config_file,
+                 name);
   return (fs::path(cfg.run.dir) / name).string();
 }
 
@@ -94,10 +98,13 @@ RunInputs gather_inputs(const TrainCommand& given, bool run_dir, int world_rank,
       KD_CHECK_INPUT(in.tokenizer->vocab_size() <= cfg.model.vocab,
                      "tokenizer {} has {} tokens but model.vocab is {}", tok, in.tokenizer->vocab_size(),
                      cfg.model.vocab);
-      const auto h = in.train_shard->tokenizer_hash();
-      KD_CHECK_INPUT(h == 0 || h == in.tokenizer->hash(),
-                     "training shard {} was made with another tokenizer than {} (hash {:016x} vs {:016x})",
-                     cfg.data.train, tok, h, in.tokenizer->hash());
+      data::check_shard_tokenizer(*in.train_shard, "training", in.tokenizer->hash(), tok);
+      if (in.val_shard) data::check_shard_tokenizer(*in.val_shard, "validation", in.tokenizer->hash(), tok);
+    }
+    // without a tokenizer file the two shards must still agree with each other
+    if (in.val_shard) {
+      data::check_shard_tokenizer(*in.val_shard, "validation", in.train_shard->tokenizer_hash(),
+                                  "training shard " + cfg.data.train);
     }
     in.provenance["train_data_hash"] = fmt::format("{:016x}", data::shard_hash(*in.train_shard));
     if (in.val_shard) in.provenance["val_data_hash"] = fmt::format("{:016x}", data::shard_hash(*in.val_shard));
@@ -116,6 +123,9 @@ RunInputs gather_inputs(const TrainCommand& given, bool run_dir, int world_rank,
                                    : in.teacher->tokenizer ? in.teacher->tokenizer->vocab_size() : 0;
     check_teacher_vocab(cfg.model.vocab, cfg.teacher.spec.vocab, tok_vocab, cfg.teacher.checkpoint);
   }
+  // before anything is allocated: a model too big for this machine is bad input named by its
+  // sizes, not a std::bad_alloc (or the OOM killer) later
+  check_memory_fits(cfg, world_size, in.resume_from ? *in.resume_from : cmd.config);
   return in;
 }
 

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "base/errors.h"
+#include "base/files.h"
 
 namespace kd {
 
@@ -75,6 +76,7 @@ std::string point_label(const SweepPoint& p) {
 }
 
 Sweep load_sweep(const std::string& file) {
+  require_regular_file(file, "the sweep file");  // a FIFO would block the read
   YAML::Node root;
   try {
     root = YAML::LoadFile(file);

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string_view>
+#include <thread>
 
 #include "trainer/optim/lr_schedule.h"
 #ifdef KDTRAIN_HAVE_CUDA
@@ -25,10 +27,24 @@ namespace kd {
 class CudaDistillStep {};
 #endif
 
-int set_threads(int threads) {
-  if (threads > 0) omp_set_num_threads(threads);
-  const int n = omp_get_max_threads();
+int set_threads(int threads, std::string_view what) {
+  int n = threads > 0 ? threads : omp_get_max_threads();
+  const std::string_view named = threads > 0 ? what : std::string_view("OMP_NUM_THREADS");
+  // More threads than cores only contend, and thousands of them (OpenMP stacks, OpenBLAS
+  // buffers) hung OpenBLAS under a memory limit: cap at the cores, saying so.
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  if (n > cores) {
+    fmt::print(stderr, "kdtrain: {} {} is more than the {} cores of this machine: using {} threads\n", named, n,
+               cores, cores);
+    n = cores;
+  }
   openblas_set_num_threads(n);
+  const int blas = openblas_get_num_threads();  // OpenBLAS caps at the maximum it was built for
+  if (blas > 0 && blas < n) {
+    fmt::print(stderr, "kdtrain: {} {} is more than OpenBLAS allows ({}): using {} threads\n", named, n, blas, blas);
+    n = blas;
+  }
+  omp_set_num_threads(n);  // one pool: our loops and OpenBLAS's GEMMs
   return n;
 }
 
@@ -72,9 +88,9 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp, dist::Comm* tp) : cfg_(cfg),
   shard_ = dist::padded_shard(total, world);
   shard_begin_ = std::min(total, shard_ * std::size_t(dp_->rank()));
   shard_end_ = std::min(total, shard_begin_ + shard_);
-  sparams_.resize(shard_ * std::size_t(world));
-  grads_.resize(sparams_.size());
-  if (world > 1) gshard_.resize(shard_);
+  sparams_.resize(shard_ * std::size_t(world), "the student's parameters");
+  grads_.resize(sparams_.size(), "the student's gradients");
+  if (world > 1) gshard_.resize(shard_, "the gradient shard");
   student_->init(sparams_.data(), std::uint64_t(tr.seed), tr.init_std);
   {
     // projections: N(0, 1/sqrt(d_teacher)) so the target starts at the teacher's scale
@@ -87,7 +103,7 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp, dist::Comm* tp) : cfg_(cfg),
   }
   // a teacher from a checkpoint arrives through adopt_teacher_params (no second copy)
   if (teacher_ && cfg_.teacher.checkpoint.empty()) {
-    tparams_.resize(ttable_.total());
+    tparams_.resize(ttable_.total(), "the teacher's parameters");
     teacher_->init(tparams_.data(), std::uint64_t(tr.seed) + 1, tr.init_std);
   }
   adamw_ = std::make_unique<AdamW<float>>(stable_, cfg_.optim, cfg_.has_quant ? cfg_.quant.scale_lr_ratio : 1.0,

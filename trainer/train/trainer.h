@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "data/batch_source.h"
@@ -155,8 +156,9 @@ class Trainer {
 };
 
 // Applies the thread count: OpenMP and OpenBLAS (one pool). 0 = keep OMP_NUM_THREADS
-// or all cores. Returns the count in effect.
-int set_threads(int threads);
+// or all cores. A count above the machine's cores or OpenBLAS's maximum is capped, with a
+// line on stderr naming `what` (the key or option it came from). Returns the count in effect.
+int set_threads(int threads, std::string_view what = "threads");
 // "OpenBLAS 0.3.21 ... USE_OPENMP ..., core Zen, parallel=openmp" — what actually ran.
 std::string blas_description();
 

@@ -2,12 +2,17 @@
 // optimizer state and activation arenas. Allocated once, never resized in a step.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <string_view>
 #include <utility>
-#include <new>
+
+#include "base/errors.h"
 
 namespace kd {
 
@@ -15,7 +20,7 @@ template <class T>
 class AlignedBuffer {
  public:
   AlignedBuffer() = default;
-  explicit AlignedBuffer(std::size_t n) { resize(n); }
+  explicit AlignedBuffer(std::size_t n, std::string_view what = "a buffer") { resize(n, what); }
   // moving leaves the source empty (size 0), not a stale size over a null pointer
   AlignedBuffer(AlignedBuffer&& o) noexcept : data_(std::move(o.data_)), size_(std::exchange(o.size_, 0)) {}
   AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
@@ -24,10 +29,16 @@ class AlignedBuffer {
     return *this;
   }
 
-  void resize(std::size_t n) {
-    const std::size_t bytes = ((n * sizeof(T) + 63) / 64) * 64;
-    T* p = n ? static_cast<T*>(std::aligned_alloc(64, bytes)) : nullptr;
-    if (n && p == nullptr) throw std::bad_alloc();
+  // `what` names the buffer when memory runs out: a plain std::bad_alloc says neither what
+  // nor how big (a RuntimeFailure, exit 3, with both instead).
+  void resize(std::size_t n, std::string_view what = "a buffer") {
+    const bool fits = n <= (SIZE_MAX - 63) / sizeof(T);
+    const std::size_t bytes = fits ? ((n * sizeof(T) + 63) / 64) * 64 : 0;
+    T* p = n && fits ? static_cast<T*>(std::aligned_alloc(64, bytes)) : nullptr;
+    if (n && p == nullptr) {
+      throw RuntimeFailure(fmt::format("out of memory: cannot allocate {} ({} elements of {} bytes, {:.2f} GiB)",
+                                       what, n, sizeof(T), double(n) * double(sizeof(T)) / double(1ull << 30)));
+    }
     if (n) std::memset(p, 0, bytes);
     data_.reset(p);
     size_ = n;
