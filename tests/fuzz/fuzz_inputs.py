@@ -84,7 +84,7 @@ class Fuzzer:
             self.fail(what, argv, f"exit {rc}; stderr: {err[-400:]}")
         if rc in (2, 3):  # a runtime failure caused by an input names it too
             named = any(n and n in err for n in names) or CONFIG_KEY.search(err) or \
-                (option_names_ok and re.search(r"--[a-z][a-z-]+", err))
+                (option_names_ok and (re.search(r"--[a-z][a-z-]+", err) or ("" in argv and "empty" in err)))
             if not named:
                 self.fail(what, argv, f"exit {rc} without naming any of {names}: {err[-400:]}")
         if rc == 2:
