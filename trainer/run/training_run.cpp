@@ -6,6 +6,7 @@
 #include <array>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -182,10 +183,13 @@ int run_training(RunInputs& in, dist::Comm& world, int threads, const Provenance
   // From here on the run directory exists (every rank has checked the inputs first).
   world.barrier();
   std::optional<RunDir> dir;
+  std::vector<std::string> dir_notes;
   if (leader) {
-    dir.emplace(RunDir::open(in.run_path, in.resume_from ? RunMode::resume : in.overwrite ? RunMode::overwrite : RunMode::fresh));
+    dir.emplace(RunDir::open(in.run_path, in.resume_from ? RunMode::resume : in.overwrite ? RunMode::overwrite : RunMode::fresh,
+                             in.newest_checkpoint, dir_notes));
   }
   Progress progress(cfg.train.steps, cfg.train.log_every, leader ? stdout : nullptr);
+  for (const std::string& n : dir_notes) progress.line(n);
   print_run_header(in, groups, trainer, threads, progress);
   load_teacher(in, trainer, groups, progress);
   ResumedRun resumed = resume_run(in, trainer, *source, *groups.dp, prov, progress);
