@@ -42,6 +42,7 @@ int kdtrain_main(int argc, char** argv) {
   pr->add_option("--threads", prep.threads, "threads (0 = all)")->check(CLI::NonNegativeNumber);
   pr->add_option("--tokenizer", prep.tokenizer, "use this tokenizer instead of training one: a kdtrain checkpoint "
                  "(e.g. an imported teacher), a Hugging Face model directory, or a tokenizer.json")->excludes("--vocab-size");
+  pr->add_flag("--overwrite", prep.overwrite, "replace tokenizer.json, train.bin, val.bin already in --out");
 
   TrainCommand train, distill;
   distill.distill = true;
@@ -97,6 +98,7 @@ int kdtrain_main(int argc, char** argv) {
   pq->add_flag("--head", ptq.head, "also quantize the output head (with tied embeddings: the embedding table)");
   pq->add_flag("--recalibrate", ptq.recalibrate, "a QAT checkpoint: calibrate afresh instead of using its quantizer state");
   pq->add_option("--threads", ptq.threads, "threads")->check(CLI::NonNegativeNumber);
+  pq->add_flag("--overwrite", ptq.overwrite, "replace an existing --out (never the input checkpoint)");
 
   cli::ExportOptions exp;
   auto* ex = app.add_subcommand("export", "write a checkpoint in another form (--compact: structured-pruned, physically smaller; --format hf: a Hugging Face model directory; --format gguf: llama.cpp's file)");
@@ -110,12 +112,14 @@ int kdtrain_main(int argc, char** argv) {
                  "checkpoint, f16 otherwise)");
   ex->add_option("--context-length", exp.context_length, "GGUF llama.context_length (default: the config's "
                  "train.seq_len)")->check(CLI::PositiveNumber);
+  ex->add_flag("--overwrite", exp.overwrite, "replace an existing --out file or directory (never the input checkpoint)");
 
   cli::ImportHfOptions imp;
   auto* ih = app.add_subcommand("import-hf", "a Hugging Face Llama model directory -> a kdtrain checkpoint (a teacher, "
                                              "or a student's train.init_from)");
   ih->add_option("dir", imp.dir, "the model directory: config.json, model.safetensors or its shards")->required();
   ih->add_option("--out", imp.out, "the checkpoint to write (.h5)")->required();
+  ih->add_flag("--overwrite", imp.overwrite, "replace an existing --out");
 
   std::string inspect_path;
   auto* in = app.add_subcommand("inspect", "what a checkpoint holds");

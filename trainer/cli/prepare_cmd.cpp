@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -11,6 +12,7 @@
 #include "data/tokenizer/bpe_tokenizer.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/output_path.h"
 #include "trainer/interop/hf_model.h"
 #include "base/errors.h"
 
@@ -43,6 +45,14 @@ data::BpeTokenizer given_tokenizer(const std::string& path) {
 }  // namespace
 
 int run_prepare(const PrepareOptions& o) {
+  std::vector<std::string> inputs = o.inputs;
+  inputs.push_back(o.tokenizer);
+  refuse_input_as_output("prepare", o.out, inputs);  // the corpus directory itself
+  for (const char* name : {"tokenizer.json", "train.bin", "val.bin"}) {  // the files it writes
+    const std::string file = (std::filesystem::path(o.out) / name).string();
+    refuse_input_as_output("prepare", file, inputs);
+    refuse_existing_output("prepare", file, o.overwrite);
+  }
   data::PrepareSpec s;
   s.inputs = o.inputs;
   s.out_dir = o.out;
