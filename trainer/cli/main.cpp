@@ -1,5 +1,5 @@
 // kdtrain: one binary, one subcommand per job. Exit codes: 0 done, 2 bad input
-// (config, data, checkpoint, command line), 3 runtime failure.
+// (config, data, checkpoint, command line), 3 runtime failure, 99 preempted.
 #include <CLI/CLI.hpp>
 
 #include <csignal>
@@ -8,6 +8,7 @@
 
 #include "base/errors.h"
 #include "trainer/cli/commands.h"
+#include "trainer/run/preemption.h"
 #include "trainer/setup/run_inputs.h"
 
 namespace {
@@ -25,6 +26,9 @@ void add_run_options(CLI::App* c, kd::TrainCommand& t) {
 }  // namespace
 
 int kdtrain_main(int argc, char** argv) {
+  // First, before MPI and the command line: a SIGTERM / SIGUSR1 from now on is a flag, so a
+  // batch job preempted in its first milliseconds still ends with 99 (requeue), not by the signal.
+  kd::install_preemption_handlers();
   using namespace kd;
   // A file-size limit (ulimit -f) would kill the process with SIGXFSZ in the middle of a
   // checkpoint write; ignored, the write fails with EFBIG instead and the run exits 3 cleanly.
@@ -177,6 +181,13 @@ int kdtrain_main(int argc, char** argv) {
   } catch (const CLI::ParseError& err) {
     const int rc = app.exit(err);
     return rc == 0 ? 0 : kExitBadInput;
+  }
+  // Only training runs checkpoint on a preemption signal; every other command ends with 99
+  // if one came while the command line was read, and otherwise dies of the next as before.
+  if (!t->parsed() && !d->parsed() && release_preemption_handlers()) {
+    std::fprintf(stderr, "kdtrain: preempted (%s) before the command started; exit %d\n", preemption_signal(),
+                 kExitPreempted);
+    return kExitPreempted;
   }
   try {
     if (h->parsed()) return cli::run_help(app, help_topic);

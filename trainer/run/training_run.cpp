@@ -155,6 +155,15 @@ int step_loop(const RunInputs& in, Trainer& trainer, data::BatchSource& source, 
   return 0;
 }
 
+// A preemption signal that came while the inputs were read (the handlers are installed
+// first thing in main) ends the run before anything is written. Every rank of the world
+// (teacher ranks too) takes part: it is also the barrier before the run directory.
+bool preempted_before_start(dist::Comm& world) {
+  std::array<double, 1> flag{preemption_requested() ? 1.0 : 0.0};
+  world.all_reduce_max(flag);
+  return flag[0] > 0;
+}
+
 }  // namespace
 
 int run_training(RunInputs& in, dist::Comm& world, int threads, const Provenance& prov) {
@@ -164,7 +173,7 @@ int run_training(RunInputs& in, dist::Comm& world, int threads, const Provenance
   const bool leader = world.rank() == 0;
   RunGroups groups = make_run_groups(cfg, world);
   if (groups.teacher_rank) {
-    world.barrier();  // the students' barrier before the run directory
+    if (preempted_before_start(world)) return kExitPreempted;  // the students' agreement before the run directory
     std::array<std::int64_t, 1> start{0};
     world.broadcast(start, 0);  // the step the students start (or resume) at
     serve_as_teacher(in, world, groups.layout, start[0]);
@@ -181,7 +190,13 @@ int run_training(RunInputs& in, dist::Comm& world, int threads, const Provenance
   if (in.init) copy_init_weights(*in.init, trainer.student_table(), trainer.student_params());
 
   // From here on the run directory exists (every rank has checked the inputs first).
-  world.barrier();
+  if (preempted_before_start(world)) {
+    if (leader) {
+      fmt::print("preempted ({}) before the first step: nothing written; exit {} (run the same command again)\n",
+                 preemption_signal() ? preemption_signal() : "another rank's signal", kExitPreempted);
+    }
+    return kExitPreempted;
+  }
   std::optional<RunDir> dir;
   std::vector<std::string> dir_notes;
   if (leader) {
