@@ -37,6 +37,11 @@ std::vector<std::pair<std::int64_t, fs::path>> checkpoints(const fs::path& dir) 
 }  // namespace
 
 void RunDir::check(const std::string& path, RunMode mode) {
+  RunLock::check_free(path);
+  check_mode(path, mode);
+}
+
+void RunDir::check_mode(const std::string& path, RunMode mode) {
   const fs::path p(path);
   switch (mode) {
     case RunMode::fresh:
@@ -65,7 +70,7 @@ RunDir RunDir::open(const std::string& path, RunMode mode, const std::optional<s
   std::shared_ptr<RunLock> lock = RunLock::acquire(path, note);
   if (!note.empty()) notes.push_back(note);
   // what this run decided from while reading its inputs may have changed under another run
-  check(path, mode);
+  check_mode(path, mode);
   const std::optional<std::string> now = latest_checkpoint(path);
   KD_CHECK_INPUT(now == newest, "run directory {} changed while this run read its inputs (newest checkpoint {} then, "
                  "{} now: another run wrote it); run the command again", path, newest.value_or("none"),

@@ -27,7 +27,8 @@ class RunDir {
   // `notes`: lines to print (a dead holder's lock taken over).
   static RunDir open(const std::string& path, RunMode mode, const std::optional<std::string>& newest,
                      std::vector<std::string>& notes);
-  // Checks (without creating anything) that open(path, mode) would succeed.
+  // Checks (without creating anything) that open(path, mode) would succeed, and that no live
+  // run holds the directory (RunLock::check_free): called before its files are read.
   static void check(const std::string& path, RunMode mode);
 
   const std::string& path() const { return path_; }
@@ -50,6 +51,7 @@ class RunDir {
   void write_text(const std::string& file, const std::string& text) const;
 
  private:
+  static void check_mode(const std::string& path, RunMode mode);
   RunDir(std::string p, std::shared_ptr<RunLock> lock) : path_(std::move(p)), lock_(std::move(lock)) {}
   std::string path_;
   std::shared_ptr<RunLock> lock_;

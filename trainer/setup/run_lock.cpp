@@ -36,7 +36,26 @@ std::string read_record(int fd) {
   return s;
 }
 
+[[noreturn]] void refuse(const std::string& dir, const std::string& path, const std::string& holder) {
+  throw InputError(fmt::format("run directory {} is in use by another kdtrain run ({}); wait for it to end or stop "
+                               "it (lock file {})",
+                               dir, holder.empty() ? "it has not written its record yet" : holder, path));
+}
+
 }  // namespace
+
+void RunLock::check_free(const std::string& dir) {
+  const std::string path = dir + "/lock";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // no lock file: no run has held the directory (or it cannot be read: acquire() will say)
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  const bool held = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+  const std::string holder = held ? read_record(fd) : std::string();
+  ::close(fd);
+  if (held) refuse(dir, path, holder);
+}
 
 std::unique_ptr<RunLock> RunLock::acquire(const std::string& dir, std::string& note) {
   const std::string path = dir + "/lock";
@@ -50,9 +69,7 @@ std::unique_ptr<RunLock> RunLock::acquire(const std::string& dir, std::string& n
     if (err == EAGAIN || err == EACCES) {
       const std::string holder = read_record(fd);
       ::close(fd);
-      throw InputError(fmt::format("run directory {} is in use by another kdtrain run ({}); wait for it to end or "
-                                   "stop it (lock file {})",
-                                   dir, holder.empty() ? "it has not written its record yet" : holder, path));
+      refuse(dir, path, holder);
     }
     // ENOLCK, EINVAL, EOPNOTSUPP: the file system keeps no locks (NFS without lockd, ...)
     note = fmt::format("warning: cannot lock {} ({}): nothing stops a second run on this directory (docs/slurm.md)",

@@ -21,6 +21,10 @@ class RunLock {
   // holder's record was taken over, or when the file system cannot lock at all (the run then
   // goes on unguarded).
   static std::unique_ptr<RunLock> acquire(const std::string& dir, std::string& note);
+  // Without creating or taking anything: InputError naming the holder when a live process
+  // holds dir/lock. Before a run reads a run directory (its checkpoints), so a second run is
+  // refused by name rather than tripping over the holder's files; acquire() is still the guard.
+  static void check_free(const std::string& dir);
   ~RunLock();  // empties the record, then closes the file (which drops the lock)
   RunLock(const RunLock&) = delete;
   RunLock& operator=(const RunLock&) = delete;
