@@ -63,9 +63,12 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail("create", tmp);
-  const bool ok = write_all(fd, bytes) && ::fsync(fd) == 0;
-  const int err = errno;
-  if (::close(fd) != 0 && ok) fail("write", tmp);
+  bool ok = write_all(fd, bytes) && ::fsync(fd) == 0;
+  int err = errno;
+  if (::close(fd) != 0 && ok) {  // NFS reports some write errors only here
+    ok = false;
+    err = errno;
+  }
   if (!ok) {
     std::remove(tmp.c_str());
     errno = err;

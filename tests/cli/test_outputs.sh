@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # No command writes over its own input, or over an existing output without --overwrite
 # (trainer/cli/output_path.h): ptq, export (--compact, --format hf, --format gguf), import-hf,
-# prepare. Refused outputs exit 2 naming the path (and --overwrite) with the file untouched;
+# prepare; and bench --checkpoint-dir, whose scratch files must not land on someone else's. Refused outputs exit 2 naming the path (and --overwrite) with the file untouched;
 # an output that is the input is refused even with --overwrite.
 # Usage: test_outputs.sh <kdtrain binary> <repo root>
 set -u
@@ -56,5 +56,17 @@ expect 2 "--overwrite" prepare "$root/tests/data" --out "$tmp/prep" --vocab-size
 expect 2 "is its input" prepare "$root/tests/data" --out "$tmp/prep" --tokenizer "$tmp/prep/tokenizer.json" --overwrite
 cp -r "$tmp/prep" "$tmp/prep2"
 expect 2 "is its input" prepare "$tmp/prep2" --out "$tmp/prep2" --overwrite
+
+# bench --checkpoint-dir writes and deletes step-N.h5 / stall-N.h5: never over files it did not make
+cat >"$tmp/b.yaml" <<YAML
+model: {vocab: 64, d_model: 16, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 32, tie_embeddings: true}
+train: {steps: 4, batch_size: 2, seq_len: 16, seed: 1, threads: 1}
+data: {kind: markov, markov_support: 4}
+YAML
+mkdir -p "$tmp/bd" && echo mine >"$tmp/bd/step-00000000.h5"
+expect 2 "step-00000000.h5 exists" bench --config "$tmp/b.yaml" --student-only --checkpoint --checkpoint-dir "$tmp/bd" \
+  --peak-gflops 1
+[ "$(cat "$tmp/bd/step-00000000.h5" 2>/dev/null)" = mine ] && ok "  bench: the file in --checkpoint-dir is untouched" \
+  || fail "bench --checkpoint-dir replaced or deleted a file it did not make"
 
 [ "$fails" -eq 0 ] && echo "all output checks passed" || { echo "$fails failure(s)"; exit 1; }

@@ -34,8 +34,13 @@ int export_hf(const ExportOptions& o) {
   const fs::path tmp = out.string() + ".tmp", old = out.string() + ".old";
   std::error_code ec;
   fs::remove_all(tmp, ec);
-  interop::write_hf_model(tmp.string(), model->config.model, model->table, model->params.data(), tok,
-                          quant ? &*quant : nullptr);
+  try {
+    interop::write_hf_model(tmp.string(), model->config.model, model->table, model->params.data(), tok,
+                            quant ? &*quant : nullptr);
+  } catch (...) {
+    fs::remove_all(tmp, ec);  // nothing half-written left beside --out
+    throw;
+  }
   fs::remove_all(old, ec);
   if (fs::exists(fs::symlink_status(out))) fs::rename(out, old);  // --overwrite, or an empty directory
   fs::rename(tmp, out);
