@@ -26,7 +26,7 @@ echo "== corpus"
 scripts/fetch_sotu.sh .cache/sotu
 data=.cache/sotu/prepared
 if [ ! -f "$data/val.bin" ] || [ "$data/val.bin" -ot scripts/fetch_sotu.sh ]; then
-  $kd prepare .cache/sotu/sotu-text --out "$data" --vocab-size 4096 --val-every 20
+  $kd prepare .cache/sotu/sotu-text --out "$data" --vocab-size 4096 --val-every 20 --overwrite
 fi
 
 common=(--set run.dir=$runs --overwrite)

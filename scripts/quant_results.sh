@@ -78,9 +78,9 @@ for seed in $seeds; do
     for cal in "${cals[@]}"; do
       q=$runs/ptq-$recipe-$f-$cal-s$seed.h5
       if [ "$a" = none ]; then
-        $kd ptq "$ck" --out "$q" --head --weight "$w" --activation none --weight-calibrator "$cal" >"$q.log"
+        $kd ptq "$ck" --out "$q" --overwrite --head --weight "$w" --activation none --weight-calibrator "$cal" >"$q.log"
       else
-        $kd ptq "$ck" --out "$q" --head --weight "$w" --activation "$a" --calibrator "$cal" --batches "$batches" >"$q.log"
+        $kd ptq "$ck" --out "$q" --overwrite --head --weight "$w" --activation "$a" --calibrator "$cal" --batches "$batches" >"$q.log"
       fi
       read -r bpb tps < <(evaluate "$q")
       row "$f" "PTQ $cal" "$seed" "$bpb" "$(weights_mib "$q.log")" "$tps"
@@ -106,7 +106,7 @@ for seed in $seeds; do
       method="QAT+KD from scratch"
     fi
     q=$runs/$name.h5
-    $kd ptq "$ck" --out "$q" >"$q.log"
+    $kd ptq "$ck" --out "$q" --overwrite >"$q.log"
     read -r bpb tps < <(evaluate "$q")
     row "$f" "$method$([ $lsq = true ] && echo ', LSQ' || echo ', STE')" "$seed" "$bpb" "$(weights_mib "$q.log")" "$tps"
   done

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <string_view>
 #include <unordered_set>
 
@@ -13,6 +12,7 @@
 #include "data/shards/token_shard.h"
 #include "data/tokenizer/bpe_trainer.h"
 #include "base/errors.h"
+#include "base/file_io.h"
 
 namespace kd::data {
 
@@ -98,20 +98,12 @@ std::vector<std::size_t> drop_duplicates(Corpus& c, std::size_t& dropped) {
 
 // corpus_files.tsv: what prepare read, so a user sees the README or pickle it took or left.
 void write_file_list(const std::filesystem::path& out, const std::vector<CorpusFile>& files) {
-  const std::string path = out.string(), tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << "path\tstatus\tkind\tdocuments\tbytes\tduplicates\treason\n";
-    for (const CorpusFile& c : files) {
-      f << c.path << '\t' << (c.skipped.empty() ? "used" : "skipped") << '\t' << c.kind << '\t' << c.documents
-        << '\t' << c.bytes << '\t' << c.duplicates << '\t' << c.skipped << '\n';
-    }
-    f.flush();
-    if (!f) throw RuntimeFailure(fmt::format("{}: writing failed (disk full?)", tmp));
+  std::string text = "path\tstatus\tkind\tdocuments\tbytes\tduplicates\treason\n";
+  for (const CorpusFile& c : files) {
+    text += fmt::format("{}\t{}\t{}\t{}\t{}\t{}\t{}\n", c.path, c.skipped.empty() ? "used" : "skipped", c.kind,
+                        c.documents, c.bytes, c.duplicates, c.skipped);
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw RuntimeFailure(fmt::format("{}: renaming {} failed: {}", path, tmp, ec.message()));
+  write_file_atomic(out.string(), text);
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ for name in hf_tiny hf_llama3; do
 done
 cp -r "$tmp/hf_tiny" "$tmp/exported"
 cp "$tmp/hf_tiny.h5" "$tmp/imported.h5"
-expect 2 "already holds a model" export "$tmp/imported.h5" --format hf --out "$tmp/exported"
+expect 2 "already exists: give --overwrite" export "$tmp/imported.h5" --format hf --out "$tmp/exported"
 
 cp -r "$fixture" "$tmp/bad"
 /usr/bin/python3 - "$tmp/bad/config.json" <<'PY'

@@ -14,14 +14,25 @@ use_mpi
 args=(distill --config "$root/configs/demo-synthetic.yaml" --set distill.teacher_pretrain_steps=20
       --set train.steps=300 --set train.log_every=1 --set train.threads=1 --set run.dir="$tmp/runs")
 
+# No timing assumptions beyond generous limits: a busy machine may take minutes where an idle one
+# takes seconds. wait_step <log> <pid>: until the run has logged a step (a signal before its
+# first step ends it with 99 and no checkpoint, which is not what these checks are about), or
+# it has ended, or 10 minutes have passed.
+wait_step() {
+  local until=$((SECONDS + 600))
+  while [ "$SECONDS" -lt "$until" ] && kill -0 "$2" 2>/dev/null; do
+    grep -q "^step  *[0-9]*/300" "$1" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  fail "no step logged in $1"
+}
+
 # preempt <name> <signal> <launcher...>: starts the run, signals it once it has logged a step
-# (waiting up to 2 minutes for it: on a busy machine the teacher pretraining before step 1 is slow,
-# and a signal before the handlers are installed kills the run instead of preempting it)
 preempt() {
   local name=$1 sig=$2; shift 2
   "$@" "$bin" "${args[@]}" --set run.name="$name" >"$tmp/$name.log" 2>&1 &
   local pid=$!
-  for _ in $(seq 2400); do grep -q "^step  *[0-9]*/300" "$tmp/$name.log" 2>/dev/null && break; sleep 0.05; done
+  wait_step "$tmp/$name.log" "$pid"
   kill -"$sig" "$pid"
   wait "$pid"
   PREEMPT_RC=$?
@@ -46,11 +57,14 @@ for sig in USR1 TERM; do
 done
 
 # A second signal while the checkpoint is written (SIGTERM every 20 ms after the SIGUSR1 until
-# the process is gone): it changes nothing, the checkpoint verifies and the resume is exact
+# the process is gone): it changes nothing, the checkpoint verifies and the resume is exact. The
+# record names the first signal: on a busy machine the SIGUSR1 and the first SIGTERMs are often
+# pending together when the process next runs (trainer/run/preemption.cpp blocks each while the
+# other's handler runs, so SIGUSR1's is not overtaken)
 "$bin" "${args[@]}" --set run.name=whole >/dev/null 2>&1 || fail "uninterrupted run"
 "$bin" "${args[@]}" --set run.name=twice >"$tmp/twice.log" 2>&1 &
 pid=$!
-for _ in $(seq 2400); do grep -q "^step  *[0-9]*/300" "$tmp/twice.log" 2>/dev/null && break; sleep 0.05; done
+wait_step "$tmp/twice.log" "$pid"
 kill -USR1 "$pid"
 while kill -TERM "$pid" 2>/dev/null; do sleep 0.02; done
 wait "$pid"

@@ -38,17 +38,17 @@ ck=$tmp/runs/tiny/checkpoints/step-00000001.h5
 # --out: new files only, never the input
 "$bin" tokenize --tokenizer "$tok" "$tmp/text.txt" --ids --out "$tmp/o.txt" && cmp -s "$tmp/o.txt" "$tmp/ids.txt" \
   && ok "--out writes the file" || fail "--out"
-expect 2 "--out $tmp/o.txt exists: pass --overwrite" tokenize --tokenizer "$tok" "$tmp/text.txt" --out "$tmp/o.txt"
+expect 2 "tokenize --out $tmp/o.txt already exists: give --overwrite" tokenize --tokenizer "$tok" "$tmp/text.txt" --out "$tmp/o.txt"
 cmp -s "$tmp/o.txt" "$tmp/ids.txt" && ok "the existing --out is untouched" || fail "--out was changed"
 "$bin" tokenize --tokenizer "$tok" --text "x" --out "$tmp/o.txt" --overwrite && [ "$(cat "$tmp/o.txt" | head -c1)" = "{" ] \
   && ok "--overwrite replaces it" || fail "--overwrite"
-expect 2 "is the input file" detokenize --tokenizer "$tok" "$tmp/ids.txt" --out "$tmp/ids.txt" --overwrite
+expect 2 "detokenize --out $tmp/ids.txt is its input" detokenize --tokenizer "$tok" "$tmp/ids.txt" --out "$tmp/ids.txt" --overwrite
 [ ! -e "$tmp/o.txt.tmp" ] && ok "no temporary file left" || fail "o.txt.tmp left"
 # bad input
 expect 2 "outside the tokenizer's vocabulary of" detokenize --tokenizer "$tok" --ids "1 2 70000"
 expect 2 "\"x1\" (token 1) is not an integer token id" detokenize --tokenizer "$tok" --ids "5 x1"
 expect 2 "nope.json" tokenize --tokenizer "$tmp/nope.json" --text "a"
-expect 2 "$tmp/missing.txt: no such file" tokenize --tokenizer "$tok" "$tmp/missing.txt"
+expect 2 "$tmp/missing.txt: cannot open the input text" tokenize --tokenizer "$tok" "$tmp/missing.txt"
 mkfifo "$tmp/fifo"
 expect 2 "not a regular file" tokenize --tokenizer "$tok" "$tmp/fifo"
 [ "$fails" -eq 0 ] || { echo "$fails failure(s)"; exit 1; }

@@ -75,7 +75,7 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
   }
   add_trainer_tensors(trainer, false, c);
   const double values = double(trainer.student_table().total()) * 3;  // model, m, v
-  const int writes = 3;
+  const int writes = kBenchCheckpointWrites;
   std::vector<double> write_s;
   std::string path;
   for (int i = 0; i < writes; ++i) {

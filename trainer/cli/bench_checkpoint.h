@@ -11,6 +11,9 @@
 
 namespace kd::cli {
 
+// step-<i>.h5 and stall-<i>.h5, i < this, are the files bench writes in `dir` (and deletes).
+inline constexpr int kBenchCheckpointWrites = 3;
+
 // Times, on every rank of the trainer's Comm: the collective write (median of 3, fsync and
 // rename included), the manifest verification and the read of the model and this rank's
 // moment shard that a resume does; then the stall the write causes to training (steps with a

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -52,6 +53,15 @@ std::string loadavg() {
 }  // namespace
 
 int run_bench(const BenchOptions& o) {
+  // --checkpoint-dir: bench writes and then deletes files of its own names there, so never
+  // over files it did not make (a run's checkpoints/, say). Every rank checks the same directory.
+  for (int i = 0; o.checkpoint && !o.checkpoint_dir.empty() && i < kBenchCheckpointWrites; ++i) {
+    for (const std::string& f : {fmt::format("{}/step-{:08d}.h5", o.checkpoint_dir, i),
+                                 fmt::format("{}/stall-{}.h5", o.checkpoint_dir, i)}) {
+      KD_CHECK_INPUT(!std::filesystem::exists(f), "bench --checkpoint-dir {}: {} exists, and bench would write over "
+                     "it and then delete it: give an empty or new directory", o.checkpoint_dir, f);
+    }
+  }
   const std::unique_ptr<dist::Comm> world = dist::make_world_comm();
   // ranks other than 0 print nothing
   std::FILE* out = world->rank() == 0 ? stdout : std::fopen("/dev/null", "w");

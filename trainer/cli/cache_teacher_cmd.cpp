@@ -6,6 +6,7 @@
 
 #include "base/errors.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/output_path.h"
 #include "trainer/dist/comm.h"
 #include "trainer/setup/run_inputs.h"
 #include "trainer/teacher/teacher_cache_run.h"
@@ -23,6 +24,7 @@ int run_cache_teacher(const TrainCommand& cmd, const std::string& out_dir) {
   KD_CHECK_INPUT(cfg.has_teacher && in.teacher, "cache-teacher: the config needs teacher.checkpoint (the teacher to "
                  "run)");
   KD_CHECK_INPUT(cfg.teacher.cache.empty(), "cache-teacher: the config reads a cache (teacher.cache); remove it");
+  refuse_input_as_output("cache-teacher", out_dir, {cfg.teacher.checkpoint, cfg.data.train, cfg.data.val});
   world->set_timeout(cfg.parallel.watchdog_min_s);
   const int threads = set_threads(cfg.train.threads, "train.threads");
   // the output directory: new, or without an earlier cache in it

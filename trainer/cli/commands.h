@@ -96,6 +96,7 @@ struct PtqOptions {
   bool recalibrate = false;             // ignore a QAT checkpoint's quantizer state
   bool head = false;                    // also quantize the output head (quant.head)
   int threads = 0;
+  bool overwrite = false;               // replace an existing --out (never the input)
 };
 int run_ptq(const PtqOptions& o);
 
@@ -106,12 +107,14 @@ struct ExportOptions {
   std::string format;    // "hf": a Hugging Face model directory at `out`; "gguf": a GGUF file
   std::string gguf_type;  // f32 | f16 | q8_0; "" = q8_0 for a quantized checkpoint, f16 otherwise
   int context_length = 0;  // GGUF llama.context_length; 0 = the config's train.seq_len
+  bool overwrite = false;  // replace an existing --out (never the input)
 };
 int run_export(const ExportOptions& o);
 
 struct ImportHfOptions {
   std::string dir;  // a Hugging Face model directory
   std::string out;  // the kdtrain checkpoint to write
+  bool overwrite = false;
 };
 int run_import_hf(const ImportHfOptions& o);
 
@@ -124,6 +127,7 @@ struct PrepareOptions {
   std::string tokenizer;  // use this one (checkpoint, HF directory or tokenizer file) instead of training
   std::vector<std::string> include, exclude;  // globs for the files of directory inputs
   bool keep_duplicates = false;
+  bool overwrite = false;  // replace the tokenizer and shards already in out
 };
 int run_prepare(const PrepareOptions& o);
 

@@ -10,6 +10,7 @@
 #include "trainer/interop/gguf.h"
 #include "trainer/interop/hf_model.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/output_path.h"
 #include "trainer/prune/compact.h"
 #include "trainer/setup/model_loader.h"
 #include "base/errors.h"
@@ -22,13 +23,28 @@ int export_hf(const ExportOptions& o) {
   KD_CHECK_INPUT(!o.compact, "export: --format hf exports the checkpoint as it is; run --compact first, into its own "
                  "checkpoint, then export that");
   const auto model = load_model(o.checkpoint);
-  KD_CHECK_INPUT(!std::filesystem::exists(std::filesystem::path(o.out) / "config.json"),
-                 "export --format hf: {} already holds a model (config.json); choose a new directory", o.out);
   const data::BpeTokenizer* tok = model->tokenizer ? &*model->tokenizer : nullptr;
   std::optional<interop::QuantTensors> quant;
   if (model->quantized) quant = interop::quant_tensors(*model->quantized);
-  interop::write_hf_model(o.out, model->config.model, model->table, model->params.data(), tok,
-                          quant ? &*quant : nullptr);
+  // the directory is written whole under a temporary name beside it, then put in place of
+  // --out: a failure leaves --out as it was
+  namespace fs = std::filesystem;
+  fs::path out = fs::path(o.out).lexically_normal();
+  if (!out.has_filename()) out = out.parent_path();  // "dir/"
+  const fs::path tmp = out.string() + ".tmp", old = out.string() + ".old";
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  try {
+    interop::write_hf_model(tmp.string(), model->config.model, model->table, model->params.data(), tok,
+                            quant ? &*quant : nullptr);
+  } catch (...) {
+    fs::remove_all(tmp, ec);  // nothing half-written left beside --out
+    throw;
+  }
+  fs::remove_all(old, ec);
+  if (fs::exists(fs::symlink_status(out))) fs::rename(out, old);  // --overwrite, or an empty directory
+  fs::rename(tmp, out);
+  fs::remove_all(old, ec);
   fmt::print("export --format hf: {} -> {}/ (config.json, model.safetensors: {} tensors, {} parameters, float32{}{})\n",
              o.checkpoint, o.out, model->table.tensors().size(), model->table.total(),
              quant ? fmt::format("; quantized: weights dequantized, {} quantization tensors beside them",
@@ -63,6 +79,8 @@ int export_gguf(const ExportOptions& o) {
 }  // namespace
 
 int run_export(const ExportOptions& o) {
+  refuse_input_as_output("export", o.out, {o.checkpoint}, o.format == "hf");
+  refuse_existing_output("export", o.out, o.overwrite);
   if (o.format == "hf") return export_hf(o);
   if (o.format == "gguf") return export_gguf(o);
   KD_CHECK_INPUT(o.gguf_type.empty() && o.context_length == 0, "export: --gguf-type and --context-length go with "

@@ -6,12 +6,15 @@
 
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/output_path.h"
 #include "trainer/config/config.h"
 #include "trainer/interop/hf_model.h"
 
 namespace kd::cli {
 
 int run_import_hf(const ImportHfOptions& o) {
+  refuse_input_as_output("import-hf", o.out, {o.dir});
+  refuse_existing_output("import-hf", o.out, o.overwrite);
   const interop::HfModel m = interop::read_hf_model(o.dir);
   Config cfg;
   cfg.model = m.spec;

@@ -1,5 +1,5 @@
 // kdtrain: one binary, one subcommand per job. Exit codes: 0 done, 2 bad input
-// (config, data, checkpoint, command line), 3 runtime failure.
+// (config, data, checkpoint, command line), 3 runtime failure, 99 preempted.
 #include <CLI/CLI.hpp>
 
 #include <cmath>
@@ -10,6 +10,7 @@
 
 #include "base/errors.h"
 #include "trainer/cli/commands.h"
+#include "trainer/run/preemption.h"
 #include "trainer/setup/run_inputs.h"
 
 namespace {
@@ -38,6 +39,9 @@ void add_run_options(CLI::App* c, kd::TrainCommand& t) {
 }  // namespace
 
 int kdtrain_main(int argc, char** argv) {
+  // First, before MPI and the command line: a SIGTERM / SIGUSR1 from now on is a flag, so a
+  // batch job preempted in its first milliseconds still ends with 99 (requeue), not by the signal.
+  kd::install_preemption_handlers();
   using namespace kd;
   // A file-size limit (ulimit -f) would kill the process with SIGXFSZ in the middle of a
   // checkpoint write; ignored, the write fails with EFBIG instead and the run exits 3 cleanly.
@@ -62,6 +66,7 @@ int kdtrain_main(int argc, char** argv) {
   pr->add_option("--threads", prep.threads, "threads (0 = all)")->check(CLI::NonNegativeNumber);
   pr->add_option("--tokenizer", prep.tokenizer, "use this tokenizer instead of training one: a kdtrain checkpoint "
                  "(e.g. an imported teacher), a Hugging Face model directory, or a tokenizer.json")->excludes("--vocab-size");
+  pr->add_flag("--overwrite", prep.overwrite, "replace tokenizer.json, train.bin, val.bin already in --out");
 
   cli::TokenizeOptions tokz, detok;
   auto* tz = app.add_subcommand("tokenize", "text -> token ids and pieces (JSON), as a tokenizer splits it");
@@ -134,6 +139,7 @@ int kdtrain_main(int argc, char** argv) {
   pq->add_flag("--head", ptq.head, "also quantize the output head (with tied embeddings: the embedding table)");
   pq->add_flag("--recalibrate", ptq.recalibrate, "a QAT checkpoint: calibrate afresh instead of using its quantizer state");
   pq->add_option("--threads", ptq.threads, "threads")->check(CLI::NonNegativeNumber);
+  pq->add_flag("--overwrite", ptq.overwrite, "replace an existing --out (never the input checkpoint)");
 
   cli::ExportOptions exp;
   auto* ex = app.add_subcommand("export", "write a checkpoint in another form (--compact: structured-pruned, physically smaller; --format hf: a Hugging Face model directory; --format gguf: llama.cpp's file)");
@@ -147,12 +153,14 @@ int kdtrain_main(int argc, char** argv) {
                  "checkpoint, f16 otherwise)");
   ex->add_option("--context-length", exp.context_length, "GGUF llama.context_length (default: the config's "
                  "train.seq_len)")->check(CLI::PositiveNumber);
+  ex->add_flag("--overwrite", exp.overwrite, "replace an existing --out file or directory (never the input checkpoint)");
 
   cli::ImportHfOptions imp;
   auto* ih = app.add_subcommand("import-hf", "a Hugging Face Llama model directory -> a kdtrain checkpoint (a teacher, "
                                              "or a student's train.init_from)");
   ih->add_option("dir", imp.dir, "the model directory: config.json, model.safetensors or its shards")->required();
   ih->add_option("--out", imp.out, "the checkpoint to write (.h5)")->required();
+  ih->add_flag("--overwrite", imp.overwrite, "replace an existing --out");
 
   std::string inspect_path;
   auto* in = app.add_subcommand("inspect", "what a checkpoint holds");
@@ -210,6 +218,13 @@ int kdtrain_main(int argc, char** argv) {
   } catch (const CLI::ParseError& err) {
     const int rc = app.exit(err);
     return rc == 0 ? 0 : kExitBadInput;
+  }
+  // Only training runs checkpoint on a preemption signal; every other command ends with 99
+  // if one came while the command line was read, and otherwise dies of the next as before.
+  if (!t->parsed() && !d->parsed() && release_preemption_handlers()) {
+    std::fprintf(stderr, "kdtrain: preempted (%s) before the command started; exit %d\n", preemption_signal(),
+                 kExitPreempted);
+    return kExitPreempted;
   }
   try {
     if (h->parsed()) return cli::run_help(app, help_topic);

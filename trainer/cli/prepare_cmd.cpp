@@ -2,6 +2,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -9,11 +11,20 @@
 #include "data/tokenizer/bpe_tokenizer.h"
 #include "trainer/cli/commands.h"
 #include "trainer/cli/tokenizer_arg.h"
+#include "trainer/cli/output_path.h"
 #include "base/errors.h"
 
 namespace kd::cli {
 
 int run_prepare(const PrepareOptions& o) {
+  std::vector<std::string> inputs = o.inputs;
+  inputs.push_back(o.tokenizer);
+  refuse_input_as_output("prepare", o.out, inputs);  // the corpus directory itself
+  for (const char* name : {"tokenizer.json", "train.bin", "val.bin", "corpus_files.tsv"}) {  // the files it writes
+    const std::string file = (std::filesystem::path(o.out) / name).string();
+    refuse_input_as_output("prepare", file, inputs);
+    refuse_existing_output("prepare", file, o.overwrite);
+  }
   data::PrepareSpec s;
   s.inputs = o.inputs;
   s.out_dir = o.out;

@@ -11,6 +11,7 @@
 #include "data/token_dataset.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/output_path.h"
 #include "trainer/config/config.h"
 #include "trainer/quant/ptq.h"
 #include "trainer/quant/quant_format.h"
@@ -22,6 +23,8 @@ namespace kd::cli {
 
 int run_ptq(const PtqOptions& o) {
   const double t0 = omp_get_wtime();
+  refuse_input_as_output("ptq", o.out, {o.checkpoint, o.data});
+  refuse_existing_output("ptq", o.out, o.overwrite);
   const auto model = load_model(o.checkpoint);
   KD_CHECK_INPUT(!model->quantized, "ptq: {} is already quantized (kind \"quantized\"); give the float checkpoint",
                  o.checkpoint);
@@ -54,6 +57,7 @@ int run_ptq(const PtqOptions& o) {
   std::unique_ptr<data::TokenDataset> calib;
   std::string data_key = "--data";
   const std::string data = !o.data.empty() ? o.data : cfg.data.kind == DataKind::shards ? cfg.data.train : "";
+  refuse_input_as_output("ptq", o.out, {data});  // the run's data.train
   if (!data.empty() && o.batches > 0) {
     auto shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(data));
     if (model->tokenizer) {

@@ -8,7 +8,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -16,15 +15,17 @@
 #include <sstream>
 
 #include "base/errors.h"
+#include "base/file_io.h"
+#include "base/files.h"
 #include "data/tokenizer/pretokenize.h"
 #include "trainer/cli/commands.h"
+#include "trainer/cli/output_path.h"
 #include "trainer/cli/tokenizer_arg.h"
 
 namespace kd::cli {
 
 namespace {
 
-namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 // --text, else the input file, else stdin.
@@ -33,10 +34,7 @@ std::string input_text(const TokenizeOptions& o) {
   if (o.input.empty() || o.input == "-") {
     return std::string(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
-  std::error_code ec;
-  const fs::file_status st = fs::status(o.input, ec);
-  KD_CHECK_INPUT(!ec && fs::exists(st), "{}: no such file", o.input);
-  KD_CHECK_INPUT(fs::is_regular_file(st), "{}: not a regular file", o.input);
+  require_regular_file(o.input, "the input text");  // a FIFO would block the read
   std::ifstream in(o.input, std::ios::binary);
   KD_CHECK_INPUT(in.good(), "{}: cannot open ({})", o.input, std::strerror(errno));
   std::ostringstream s;
@@ -45,7 +43,7 @@ std::string input_text(const TokenizeOptions& o) {
 }
 
 // Writes `bytes` to --out (or stdout): refused over an existing file without --overwrite and
-// over the input; written under a temporary name in the same directory, then renamed.
+// over the input; written under a temporary name, then renamed (write_file_atomic).
 void write_output(const TokenizeOptions& o, const std::string& bytes) {
   if (o.out.empty() || o.out == "-") {
     std::fwrite(bytes.data(), 1, bytes.size(), stdout);
@@ -53,28 +51,14 @@ void write_output(const TokenizeOptions& o, const std::string& bytes) {
     if (std::ferror(stdout)) throw RuntimeFailure("writing to stdout failed");
     return;
   }
-  std::error_code ec;
-  KD_CHECK_INPUT(o.input.empty() || !fs::exists(o.out, ec) || !fs::equivalent(o.input, o.out, ec),
-                 "--out {} is the input file: refusing to write over it", o.out);
-  KD_CHECK_INPUT(o.overwrite || !fs::exists(fs::symlink_status(o.out, ec)),
-                 "--out {} exists: pass --overwrite to replace it", o.out);
-  const std::string tmp = o.out + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    KD_CHECK_INPUT(f.good(), "--out {}: cannot create {} ({})", o.out, tmp, std::strerror(errno));
-    f.write(bytes.data(), std::streamsize(bytes.size()));
-    f.flush();
-    if (!f) {
-      f.close();
-      fs::remove(tmp, ec);
-      throw RuntimeFailure(fmt::format("--out {}: writing {} failed (disk full?)", o.out, tmp));
-    }
-  }
-  fs::rename(tmp, o.out, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    throw RuntimeFailure(fmt::format("--out {}: renaming {} failed: {}", o.out, tmp, ec.message()));
-  }
+  write_file_atomic(o.out, bytes);
+}
+
+// The checks of --out, before any work.
+void check_output(const char* command, const TokenizeOptions& o) {
+  if (o.out.empty() || o.out == "-") return;
+  refuse_input_as_output(command, o.out, o.input.empty() ? std::vector<std::string>{} : std::vector<std::string>{o.input});
+  refuse_existing_output(command, o.out, o.overwrite);
 }
 
 // Token ids from text: a JSON array, a JSON object with "ids" (tokenize's output), or
@@ -134,6 +118,7 @@ std::string readable(std::string_view bytes) {
 }  // namespace
 
 int run_tokenize(const TokenizeOptions& o) {
+  check_output("tokenize", o);
   const data::BpeTokenizer tok = tokenizer_from_path(o.tokenizer);
   const std::string text = input_text(o);
   std::vector<std::int32_t> ids = tok.encode(text);
@@ -163,6 +148,7 @@ int run_tokenize(const TokenizeOptions& o) {
 }
 
 int run_detokenize(const TokenizeOptions& o) {
+  check_output("detokenize", o);
   const data::BpeTokenizer tok = tokenizer_from_path(o.tokenizer);
   const std::string where = o.has_text ? std::string("--ids") : o.input.empty() ? std::string("stdin") : o.input;
   const std::vector<std::int64_t> ids = parse_ids(input_text(o), where);

@@ -17,7 +17,7 @@
 namespace kd::cli {
 
 int run_train(const TrainCommand& cmd) {
-  install_preemption_handlers();
+  install_preemption_handlers();  // again (idempotent): main() installed them first thing
   const std::unique_ptr<dist::Comm> world = dist::make_world_comm();
   RunInputs in = gather_inputs(cmd, true, world->rank(), world->size());
   const Config& cfg = in.cfg;

@@ -14,6 +14,7 @@
 #include "trainer/model/llama.h"
 #include "base/errors.h"
 #include "base/files.h"
+#include "base/file_io.h"
 
 namespace kd::interop {
 
@@ -287,13 +288,7 @@ void write_hf_model(const std::string& dir_name, const ModelSpec& spec, const Pa
   }
   write_safetensors((dir / "model.safetensors").string(), out, metadata);
   auto write_text = [&](const std::string& name, const std::string& text) {
-    const fs::path p = dir / name, tmp = dir / (name + ".tmp");
-    {
-      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-      f << text;
-      if (!f.good()) throw RuntimeFailure(fmt::format("{}: cannot write", p.string()));
-    }
-    fs::rename(tmp, p);
+    write_file_atomic((dir / name).string(), text);  // checked to the last byte, fsync'ed
   };
   if (tokenizer) {
     write_text("tokenizer.json", tokenizer->to_hf_json_text());

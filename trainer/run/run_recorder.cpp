@@ -22,8 +22,8 @@ RunRecorder::RunRecorder(const RunInputs& in, Trainer& trainer, data::BatchSourc
   const Config& cfg = in.cfg;
   if (dir_ != nullptr) {
     dir_->write_text(dir_->config_path(), config_to_yaml(cfg));
-    metrics_out_.open(dir_->metrics_path(), std::ios::trunc);
-    metrics_out_ << metrics_;
+    metrics_out_.open_truncated(dir_->metrics_path());
+    metrics_out_.write(metrics_);
   }
   if (in.val_shard) {
     // a tensor-parallel teacher is a shard here: validation without teacher metrics
@@ -41,8 +41,7 @@ void RunRecorder::emit(const json& j) {
   if (dir_ == nullptr) return;
   const std::string line = j.dump() + "\n";
   metrics_ += line;
-  metrics_out_ << line;
-  metrics_out_.flush();
+  metrics_out_.write(line);
 }
 
 void RunRecorder::evaluate(std::int64_t step) {
@@ -89,6 +88,7 @@ void RunRecorder::save(std::int64_t step) {
   const Config& cfg = in_.cfg;
   ckpt::CheckpointContents c;
   if (dir_ != nullptr) {  // the texts and counters are rank 0's
+    metrics_out_.sync();
     c.kind = "train";
     c.config_yaml = config_to_yaml(cfg);
     if (in_.tokenizer) c.tokenizer_json = in_.tokenizer->to_json_text();

@@ -5,12 +5,12 @@
 #pragma once
 
 #include <cstdint>
-#include <fstream>
 #include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "base/file_io.h"
 #include "data/batch_source.h"
 #include "trainer/eval/evaluator.h"
 #include "trainer/run/run_groups.h"
@@ -31,12 +31,13 @@ class RunRecorder {
   RunRecorder(const RunInputs& in, Trainer& trainer, data::BatchSource& source, const RunGroups& groups,
               const Provenance& prov, const RunDir* dir, Progress& progress, int threads, ResumedRun resumed);
 
-  // A line of metrics.jsonl (rank 0).
+  // A line of metrics.jsonl (rank 0); a failed write is a RuntimeFailure naming the file (a
+  // full disk must not leave a run that reports success with its metrics cut short).
   void emit(const nlohmann::json& j);
   // Validation on the run's val shard (or a synthetic stream), as a metrics line and a log line.
   void evaluate(std::int64_t step);
   // A checkpoint of step, collective over the data-parallel ranks; keeps the newest
-  // train.keep_checkpoints.
+  // train.keep_checkpoints. metrics.jsonl is fsync'ed first: on disk as far as the checkpoint.
   void save(std::int64_t step);
 
   double elapsed() const;  // seconds of the run, across resumes
@@ -52,7 +53,7 @@ class RunRecorder {
   const RunDir* dir_;
   Progress& progress_;
   std::string metrics_;  // the whole metrics.jsonl
-  std::ofstream metrics_out_;
+  AppendFile metrics_out_;
   std::unique_ptr<Evaluator> evaluator_;
   std::int64_t tokens_seen_ = 0;
   double t_start_ = 0;

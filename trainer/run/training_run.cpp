@@ -6,6 +6,7 @@
 #include <array>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -154,6 +155,15 @@ int step_loop(const RunInputs& in, Trainer& trainer, data::BatchSource& source, 
   return 0;
 }
 
+// A preemption signal that came while the inputs were read (the handlers are installed
+// first thing in main) ends the run before anything is written. Every rank of the world
+// (teacher ranks too) takes part: it is also the barrier before the run directory.
+bool preempted_before_start(dist::Comm& world) {
+  std::array<double, 1> flag{preemption_requested() ? 1.0 : 0.0};
+  world.all_reduce_max(flag);
+  return flag[0] > 0;
+}
+
 }  // namespace
 
 int run_training(RunInputs& in, dist::Comm& world, int threads, const Provenance& prov) {
@@ -163,7 +173,7 @@ int run_training(RunInputs& in, dist::Comm& world, int threads, const Provenance
   const bool leader = world.rank() == 0;
   RunGroups groups = make_run_groups(cfg, world);
   if (groups.teacher_rank) {
-    world.barrier();  // the students' barrier before the run directory
+    if (preempted_before_start(world)) return kExitPreempted;  // the students' agreement before the run directory
     std::array<std::int64_t, 1> start{0};
     world.broadcast(start, 0);  // the step the students start (or resume) at
     serve_as_teacher(in, world, groups.layout, start[0]);
@@ -180,12 +190,21 @@ int run_training(RunInputs& in, dist::Comm& world, int threads, const Provenance
   if (in.init) copy_init_weights(*in.init, trainer.student_table(), trainer.student_params());
 
   // From here on the run directory exists (every rank has checked the inputs first).
-  world.barrier();
+  if (preempted_before_start(world)) {
+    if (leader) {
+      fmt::print("preempted ({}) before the first step: nothing written; exit {} (run the same command again)\n",
+                 preemption_signal() ? preemption_signal() : "another rank's signal", kExitPreempted);
+    }
+    return kExitPreempted;
+  }
   std::optional<RunDir> dir;
+  std::vector<std::string> dir_notes;
   if (leader) {
-    dir.emplace(RunDir::open(in.run_path, in.resume_from ? RunMode::resume : in.overwrite ? RunMode::overwrite : RunMode::fresh));
+    dir.emplace(RunDir::open(in.run_path, in.resume_from ? RunMode::resume : in.overwrite ? RunMode::overwrite : RunMode::fresh,
+                             in.newest_checkpoint, dir_notes));
   }
   Progress progress(cfg.train.steps, cfg.train.log_every, leader ? stdout : nullptr);
+  for (const std::string& n : dir_notes) progress.line(n);
   print_run_header(in, groups, trainer, threads, progress);
   load_teacher(in, trainer, groups, progress);
   ResumedRun resumed = resume_run(in, trainer, *source, *groups.dp, prov, progress);

@@ -2,13 +2,14 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <vector>
 
 #include <fmt/format.h>
 
-#include "trainer/checkpoint/checkpoint.h"
 #include "base/errors.h"
+#include "base/file_io.h"
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/setup/run_lock.h"
 
 namespace kd {
 
@@ -36,6 +37,11 @@ std::vector<std::pair<std::int64_t, fs::path>> checkpoints(const fs::path& dir) 
 }  // namespace
 
 void RunDir::check(const std::string& path, RunMode mode) {
+  RunLock::check_free(path);
+  check_mode(path, mode);
+}
+
+void RunDir::check_mode(const std::string& path, RunMode mode) {
   const fs::path p(path);
   switch (mode) {
     case RunMode::fresh:
@@ -53,14 +59,32 @@ void RunDir::check(const std::string& path, RunMode mode) {
   }
 }
 
-RunDir RunDir::open(const std::string& path, RunMode mode) {
+RunDir RunDir::open(const std::string& path, RunMode mode, const std::optional<std::string>& newest,
+                    std::vector<std::string>& notes) {
   check(path, mode);
   const fs::path p(path);
   std::error_code ec;
-  if (mode == RunMode::overwrite && fs::exists(p)) fs::remove_all(p, ec);
+  fs::create_directories(p, ec);  // the lock file's home; nothing in it is touched before the lock
+  if (ec) throw RuntimeFailure(fmt::format("cannot create run directory {}: {}", path, ec.message()));
+  std::string note;
+  std::shared_ptr<RunLock> lock = RunLock::acquire(path, note);
+  if (!note.empty()) notes.push_back(note);
+  // what this run decided from while reading its inputs may have changed under another run
+  check_mode(path, mode);
+  const std::optional<std::string> now = latest_checkpoint(path);
+  KD_CHECK_INPUT(now == newest, "run directory {} changed while this run read its inputs (newest checkpoint {} then, "
+                 "{} now: another run wrote it); run the command again", path, newest.value_or("none"),
+                 now.value_or("none"));
+  if (mode == RunMode::overwrite) {
+    for (const auto& e : fs::directory_iterator(p, ec)) {
+      if (e.path().filename() != "lock") fs::remove_all(e.path(), ec);
+      if (ec) break;
+    }
+    if (ec) throw RuntimeFailure(fmt::format("cannot empty run directory {} (--overwrite): {}", path, ec.message()));
+  }
   fs::create_directories(p / "checkpoints", ec);
   if (ec) throw RuntimeFailure(fmt::format("cannot create run directory {}: {}", path, ec.message()));
-  return RunDir(path);
+  return RunDir(path, std::move(lock));
 }
 
 std::string RunDir::checkpoint_path(const std::string& run_path, std::int64_t step) {
@@ -110,14 +134,6 @@ void RunDir::prune_checkpoints(int keep) const {
   }
 }
 
-void RunDir::write_text(const std::string& file, const std::string& text) const {
-  const std::string tmp = file + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) throw RuntimeFailure(fmt::format("cannot write {}", tmp));
-  }
-  fs::rename(tmp, file);
-}
+void RunDir::write_text(const std::string& file, const std::string& text) const { write_file_atomic(file, text); }
 
 }  // namespace kd

@@ -1,24 +1,34 @@
-// runs/<name>/: the effective config, metrics.jsonl, checkpoints/, plots. A fresh run
-// refuses to take over a directory that already holds a run unless told to resume it or
-// to overwrite it. Created only after every input has been validated, so bad input never
-// leaves a half-made run directory.
+// runs/<name>/: the effective config, metrics.jsonl, checkpoints/, plots, and `lock` (the
+// one-run-per-directory lock, trainer/setup/run_lock.h). A fresh run refuses to take over a
+// directory that already holds a run unless told to resume it or to overwrite it. Created
+// only after every input has been validated, so bad input never leaves a half-made run
+// directory.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace kd {
 
+class RunLock;
+
 enum class RunMode { fresh, resume, overwrite };
 
 class RunDir {
  public:
   // fresh: the directory must not hold a run; overwrite: its contents are removed;
-  // resume: it must hold a run with at least one checkpoint.
-  static RunDir open(const std::string& path, RunMode mode);
-  // Checks (without creating anything) that open(path, mode) would succeed.
+  // resume: it must hold a run with at least one checkpoint. The run's lock is taken first,
+  // before anything in the directory is written or removed, and held while a copy of the
+  // RunDir lives; then `mode` is checked again, and `newest` (the newest checkpoint when the
+  // inputs were read) must still be the newest: another run may have ended in between.
+  // `notes`: lines to print (a dead holder's lock taken over).
+  static RunDir open(const std::string& path, RunMode mode, const std::optional<std::string>& newest,
+                     std::vector<std::string>& notes);
+  // Checks (without creating anything) that open(path, mode) would succeed, and that no live
+  // run holds the directory (RunLock::check_free): called before its files are read.
   static void check(const std::string& path, RunMode mode);
 
   const std::string& path() const { return path_; }
@@ -37,12 +47,14 @@ class RunDir {
   static std::string verified_checkpoint(const std::string& run_path, std::vector<std::string>& warnings);
   // Deletes all but the newest `keep` checkpoints, and any .tmp a killed write left behind.
   void prune_checkpoints(int keep) const;
-  // Writes a text file atomically (tmp + rename).
+  // Writes a text file atomically (tmp + fsync + rename); RuntimeFailure naming it if it cannot.
   void write_text(const std::string& file, const std::string& text) const;
 
  private:
-  explicit RunDir(std::string p) : path_(std::move(p)) {}
+  static void check_mode(const std::string& path, RunMode mode);
+  RunDir(std::string p, std::shared_ptr<RunLock> lock) : path_(std::move(p)), lock_(std::move(lock)) {}
   std::string path_;
+  std::shared_ptr<RunLock> lock_;
 };
 
 }  // namespace kd

@@ -62,6 +62,7 @@ RunInputs gather_inputs(const TrainCommand& given, bool run_dir, int world_rank,
     in.overwrite = cmd.overwrite;
     if (run_dir) RunDir::check(in.run_path, cmd.overwrite ? RunMode::overwrite : RunMode::fresh);
   }
+  in.newest_checkpoint = RunDir::latest_checkpoint(in.run_path);
   Config& cfg = in.cfg;
   if (cmd.distill) {
     KD_CHECK_INPUT(cfg.has_teacher, "distill: the config has no teacher section");

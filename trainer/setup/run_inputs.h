@@ -34,6 +34,9 @@ struct RunInputs {
   std::string run_path;
   bool overwrite = false;  // replace the run directory (--overwrite, or --auto-resume with no checkpoint)
   std::optional<std::string> resume_from;  // checkpoint
+  // the run directory's newest checkpoint when the inputs were read: RunDir::open, under the
+  // run's lock, refuses a directory another run has changed since
+  std::optional<std::string> newest_checkpoint;
   std::vector<std::string> resume_warnings;  // newer checkpoints skipped as damaged, and why
   std::unique_ptr<LoadedModel> teacher;
   std::shared_ptr<const data::TokenShard> train_shard, val_shard;
