@@ -14,8 +14,10 @@ Independent of the C++ code on purpose; it follows only the documented formats a
   tokens [w*seq, w*seq + seq) and is labelled by the tokens one further on; there are
   (n - 1) // seq windows, at most max(1, N // seq) when --tokens N > 0 (0 = all);
 * loss = summed cross-entropy (nats) / scored tokens; ppl = exp(loss);
-  bits per byte = nats / (text_bytes * scored / n) / ln 2 (the scored tokens' share of the
-  shard's text bytes), absent (nan) when the shard does not record text_bytes.
+  bits per byte = nats / (the bytes of text the scored tokens stand for) / ln 2: each scored
+  label's byte length from the checkpoint's ``/tokenizer`` (docs/tokenizer-format.md: ids 0-255
+  one byte, merge k = id 256 + k the bytes of its pair, the special tokens none); without a
+  tokenizer, the shard's average (text_bytes * scored / n), nan when it records no text_bytes.
 
 The last line printed is ``RESULT val_loss=<%.10f> val_bpb=<%.10f> tokens=<n>``.
 Exit codes: 0 done, 2 bad input (file, layout, shape, option).
@@ -174,6 +176,21 @@ def evaluate(model: Llama, ids: np.ndarray, seq: int, windows: int, batch: int):
     return nats, scored
 
 
+def token_byte_lengths(tokenizer_json: str):
+    """Byte length of every id of a kdtrain-bpe tokenizer (None when there is none, or another kind)."""
+    if not tokenizer_json:
+        return None
+    import json
+    t = json.loads(tokenizer_json)
+    if t.get("format") != "kdtrain-bpe":
+        return None
+    lengths = [1] * 256
+    for a, b in t["merges"]:
+        lengths.append(lengths[a] + lengths[b])
+    lengths += [0] * (int(t["vocab_size"]) - len(lengths))  # the special tokens
+    return np.array(lengths, dtype=np.int64)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", help="kdtrain checkpoint (.h5)")
@@ -203,7 +220,14 @@ def main(argv=None) -> int:
     windows = n_windows(n, seq, a.tokens)
     nats, scored = evaluate(model, ids, seq, windows, a.batch)
     loss = nats / scored
-    bpb = nats / (text_bytes * scored / n) / math.log(2.0) if text_bytes > 0 else float("nan")
+    with h5py.File(a.checkpoint, "r") as f:
+        tok = f["tokenizer"][()].decode() if "tokenizer" in f else ""
+    lengths = token_byte_lengths(tok)
+    if lengths is not None:  # the scored labels: ids[1 .. windows * seq]
+        scored_bytes = int(lengths[ids[1:windows * seq + 1]].sum())
+        bpb = nats / scored_bytes / math.log(2.0)
+    else:
+        bpb = nats / (text_bytes * scored / n) / math.log(2.0) if text_bytes > 0 else float("nan")
 
     print(f"checkpoint {a.checkpoint} (step {step}): vocab {lc.vocab}, d_model {lc.d_model}, layers {lc.n_layers},"
           f" heads {lc.n_heads}/{lc.n_kv_heads} (q/kv), d_ff {lc.d_ff}, tied {lc.tie_embeddings},"
