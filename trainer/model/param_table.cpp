@@ -1,8 +1,7 @@
 #include "trainer/model/param_table.h"
 
-#include <fmt/ranges.h>
-
 #include <cstdint>
+#include <string>
 
 #include "base/checked_math.h"
 #include "base/errors.h"
@@ -20,8 +19,15 @@ std::size_t ParamTable::add(std::string name, std::vector<std::int64_t> shape,
   // input, not an invariant. The float count must also leave room for its bytes.
   const auto count = checked_product<std::size_t, std::int64_t>(shape);
   const auto end = count ? checked_add(total_, *count) : std::nullopt;
-  KD_CHECK_INPUT(end && *end <= SIZE_MAX / 8, "tensor {}: shape [{}] makes the parameter count overflow 64 bits "
-                 "(the model's sizes are far too large)", name, fmt::join(shape, ", "));
+  if (!end || *end > SIZE_MAX / 8) {
+    std::string dims;  // (fmt::join of int64s trips GCC 12's -Wstringop-overflow inside fmt)
+    for (const std::int64_t d : shape) {
+      if (!dims.empty()) dims += ", ";
+      dims += std::to_string(d);
+    }
+    throw InputError(fmt::format("tensor {}: shape [{}] makes the parameter count overflow 64 bits (the model's "
+                                 "sizes are far too large)", name, dims));
+  }
   n = *count;
   tensors_.push_back({std::move(name), std::move(shape), total_, n, flags});
   total_ = *end;
