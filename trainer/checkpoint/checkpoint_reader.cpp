@@ -174,7 +174,7 @@ std::string CheckpointReader::text(const char* name, bool required) const {
   std::string t = read_text(path_, file_->id.get(), name, required);
   if (const manifest::Entry* e = entry(name)) {
     const std::uint32_t crc = manifest::crc32_of(t.data(), t.size());
-    const std::uint32_t want = e->block_crc32.empty() ? manifest::crc32_of(nullptr, 0) : e->block_crc32.front();
+    const std::uint32_t want = manifest::whole_crc32(*e);
     KD_CHECK_INPUT(t.size() == e->bytes && crc == want,
                    "{}: dataset /{} does not match the manifest ({} bytes, CRC-32 {:08x}; the manifest says {} "
                    "bytes, {:08x}): changed after the file was written, or damaged; hint: {}",
@@ -206,7 +206,7 @@ void check_attributes(const std::string& path, hid_t root, const manifest::Entry
   Handle g(H5Oopen(root, e.path.c_str(), H5P_DEFAULT));
   if (!g.valid()) bad(path, fmt::format("group {} listed in the manifest cannot be opened", e.path), kDamagedHint);
   const std::string bytes = attributes_text(path, g.get(), e.path);
-  const std::uint32_t want = e.block_crc32.empty() ? manifest::crc32_of(nullptr, 0) : e.block_crc32.front();
+  const std::uint32_t want = manifest::whole_crc32(e);
   KD_CHECK_INPUT(bytes.size() == e.bytes && manifest::crc32_of(bytes.data(), bytes.size()) == want,
                  "{}: the attributes of {} differ from the manifest's (CRC-32): changed after the file was written, "
                  "or damaged; hint: {}", path, e.path == "/" ? "the root" : "/" + e.path, kDamagedHint);

@@ -26,6 +26,14 @@ std::uint32_t crc32_of(const void* data, std::uint64_t bytes) {
   return std::uint32_t(crc);
 }
 
+std::uint32_t whole_crc32(const Entry& e) {
+  std::uint32_t crc = crc32_of(nullptr, 0);
+  for (std::size_t i = 0; i < e.block_crc32.size(); ++i) {
+    crc = crc32_combine(crc, e.block_crc32[i], e.bounds[i + 1] - e.bounds[i]);
+  }
+  return crc;
+}
+
 std::uint32_t crc32_combine(std::uint32_t a, std::uint32_t b, std::uint64_t b_bytes) {
   return std::uint32_t(::crc32_combine(a, b, z_off_t(b_bytes)));
 }
