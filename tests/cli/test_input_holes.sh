@@ -35,6 +35,9 @@ expect 2 "fifo.bin: not a regular file" train --config "$cfg" --set run.name=fif
 no_run fifo_train
 expect 2 "fifo.bin: not a regular file" train --config "$cfg" --set run.name=fifo_val --set data.val="$tmp/fifo.bin"
 no_run fifo_val
+# a shard path that names nothing: the key that holds it (found by fuzz_inputs, seed 22)
+expect 2 "data.val: -1: no such file" train --config "$cfg" --set run.name=noval --set data.val=-1
+no_run noval
 expect 2 "fifo.bin: not a regular file" train --config "$cfg" --set run.name=fifo_tok --set data.tokenizer="$tmp/fifo.bin"
 expect 2 "fifo.bin: not a regular file" validate "$tmp/fifo.bin"
 expect 2 "fifo.bin: not a regular file" eval "$tmp/fifo.bin"

@@ -24,11 +24,21 @@
 #include <string>
 #include <vector>
 
+#include "base/errors.h"
+
 namespace kd::dist {
 class Comm;
 }
 
 namespace kd::ckpt {
+
+// A checkpoint whose bytes are not what was written (a checksum or the manifest disagrees,
+// HDF5 cannot read it): bad input like any other (exit 2), told apart so that a resume can
+// fall back to the checkpoint before it, which a config the checkpoint does not fit cannot.
+class DamagedCheckpoint : public InputError {
+ public:
+  using InputError::InputError;
+};
 
 namespace manifest {
 struct Entry;

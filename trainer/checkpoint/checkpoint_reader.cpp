@@ -31,9 +31,18 @@ constexpr const char* kDamagedHint =
     "the file is damaged (a bad disk, an interrupted copy or transfer); resume from the checkpoint before it";
 
 // "path: what (HDF5: its reason); hint: ..."
+// (DamagedCheckpoint with kDamagedHint)
 [[noreturn]] void bad(const std::string& path, const std::string& what, const char* hint = nullptr) {
-  throw InputError(fmt::format("{}: {}{}{}{}", path, what, h5::error_detail(), hint ? "; hint: " : "", hint ? hint : ""));
+  std::string msg = fmt::format("{}: {}{}{}{}", path, what, h5::error_detail(), hint ? "; hint: " : "", hint ? hint : "");
+  if (hint == kDamagedHint) throw DamagedCheckpoint(std::move(msg));
+  throw InputError(std::move(msg));
 }
+
+// KD_CHECK_INPUT for what only damage explains
+#define KD_CHECK_INTACT(cond, ...)                                                \
+  do {                                                                             \
+    if (!(cond)) throw ::kd::ckpt::DamagedCheckpoint(::fmt::format(__VA_ARGS__)); \
+  } while (0)
 
 // True when every component of `a/b/...` exists (H5Lexists fails on a missing parent).
 bool link_exists(hid_t loc, const std::vector<std::string>& parts) {
@@ -175,7 +184,7 @@ std::string CheckpointReader::text(const char* name, bool required) const {
   if (const manifest::Entry* e = entry(name)) {
     const std::uint32_t crc = manifest::crc32_of(t.data(), t.size());
     const std::uint32_t want = manifest::whole_crc32(*e);
-    KD_CHECK_INPUT(t.size() == e->bytes && crc == want,
+    KD_CHECK_INTACT(t.size() == e->bytes && crc == want,
                    "{}: dataset /{} does not match the manifest ({} bytes, CRC-32 {:08x}; the manifest says {} "
                    "bytes, {:08x}): changed after the file was written, or damaged; hint: {}",
                    path_, name, t.size(), crc, e->bytes, want, kDamagedHint);
@@ -207,7 +216,7 @@ void check_attributes(const std::string& path, hid_t root, const manifest::Entry
   if (!g.valid()) bad(path, fmt::format("group {} listed in the manifest cannot be opened", e.path), kDamagedHint);
   const std::string bytes = attributes_text(path, g.get(), e.path);
   const std::uint32_t want = manifest::whole_crc32(e);
-  KD_CHECK_INPUT(bytes.size() == e.bytes && manifest::crc32_of(bytes.data(), bytes.size()) == want,
+  KD_CHECK_INTACT(bytes.size() == e.bytes && manifest::crc32_of(bytes.data(), bytes.size()) == want,
                  "{}: the attributes of {} differ from the manifest's (CRC-32): changed after the file was written, "
                  "or damaged; hint: {}", path, e.path == "/" ? "the root" : "/" + e.path, kDamagedHint);
 }
@@ -263,13 +272,13 @@ void CheckpointReader::load_manifest() {
   for (const std::string& d : objects.datasets) {
     if (d == layout::kManifest) continue;
     const auto it = file_->manifest.find(d);
-    KD_CHECK_INPUT(it != file_->manifest.end() && it->second.dtype != manifest::kAttributes,
+    KD_CHECK_INTACT(it != file_->manifest.end() && it->second.dtype != manifest::kAttributes,
                    "{}: dataset /{} is not in the checkpoint's manifest (added after the file was written, or "
                    "the manifest is damaged); hint: {}", path_, d, kDamagedHint);
   }
   for (const std::string& g : objects.groups_with_attributes) {
     const auto it = file_->manifest.find(g);
-    KD_CHECK_INPUT(it != file_->manifest.end() && it->second.dtype == manifest::kAttributes,
+    KD_CHECK_INTACT(it != file_->manifest.end() && it->second.dtype == manifest::kAttributes,
                    "{}: the attributes of {} are not in the checkpoint's manifest; hint: {}", path_,
                    g == "/" ? "the root" : "/" + g, kDamagedHint);
   }
@@ -415,7 +424,7 @@ Handle open_checked(const std::string& path, hid_t root, const std::string& grou
 // manifest describes, so a dataset reshaped or retyped after the write is refused first.
 void check_against_entry(const std::string& path, const manifest::Entry& e, DType got,
                          const std::vector<std::int64_t>& stored, const std::string& who) {
-  KD_CHECK_INPUT(e.dtype == dtype_name(got) && e.shape == stored,
+  KD_CHECK_INTACT(e.dtype == dtype_name(got) && e.shape == stored,
                  "{}: {} is {} of shape {}, the manifest says {} of shape {}: changed after the file was written; "
                  "hint: {}", path, who, dtype_name(got), layout::shape_text(stored), e.dtype,
                  layout::shape_text(e.shape), kDamagedHint);

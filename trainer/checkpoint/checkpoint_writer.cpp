@@ -252,6 +252,7 @@ class Writer {
       if (ranks_.parallel()) ok(H5Pset_dxpl_mpio(dxpl_.get(), H5FD_MPIO_COLLECTIVE), "collective transfers");
       Handle fcpl = make(H5Pcreate(H5P_FILE_CREATE), "file creation property list");
       ok(H5Pset_link_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED), "root link order");
+      keep_compact(fcpl.get());
       file = make(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), "creating " + tmp);
     });
     const hid_t root = file.get();
@@ -340,10 +341,20 @@ class Writer {
   }
 
  private:
+  // Links and attributes stay in the object header (checksummed chunks) however many there
+  // are: HDF5's dense storage keeps them in fractal-heap blocks without checksums, and a
+  // damaged one of those crashes HDF5 1.10 as it lists the group.
+  void keep_compact(hid_t gcpl) const {
+    ok(H5Pset_link_phase_change(gcpl, kMaxCompact, kMaxCompact - 1), "compact link storage");
+    ok(H5Pset_attr_phase_change(gcpl, kMaxCompact, kMaxCompact - 1), "compact attribute storage");
+  }
+  static constexpr unsigned kMaxCompact = 65535;  // HDF5's limit for both
+
   Handle create_group(hid_t loc, const std::string& name) const {
     // Creation order is tracked (and indexed) so tensors list back in the order written.
     Handle gcpl = make(H5Pcreate(H5P_GROUP_CREATE), "group creation property list");
     ok(H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED), "group link order");
+    keep_compact(gcpl.get());
     return make(H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), "creating group " + name);
   }
 

@@ -58,7 +58,11 @@ Handle file_access_plist(bool for_writing, MPI_Comm comm) {
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
   const bool mpio = comm != MPI_COMM_NULL;
   if (!fapl.valid() || (mpio ? H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL) : H5Pset_fapl_sec2(fapl.get())) < 0 ||
-      H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_V18) < 0 ||
+      // Written in the 1.10 format: with it every piece of metadata HDF5 parses carries a
+      // checksum (superblock v3, v2 object headers, the chunks' fixed-array index), so a
+      // damaged file fails with an error instead of walking a broken structure. Files of
+      // the 1.8 format (older kdtrain) are read as they are.
+      H5Pset_libver_bounds(fapl.get(), for_writing ? H5F_LIBVER_V110 : H5F_LIBVER_EARLIEST, H5F_LIBVER_V110) < 0 ||
       H5Pset_file_locking(fapl.get(), true, true) < 0 ||
       (for_writing && H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI) < 0)) {
     return Handle();

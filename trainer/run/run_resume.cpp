@@ -2,9 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <array>
+#include <cstdio>
+#include <optional>
+
 #include "base/errors.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/run/trainer_state.h"
+#include "trainer/setup/run_dir.h"
 
 namespace kd {
 
@@ -29,17 +34,12 @@ void resume_pruner(const ckpt::CheckpointReader& r, const std::string& path, pru
   pruner.load_state(r, step);
 }
 
-}  // namespace
-
-ResumedRun resume_run(const RunInputs& in, Trainer& trainer, data::BatchSource& source, dist::Comm& dp,
-                      const Provenance& prov, Progress& progress) {
+// Everything resume_run restores, from the open checkpoint `r`.
+ResumedRun read_checkpoint(const ckpt::CheckpointReader& r, const RunInputs& in, Trainer& trainer,
+                           data::BatchSource& source, dist::Comm& dp, Progress& progress) {
   ResumedRun out;
-  if (!in.resume_from) return out;
   const Config& cfg = in.cfg;
-  const std::string& path = *in.resume_from;
-  ckpt::CheckpointReader r(path);
-  for (const auto& w : in.resume_warnings) progress.line("warning: " + w);
-  for (const auto& w : check_provenance(r.provenance(), prov, path)) progress.line("warning: " + w);
+  const std::string& path = r.path();
   // A float run resumed with a quant section added is QAT fine-tuning: its LSQ scales
   // (absent from the checkpoint) start from the calibrators, their moments from zero.
   const bool fresh_quant = trainer.qat() && !r.has_tensor("quant", "calibrated");
@@ -70,8 +70,78 @@ ResumedRun resume_run(const RunInputs& in, Trainer& trainer, data::BatchSource& 
   out.tokens_seen = r.state("tokens_seen");
   out.time_offset = double(r.state("time_ms")) / 1000.0;
   out.metrics = r.metrics_jsonl();
-  progress.line(fmt::format("resumed from {} at step {}", path, trainer.steps_done()));
   return out;
+}
+
+// What a checkpoint loads into state that a later read of another one does not reset: a
+// fallback must hold the same kinds, or it would keep part of the damaged file's.
+struct StateKinds {
+  bool masks = false, quant = false;
+  bool operator==(const StateKinds&) const = default;
+};
+
+StateKinds state_kinds(const ckpt::CheckpointReader& r) {
+  return {!r.tensor_names("masks").empty(), r.has_tensor("quant", "calibrated")};
+}
+
+std::string describe(const StateKinds& k) {
+  return fmt::format("{} pruning masks, {} quantizer state", k.masks ? "with" : "without", k.quant ? "with" : "without");
+}
+
+// True on every rank when it is true on any student rank.
+bool on_any_rank(bool mine, const RunGroups& g) {
+  std::array<double, 1> f{mine ? 1.0 : 0.0};
+  if (g.dp->size() > 1) g.dp->all_reduce_max(f);
+  if (g.tp_group) g.tp_group->all_reduce_max(f);
+  return f[0] > 0;
+}
+
+}  // namespace
+
+ResumedRun resume_run(const RunInputs& in, Trainer& trainer, data::BatchSource& source, const RunGroups& groups,
+                      const Provenance& prov, Progress& progress) {
+  if (!in.resume_from) return {};
+  for (const auto& w : in.resume_warnings) progress.line("warning: " + w);
+  const bool leader = groups.dp->rank() == 0 && (!groups.tp_group || groups.tp_group->rank() == 0);
+  std::string path = *in.resume_from;
+  std::optional<StateKinds> touched;  // what the damaged checkpoints' reads may have loaded
+  for (std::size_t fallback = 0;; ++fallback) {
+    std::optional<ResumedRun> out;
+    std::optional<StateKinds> kinds;
+    std::string damage;
+    try {
+      std::optional<ckpt::CheckpointReader> r;
+      try {
+        r.emplace(path);
+      } catch (const InputError& e) {  // in the run's own directory: a damaged file
+        throw ckpt::DamagedCheckpoint(e.what());
+      }
+      kinds = state_kinds(*r);
+      KD_CHECK_INPUT(!touched || *kinds == *touched,
+                     "{} is {}, unlike the damaged checkpoint after it ({}): this process has read part of that one "
+                     "and cannot continue from {}; move the damaged checkpoint out of {}/checkpoints and resume again",
+                     path, describe(*kinds), describe(*touched), path, in.run_path);
+      if (fallback == 0) {
+        for (const auto& w : check_provenance(r->provenance(), prov, path)) progress.line("warning: " + w);
+      }
+      out = read_checkpoint(*r, in, trainer, source, *groups.dp, progress);
+    } catch (const ckpt::DamagedCheckpoint& e) {
+      damage = e.what();
+    }
+    // every rank reads a different part (its ZeRO shard): all of them go on, or all fall back
+    if (!on_any_rank(!damage.empty(), groups)) {
+      progress.line(fmt::format("resumed from {} at step {}", path, trainer.steps_done()));
+      return std::move(*out);
+    }
+    const std::string what = damage.empty() ? "damage found by another rank (its message is on standard error)" : damage;
+    if (!damage.empty() && !leader) std::fprintf(stderr, "kdtrain: warning: %s\n", damage.c_str());
+    KD_CHECK_INPUT(fallback < in.resume_fallbacks.size(), "--resume {}: no checkpoint can be read; the oldest: {}",
+                   in.run_path, damaged_checkpoint_note(path, what));
+    if (kinds) touched = kinds;
+    progress.line(fmt::format("warning: {}; falling back to {}", damaged_checkpoint_note(path, what),
+                              in.resume_fallbacks[fallback]));
+    path = in.resume_fallbacks[fallback];
+  }
 }
 
 }  // namespace kd

@@ -9,6 +9,7 @@
 
 #include "data/batch_source.h"
 #include "trainer/dist/comm.h"
+#include "trainer/run/run_groups.h"
 #include "trainer/setup/provenance.h"
 #include "trainer/setup/run_inputs.h"
 #include "trainer/train/trainer.h"
@@ -25,7 +26,12 @@ struct ResumedRun {
 
 // Continues from in.resume_from when it is set; InputError naming the checkpoint when the
 // config no longer describes it. `prov`: this run's provenance (differences are warned about).
-ResumedRun resume_run(const RunInputs& in, Trainer& trainer, data::BatchSource& source, dist::Comm& dp,
+// Every read checks its bytes against the manifest as it goes (one pass over the file); when
+// any student rank finds damage (ckpt::DamagedCheckpoint), all of them fall back to the next
+// of in.resume_fallbacks and read it instead, saying why. A fallback must hold the same kinds
+// of state (masks, quantizer state) as the damaged file, whose read may have loaded part of
+// them; else InputError saying to move the damaged file aside.
+ResumedRun resume_run(const RunInputs& in, Trainer& trainer, data::BatchSource& source, const RunGroups& groups,
                       const Provenance& prov, Progress& progress);
 
 }  // namespace kd

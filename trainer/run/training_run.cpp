@@ -207,7 +207,7 @@ int run_training(RunInputs& in, dist::Comm& world, int threads, const Provenance
   for (const std::string& n : dir_notes) progress.line(n);
   print_run_header(in, groups, trainer, threads, progress);
   load_teacher(in, trainer, groups, progress);
-  ResumedRun resumed = resume_run(in, trainer, *source, *groups.dp, prov, progress);
+  ResumedRun resumed = resume_run(in, trainer, *source, groups, prov, progress);
   if (const std::string frozen = trainer.freeze_teacher(); !frozen.empty()) progress.line(frozen);
   RunRecorder rec(in, trainer, *source, groups, prov, leader ? &*dir : nullptr, progress, threads, std::move(resumed));
   if (groups.layout.teachers > 0) {  // the teacher ranks start where the students do

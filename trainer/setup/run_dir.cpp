@@ -36,6 +36,11 @@ std::vector<std::pair<std::int64_t, fs::path>> checkpoints(const fs::path& dir) 
 }
 }  // namespace
 
+std::string damaged_checkpoint_note(const std::string& path, const std::string& error) {
+  const bool named = error.rfind(path + ": ", 0) == 0;
+  return fmt::format("checkpoint {} is damaged or incomplete: {}", path, named ? error.substr(path.size() + 2) : error);
+}
+
 void RunDir::check(const std::string& path, RunMode mode) {
   RunLock::check_free(path);
   check_mode(path, mode);
@@ -91,32 +96,11 @@ std::string RunDir::checkpoint_path(const std::string& run_path, std::int64_t st
   return fmt::format("{}/checkpoints/step-{:08d}.h5", run_path, step);
 }
 
-std::string RunDir::verified_checkpoint(const std::string& run_path, std::vector<std::string>& warnings) {
+std::vector<std::string> RunDir::resume_candidates(const std::string& run_path) {
+  std::vector<std::string> out;
   const auto list = checkpoints(fs::path(run_path) / "checkpoints");
-  std::vector<std::string> rejected;
-  for (auto it = list.rbegin(); it != list.rend(); ++it) {
-    const std::string path = it->second.string();
-    std::string problem;
-    try {
-      const ckpt::CheckpointReader r(path);
-      if (!r.has_manifest()) {  // an older kdtrain's file: whole under its name (renamed), checked as read
-        warnings.push_back(fmt::format("{} has no manifest (written by an older kdtrain): not verified before use", path));
-      } else {
-        problem = r.verify();
-      }
-    } catch (const InputError& e) {
-      problem = e.what();
-    }
-    if (problem.empty()) {
-      for (const std::string& r : rejected) warnings.push_back(fmt::format("{}; falling back to {}", r, path));
-      return path;
-    }
-    rejected.push_back(fmt::format("checkpoint {} is damaged or incomplete: {}", path,
-                                   problem.rfind(path, 0) == 0 ? problem.substr(path.size() + 2) : problem));
-  }
-  std::string why;
-  for (const std::string& r : rejected) why += "\n  " + r;
-  throw InputError(fmt::format("--resume {}: no checkpoint passes verification:{}", run_path, why));
+  for (auto it = list.rbegin(); it != list.rend(); ++it) out.push_back(it->second.string());
+  return out;
 }
 
 std::optional<std::string> RunDir::latest_checkpoint(const std::string& run_path) {

@@ -15,6 +15,10 @@ namespace kd {
 
 class RunLock;
 
+// "checkpoint PATH is damaged or incomplete: WHY", from a reader's error (which starts with
+// the path): the line a resume prints when it passes a checkpoint by.
+std::string damaged_checkpoint_note(const std::string& path, const std::string& error);
+
 enum class RunMode { fresh, resume, overwrite };
 
 class RunDir {
@@ -41,10 +45,9 @@ class RunDir {
   std::optional<std::string> latest_checkpoint() const { return latest_checkpoint(path_); }
   // The same for a run directory given by path, without opening (creating) anything.
   static std::optional<std::string> latest_checkpoint(const std::string& run_path);
-  // The newest checkpoint that passes CheckpointReader::verify(); each newer one that does
-  // not is skipped with a line in `warnings` saying why and what is used instead. InputError
-  // when none passes.
-  static std::string verified_checkpoint(const std::string& run_path, std::vector<std::string>& warnings);
+  // The run's checkpoints, newest first: what a resume tries in turn (the first that reads
+  // whole is used; every read checks what it reads, trainer/run/run_resume.h).
+  static std::vector<std::string> resume_candidates(const std::string& run_path);
   // Deletes all but the newest `keep` checkpoints, and any .tmp a killed write left behind.
   void prune_checkpoints(int keep) const;
   // Writes a text file atomically (tmp + fsync + rename); RuntimeFailure naming it if it cannot.

@@ -32,6 +32,32 @@ std::string run_path_of(const std::string& config_file, const Config& cfg) {
   return (fs::path(cfg.run.dir) / name).string();
 }
 
+// in.resume_from: the newest of the run's checkpoints that opens and whose config reads (the
+// manifest, attributes and texts are checked at open); in.cfg from it. The tensors are
+// checked as resume_run reads them.
+void open_resume_checkpoint(const TrainCommand& cmd, RunInputs& in) {
+  const std::vector<std::string> candidates = RunDir::resume_candidates(cmd.resume);
+  std::vector<std::string> rejected;
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    const std::string& path = candidates[i];
+    std::string text;
+    try {
+      text = ckpt::CheckpointReader(path).config_yaml();
+    } catch (const InputError& e) {  // in a run's own directory, a file that is not a checkpoint is a damaged one
+      rejected.push_back(damaged_checkpoint_note(path, e.what()));
+      continue;
+    }
+    for (const std::string& r : rejected) in.resume_warnings.push_back(fmt::format("{}; falling back to {}", r, path));
+    in.cfg = load_config_text(text, path + ":/config", cmd.overrides);
+    in.resume_from = path;
+    in.resume_fallbacks.assign(candidates.begin() + std::ptrdiff_t(i) + 1, candidates.end());
+    return;
+  }
+  std::string why;
+  for (const std::string& r : rejected) why += "\n  " + r;
+  throw InputError(fmt::format("--resume {}: no checkpoint can be read:{}", cmd.resume, why));
+}
+
 }  // namespace
 
 RunInputs gather_inputs(const TrainCommand& given, bool run_dir, int world_rank, int world_size) {
@@ -50,9 +76,7 @@ RunInputs gather_inputs(const TrainCommand& given, bool run_dir, int world_rank,
   }
   if (!cmd.resume.empty()) {
     RunDir::check(cmd.resume, RunMode::resume);  // it has a checkpoint
-    in.resume_from = RunDir::verified_checkpoint(cmd.resume, in.resume_warnings);
-    ckpt::CheckpointReader r(*in.resume_from);
-    in.cfg = load_config_text(r.config_yaml(), *in.resume_from + ":/config", cmd.overrides);
+    open_resume_checkpoint(cmd, in);
     in.run_path = cmd.resume;
     in.overwrite = false;
   } else {
@@ -85,6 +109,11 @@ RunInputs gather_inputs(const TrainCommand& given, bool run_dir, int world_rank,
   }
   if (cfg.data.kind == DataKind::shards) {
     const auto fmt_ = shard_format(cfg.data.format);
+    // a path that names nothing is the config's mistake: say which key holds it
+    for (const auto& [key, path] : {std::pair{"data.train", cfg.data.train}, std::pair{"data.val", cfg.data.val}}) {
+      std::error_code ec;
+      KD_CHECK_INPUT(path.empty() || fs::exists(path, ec), "{}: {}: no such file", key, path);
+    }
     in.train_shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(cfg.data.train, fmt_));
     data::check_shard(*in.train_shard, cfg.model.vocab, cfg.train.seq_len, "training");
     if (!cfg.data.val.empty()) {

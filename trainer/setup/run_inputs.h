@@ -33,11 +33,15 @@ struct RunInputs {
   Config cfg;
   std::string run_path;
   bool overwrite = false;  // replace the run directory (--overwrite, or --auto-resume with no checkpoint)
-  std::optional<std::string> resume_from;  // checkpoint
+  // The newest checkpoint that opens whole (its manifest, attributes and config checked);
+  // the older ones, newest first, are what resume_run falls back to when a read of it finds
+  // damage (every read checks its bytes in the same pass: nothing is read twice).
+  std::optional<std::string> resume_from;
+  std::vector<std::string> resume_fallbacks;
   // the run directory's newest checkpoint when the inputs were read: RunDir::open, under the
   // run's lock, refuses a directory another run has changed since
   std::optional<std::string> newest_checkpoint;
-  std::vector<std::string> resume_warnings;  // newer checkpoints skipped as damaged, and why
+  std::vector<std::string> resume_warnings;  // newer checkpoints skipped as damaged at open, and why
   std::unique_ptr<LoadedModel> teacher;
   std::shared_ptr<const data::TokenShard> train_shard, val_shard;
   std::optional<data::BpeTokenizer> tokenizer;
