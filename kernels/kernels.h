@@ -37,6 +37,17 @@ template <class T>
 void linear_backward(T* dx, T* dw, const T* dy, const T* x, const T* w, int m, int n, int k,
                      bool accumulate_dx);
 
+// ---------------------------------------------------------------- float64 factorisations
+// One-shot compression (GPTQ, SparseGPT) works on the Hessian of a layer's calibration
+// inputs in float64 (LAPACK's Cholesky). Matrices are (n, n), row-major, symmetric.
+// c += alpha · xᵀx for x (rows, n): the full symmetric matrix is updated.
+void syrk_accumulate(double* c, const double* x, int rows, int n, double alpha);
+// a SPD → a⁻¹ (full); false when a is not positive definite (a is then undefined).
+bool spd_inverse(double* a, int n);
+// a SPD → its upper Cholesky factor U (a = UᵀU), the strict lower triangle zeroed; false
+// when a is not positive definite.
+bool cholesky_upper(double* a, int n);
+
 // ---------------------------------------------------------------- embedding
 // x (M,d) = emb[tokens]
 template <class T>

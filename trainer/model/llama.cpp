@@ -108,6 +108,25 @@ void llama_forward_frozen_tp(const LlamaLayout& shard, const float* p, const std
   trunk::frozen_forward(HostOps<float>{}, shard, p, tokens, a, hook, partial, &sum_over_group);
 }
 
+void llama_embed_frozen(const LlamaLayout& lay, const float* p, const std::int32_t* tokens,
+                        FrozenActivations<float>& a) {
+  const HostOps<float> ops;
+  ops.check_frozen(a);
+  ops.embedding_forward(a.x, p + lay.embed(), tokens, a.batch * a.seq, lay.spec().d_model);
+}
+
+void llama_block_frozen(const LlamaLayout& lay, const float* p, int layer, FrozenActivations<float>& a,
+                        LinearHook<float>* hook) {
+  const HostOps<float> ops;
+  ops.check_frozen(a);
+  const ModelSpec& s = lay.spec();
+  const auto& L = lay.layers()[layer];
+  const trunk::BlockInputs<HostOps<float>> in{ops, hook, layer};
+  trunk::attention_block(ops, s, L, p, a.x, a.xn, a.rstd, a.qkv, a.att, a.lse, a.x, a.rope_cos, a.rope_sin,
+                         a.attn_scratch, a.batch, a.seq, in, true);
+  trunk::mlp_block(ops, s, L, p, a.x, a.xn, a.rstd, a.gu, a.act, a.x, a.batch * a.seq, in, true);
+}
+
 template <class T>
 void head_forward_frozen(const LlamaLayout& lay, const T* p, T* logits, T* x, int rows, LinearHook<T>* hook) {
   const int v = lay.spec().vocab, d = lay.spec().d_model;

@@ -111,6 +111,14 @@ template <class T>
 void llama_forward_frozen(const LlamaLayout& lay, const T* params, const std::int32_t* tokens,
                           FrozenActivations<T>& a, LinearHook<T>* hook = nullptr);
 
+// One-shot compression's pieces of the frozen forward (trainer/oneshot/block_sequential.h):
+// the token embeddings into a.x, and decoder block `layer` applied to a.x in place, the
+// hook called at its linear sites as in llama_forward_frozen.
+void llama_embed_frozen(const LlamaLayout& lay, const float* params, const std::int32_t* tokens,
+                        FrozenActivations<float>& a);
+void llama_block_frozen(const LlamaLayout& lay, const float* params, int layer, FrozenActivations<float>& a,
+                        LinearHook<float>* hook = nullptr);
+
 // The frozen forward of one tensor-parallel shard (trainer/distill/teacher_tp.h): the
 // shard is a Llama with this rank's heads and FFN neurons; every block's output projection
 // is a partial sum that `sum_over_group` (an all-reduce over the tensor-parallel group)

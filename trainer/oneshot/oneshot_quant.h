@@ -1,0 +1,63 @@
+// `kdtrain ptq --method gptq|awq|smoothquant`: a quantization plan's weights compressed
+// one-shot, block by block (block_sequential.h), in the float parameter buffer, before the
+// usual PTQ path writes the codes (trainer/quant/ptq.h):
+//  * gptq: every planned weight of a site by GPTQ (obs_compress.h), its scales fixed;
+//  * awq: per site, AWQ's scales searched on the block's float layers (as llm-awq does:
+//    v→o must be folded before v is quantized) and folded into the norm in front (q/k/v,
+//    gate/up) or the producing linear's rows (o from v_proj without grouped KV heads;
+//    down from up_proj), the planned weights clipped; at the block's end its planned
+//    weights are rounded to nearest, scales fixed, so the next block sees them quantized;
+//  * smoothquant: per site with a norm in front (q/k/v, gate/up), the scales folded; the
+//    weights stay float for PTQ's round-to-nearest and static activation scales.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "trainer/model/llama.h"
+#include "trainer/model/param_table.h"
+#include "trainer/oneshot/obs_compress.h"
+#include "trainer/quant/quant_plan.h"
+
+namespace kd::oneshot {
+
+enum class QuantMethod { rtn, gptq, awq, smoothquant };
+// "rtn" | "gptq" | "awq" | "smoothquant"; InputError naming `key` otherwise.
+QuantMethod parse_quant_method(const std::string& text, const std::string& key);
+const char* method_name(QuantMethod m);
+
+struct OneshotQuantOptions {
+  QuantMethod method = QuantMethod::rtn;
+  ObsOptions obs;              // gptq
+  double alpha = 0.5;          // smoothquant's migration strength
+  bool clip = true;            // awq's clipping search
+};
+
+// Scales a method fixed for a weight (tensor name → its slots), used instead of PTQ's
+// weight calibrator so the codes are exactly the method's.
+struct FixedScales {
+  std::vector<float> scale;
+  std::vector<std::int32_t> zero;
+};
+
+struct OneshotReport {
+  std::map<std::string, FixedScales> scales;
+  std::vector<std::string> notes;  // Hessian retries, v→o folds skipped, …
+  double seconds = 0;
+};
+
+// InputError before any work: a method that does not support a planned format (gptq and
+// awq: integer weights; smoothquant: an activation format with static per-tensor scales
+// somewhere, else it changes nothing), act-order with dynamic groups.
+void check_method_for_plan(const OneshotQuantOptions& o, const quant::QuantPlan& plan);
+
+// Compresses params (the model of `lay`/`table`) in place with the calibration tokens.
+OneshotReport quantize_oneshot(const OneshotQuantOptions& o, const quant::QuantPlan& plan, const LlamaLayout& lay,
+                               const ParamTable& table, float* params, const std::vector<std::int32_t>& tokens,
+                               int samples, int seq_len, int threads,
+                               const std::function<void(const std::string&)>& progress);
+
+}  // namespace kd::oneshot
