@@ -97,6 +97,14 @@ struct PtqOptions {
   bool head = false;                    // also quantize the output head (quant.head)
   int threads = 0;
   bool overwrite = false;               // replace an existing --out (never the input)
+  // one-shot methods (trainer/oneshot): rtn (the calibrators alone), gptq, awq, smoothquant
+  std::string method = "rtn";
+  int samples = 128, seq_len = 0;       // calibration sequences × tokens (0: the run's train.seq_len)
+  double damp = 0.01;                   // gptq: the Hessian's dampening, × mean diagonal
+  int block = 128;                      // gptq: lazy-batch columns
+  bool act_order = false, static_groups = false;  // gptq
+  double alpha = 0.5;                   // smoothquant's migration strength
+  bool no_clip = false;                 // awq: skip the clipping search
 };
 int run_ptq(const PtqOptions& o);
 

@@ -13,6 +13,8 @@
 #include "trainer/cli/commands.h"
 #include "trainer/cli/output_path.h"
 #include "trainer/config/config.h"
+#include "trainer/oneshot/block_sequential.h"
+#include "trainer/oneshot/oneshot_quant.h"
 #include "trainer/quant/ptq.h"
 #include "trainer/quant/quant_format.h"
 #include "trainer/setup/model_loader.h"
@@ -40,12 +42,26 @@ int run_ptq(const PtqOptions& o) {
   if (!o.activation.empty()) q.activation = o.activation;
   if (!o.calibrator.empty()) q.activation_calibrator = o.calibrator;
   if (!o.weight_calibrator.empty()) q.weight_calibrator = o.weight_calibrator;
-  const bool use_qat = qat && !o.recalibrate && !changed;
+  oneshot::OneshotQuantOptions one;
+  one.method = oneshot::parse_quant_method(o.method, "--method");
+  one.obs.damp = o.damp;
+  one.obs.block = o.block;
+  one.obs.act_order = o.act_order;
+  one.obs.static_groups = o.static_groups;
+  one.alpha = o.alpha;
+  one.clip = !o.no_clip;
+  KD_CHECK_INPUT(one.method == oneshot::QuantMethod::gptq || (!o.act_order && !o.static_groups),
+                 "--act-order and --static-groups are GPTQ's (--method gptq), not {}'s", o.method);
+  const bool oneshot = one.method != oneshot::QuantMethod::rtn;
+  // a one-shot method sets the scales itself: a QAT run's learned ones are not used
+  const bool use_qat = qat && !o.recalibrate && !changed && !oneshot;
   if (!use_qat) q.learn_scales = false;
   // flags are checked under their own names
   quant::parse_calibrator(q.activation_calibrator, o.calibrator.empty() ? "quant.activation_calibrator" : "--calibrator");
   quant::plan_quantization(q, cfg.model, o.weight.empty() ? "quant.weight" : "--weight",
                            o.activation.empty() ? "quant.activation" : "--activation");
+  const quant::QuantPlan plan = quant::plan_quantization(q, cfg.model);
+  if (oneshot) oneshot::check_method_for_plan(one, plan);
   cfg.has_quant = true;
   cfg.quant = q;
   // the pruning is done and baked into the weights (pruned ones quantize to exact zeros);
@@ -70,10 +86,31 @@ int run_ptq(const PtqOptions& o) {
     data_key = fmt::format("--data (the checkpoint's data.kind is {}, so it names no training shard)",
                            cfg.data.kind == DataKind::shards ? "shards without data.train" : "synthetic");
   }
+  // the one-shot method, block by block over calibration sequences of the training split
+  std::vector<float> compressed;
+  oneshot::OneshotReport one_rep;
+  const int one_seq = o.seq_len > 0 ? o.seq_len : cfg.train.seq_len;
+  if (oneshot) {
+    KD_CHECK_INPUT(!data.empty(), "ptq --method {}: needs calibration data: give --data (a token shard of the "
+                   "training split; the checkpoint's data.kind names none)", o.method);
+    auto shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(data));
+    if (model->tokenizer) {
+      data::check_shard_tokenizer(*shard, "calibration", model->tokenizer->hash(), "checkpoint " + o.checkpoint);
+    }
+    const std::vector<std::int32_t> tokens =
+        oneshot::calibration_tokens(shard, cfg.model.vocab, o.samples, one_seq, o.seed, "--data");
+    compressed.assign(model->params.data(), model->params.data() + model->table.total());
+    fmt::print("ptq --method {}: {} calibration sequences × {} tokens from {} (seed {})\n", o.method, o.samples,
+               one_seq, data, o.seed);
+    one_rep = oneshot::quantize_oneshot(one, plan, *model->layout, model->table, compressed.data(), tokens, o.samples,
+                                        one_seq, threads, [](const std::string& line) { fmt::print("  {}\n", line); });
+    for (const std::string& n : one_rep.notes) fmt::print("  note: {}\n", n);
+  }
   quant::PtqInput in;
   in.layout = model->layout.get();
   in.table = &model->table;
-  in.params = model->params.data();
+  in.params = oneshot ? compressed.data() : model->params.data();
+  in.fixed_scales = oneshot ? &one_rep.scales : nullptr;
   in.checkpoint = &reader;
   in.use_qat_state = use_qat;
   in.calibration = calib.get();
@@ -89,16 +126,21 @@ int run_ptq(const PtqOptions& o) {
   c.state["quantized_from_qat"] = use_qat ? 1 : 0;
   c.state["calibration_batches"] = rep.calibrated ? o.batches : 0;
   std::size_t float_bytes = 0, quant_bytes = 0;
+  if (oneshot) {
+    c.provenance["ptq_method"] = o.method;
+    c.provenance["ptq_calibration"] = fmt::format("{} x {} tokens of {} (seed {})", o.samples, one_seq, data, o.seed);
+  }
   for (const auto& t : model->table.tensors()) {
-    if (qm.weight(t.name)) continue;
-    c.tensors["model"].push_back({t.name, t.shape, model->params.data() + t.offset});
+    if (qm.weight(t.name)) continue;  // the float tensors that stay: a method's folded norms among them
+    c.tensors["model"].push_back({t.name, t.shape, in.params + t.offset});
     float_bytes += 4 * t.numel;
   }
   for (const auto& w : qm.weights) quant_bytes += w.stored_bytes();
   c.tensors["quantized"] = quant::quantized_views(qm);
   ckpt::write_checkpoint(o.out, c);
 
-  fmt::print("ptq: {} -> {}\n", o.checkpoint, o.out);
+  fmt::print("ptq: {} -> {}{}\n", o.checkpoint, o.out,
+             oneshot ? fmt::format(" (method {}, {:.1f} s)", o.method, one_rep.seconds) : "");
   fmt::print("  weights {} ({} tensors, calibrator {}) | inputs {} ({} layers{})\n", q.weight, qm.weights.size(),
              use_qat ? "QAT state" : q.weight_calibrator, q.activation, qm.inputs.size(),
              rep.static_inputs ? fmt::format(", static scales by {}", use_qat ? "QAT state" : q.activation_calibrator)

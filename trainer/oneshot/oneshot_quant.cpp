@@ -167,7 +167,7 @@ class MethodCompressor final : public SiteCompressor {
       for (const Linear& l : linears(s, params)) {
         if (!l.plan) continue;
         std::vector<double> v(l.w, l.w + std::size_t(l.rows) * l.cols);
-        FixedScales fs;
+        quant::WeightScales fs;
         round_to_nearest(v.data(), l.rows, l.cols, l.plan->format, &fs.scale, &fs.zero);
         std::copy(v.begin(), v.end(), l.w);
         rep_.scales[l.module + ".weight"] = std::move(fs);

@@ -21,6 +21,7 @@
 #include "trainer/model/param_table.h"
 #include "trainer/oneshot/obs_compress.h"
 #include "trainer/quant/quant_plan.h"
+#include "trainer/quant/quantized_model.h"
 
 namespace kd::oneshot {
 
@@ -36,15 +37,9 @@ struct OneshotQuantOptions {
   bool clip = true;            // awq's clipping search
 };
 
-// Scales a method fixed for a weight (tensor name → its slots), used instead of PTQ's
-// weight calibrator so the codes are exactly the method's.
-struct FixedScales {
-  std::vector<float> scale;
-  std::vector<std::int32_t> zero;
-};
-
 struct OneshotReport {
-  std::map<std::string, FixedScales> scales;
+  // tensor name → the scales a method fixed (GPTQ, AWQ): PTQ writes the codes with them
+  std::map<std::string, quant::WeightScales> scales;
   std::vector<std::string> notes;  // Hessian retries, v→o folds skipped, …
   double seconds = 0;
 };

@@ -46,6 +46,15 @@ QuantizedModel post_training_quantize(const QuantSection& q, const ModelSpec& sp
   QuantizedModel m;
   m.plan = plan;
   for (const WeightPlan& wp : plan.weights) {
+    if (in.fixed_scales) {
+      if (const auto it = in.fixed_scales->find(wp.tensor); it != in.fixed_scales->end()) {
+        const WeightScales& f = it->second;
+        KD_ASSERT(f.scale.size() == wp.format.scale_count(wp.rows, wp.cols), "fixed scales of {}", wp.tensor);
+        m.weights.push_back(quantize_tensor(wp, params.data() + table.at(wp.tensor).offset, f.scale.data(),
+                                            f.zero.empty() ? nullptr : f.zero.data()));
+        continue;
+      }
+    }
     const auto wq = qat.weight_quant(wp.module, params.data());
     KD_ASSERT(wq.scale != nullptr, "no quantizer for {}", wp.module);
     m.weights.push_back(quantize_tensor(wp, params.data() + table.at(wp.tensor).offset, wq.scale, wq.zero));

@@ -4,6 +4,7 @@
 // (learned LSQ scales included) unless recalibration is asked for.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "data/batch_source.h"
@@ -22,6 +23,8 @@ struct PtqInput {
   bool use_qat_state = false;           // take scales from the checkpoint's "quant" group
   data::BatchSource* calibration = nullptr;  // null: no calibration data
   int batches = 0, batch_size = 1, seq_len = 1, threads = 1;
+  // tensor name → scales a one-shot method fixed (params then hold that method's weights)
+  const std::map<std::string, WeightScales>* fixed_scales = nullptr;
 };
 
 struct PtqReport {

@@ -37,6 +37,13 @@ struct QuantizedTensor {
   std::size_t stored_bytes() const;
 };
 
+// A weight's scale slots fixed by a one-shot method (GPTQ, AWQ): used instead of the
+// weight calibrator, so the stored codes are the method's own (trainer/oneshot).
+struct WeightScales {
+  std::vector<float> scale;
+  std::vector<std::int32_t> zero;  // unshifted, as FakeQuant's; empty = 0
+};
+
 struct QuantizedInput {
   InputPlan plan;
   float scale = 1.0f;        // static formats
