@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# One-shot quantization on the product path (issue 23): kdtrain ptq --method gptq | awq |
-# smoothquant on a small trained model (the corpus in tests/data) writes the quantized
-# checkpoint format eval reads, with the method recorded; GPTQ's output error is below
-# round-to-nearest's on held-out data; and the bad inputs: exit 2 naming the flag (and the
-# layer), nothing written.
+# One-shot compression on the product path (issue 23), on a small trained model (the corpus
+# in tests/data): kdtrain ptq --method gptq | awq | smoothquant writes the quantized
+# checkpoint format eval reads, with the method recorded, GPTQ below round-to-nearest on
+# held-out data; kdtrain prune --method magnitude | wanda | sparsegpt at 50% and 2:4 writes
+# a pruned checkpoint (masks) that ptq --method gptq quantizes keeping its zeros and that
+# train.init_from holds through training; and the bad inputs: exit 2 naming the flag (and
+# the layer), nothing written.
 # Usage: test_oneshot_cli.sh <kdtrain binary> <repo root>
 set -u
 bin=$1
 root=$2
 source "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=2
+py=/usr/bin/python3
 
 prepare_corpus
 cat >"$tmp/m.yaml" <<YAML
@@ -41,6 +44,45 @@ grep -q "note: model.layers.0.self_attn.o_proj" "$tmp/awq.log" && fail "AWQ skip
   --batches 2 >"$tmp/sq.log" 2>&1 && [ -n "$(val "$tmp/sq.h5")" ] && ok "smoothquant W8A8: held-out loss $(val "$tmp/sq.h5")" \
   || { fail "smoothquant"; cat "$tmp/sq.log"; }
 
+# pruning: each method at 50% and 2:4; SparseGPT (which updates the weights) below magnitude
+for m in magnitude wanda sparsegpt; do
+  for pat in "--sparsity 0.5" "--nm 2:4"; do
+    tag=$m-$(echo "$pat" | tr -dc '0-9')
+    "$bin" prune "$ck" --out "$tmp/$tag.h5" --method $m $pat --samples 16 >"$tmp/$tag.log" 2>&1 \
+      || { fail "prune $m $pat"; cat "$tmp/$tag.log"; continue; }
+    grep -q "50.00% of the blocks' linear weights pruned" "$tmp/$tag.log" || fail "prune $m $pat: not 50%"
+    eval "ploss_${m}_$(echo "$pat" | tr -dc '0-9')=$(val "$tmp/$tag.h5")"
+  done
+done
+for pat in 05 24; do
+  mg=$(eval echo \$ploss_magnitude_$pat); wd=$(eval echo \$ploss_wanda_$pat); sg=$(eval echo \$ploss_sparsegpt_$pat)
+  awk -v a="$sg" -v b="$mg" 'BEGIN { exit !(a < b) }' \
+    && ok "pruned ($pat) held-out loss: magnitude $mg, wanda $wd, sparsegpt $sg (below magnitude)" \
+    || fail "sparsegpt ($sg) not below magnitude ($mg) at $pat"
+done
+# prune, then quantize: GPTQ holds the zeros
+"$bin" ptq "$tmp/sparsegpt-05.h5" --out "$tmp/spq.h5" --weight int4:g16 --activation none --method gptq --samples 16 \
+  >"$tmp/spq.log" 2>&1 || { fail "ptq of a pruned checkpoint"; cat "$tmp/spq.log"; }
+"$py" - "$tmp/sparsegpt-05.h5" "$tmp/spq.h5" <<'PY' && ok "gptq on the 50% sparsegpt model: every pruned weight's code is 0" || fail "gptq lost zeros"
+import sys, h5py, numpy as np
+p, q = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+for name, m in p["tensors/masks"].items():
+    codes = q["tensors/quantized"][name + ".codes"][()]
+    codes = np.stack([codes & 0xF, codes >> 4], axis=-1).reshape(m.shape) if codes.dtype == np.uint8 else codes
+    assert (codes[m[()] == 0] == 0).all(), name
+PY
+# distilled (here: trained) from the pruned start: the zeros are held
+"$bin" train --config "$tmp/m.yaml" --set run.name=fromp --set train.init_from="$tmp/wanda-24.h5" --set train.steps=4 \
+  >"$tmp/fromp.log" 2>&1 || { fail "training from a pruned start"; cat "$tmp/fromp.log"; }
+grep -q "is pruned (it has masks): its zeros are held" "$tmp/fromp.log" || fail "no note that the masks are held"
+"$py" - "$tmp/wanda-24.h5" "$tmp/runs/fromp/checkpoints/step-00000004.h5" <<'PY' && ok "trained 4 steps from the 2:4 start: every pruned weight still 0, masks kept" || fail "zeros not held"
+import sys, h5py
+p, t = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+for name, m in p["tensors/masks"].items():
+    w = t["tensors/model"][name][()]
+    assert (w[m[()] == 0] == 0).all() and (t["tensors/masks"][name][()] == m[()]).all(), name
+PY
+
 # bad input: exit 2 naming the flag, nothing written
 nothing() { [ ! -e "$tmp/bad.h5" ] && [ ! -e "$tmp/bad.h5.tmp" ] || fail "a failed ptq left $tmp/bad.h5"; }
 expect 2 "--method: 'obq' is not a method" ptq "$ck" --out "$tmp/bad.h5" --method obq; nothing
@@ -57,4 +99,14 @@ mkdir -p "$tmp/short"
 echo "a short text of few words." >"$tmp/short/a.txt"
 "$bin" prepare "$tmp/short" --out "$tmp/shortprep" --tokenizer "$tmp/prep/tokenizer.json" >/dev/null 2>&1 || fail "short prepare"
 expect 2 "$tmp/shortprep/train.bin: 21 tokens, fewer than one sequence" ptq "$ck" --out "$tmp/bad.h5" --method gptq --data "$tmp/shortprep/train.bin"; nothing
+expect 2 "--nm 3:5: model.layers.0.self_attn.q_proj has rows of 64 inputs, which groups of 5 do not divide" \
+  prune "$ck" --out "$tmp/bad.h5" --nm 3:5; nothing
+expect 2 "--nm: '2-4' is not an N:M pattern" prune "$ck" --out "$tmp/bad.h5" --nm 2-4; nothing
+expect 2 "give one sparsity target" prune "$ck" --out "$tmp/bad.h5" --sparsity 0.5 --nm 2:4; nothing
+expect 2 "give one sparsity target" prune "$ck" --out "$tmp/bad.h5"; nothing
+expect 2 "--sparsity 1.5: a fraction of every row in (0, 1)" prune "$ck" --out "$tmp/bad.h5" --sparsity 1.5; nothing
+expect 2 "--method: 'obs' is not a method: magnitude | wanda | sparsegpt" prune "$ck" --out "$tmp/bad.h5" --method obs --sparsity 0.5; nothing
+expect 2 "prune: $tmp/rtn.h5 is quantized" prune "$tmp/rtn.h5" --out "$tmp/bad.h5" --sparsity 0.5; nothing
+expect 2 "$tmp/none.bin" prune "$ck" --out "$tmp/bad.h5" --method wanda --sparsity 0.5 --data "$tmp/none.bin"; nothing
+expect 2 "prune --out $ck is its input" prune "$ck" --out "$ck" --sparsity 0.5
 [ "$fails" -eq 0 ] && echo "all one-shot CLI checks passed" || { echo "$fails failure(s)"; exit 1; }

@@ -108,6 +108,24 @@ struct PtqOptions {
 };
 int run_ptq(const PtqOptions& o);
 
+// kdtrain prune: a float checkpoint → a pruned one (kind "pruned": the weights with their
+// zeros, group "masks"), one-shot by magnitude, Wanda or SparseGPT (trainer/oneshot).
+struct PruneOptions {
+  std::string checkpoint;
+  std::string out;
+  std::string method = "sparsegpt";     // magnitude | wanda | sparsegpt
+  double sparsity = -1;                 // unstructured fraction of each row (-1: not given)
+  std::string nm;                       // or N:M, e.g. 2:4
+  std::string data;                     // calibration shard (default: the run's data.train)
+  int samples = 128, seq_len = 0;       // calibration sequences × tokens (0: train.seq_len)
+  std::uint64_t seed = 7;
+  double damp = 0.01;                   // sparsegpt
+  int block = 128;                      // sparsegpt: mask and lazy-update block
+  int threads = 0;
+  bool overwrite = false;
+};
+int run_prune(const PruneOptions& o);
+
 struct ExportOptions {
   std::string checkpoint;
   std::string out;

@@ -125,6 +125,23 @@ int kdtrain_main(int argc, char** argv) {
   g->add_option("--seed", gen.seed, "sampling seed");
   g->add_option("--threads", gen.threads, "threads")->check(CLI::NonNegativeNumber);
 
+  cli::PruneOptions prn;
+  auto* pn = app.add_subcommand("prune", "one-shot pruning: checkpoint (+ calibration sequences) -> pruned checkpoint with masks");
+  pn->add_option("checkpoint", prn.checkpoint, "trained float kdtrain checkpoint (.h5)")->required();
+  pn->add_option("--out", prn.out, "the pruned checkpoint to write (.h5): weights with their zeros and group masks; "
+                 "train.init_from holds them, ptq and export take it")->required();
+  pn->add_option("--method", prn.method, "magnitude (per output row, no data) | wanda | sparsegpt (default)");
+  pn->add_option("--sparsity", prn.sparsity, "unstructured: the pruned fraction of every output row, in (0, 1)");
+  pn->add_option("--nm", prn.nm, "semi-structured N:M: n zeros in every m consecutive inputs, e.g. 2:4");
+  pn->add_option("--data", prn.data, "calibration token shard (default: the run's data.train)");
+  pn->add_option("--samples", prn.samples, "calibration sequences (default 128)")->check(CLI::PositiveNumber);
+  pn->add_option("--seq-len", prn.seq_len, "tokens per calibration sequence (default: train.seq_len)")->check(CLI::PositiveNumber);
+  pn->add_option("--seed", prn.seed, "seed of the calibration sample");
+  pn->add_option("--damp", prn.damp, "sparsegpt: Hessian dampening, a fraction of its mean diagonal (default 0.01)")->check(CLI::NonNegativeNumber);
+  pn->add_option("--block", prn.block, "sparsegpt: columns per mask block and lazy batch (default 128)")->check(CLI::PositiveNumber);
+  pn->add_option("--threads", prn.threads, "threads")->check(CLI::NonNegativeNumber);
+  pn->add_flag("--overwrite", prn.overwrite, "replace an existing --out (never the input checkpoint)");
+
   cli::PtqOptions ptq;
   auto* pq = app.add_subcommand("ptq", "post-training quantization: checkpoint + calibration batches -> quantized checkpoint");
   pq->add_option("checkpoint", ptq.checkpoint, "trained kdtrain checkpoint (.h5); a QAT run's keeps its learned quantizers")->required();
@@ -248,6 +265,7 @@ int kdtrain_main(int argc, char** argv) {
     if (g->parsed()) return cli::run_generate(gen);
     if (in->parsed()) return cli::run_inspect(inspect_path, inspect_verify);
     if (pq->parsed()) return cli::run_ptq(ptq);
+    if (pn->parsed()) return cli::run_prune(prn);
     if (ex->parsed()) return cli::run_export(exp);
     if (ih->parsed()) return cli::run_import_hf(imp);
     if (b->parsed()) return cli::run_bench(bench);

@@ -90,6 +90,8 @@ int run_ptq(const PtqOptions& o) {
   std::vector<float> compressed;
   oneshot::OneshotReport one_rep;
   const int one_seq = o.seq_len > 0 ? o.seq_len : cfg.train.seq_len;
+  const prune::Mask mask = load_mask(reader, *model);  // a pruned model's zeros, held by GPTQ
+  one.keep = mask.data();
   if (oneshot) {
     KD_CHECK_INPUT(!data.empty(), "ptq --method {}: needs calibration data: give --data (a token shard of the "
                    "training split; the checkpoint's data.kind names none)", o.method);

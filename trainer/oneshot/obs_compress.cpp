@@ -78,7 +78,8 @@ void mark_smallest(const double* scores, int m, int n, std::uint8_t* pruned) {
 }  // namespace
 
 CompressedWeight gptq(const float* w, int rows, int cols, std::vector<double> h, const kern::QuantFormat& f,
-                      const ObsOptions& o, const std::string& layer, std::vector<std::string>& notes) {
+                      const ObsOptions& o, const std::string& layer, std::vector<std::string>& notes,
+                      const std::uint8_t* keep) {
   check_format(f, "gptq", layer, cols);
   const bool groups = f.granularity == kern::QuantGranularity::group;
   KD_CHECK_INPUT(!(o.act_order && groups && !o.static_groups),
@@ -120,7 +121,16 @@ CompressedWeight gptq(const float* w, int rows, int cols, std::vector<double> h,
     std::size_t k = 0;
     if (f.granularity == kern::QuantGranularity::channel) k = std::size_t(r);
     if (groups) k = std::size_t(r) * per_row + std::size_t(j / f.group);
-    if (dynamic_groups && i % f.group == 0) slot[k] = slot_of_range(wr + i, f.group, f);
+    if (dynamic_groups && i % f.group == 0) {
+      if (keep) {  // the range of the kept weights only (a pruned one ends 0, which every grid holds)
+        std::vector<double> kept(f.group, 0.0);
+        for (int c = 0; c < f.group; ++c) kept[c] = keep[std::size_t(r) * cols + perm[i + c]] ? wr[i + c] : 0.0;
+        slot[k] = slot_of_range(kept.data(), f.group, f);
+      } else {
+        slot[k] = slot_of_range(wr + i, f.group, f);
+      }
+    }
+    if (keep && !keep[std::size_t(r) * cols + j]) return 0.0;
     return quantize(wr[i], slot[k], f);
   });
   out.w.resize(W.size());

@@ -36,8 +36,11 @@ struct ObsOptions {
 // (or all from the original weights, static_groups). InputError naming `layer`: an FP8
 // format, act-order with groups but not static ones (a checkpoint stores no per-column
 // group index), a Hessian that stays singular (hessian_factor.h). `notes`: retries.
+// keep (nullable, rows × cols, 0 = pruned): a pruned model's mask, held: pruned weights end
+// 0 (their columns' errors fed forward like SparseGPT's), and group ranges span kept ones.
 CompressedWeight gptq(const float* w, int rows, int cols, std::vector<double> h, const kern::QuantFormat& f,
-                      const ObsOptions& o, const std::string& layer, std::vector<std::string>& notes);
+                      const ObsOptions& o, const std::string& layer, std::vector<std::string>& notes,
+                      const std::uint8_t* keep = nullptr);
 
 // SparseGPT (Frantar & Alistarh 2023, Algorithm 1): per block of o.block columns, each row
 // prunes its floor(fraction · block) weights of least w²/U_jj² (N:M: the n least of every

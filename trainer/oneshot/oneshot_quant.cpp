@@ -101,7 +101,8 @@ class MethodCompressor final : public SiteCompressor {
     const std::vector<double> h = stats.hessian();
     for (const Linear& l : linears(site, params)) {
       if (!l.plan) continue;
-      CompressedWeight c = gptq(l.w, l.rows, l.cols, h, l.plan->format, o_.obs, l.module, rep_.notes);
+      const std::uint8_t* keep = o_.keep ? o_.keep + (l.w - params) : nullptr;
+      CompressedWeight c = gptq(l.w, l.rows, l.cols, h, l.plan->format, o_.obs, l.module, rep_.notes, keep);
       std::copy(c.w.begin(), c.w.end(), l.w);
       rep_.scales[l.module + ".weight"] = {std::move(c.scale), std::move(c.zero)};
     }

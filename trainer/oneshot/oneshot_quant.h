@@ -35,6 +35,9 @@ struct OneshotQuantOptions {
   ObsOptions obs;              // gptq
   double alpha = 0.5;          // smoothquant's migration strength
   bool clip = true;            // awq's clipping search
+  // a pruned model's mask over the whole parameter buffer (1 kept), or null: GPTQ holds
+  // its zeros (AWQ's scaling and round-to-nearest keep a zero zero by themselves)
+  const std::uint8_t* keep = nullptr;
 };
 
 struct OneshotReport {

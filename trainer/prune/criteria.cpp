@@ -140,6 +140,13 @@ Mask prune(const PruneTarget& t, const LlamaLayout& lay, const ParamTable& table
     case Criterion::magnitude_global:
       magnitude(prunable, t.sparsity, w, m);
       break;
+    case Criterion::hold:
+      for (const TensorInfo* ti : prunable) {
+        for (std::size_t i = ti->offset; i < ti->offset + ti->numel; ++i) {
+          if (w[i] == 0.0f) m.prune(i);
+        }
+      }
+      break;
     case Criterion::magnitude_layer:
       for (const TensorInfo* ti : prunable) magnitude({ti}, t.sparsity, w, m);
       break;

@@ -17,6 +17,8 @@
 //  * layers: whole transformer blocks (all seven linear layers; a block whose linears are
 //    zero is the identity on the residual stream), ranked by a block importance measured
 //    on data (block_importance.h); floor(sparsity · n_layers) blocks.
+//  * hold: no choice of its own: the elements that are exactly zero in the weights when it
+//    runs (a `kdtrain prune` result given as train.init_from) are pruned, `sparsity` unused.
 //
 // `targets` (tensor-name globs) restricts the criterion: unstructured criteria prune only
 // the matched tensors, structured ones only the layers holding a matched tensor (the model
@@ -31,7 +33,7 @@
 
 namespace kd::prune {
 
-enum class Criterion { magnitude_layer, magnitude_global, n_m, heads, neurons, layers };
+enum class Criterion { magnitude_layer, magnitude_global, n_m, heads, neurons, layers, hold };
 enum class DepthScore { cosine, skip_loss };
 
 struct PruneTarget {

@@ -46,13 +46,15 @@ struct PruneSection {
     v.choice("criterion", criterion,
              "magnitude_global (smallest |w| over all targets), magnitude_layer (per tensor), n_m (N:M along the "
              "input dimension), heads (whole KV groups, uniform per layer), neurons (FFN neurons), layers (whole "
-             "transformer blocks, ranked by depth_score)",
+             "transformer blocks, ranked by depth_score), hold (the starting weights' zeros, e.g. a `kdtrain prune` "
+             "result given as train.init_from, kept zero through training)",
              Choices<prune::Criterion>{{"magnitude_global", prune::Criterion::magnitude_global},
                                        {"magnitude_layer", prune::Criterion::magnitude_layer},
                                        {"n_m", prune::Criterion::n_m},
                                        {"heads", prune::Criterion::heads},
                                        {"neurons", prune::Criterion::neurons},
-                                       {"layers", prune::Criterion::layers}});
+                                       {"layers", prune::Criterion::layers},
+                                       {"hold", prune::Criterion::hold}});
     v.field("targets", targets, "tensor-name globs (e.g. model.layers.*.mlp.*) the criterion acts on; structured "
             "criteria prune the layers they name; empty: every linear layer of the blocks");
     v.field("sparsity", sparsity, "final pruned fraction of the criterion's units, in [0, 1) (n_m: fixed by n and m)");

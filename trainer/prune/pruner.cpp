@@ -32,6 +32,9 @@ std::int64_t last_pruning_step(const PruneSection& p) {
 
 void check_prune_section(const PruneSection& p, const ModelSpec& spec, std::int64_t train_steps) {
   check_target(target_of(p, p.sparsity), spec, "prune");
+  KD_CHECK_INPUT(p.criterion != Criterion::hold || p.schedule == PruneScheduleKind::oneshot,
+                 "prune.criterion hold keeps the zeros the weights start with: it takes prune.schedule oneshot (at "
+                 "prune.at, usually 0), not a schedule that prunes more");
   switch (p.schedule) {
     case PruneScheduleKind::gradual:
       check_schedule(gradual_of(p), "prune");
@@ -53,6 +56,7 @@ void check_prune_section(const PruneSection& p, const ModelSpec& spec, std::int6
 }
 
 void check_prune_order(const PruneSection& p, std::int64_t fake_quant_start) {
+  if (p.criterion == Criterion::hold) return;  // the mask never changes: any quantization start is after it
   KD_CHECK_INPUT(p.schedule != PruneScheduleKind::imp,
                  "prune.schedule: imp does not combine with a quant section (the rewind would restart the "
                  "quantizers' observers); quantize the winning ticket afterwards: kdtrain ptq, or a QAT run with "

@@ -93,7 +93,21 @@ RunInputs gather_inputs(const TrainCommand& given, bool run_dir, int world_rank,
   } else {
     KD_CHECK_INPUT(!cfg.has_teacher, "train: the config has a teacher section; use `kdtrain distill`");
   }
-  if (!in.resume_from && !cfg.train.init_from.empty()) in.init = load_model(cfg.train.init_from);
+  if (!in.resume_from && !cfg.train.init_from.empty()) {
+    in.init = load_model(cfg.train.init_from);
+    // a pruned start (`kdtrain prune`, or a pruning run's checkpoint) keeps its zeros
+    if (!cfg.has_prune && !ckpt::CheckpointReader(cfg.train.init_from).tensor_names("masks").empty()) {
+      cfg.has_prune = true;
+      cfg.prune = PruneSection{};
+      cfg.prune.criterion = prune::Criterion::hold;
+      cfg.prune.schedule = PruneScheduleKind::oneshot;
+      cfg.prune.at = 0;
+      if (world_rank == 0) {
+        fmt::print("train.init_from {} is pruned (it has masks): its zeros are held through training (prune.criterion "
+                   "hold; give a prune section to prune otherwise)\n", cfg.train.init_from);
+      }
+    }
+  }
   if (cfg.has_teacher && !cfg.teacher.checkpoint.empty()) {
     const int teachers = cfg.parallel.teacher_ranks;
     const bool student_rank = teachers > 0 && world_rank < world_size - teachers;
