@@ -71,6 +71,20 @@ for name, m in p["tensors/masks"].items():
     codes = np.stack([codes & 0xF, codes >> 4], axis=-1).reshape(m.shape) if codes.dtype == np.uint8 else codes
     assert (codes[m[()] == 0] == 0).all(), name
 PY
+# SparseGPT's joint mode: pruned 2:4 and quantized in one pass; the masks are in the quantized checkpoint
+"$bin" ptq "$ck" --out "$tmp/joint.h5" --weight int4:g16 --activation none --method sparsegpt --nm 2:4 --samples 16 \
+  >"$tmp/joint.log" 2>&1 || { fail "ptq --method sparsegpt"; cat "$tmp/joint.log"; }
+"$py" - "$tmp/joint.h5" <<'PY' && ok "ptq --method sparsegpt --nm 2:4: masks 2:4, every pruned code 0, held-out loss $(val "$tmp/joint.h5")" || fail "joint sparsegpt"
+import sys, h5py, numpy as np
+q = h5py.File(sys.argv[1], "r")
+assert len(q["tensors/masks"]) == 14
+for name, m in q["tensors/masks"].items():
+    m = m[()]
+    assert (m.reshape(m.shape[0], -1, 4).sum(-1) == 2).all(), name
+    codes = q["tensors/quantized"][name + ".codes"][()]
+    codes = np.stack([codes & 0xF, codes >> 4], axis=-1).reshape(m.shape)
+    assert (codes[m == 0] == 0).all(), name
+PY
 # distilled (here: trained) from the pruned start: the zeros are held
 "$bin" train --config "$tmp/m.yaml" --set run.name=fromp --set train.init_from="$tmp/wanda-24.h5" --set train.steps=4 \
   >"$tmp/fromp.log" 2>&1 || { fail "training from a pruned start"; cat "$tmp/fromp.log"; }
@@ -93,12 +107,16 @@ expect 2 "--method smoothquant: the activation format has no static per-tensor s
   --method smoothquant --activation int8:token; nothing
 expect 2 "is 0 (undampened)" ptq "$ck" --out "$tmp/bad.h5" --method gptq --weight int4:g16 --activation none \
   --damp 0 --samples 1 --seq-len 8; nothing
-expect 2 "$tmp/none.bin" ptq "$ck" --out "$tmp/bad.h5" --method gptq --data "$tmp/none.bin"; nothing
+expect 2 "--data: $tmp/none.bin: no such file" ptq "$ck" --out "$tmp/bad.h5" --method gptq --data "$tmp/none.bin"; nothing
 # a shard shorter than one calibration window: a few words tokenized by the model's own tokenizer
 mkdir -p "$tmp/short"
 echo "a short text of few words." >"$tmp/short/a.txt"
 "$bin" prepare "$tmp/short" --out "$tmp/shortprep" --tokenizer "$tmp/prep/tokenizer.json" >/dev/null 2>&1 || fail "short prepare"
-expect 2 "$tmp/shortprep/train.bin: 21 tokens, fewer than one sequence" ptq "$ck" --out "$tmp/bad.h5" --method gptq --data "$tmp/shortprep/train.bin"; nothing
+expect 2 "--data: $tmp/shortprep/train.bin holds 21 tokens, fewer than one calibration sequence" ptq "$ck" --out "$tmp/bad.h5" --method gptq --data "$tmp/shortprep/train.bin"; nothing
+expect 2 "--data: $tmp/shortprep/train.bin holds 21 tokens, fewer than one calibration sequence of 64 + 1 = 65 (--seq-len)" \
+  prune "$ck" --out "$tmp/bad.h5" --method wanda --sparsity 0.5 --seq-len 64 --data "$tmp/shortprep/train.bin"; nothing
+expect 2 "ptq --method sparsegpt: give a sparsity target" ptq "$ck" --out "$tmp/bad.h5" --method sparsegpt --weight int4:g16 --activation none; nothing
+expect 2 "--sparsity and --nm are --method sparsegpt's" ptq "$ck" --out "$tmp/bad.h5" --method gptq --nm 2:4; nothing
 expect 2 "--nm 3:5: model.layers.0.self_attn.q_proj has rows of 64 inputs, which groups of 5 do not divide" \
   prune "$ck" --out "$tmp/bad.h5" --nm 3:5; nothing
 expect 2 "--nm: '2-4' is not an N:M pattern" prune "$ck" --out "$tmp/bad.h5" --nm 2-4; nothing
@@ -107,6 +125,6 @@ expect 2 "give one sparsity target" prune "$ck" --out "$tmp/bad.h5"; nothing
 expect 2 "--sparsity 1.5: a fraction of every row in (0, 1)" prune "$ck" --out "$tmp/bad.h5" --sparsity 1.5; nothing
 expect 2 "--method: 'obs' is not a method: magnitude | wanda | sparsegpt" prune "$ck" --out "$tmp/bad.h5" --method obs --sparsity 0.5; nothing
 expect 2 "prune: $tmp/rtn.h5 is quantized" prune "$tmp/rtn.h5" --out "$tmp/bad.h5" --sparsity 0.5; nothing
-expect 2 "$tmp/none.bin" prune "$ck" --out "$tmp/bad.h5" --method wanda --sparsity 0.5 --data "$tmp/none.bin"; nothing
+expect 2 "--data: $tmp/none.bin: no such file" prune "$ck" --out "$tmp/bad.h5" --method wanda --sparsity 0.5 --data "$tmp/none.bin"; nothing
 expect 2 "prune --out $ck is its input" prune "$ck" --out "$ck" --sparsity 0.5
 [ "$fails" -eq 0 ] && echo "all one-shot CLI checks passed" || { echo "$fails failure(s)"; exit 1; }

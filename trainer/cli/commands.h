@@ -105,6 +105,9 @@ struct PtqOptions {
   bool act_order = false, static_groups = false;  // gptq
   double alpha = 0.5;                   // smoothquant's migration strength
   bool no_clip = false;                 // awq: skip the clipping search
+  std::vector<std::string> overrides;   // PATTERN=WEIGHT: quant.overrides.<PATTERN>.weight
+  double sparsity = -1;                 // sparsegpt (joint): the pruned fraction of every row
+  std::string nm;                       // or N:M
 };
 int run_ptq(const PtqOptions& o);
 

@@ -157,8 +157,11 @@ int kdtrain_main(int argc, char** argv) {
   pq->add_flag("--recalibrate", ptq.recalibrate, "a QAT checkpoint: calibrate afresh instead of using its quantizer state");
   pq->add_option("--threads", ptq.threads, "threads")->check(CLI::NonNegativeNumber);
   pq->add_flag("--overwrite", ptq.overwrite, "replace an existing --out (never the input checkpoint)");
-  pq->add_option("--method", ptq.method, "rtn (round to nearest with the calibrators) | gptq | awq | smoothquant (one-shot, "
-                 "block by block over --samples calibration sequences of the training split)");
+  pq->add_option("--method", ptq.method, "rtn (round to nearest with the calibrators) | gptq | awq | smoothquant | "
+                 "sparsegpt (pruned and quantized in one pass; with --sparsity or --nm) (one-shot, block by block over "
+                 "--samples calibration sequences of the training split)");
+  pq->add_option("--sparsity", ptq.sparsity, "--method sparsegpt: the pruned fraction of every row, in (0, 1)");
+  pq->add_option("--nm", ptq.nm, "--method sparsegpt: N:M, n zeros in every m consecutive inputs, e.g. 2:4");
   pq->add_option("--samples", ptq.samples, "one-shot methods: calibration sequences (default 128)")->check(CLI::PositiveNumber);
   pq->add_option("--seq-len", ptq.seq_len, "one-shot methods: tokens per calibration sequence (default: train.seq_len)")->check(CLI::PositiveNumber);
   pq->add_option("--damp", ptq.damp, "gptq: Hessian dampening, a fraction of its mean diagonal (default 0.01; raised tenfold up to 3 times if singular)")->check(CLI::NonNegativeNumber);
@@ -167,6 +170,8 @@ int kdtrain_main(int argc, char** argv) {
   pq->add_flag("--static-groups", ptq.static_groups, "gptq: every group's scales from the original weights, before any update");
   pq->add_option("--alpha", ptq.alpha, "smoothquant: migration strength (default 0.5)")->check(CLI::Range(0.0, 1.0));
   pq->add_flag("--no-clip", ptq.no_clip, "awq: skip the weight-clipping search");
+  pq->add_option("--override", ptq.overrides, "PATTERN=WEIGHT: another weight format for the layers PATTERN (a glob over "
+                 "module names) matches, e.g. '*.down_proj=int4:g64' where groups of 128 do not divide d_ff (repeatable)");
 
   cli::ExportOptions exp;
   auto* ex = app.add_subcommand("export", "write a checkpoint in another form (--compact: structured-pruned, physically smaller; --format hf: a Hugging Face model directory; --format gguf: llama.cpp's file)");

@@ -11,6 +11,7 @@
 #include "data/shards/token_shard.h"
 #include "data/token_dataset.h"
 #include "trainer/checkpoint/checkpoint.h"
+#include "trainer/cli/calibration_arg.h"
 #include "trainer/cli/commands.h"
 #include "trainer/cli/output_path.h"
 #include "trainer/oneshot/block_sequential.h"
@@ -47,15 +48,12 @@ int run_prune(const PruneOptions& o) {
   std::vector<std::int32_t> tokens;
   std::string data;
   if (p.method != oneshot::PruneMethod::magnitude) {
-    data = !o.data.empty() ? o.data : cfg.data.kind == DataKind::shards ? cfg.data.train : "";
-    KD_CHECK_INPUT(!data.empty(), "prune --method {}: needs calibration data: give --data (a token shard of the "
-                   "training split; the checkpoint's data.kind names none)", o.method);
-    refuse_input_as_output("prune", o.out, {data});
-    auto shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(data));
-    if (model->tokenizer) {
-      data::check_shard_tokenizer(*shard, "calibration", model->tokenizer->hash(), "checkpoint " + o.checkpoint);
-    }
-    tokens = oneshot::calibration_tokens(shard, cfg.model.vocab, o.samples, seq, o.seed, "--data");
+    const CalibrationShard cal = open_calibration(o.data, *model, o.checkpoint, "prune", o.out);
+    KD_CHECK_INPUT(cal.shard, "prune --method {}: needs calibration data: give --data (a token shard of the training "
+                   "split; the checkpoint's data.kind names none)", o.method);
+    check_calibration_length(cal, seq, o.seq_len > 0 ? "--seq-len" : "train.seq_len");
+    data = cal.path;
+    tokens = oneshot::calibration_tokens(cal.shard, cfg.model.vocab, o.samples, seq, o.seed, cal.key);
     fmt::print("prune --method {}: {} calibration sequences × {} tokens from {} (seed {})\n", o.method, o.samples, seq,
                data, o.seed);
   }

@@ -10,6 +10,7 @@
 #include "data/shards/token_shard.h"
 #include "data/token_dataset.h"
 #include "trainer/checkpoint/checkpoint.h"
+#include "trainer/cli/calibration_arg.h"
 #include "trainer/cli/commands.h"
 #include "trainer/cli/output_path.h"
 #include "trainer/config/config.h"
@@ -35,7 +36,15 @@ int run_ptq(const PtqOptions& o) {
   Config cfg = model->config;
   // the method: the checkpoint's own quant section (a QAT run), else the defaults, then the flags
   QuantSection q = cfg.has_quant ? cfg.quant : QuantSection{};
-  const bool changed = !o.weight.empty() || !o.activation.empty() || !o.calibrator.empty() ||
+  for (const std::string& ov : o.overrides) {
+    const auto eq = ov.find('=');
+    KD_CHECK_INPUT(eq != std::string::npos && eq > 0 && eq + 1 < ov.size(),
+                   "--override '{}': expected PATTERN=WEIGHT, e.g. '*.down_proj=int4:g64'", ov);
+    QuantOverride qo;
+    qo.weight = ov.substr(eq + 1);
+    q.overrides.emplace_back(ov.substr(0, eq), qo);
+  }
+  const bool changed = !o.overrides.empty() || !o.weight.empty() || !o.activation.empty() || !o.calibrator.empty() ||
                        !o.weight_calibrator.empty() || (o.head && !q.head);
   if (o.head) q.head = true;
   if (!o.weight.empty()) q.weight = o.weight;
@@ -50,6 +59,20 @@ int run_ptq(const PtqOptions& o) {
   one.obs.static_groups = o.static_groups;
   one.alpha = o.alpha;
   one.clip = !o.no_clip;
+  const bool joint = one.method == oneshot::QuantMethod::sparsegpt;
+  KD_CHECK_INPUT(!joint || o.sparsity >= 0 || !o.nm.empty(),
+                 "ptq --method sparsegpt: give a sparsity target, --sparsity F or --nm N:M");
+  KD_CHECK_INPUT(joint || (o.sparsity < 0 && o.nm.empty()),
+                 "--sparsity and --nm are --method sparsegpt's (pruning and quantizing in one pass), not {}'s", o.method);
+  if (joint) {
+    KD_CHECK_INPUT((o.sparsity >= 0) != !o.nm.empty(), "ptq --method sparsegpt: give one of --sparsity and --nm");
+    if (!o.nm.empty()) {
+      one.sparsity = oneshot::parse_nm(o.nm, "--nm");
+    } else {
+      KD_CHECK_INPUT(o.sparsity > 0 && o.sparsity < 1, "--sparsity {}: a fraction of every row in (0, 1)", o.sparsity);
+      one.sparsity.fraction = o.sparsity;
+    }
+  }
   KD_CHECK_INPUT(one.method == oneshot::QuantMethod::gptq || (!o.act_order && !o.static_groups),
                  "--act-order and --static-groups are GPTQ's (--method gptq), not {}'s", o.method);
   const bool oneshot = one.method != oneshot::QuantMethod::rtn;
@@ -70,16 +93,16 @@ int run_ptq(const PtqOptions& o) {
 
   const int threads = set_threads(o.threads > 0 ? o.threads : cfg.train.threads,
                                   o.threads > 0 ? "--threads" : "train.threads");
+  // calibration data: --data, else the run's data.train (the training split)
+  const int one_seq = o.seq_len > 0 ? o.seq_len : cfg.train.seq_len;
+  const CalibrationShard cal = (o.batches > 0 || oneshot) ? open_calibration(o.data, *model, o.checkpoint, "ptq", o.out)
+                                                          : CalibrationShard{};
+  const std::string& data = cal.path;
   std::unique_ptr<data::TokenDataset> calib;
   std::string data_key = "--data";
-  const std::string data = !o.data.empty() ? o.data : cfg.data.kind == DataKind::shards ? cfg.data.train : "";
-  refuse_input_as_output("ptq", o.out, {data});  // the run's data.train
-  if (!data.empty() && o.batches > 0) {
-    auto shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(data));
-    if (model->tokenizer) {
-      data::check_shard_tokenizer(*shard, "calibration", model->tokenizer->hash(), "checkpoint " + o.checkpoint);
-    }
-    calib = std::make_unique<data::TokenDataset>(shard, cfg.model.vocab, cfg.train.seq_len, std::uint64_t(o.seed));
+  if (cal.shard && o.batches > 0) {
+    check_calibration_length(cal, cfg.train.seq_len, "the batches are train.seq_len long");
+    calib = std::make_unique<data::TokenDataset>(cal.shard, cfg.model.vocab, cfg.train.seq_len, std::uint64_t(o.seed));
   } else if (o.batches == 0) {
     data_key = "--batches > 0";
   } else {
@@ -89,18 +112,14 @@ int run_ptq(const PtqOptions& o) {
   // the one-shot method, block by block over calibration sequences of the training split
   std::vector<float> compressed;
   oneshot::OneshotReport one_rep;
-  const int one_seq = o.seq_len > 0 ? o.seq_len : cfg.train.seq_len;
   const prune::Mask mask = load_mask(reader, *model);  // a pruned model's zeros, held by GPTQ
   one.keep = mask.data();
   if (oneshot) {
-    KD_CHECK_INPUT(!data.empty(), "ptq --method {}: needs calibration data: give --data (a token shard of the "
-                   "training split; the checkpoint's data.kind names none)", o.method);
-    auto shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(data));
-    if (model->tokenizer) {
-      data::check_shard_tokenizer(*shard, "calibration", model->tokenizer->hash(), "checkpoint " + o.checkpoint);
-    }
+    KD_CHECK_INPUT(cal.shard, "ptq --method {}: needs calibration data: give --data (a token shard of the training "
+                   "split; the checkpoint's data.kind names none)", o.method);
+    check_calibration_length(cal, one_seq, o.seq_len > 0 ? "--seq-len" : "train.seq_len");
     const std::vector<std::int32_t> tokens =
-        oneshot::calibration_tokens(shard, cfg.model.vocab, o.samples, one_seq, o.seed, "--data");
+        oneshot::calibration_tokens(cal.shard, cfg.model.vocab, o.samples, one_seq, o.seed, cal.key);
     compressed.assign(model->params.data(), model->params.data() + model->table.total());
     fmt::print("ptq --method {}: {} calibration sequences × {} tokens from {} (seed {})\n", o.method, o.samples,
                one_seq, data, o.seed);
@@ -128,8 +147,17 @@ int run_ptq(const PtqOptions& o) {
   c.state["quantized_from_qat"] = use_qat ? 1 : 0;
   c.state["calibration_batches"] = rep.calibrated ? o.batches : 0;
   std::size_t float_bytes = 0, quant_bytes = 0;
+  // the masks: the joint method's, else a pruned source's, kept as the record of its zeros
+  const bool source_masks = !reader.tensor_names("masks").empty();
+  for (const auto& t : model->table.tensors()) {
+    if (const auto it = one_rep.masks.find(t.name); it != one_rep.masks.end()) {
+      c.tensors["masks"].push_back({t.name, t.shape, it->second.data(), ckpt::DType::u8});
+    } else if (source_masks && reader.has_tensor("masks", t.name)) {
+      c.tensors["masks"].push_back({t.name, t.shape, mask.data() + t.offset, ckpt::DType::u8});
+    }
+  }
   if (oneshot) {
-    c.provenance["ptq_method"] = o.method;
+    c.provenance["ptq_method"] = joint ? fmt::format("sparsegpt {}", one.sparsity.text()) : o.method;
     c.provenance["ptq_calibration"] = fmt::format("{} x {} tokens of {} (seed {})", o.samples, one_seq, data, o.seed);
   }
   for (const auto& t : model->table.tensors()) {

@@ -19,7 +19,8 @@ QuantMethod parse_quant_method(const std::string& text, const std::string& key) 
   if (text == "gptq") return QuantMethod::gptq;
   if (text == "awq") return QuantMethod::awq;
   if (text == "smoothquant") return QuantMethod::smoothquant;
-  throw InputError(fmt::format("{}: '{}' is not a method: rtn | gptq | awq | smoothquant", key, text));
+  if (text == "sparsegpt") return QuantMethod::sparsegpt;
+  throw InputError(fmt::format("{}: '{}' is not a method: rtn | gptq | awq | smoothquant | sparsegpt", key, text));
 }
 
 const char* method_name(QuantMethod m) {
@@ -28,13 +29,14 @@ const char* method_name(QuantMethod m) {
     case QuantMethod::gptq: return "gptq";
     case QuantMethod::awq: return "awq";
     case QuantMethod::smoothquant: return "smoothquant";
+    case QuantMethod::sparsegpt: return "sparsegpt";
   }
   return "?";
 }
 
 void check_method_for_plan(const OneshotQuantOptions& o, const quant::QuantPlan& plan) {
   const char* m = method_name(o.method);
-  if (o.method == QuantMethod::gptq || o.method == QuantMethod::awq) {
+  if (o.method == QuantMethod::gptq || o.method == QuantMethod::awq || o.method == QuantMethod::sparsegpt) {
     for (const quant::WeightPlan& w : plan.weights) {
       if (w.module == "lm_head" || w.module == "model.embed_tokens") continue;  // the head: round to nearest
       KD_CHECK_INPUT(w.format.kind == kern::QuantKind::integer,
@@ -77,6 +79,7 @@ class MethodCompressor final : public SiteCompressor {
       case QuantMethod::gptq: gptq_site(site, stats, params); break;
       case QuantMethod::awq: awq_site(site, stats, params); break;
       case QuantMethod::smoothquant: smooth_site(site, stats, params); break;
+      case QuantMethod::sparsegpt: sparsegpt_site(site, stats, params); break;
       case QuantMethod::rtn: break;
     }
   }
@@ -105,6 +108,19 @@ class MethodCompressor final : public SiteCompressor {
       CompressedWeight c = gptq(l.w, l.rows, l.cols, h, l.plan->format, o_.obs, l.module, rep_.notes, keep);
       std::copy(c.w.begin(), c.w.end(), l.w);
       rep_.scales[l.module + ".weight"] = {std::move(c.scale), std::move(c.zero)};
+    }
+  }
+
+  // every linear of the site pruned; the planned ones quantized in the same pass
+  void sparsegpt_site(const Site& site, const InputStats& stats, float* params) {
+    const std::vector<double> h = stats.hessian();
+    for (const Linear& l : linears(site, params)) {
+      check_sparsity_for(o_.sparsity, l.cols, l.module, o_.sparsity.nm() ? "--nm" : "--sparsity");
+      CompressedWeight c = sparsegpt(l.w, l.rows, l.cols, h, o_.sparsity, l.plan ? l.plan->format : kern::QuantFormat{},
+                                     o_.obs, l.module, rep_.notes);
+      std::copy(c.w.begin(), c.w.end(), l.w);
+      if (l.plan) rep_.scales[l.module + ".weight"] = {std::move(c.scale), std::move(c.zero)};
+      rep_.masks[l.module + ".weight"] = std::move(c.mask);
     }
   }
 

@@ -8,7 +8,9 @@
 //    down from up_proj), the planned weights clipped; at the block's end its planned
 //    weights are rounded to nearest, scales fixed, so the next block sees them quantized;
 //  * smoothquant: per site with a norm in front (q/k/v, gate/up), the scales folded; the
-//    weights stay float for PTQ's round-to-nearest and static activation scales.
+//    weights stay float for PTQ's round-to-nearest and static activation scales;
+//  * sparsegpt: SparseGPT's pruning and GPTQ-style quantization in one pass (the paper's
+//    joint mode), to `sparsity`; the masks come back with the scales.
 #pragma once
 
 #include <cstdint>
@@ -25,14 +27,15 @@
 
 namespace kd::oneshot {
 
-enum class QuantMethod { rtn, gptq, awq, smoothquant };
-// "rtn" | "gptq" | "awq" | "smoothquant"; InputError naming `key` otherwise.
+enum class QuantMethod { rtn, gptq, awq, smoothquant, sparsegpt };
+// "rtn" | "gptq" | "awq" | "smoothquant" | "sparsegpt"; InputError naming `key` otherwise.
 QuantMethod parse_quant_method(const std::string& text, const std::string& key);
 const char* method_name(QuantMethod m);
 
 struct OneshotQuantOptions {
   QuantMethod method = QuantMethod::rtn;
-  ObsOptions obs;              // gptq
+  ObsOptions obs;              // gptq, sparsegpt
+  Sparsity sparsity;           // sparsegpt
   double alpha = 0.5;          // smoothquant's migration strength
   bool clip = true;            // awq's clipping search
   // a pruned model's mask over the whole parameter buffer (1 kept), or null: GPTQ holds
@@ -43,6 +46,7 @@ struct OneshotQuantOptions {
 struct OneshotReport {
   // tensor name → the scales a method fixed (GPTQ, AWQ): PTQ writes the codes with them
   std::map<std::string, quant::WeightScales> scales;
+  std::map<std::string, std::vector<std::uint8_t>> masks;  // sparsegpt: tensor name → (rows, cols), 1 kept
   std::vector<std::string> notes;  // Hessian retries, v→o folds skipped, …
   double seconds = 0;
 };
