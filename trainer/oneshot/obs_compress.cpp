@@ -60,6 +60,26 @@ void zero_dead(std::vector<double>& W, int rows, int cols, const std::vector<int
   }
 }
 
+// The slots fixed before the loop: one for the tensor, or one per row (channel), from the
+// weights as they are; group slots are left to the caller (static or as the loop reaches them).
+std::vector<Slot> slots_before_loop(const std::vector<double>& W, int rows, int cols, const kern::QuantFormat& f) {
+  std::vector<Slot> slot(f.scale_count(rows, cols));
+  if (f.granularity == kern::QuantGranularity::tensor) slot[0] = slot_of_range(W.data(), rows * cols, f);
+  if (f.granularity == kern::QuantGranularity::channel) {
+    for (int r = 0; r < rows; ++r) slot[r] = slot_of_range(W.data() + std::size_t(r) * cols, cols, f);
+  }
+  return slot;
+}
+
+void store_slots(const std::vector<Slot>& slot, CompressedWeight& out) {
+  out.scale.resize(slot.size());
+  out.zero.resize(slot.size());
+  for (std::size_t k = 0; k < slot.size(); ++k) {
+    out.scale[k] = slot[k].scale;
+    out.zero[k] = std::int32_t(slot[k].zero);
+  }
+}
+
 // The n smallest of scores[0..m) (ties: the lower index), marked in pruned[0..m).
 void mark_smallest(const double* scores, int m, int n, std::uint8_t* pruned) {
   int idx[1024];
@@ -90,14 +110,9 @@ CompressedWeight gptq(const float* w, int rows, int cols, std::vector<double> h,
   zero_dead(W0, rows, cols, dead);
 
   CompressedWeight out;
-  const std::size_t slots = f.scale_count(rows, cols);
-  std::vector<Slot> slot(slots);
+  std::vector<Slot> slot = slots_before_loop(W0, rows, cols, f);
   const int per_row = groups ? cols / f.group : 1;
-  if (f.granularity == kern::QuantGranularity::tensor) {
-    slot[0] = slot_of_range(W0.data(), rows * cols, f);
-  } else if (f.granularity == kern::QuantGranularity::channel) {
-    for (int r = 0; r < rows; ++r) slot[r] = slot_of_range(W0.data() + std::size_t(r) * cols, cols, f);
-  } else if (o.static_groups) {
+  if (groups && o.static_groups) {
     for (int r = 0; r < rows; ++r) {
       for (int g = 0; g < per_row; ++g) {
         slot[std::size_t(r) * per_row + g] = slot_of_range(W0.data() + std::size_t(r) * cols + std::size_t(g) * f.group,
@@ -137,12 +152,7 @@ CompressedWeight gptq(const float* w, int rows, int cols, std::vector<double> h,
   for (int r = 0; r < rows; ++r) {
     for (int i = 0; i < cols; ++i) out.w[std::size_t(r) * cols + perm[i]] = float(W[std::size_t(r) * cols + i]);
   }
-  out.scale.resize(slots);
-  out.zero.resize(slots);
-  for (std::size_t k = 0; k < slots; ++k) {
-    out.scale[k] = slot[k].scale;
-    out.zero[k] = std::int32_t(slot[k].zero);
-  }
+  store_slots(slot, out);
   return out;
 }
 
@@ -156,13 +166,8 @@ CompressedWeight sparsegpt(const float* w, int rows, int cols, std::vector<doubl
   const std::vector<int> dead = fix_dead_inputs(h, cols);
   std::vector<double> W = widened(w, std::size_t(rows) * cols);
   zero_dead(W, rows, cols, dead);
-  const std::size_t slots = quantized ? f.scale_count(rows, cols) : 0;
-  std::vector<Slot> slot(slots);
+  std::vector<Slot> slot = quantized ? slots_before_loop(W, rows, cols, f) : std::vector<Slot>{};
   const int per_row = groups ? cols / f.group : 1;
-  if (quantized && f.granularity == kern::QuantGranularity::tensor) slot[0] = slot_of_range(W.data(), rows * cols, f);
-  if (quantized && f.granularity == kern::QuantGranularity::channel) {
-    for (int r = 0; r < rows; ++r) slot[r] = slot_of_range(W.data() + std::size_t(r) * cols, cols, f);
-  }
   const HessianFactor hf = inverse_factor(std::move(h), cols, o.damp, layer, o.damp_key, notes);
   CompressedWeight out;
   out.damp = hf.damp;
@@ -201,14 +206,7 @@ CompressedWeight sparsegpt(const float* w, int rows, int cols, std::vector<doubl
   out.w.assign(W.begin(), W.end());
   out.mask.resize(pruned.size());
   for (std::size_t i = 0; i < pruned.size(); ++i) out.mask[i] = pruned[i] ? 0 : 1;
-  if (quantized) {
-    out.scale.resize(slots);
-    out.zero.resize(slots);
-    for (std::size_t k = 0; k < slots; ++k) {
-      out.scale[k] = slot[k].scale;
-      out.zero[k] = std::int32_t(slot[k].zero);
-    }
-  }
+  if (quantized) store_slots(slot, out);
   return out;
 }
 
