@@ -96,6 +96,18 @@ for name, m in p["tensors/masks"].items():
     w = t["tensors/model"][name][()]
     assert (w[m[()] == 0] == 0).all() and (t["tensors/masks"][name][()] == m[()]).all(), name
 PY
+# QAT from the one-pass pruned + quantized checkpoint: masks and fake quantizers held together
+"$bin" train --config "$tmp/m.yaml" --set run.name=qatp --set train.init_from="$tmp/joint.h5" --set train.steps=4 \
+  --set quant.weight=int4:g16 --set quant.activation=none >"$tmp/qatp.log" 2>&1 || { fail "QAT from joint.h5"; cat "$tmp/qatp.log"; }
+"$py" - "$tmp/joint.h5" "$tmp/runs/qatp/checkpoints/step-00000004.h5" <<'PY' && ok "QAT (int4:g16) from the joint 2:4 checkpoint: every pruned weight still 0" || fail "QAT lost zeros"
+import sys, h5py
+p, t = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+for name, m in p["tensors/masks"].items():
+    assert (t["tensors/model"][name][()][m[()] == 0] == 0).all(), name
+PY
+# a pruned checkpoint exports like any other
+"$bin" export "$tmp/sparsegpt-24.h5" --format hf --out "$tmp/hf" >/dev/null 2>&1 && [ -f "$tmp/hf/model.safetensors" ] \
+  && ok "export --format hf of a pruned checkpoint" || fail "export of a pruned checkpoint"
 
 # bad input: exit 2 naming the flag, nothing written
 nothing() { [ ! -e "$tmp/bad.h5" ] && [ ! -e "$tmp/bad.h5.tmp" ] || fail "a failed ptq left $tmp/bad.h5"; }
