@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Time and peak memory of each one-shot method (docs/oneshot.md, "Cost") on the teacher shape
-# of configs/bench-cpu.yaml (d_model 512, 8 blocks, d_ff 1408, vocab 8192: 29.9M parameters)
+# of configs/bench-cpu.yaml (d_model 512, 8 blocks, d_ff 1408, vocab 8192: 34.1M parameters)
 # with 128 calibration sequences × 256 tokens of the demo corpus's training split. The model
 # is trained for 2 steps first (the costs do not depend on what it learned).
 # Usage: scripts/oneshot_cost.sh   (after scripts/demo.sh, for the corpus); THREADS (2),
