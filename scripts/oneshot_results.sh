@@ -49,6 +49,15 @@ $2
 YAML
 }
 final() { printf '%s/%s/checkpoints/step-%08d.h5' "$runs" "$1" "$steps"; }
+# the one-shot result $1 distilled quantization-aware ($2: its quant section), exported by ptq
+# with its QAT state; then its row ($3 setting, $4 method)
+quant_recovery() {
+  recover_config "r$1" "$2"
+  $kd distill --config "$runs/r$1.yaml" --set train.seed="$seed" --set train.init_from="$runs/$1.h5" \
+    --overwrite >"$runs/logs/r$1.log" 2>&1
+  $kd ptq "$(final "r$1")" --out "$runs/r$1.h5" --overwrite >>"$runs/logs/r$1.log" 2>&1
+  row quant "$3" "$4" "$seed" "$(bpb "$runs/$1.h5")" "$(bpb "$runs/r$1.h5")" "$(took "$runs/logs/$1.log")"
+}
 
 : >"$out"
 row "family" "setting" "method" "seed" "one-shot val bpb" "after $steps KD steps" "one-shot s"
@@ -66,22 +75,15 @@ for seed in $seeds; do
       name=q-$f-$m-s$seed
       $kd ptq "$teacher" --out "$runs/$name.h5" --weight "$weight" "${ov[@]}" --activation none --method $m \
         --samples "$samples" --seq-len "$seq_len" --seed "$seed" --overwrite >"$runs/logs/$name.log" 2>&1
-      recover_config "r$name" "quant: {weight: \"$weight\", activation: none, fake_quant_start: 0$yov}"
-      $kd distill --config "$runs/r$name.yaml" --set train.seed="$seed" --set train.init_from="$runs/$name.h5" \
-        --overwrite >"$runs/logs/r$name.log" 2>&1
-      $kd ptq "$(final "r$name")" --out "$runs/r$name.h5" --overwrite >>"$runs/logs/r$name.log" 2>&1
-      row quant "$f sym" $m "$seed" "$(bpb "$runs/$name.h5")" "$(bpb "$runs/r$name.h5")" "$(took "$runs/logs/$name.log")"
+      quant_recovery "$name" "quant: {weight: \"$weight\", activation: none, fake_quant_start: 0$yov}" "$f sym" $m
     done
   done
   for m in rtn smoothquant; do
     name=w8a8-$m-s$seed
     $kd ptq "$teacher" --out "$runs/$name.h5" --weight int8:channel --activation int8:tensor --calibrator minmax \
       --method $m --samples "$samples" --seq-len "$seq_len" --seed "$seed" --overwrite >"$runs/logs/$name.log" 2>&1
-    recover_config "r$name" "quant: {weight: \"int8:channel\", activation: \"int8:tensor\", activation_calibrator: minmax, fake_quant_start: 0}"
-    $kd distill --config "$runs/r$name.yaml" --set train.seed="$seed" --set train.init_from="$runs/$name.h5" \
-      --overwrite >"$runs/logs/r$name.log" 2>&1
-    $kd ptq "$(final "r$name")" --out "$runs/r$name.h5" --overwrite >>"$runs/logs/r$name.log" 2>&1
-    row quant "W8A8 (static inputs)" $m "$seed" "$(bpb "$runs/$name.h5")" "$(bpb "$runs/r$name.h5")" "$(took "$runs/logs/$name.log")"
+    quant_recovery "$name" "quant: {weight: \"int8:channel\", activation: \"int8:tensor\", activation_calibrator: minmax, fake_quant_start: 0}" \
+      "W8A8 (static inputs)" $m
   done
   for pat in 50 2:4; do
     target=(--sparsity 0.5); [ "$pat" = 2:4 ] && target=(--nm 2:4)
