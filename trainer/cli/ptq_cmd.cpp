@@ -81,9 +81,8 @@ int run_ptq(const PtqOptions& o) {
   if (!use_qat) q.learn_scales = false;
   // flags are checked under their own names
   quant::parse_calibrator(q.activation_calibrator, o.calibrator.empty() ? "quant.activation_calibrator" : "--calibrator");
-  quant::plan_quantization(q, cfg.model, o.weight.empty() ? "quant.weight" : "--weight",
-                           o.activation.empty() ? "quant.activation" : "--activation");
-  const quant::QuantPlan plan = quant::plan_quantization(q, cfg.model);
+  const quant::QuantPlan plan = quant::plan_quantization(q, cfg.model, o.weight.empty() ? "quant.weight" : "--weight",
+                                                        o.activation.empty() ? "quant.activation" : "--activation");
   if (oneshot) oneshot::check_method_for_plan(one, plan);
   cfg.has_quant = true;
   cfg.quant = q;

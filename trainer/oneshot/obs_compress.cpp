@@ -80,21 +80,6 @@ void store_slots(const std::vector<Slot>& slot, CompressedWeight& out) {
   }
 }
 
-// The n smallest of scores[0..m) (ties: the lower index), marked in pruned[0..m).
-void mark_smallest(const double* scores, int m, int n, std::uint8_t* pruned) {
-  int idx[1024];
-  std::vector<int> big;
-  int* order = idx;
-  if (m > 1024) {
-    big.resize(m);
-    order = big.data();
-  }
-  std::iota(order, order + m, 0);
-  std::stable_sort(order, order + m, [&](int a, int b) { return scores[a] < scores[b]; });
-  std::fill(pruned, pruned + m, 0);
-  for (int k = 0; k < n; ++k) pruned[order[k]] = 1;
-}
-
 }  // namespace
 
 CompressedWeight gptq(const float* w, int rows, int cols, std::vector<double> h, const kern::QuantFormat& f,

@@ -1,6 +1,9 @@
 #include "trainer/oneshot/sparsity.h"
 
+#include <algorithm>
 #include <charconv>
+#include <numeric>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -9,6 +12,14 @@
 namespace kd::oneshot {
 
 std::string Sparsity::text() const { return nm() ? fmt::format("{}:{}", n, m) : fmt::format("{:g}%", 100 * fraction); }
+
+void mark_smallest(const double* scores, int m, int n, std::uint8_t* pruned) {
+  std::vector<int> order(m);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return scores[a] < scores[b]; });
+  std::fill(pruned, pruned + m, 0);
+  for (int k = 0; k < n; ++k) pruned[order[k]] = 1;
+}
 
 Sparsity parse_nm(const std::string& text, const std::string& key) {
   const auto colon = text.find(':');

@@ -2,6 +2,7 @@
 // n zeros in every m consecutive inputs of a row (N:M, e.g. 2:4 for sparse tensor cores).
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace kd::oneshot {
@@ -12,6 +13,10 @@ struct Sparsity {
   bool nm() const { return m > 0; }
   std::string text() const;  // "50%" or "2:4"
 };
+
+// Marks in pruned[0..m) the n least of scores[0..m), ties to the lower index (the rest 0):
+// every one-shot mask's choice.
+void mark_smallest(const double* scores, int m, int n, std::uint8_t* pruned);
 
 // "2:4" → {n 2, m 4}; InputError naming `key` unless 0 < n < m.
 Sparsity parse_nm(const std::string& text, const std::string& key);

@@ -15,12 +15,11 @@ std::vector<std::uint8_t> row_mask(const std::vector<double>& scores, int rows, 
   const int drop = s.nm() ? s.n : int(std::floor(s.fraction * cols));
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; ++r) {
-    std::vector<int> order(span);
+    std::vector<std::uint8_t> pruned(span);
     for (int c0 = 0; c0 < cols; c0 += span) {
-      const double* sc = scores.data() + std::size_t(r) * cols + c0;
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return sc[a] < sc[b]; });
-      for (int k = 0; k < drop; ++k) mask[std::size_t(r) * cols + c0 + order[k]] = 0;
+      const std::size_t at = std::size_t(r) * cols + c0;
+      mark_smallest(scores.data() + at, span, drop, pruned.data());
+      for (int k = 0; k < span; ++k) mask[at + k] = pruned[k] ? 0 : 1;
     }
   }
   return mask;
