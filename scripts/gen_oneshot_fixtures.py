@@ -242,9 +242,10 @@ def gptq(W, X, bits=4, sym=True, gran="g64", actorder=False, B=128, damp=0.01):
     return Q[:, inv], S[:, inv], Z[:, inv]
 
 
-def sparsegpt(W, X, p=0.5, nm=None, quant=None, B=128, damp=0.01):
+def sparsegpt(W, X, p=0.5, nm=None, quant=None, B=128, damp=0.01, scales=False):
     """SparseGPT: unstructured p (nm=None) or N:M (nm=(n, m)); quant=(bits, sym, "g<k>") for the joint
-    variant. Returns (final weights, keep-mask)."""
+    variant. Returns (final weights, keep-mask), and with scales=True also the joint variant's per-element
+    scales and zeros."""
     H, dead = hessian(X)
     W = W.clone()
     W[:, dead] = 0
@@ -266,7 +267,8 @@ def sparsegpt(W, X, p=0.5, nm=None, quant=None, B=128, damp=0.01):
         q = fake_quant(W1[:, c], S[:, i], Z[:, i], quant[0], quant[1]) if quant else W1[:, c].clone()
         return torch.where(keep[:, i], q, torch.zeros_like(q))
 
-    return obs_sweep(W, U, compress, B), keep
+    Wout = obs_sweep(W, U, compress, B)
+    return (Wout, keep, S, Z) if scales else (Wout, keep)
 
 
 def magnitude(W, p=0.5, nm=None):

@@ -300,6 +300,47 @@ TEST(Qat, StateRoundTripsThroughACheckpointAndLsqScalesAreKept) {
   expect_input_error([&] { o.qat()->load_state(r); }, {"quant", "weight_scale", "shape"});
 }
 
+// Scales from a quantized init checkpoint (train.init_from of a GPTQ/AWQ result) are held:
+// the observers, which recompute every other weight's scales each step, leave them alone,
+// through training and a checkpoint round trip; another format is not taken.
+TEST(Qat, HeldWeightScalesSurviveObserversAndACheckpoint) {
+  kd::Config c = qat_config({"quant.fake_quant_start=0", "quant.freeze_observers=0"});
+  kd::set_threads(2);
+  kd::Trainer a(c);
+  const std::string module = "model.layers.0.mlp.gate_proj";
+  const auto& w = a.student_table().at(module + ".weight");
+  const int rows = int(w.shape[0]), cols = int(w.shape[1]);
+  const kd::kern::QuantFormat f = parse_format("int4:g8", "t");
+  std::vector<float> held(f.scale_count(rows, cols));
+  for (std::size_t j = 0; j < held.size(); ++j) held[j] = 0.01f + 0.001f * float(j % 7);
+  EXPECT_FALSE(a.qat()->hold_weight_scales(module, parse_format("int3:g8", "t"), held, {}, a.student_params()))
+      << "another format is not held";
+  ASSERT_TRUE(a.qat()->hold_weight_scales(module, f, held, {}, a.student_params()));
+  auto scales_of = [&](const kd::quant::QatState& q, const float* params, const std::string& m) {
+    const auto wq = q.weight_quant(m, params);
+    return std::vector<float>(wq.scale, wq.scale + wq.count);
+  };
+  auto src = kd::make_synthetic(c, kd::Stream::train);
+  a.step(*src);
+  const std::string other = "model.layers.0.mlp.up_proj";
+  const std::vector<float> other_first = scales_of(*a.qat(), a.student_params(), other);
+  for (int s = 1; s < 3; ++s) a.step(*src);
+  EXPECT_EQ(scales_of(*a.qat(), a.student_params(), module), held) << "the observers recomputed held scales";
+  EXPECT_NE(scales_of(*a.qat(), a.student_params(), other), other_first) << "the observers did not run at all";
+  kdtest::TempDir dir;
+  const std::string path = dir.file("held.h5");
+  kd::ckpt::CheckpointContents cc;
+  cc.kind = "train";
+  cc.tensors["quant"] = a.qat()->state_tensors();
+  kd::ckpt::write_checkpoint(path, cc);
+  kd::Trainer b(c);
+  kd::ckpt::CheckpointReader r(path);
+  b.qat()->load_state(r);
+  std::copy_n(a.student_params(), a.student_table().total(), b.student_params());
+  b.step(*src);
+  EXPECT_EQ(scales_of(*b.qat(), b.student_params(), module), held) << "held scales recomputed after a resume";
+}
+
 // ---------------------------------------------------------------- PTQ and integer inference
 
 // Quantized codes dequantize to exactly the fake-quantized weight, for every format.

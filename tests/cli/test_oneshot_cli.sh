@@ -105,6 +105,26 @@ p, t = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
 for name, m in p["tensors/masks"].items():
     assert (t["tensors/model"][name][()][m[()] == 0] == 0).all(), name
 PY
+# QAT from GPTQ's checkpoint in its own format: GPTQ's scales held (not re-derived by the
+# calibrator), so the distilled model keeps the method's grid; another format: calibrated
+"$bin" train --config "$tmp/m.yaml" --set run.name=qatg --set train.init_from="$tmp/gptq.h5" --set train.steps=4 \
+  --set quant.weight=int3:g16 --set quant.activation=none >"$tmp/qatg.log" 2>&1 || { fail "QAT from gptq.h5"; cat "$tmp/qatg.log"; }
+grep -q "is quantized: 14 weight tensors keep its scales (held through training)$" "$tmp/qatg.log" \
+  || { fail "no note that GPTQ's scales are held"; grep init: "$tmp/qatg.log"; }
+"$py" - "$tmp/gptq.h5" "$tmp/runs/qatg/checkpoints/step-00000004.h5" <<'PY' && ok "QAT (int3:g16) from GPTQ's checkpoint: after 4 steps every weight scale is still GPTQ's" || fail "GPTQ's scales not held"
+import sys, h5py, numpy as np
+g, t = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+names = [n[:-len(".scale")] for n in g["tensors/quantized"] if n.endswith(".weight.scale")]
+assert len(names) == 14, names
+for n in names:
+    held = t["tensors/quant"][n[:-len(".weight")] + ".weight_scale"][()]
+    assert np.array_equal(held, g["tensors/quantized"][n + ".scale"][()]), n
+PY
+"$bin" train --config "$tmp/m.yaml" --set run.name=qatg4 --set train.init_from="$tmp/gptq.h5" --set train.steps=2 \
+  --set quant.weight=int4:g16 --set quant.activation=none >"$tmp/qatg4.log" 2>&1 || { fail "QAT int4 from gptq.h5"; cat "$tmp/qatg4.log"; }
+grep -q "0 weight tensors keep its scales (held through training); 14 in another format here get the weight calibrator's" \
+  "$tmp/qatg4.log" && ok "QAT in another format than the init checkpoint's: calibrated, and said" \
+  || { fail "no note on the other format"; grep init: "$tmp/qatg4.log"; }
 # a pruned checkpoint exports like any other
 "$bin" export "$tmp/sparsegpt-24.h5" --format hf --out "$tmp/hf" >/dev/null 2>&1 && [ -f "$tmp/hf/model.safetensors" ] \
   && ok "export --format hf of a pruned checkpoint" || fail "export of a pruned checkpoint"

@@ -172,7 +172,7 @@ class MethodCompressor final : public SiteCompressor {
             std::copy(ws.begin(), ws.end(), l.w);
           }
         }
-        alphas_.push_back(a.alpha);
+        rep_.awq_alphas.push_back(a.alpha);
       }
     }
     if (site.input == LinearInput::down) quantize_block(site.layer, params);
@@ -207,9 +207,6 @@ class MethodCompressor final : public SiteCompressor {
   const LlamaLayout& lay_;
   const ParamTable& table_;
   OneshotReport& rep_;
-
- public:
-  std::vector<double> alphas_;  // AWQ's chosen α per site searched
 };
 
 }  // namespace
@@ -223,13 +220,13 @@ OneshotReport quantize_oneshot(const OneshotQuantOptions& o, const quant::QuantP
   const double t0 = omp_get_wtime();
   MethodCompressor c(o, plan, lay, table, rep);
   compress_block_sequential(lay, params, tokens, samples, seq_len, threads, c, progress);
-  if (!c.alphas_.empty()) {
+  const std::vector<double>& al = rep.awq_alphas;
+  if (!al.empty()) {
     double mean = 0;
-    for (double a : c.alphas_) mean += a;
+    for (double a : al) mean += a;
     rep.notes.push_back(fmt::format("AWQ: α chosen per site from {:.2f} to {:.2f} (mean {:.2f}) over {} sites",
-                                    *std::min_element(c.alphas_.begin(), c.alphas_.end()),
-                                    *std::max_element(c.alphas_.begin(), c.alphas_.end()), mean / c.alphas_.size(),
-                                    c.alphas_.size()));
+                                    *std::min_element(al.begin(), al.end()), *std::max_element(al.begin(), al.end()),
+                                    mean / al.size(), al.size()));
   }
   rep.seconds = omp_get_wtime() - t0;
   return rep;

@@ -47,6 +47,7 @@ struct OneshotReport {
   // tensor name → the scales a method fixed (GPTQ, AWQ): PTQ writes the codes with them
   std::map<std::string, quant::WeightScales> scales;
   std::map<std::string, std::vector<std::uint8_t>> masks;  // sparsegpt: tensor name → (rows, cols), 1 kept
+  std::vector<double> awq_alphas;  // awq: the α chosen at each searched site, in calibration order
   std::vector<std::string> notes;  // Hessian retries, v→o folds skipped, …
   double seconds = 0;
 };

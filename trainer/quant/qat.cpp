@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -198,7 +199,7 @@ const float* QatState::begin_step(std::int64_t step, float* params, float* grads
         calibrate_weight(w, params, params + w.lsq);
         w.calibrated = true;
       }
-    } else if (observing_ || !w.calibrated) {
+    } else if ((observing_ && !w.held) || !w.calibrated) {
       calibrate_weight(w, params, w.scale.data());
       w.calibrated = true;
     }
@@ -213,6 +214,29 @@ const float* QatState::begin_step(std::int64_t step, float* params, float* grads
   }
   clamp_lsq_scales(params);
   return begin_eval_weights(params);
+}
+
+bool QatState::hold_weight_scales(const std::string& module, const kern::QuantFormat& format,
+                                  const std::vector<float>& scale, const std::vector<std::int32_t>& zero,
+                                  float* params) {
+  for (WeightSite& w : weights_) {
+    if (w.plan.module != module) continue;
+    const kern::QuantFormat& f = w.plan.format;
+    const bool same = f.kind == format.kind && f.bits == format.bits && f.symmetric == format.symmetric &&
+                      f.granularity == format.granularity && f.group == format.group &&
+                      scale.size() == w.scale.size() && (zero.empty() || zero.size() == w.zero.size());
+    if (!same) return false;
+    std::copy(scale.begin(), scale.end(), w.lsq != SIZE_MAX ? params + w.lsq : w.scale.data());
+    if (zero.empty()) {
+      std::fill(w.zero.begin(), w.zero.end(), 0);
+    } else {
+      std::copy(zero.begin(), zero.end(), w.zero.begin());
+    }
+    w.calibrated = true;
+    w.held = true;
+    return true;
+  }
+  return false;
 }
 
 void QatState::clamp_lsq_scales(float* params) const {
@@ -355,7 +379,7 @@ std::vector<ckpt::TensorView> QatState::state_tensors() const {
     const auto n = std::int64_t(w.scale.size());
     out.push_back({w.plan.module + ".weight_scale", {n}, w.scale.data(), ckpt::DType::f32});
     out.push_back({w.plan.module + ".weight_zero", {n}, w.zero.data(), ckpt::DType::i32});
-    calibrated_flags_.push_back(w.calibrated ? 1 : 0);
+    calibrated_flags_.push_back((w.calibrated ? 1 : 0) | (w.held ? 2 : 0));
   }
   observer_states_.clear();
   observer_states_.reserve(inputs_.size());
@@ -387,7 +411,8 @@ void QatState::load_state(const ckpt::CheckpointReader& r) {
     const auto n = std::int64_t(w.scale.size());
     r.read_typed(g, w.plan.module + ".weight_scale", {n}, ckpt::DType::f32, w.scale.data());
     r.read_typed(g, w.plan.module + ".weight_zero", {n}, ckpt::DType::i32, w.zero.data());
-    w.calibrated = flags[k++] != 0;
+    w.calibrated = (flags[k] & 1) != 0;
+    w.held = (flags[k++] & 2) != 0;
   }
   for (InputSite& s : inputs_) {
     r.read_typed(g, s.plan.module + ".input_scale", {1}, ckpt::DType::f32, &s.scale);

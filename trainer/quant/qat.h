@@ -10,7 +10,8 @@
 //   observers run        while freeze_observers == 0 or t < freeze_observers
 //   fake quantization on when t >= fake_quant_start (before: the model runs in float)
 // Weight scales follow the current weights while observers run (minmax or MSE per scale
-// slot) and then stay fixed. Static (:tensor) input scales come from the activation
+// slot) and then stay fixed; scales taken from a quantized init checkpoint are held from
+// the start (hold_weight_scales). Static (:tensor) input scales come from the activation
 // observer; :token scales are computed from each row at run time. With learn_scales
 // (LSQ), scales are auxiliary parameters "quant.<layer>.weight_scale" / ".input_scale",
 // initialised once from the calibrators when fake quantization starts and trained from
@@ -56,6 +57,15 @@ class QatState final : public LinearHook<float> {
   // computes every scale from the observers and the weights.
   void begin_calibration(float* params);
   void finish_calibration();
+
+  // A weight's scales fixed by the quantized checkpoint the run starts from (train.init_from
+  // of a `kdtrain ptq` result, e.g. GPTQ's or AWQ's own scales): they are held — the weight
+  // calibrator never recomputes them, so fake quantization keeps the method's grid while
+  // the weights train under it (ModelOpt's QAT after calibration); with LSQ they are the
+  // learned scales' start. zero: unshifted (FakeQuant's). false, changing nothing, when the
+  // run plans another format or scale count for the module (its calibrator then decides).
+  bool hold_weight_scales(const std::string& module, const kern::QuantFormat& format, const std::vector<float>& scale,
+                          const std::vector<std::int32_t>& zero, float* params);
 
   bool fake_quant_on() const { return fake_quant_; }
   bool observing() const { return observing_; }
@@ -110,6 +120,7 @@ class QatState final : public LinearHook<float> {
     std::vector<float> scale;          // non-LSQ scales (LSQ: read from params)
     std::vector<std::int32_t> zero;
     bool calibrated = false;           // scales computed at least once (LSQ: initialised)
+    bool held = false;                 // from the init checkpoint: never recomputed
   };
   struct InputSite {
     InputPlan plan;

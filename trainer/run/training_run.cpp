@@ -44,6 +44,27 @@ void copy_init_weights(const LoadedModel& from, const ParamTable& table, float* 
   }
 }
 
+// A quantized init checkpoint (kdtrain ptq: GPTQ's, AWQ's or round-to-nearest's codes) gives
+// QAT its weight scales, held, where the run plans the same format: its dequantized weights
+// then start exactly on the method's grid instead of being rounded again onto a calibrator's.
+std::string hold_init_scales(const LoadedModel& from, quant::QatState& qat, float* params) {
+  std::size_t held = 0, other = 0;
+  for (const quant::QuantizedTensor& t : from.quantized->weights) {
+    std::vector<std::int32_t> zero = t.zero;
+    for (std::int32_t& z : zero) z += quant::storage_shift(t.plan.format);
+    const std::string module = t.plan.module;
+    if (qat.hold_weight_scales(module, t.plan.format, t.scale, zero, params)) {
+      ++held;
+    } else {
+      ++other;
+    }
+  }
+  std::string note = fmt::format("init: {} is quantized: {} weight tensors keep its scales (held through training)",
+                                 from.path, held);
+  if (other) note += fmt::format("; {} in another format here get the weight calibrator's", other);
+  return note;
+}
+
 std::string fields_text(const StepReport& r, bool kd) {
   std::string s = fmt::format("loss {:.4f} ce {:.4f}", r.loss.loss, r.loss.ce);
   if (kd) s += fmt::format(" kd {:.4f}", r.loss.kd);
@@ -187,7 +208,11 @@ int run_training(RunInputs& in, dist::Comm& world, int threads, const Provenance
   Trainer trainer(cfg, nccl ? nccl.get() : groups.dp, groups.tp_group.get());
   connect_teacher_targets(in, trainer, world, groups);
   const std::unique_ptr<data::BatchSource> source = training_source(in, trainer);
-  if (in.init) copy_init_weights(*in.init, trainer.student_table(), trainer.student_params());
+  std::string init_note;
+  if (in.init) {
+    copy_init_weights(*in.init, trainer.student_table(), trainer.student_params());
+    if (in.init->quantized && trainer.qat()) init_note = hold_init_scales(*in.init, *trainer.qat(), trainer.student_params());
+  }
 
   // From here on the run directory exists (every rank has checked the inputs first).
   if (preempted_before_start(world)) {
@@ -206,6 +231,7 @@ int run_training(RunInputs& in, dist::Comm& world, int threads, const Provenance
   Progress progress(cfg.train.steps, cfg.train.log_every, leader ? stdout : nullptr);
   for (const std::string& n : dir_notes) progress.line(n);
   print_run_header(in, groups, trainer, threads, progress);
+  if (!init_note.empty()) progress.line(init_note);
   load_teacher(in, trainer, groups, progress);
   ResumedRun resumed = resume_run(in, trainer, *source, groups, prov, progress);
   if (const std::string frozen = trainer.freeze_teacher(); !frozen.empty()) progress.line(frozen);
