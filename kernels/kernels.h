@@ -110,6 +110,18 @@ template <class T>
 void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse,
                         const AttnShape& s, T* scratch);
 
+// Attention of new rows against a KV cache (incremental decoding). Row r belongs to cache
+// slot slot[r] at position pos[r]; it attends to that slot's positions 0..pos[r], its own
+// k and v already written there. q (rows, ld) holds H heads from column 0; the caches are
+// (slots, Hkv, capacity, hd), so one head's keys are contiguous. out (rows, H·hd).
+// scratch: `threads` × capacity elements.
+struct CachedAttnShape {
+  int heads, kv_heads, head_dim, capacity;
+};
+template <class T>
+void attention_cached(T* out, const T* q, int ld, const T* k_cache, const T* v_cache, const int* slot,
+                      const int* pos, int rows, const CachedAttnShape& s, T* scratch, int threads);
+
 // ---------------------------------------------------------------- SwiGLU
 // gu (M, 2F): gate in columns [0,F), up in [F,2F) (one fused GEMM). act (M,F) = silu(g)·u
 template <class T>

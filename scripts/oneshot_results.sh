@@ -13,7 +13,8 @@
 # the pruned ones with their masks held; evaluated again (quantized ones through ptq with
 # their QAT state).
 # Usage: scripts/oneshot_results.sh [teacher checkpoint]   (after scripts/demo.sh);
-#        SEEDS ("1 2"), SAMPLES (128), SEQ_LEN (256), STEPS (100), RUNS (runs/oneshot), OUT.
+#        SEEDS ("1 2"), SAMPLES (128), SEQ_LEN (256), STEPS (100), RUNS (runs/oneshot), OUT,
+#        FAMILIES ("quant prune": the quantized rows, W8A8 included, and the pruned ones).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -23,6 +24,7 @@ seeds=${SEEDS:-1 2}
 samples=${SAMPLES:-128}
 seq_len=${SEQ_LEN:-256}
 steps=${STEPS:-100}
+families=${FAMILIES:-quant prune}
 runs=${RUNS:-runs/oneshot}
 out=${OUT:-$runs/results.md}
 data=.cache/sotu/prepared/train.bin
@@ -66,8 +68,9 @@ row "dense" "teacher" "-" "-" "$(bpb "$teacher")" "-" "-"
 
 # quantization: name -> "weight override"
 declare -A qfmt=([int4-g128]="int4:g128 int4:g64" [int3-g128]="int3:g128 int3:g64" [int4-channel]="int4:channel -")
+want() { case " $families " in *" $1 "*) return 0 ;; esac; return 1; }
 for seed in $seeds; do
-  for f in int4-g128 int3-g128 int4-channel; do
+  want quant && for f in int4-g128 int3-g128 int4-channel; do
     read -r weight down <<<"${qfmt[$f]}"
     ov=(); yov=""
     if [ "$down" != - ]; then ov=(--override "*.down_proj=$down"); yov=", overrides: {\"*.down_proj\": {weight: \"$down\"}}"; fi
@@ -78,14 +81,14 @@ for seed in $seeds; do
       quant_recovery "$name" "quant: {weight: \"$weight\", activation: none, fake_quant_start: 0$yov}" "$f sym" $m
     done
   done
-  for m in rtn smoothquant; do
+  want quant && for m in rtn smoothquant; do
     name=w8a8-$m-s$seed
     $kd ptq "$teacher" --out "$runs/$name.h5" --weight int8:channel --activation int8:tensor --calibrator minmax \
       --method $m --samples "$samples" --seq-len "$seq_len" --seed "$seed" --overwrite >"$runs/logs/$name.log" 2>&1
     quant_recovery "$name" "quant: {weight: \"int8:channel\", activation: \"int8:tensor\", activation_calibrator: minmax, fake_quant_start: 0}" \
       "W8A8 (static inputs)" $m
   done
-  for pat in 50 2:4; do
+  want prune && for pat in 50 2:4; do
     target=(--sparsity 0.5); [ "$pat" = 2:4 ] && target=(--nm 2:4)
     for m in magnitude wanda sparsegpt; do
       name=p-${pat/:/-}-$m-s$seed
