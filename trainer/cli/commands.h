@@ -73,7 +73,9 @@ int run_eval(const EvalOptions& o);
 
 struct GenerateOptions {
   std::string checkpoint;
-  std::string prompt;
+  std::vector<std::string> prompts;  // --prompt, repeatable; none: one empty prompt
+  int batch = 1;                     // samples of each prompt
+  int context = 0;                   // positions per sequence; 0: the model's train.seq_len
   int max_new_tokens = 100;
   double temperature = 0.8;
   int top_k = 40;

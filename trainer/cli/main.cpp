@@ -115,14 +115,17 @@ int kdtrain_main(int argc, char** argv) {
   e->add_flag("--fp32-baseline", ev.fp32_baseline, "quantized checkpoint: also run the dequantized weights in fp32 (OpenBLAS) and print the speed ratio");
 
   cli::GenerateOptions gen;
-  auto* g = app.add_subcommand("generate", "prompt -> text from a checkpoint");
+  auto* g = app.add_subcommand("generate", "prompt -> text from a checkpoint (KV-cached decoding; timings on stderr)");
   g->add_option("checkpoint", gen.checkpoint, "kdtrain checkpoint (.h5)")->required();
-  g->add_option("--prompt", gen.prompt, "text to continue (empty: start a new document)");
-  g->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20));
-  g->add_option("--temperature", gen.temperature, "sampling temperature (0 = greedy)")->check(kFinite)->check(CLI::NonNegativeNumber);
-  g->add_option("--top-k", gen.top_k, "sample among the k most likely tokens (0 = all)")->check(CLI::NonNegativeNumber);
-  g->add_option("--top-p", gen.top_p, "nucleus: the smallest set of tokens with this much probability")->check(kFinite)->check(CLI::Range(0.0, 1.0));
-  g->add_option("--seed", gen.seed, "sampling seed");
+  g->add_option("--prompt", gen.prompts, "text to continue, repeatable for a batch (none: start a new document)");
+  g->add_option("--batch", gen.batch, "samples of each prompt, decoded together")->check(CLI::Range(1, 4096))->capture_default_str();
+  g->add_option("--context", gen.context, "positions per sequence, prompt included; generation stops there (default: "
+                "the model's train.seq_len)")->check(CLI::PositiveNumber);
+  g->add_option("--max-new-tokens", gen.max_new_tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  g->add_option("--temperature", gen.temperature, "sampling temperature (0 = greedy)")->check(kFinite)->check(CLI::NonNegativeNumber)->capture_default_str();
+  g->add_option("--top-k", gen.top_k, "sample among the k most likely tokens (0 = all)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  g->add_option("--top-p", gen.top_p, "nucleus: the smallest set of tokens with this much probability")->check(kFinite)->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  g->add_option("--seed", gen.seed, "sampling seed (sequence i samples from its own stream of it)")->capture_default_str();
   g->add_option("--threads", gen.threads, "threads")->check(CLI::NonNegativeNumber);
 
   cli::PruneOptions prn;

@@ -1,79 +1,128 @@
 #include "trainer/eval/generator.h"
 
+#include <omp.h>
+
 #include <algorithm>
-#include <cmath>
-#include <random>
 
 #include "base/errors.h"
 
 namespace kd {
 
-Generator::Generator(const LlamaLayout& model, int context, int threads, LinearHook<float>* hook)
-    : model_(model), hook_(hook), context_(context) {
-  act_.build(model.spec(), 1, context, threads, {});
-  window_.resize(context);
-  logits_.resize(model.spec().vocab);
+const char* stop_reason_name(StopReason r) {
+  switch (r) {
+    case StopReason::length: return "max_new_tokens";
+    case StopReason::stop_token: return "end of text";
+    case StopReason::context: return "the context's end";
+  }
+  return "?";
 }
 
-std::vector<std::int32_t> Generator::generate(const float* p, const std::vector<std::int32_t>& prompt,
-                                              const SamplingSpec& s) {
-  const int v = model_.spec().vocab, d = model_.spec().d_model;
-  KD_CHECK_INPUT(!prompt.empty(), "generate: the prompt is empty");
-  KD_CHECK_INPUT(int(prompt.size()) <= context_,
-                 "generate: the prompt is {} tokens, longer than the model's context of {} tokens",
-                 prompt.size(), context_);
-  for (auto t : prompt) {
-    KD_CHECK_INPUT(t >= 0 && t < v, "generate: prompt token {} is outside the vocabulary of {}", t, v);
+// Prefill goes in chunks of at most this many rows (one GEMM's M): large enough for the
+// GEMMs to run at full speed, small enough that the activations stay a few MiB.
+int Generator::prefill_rows(int context, int batch) { return std::max(batch, std::min(512, context * batch)); }
+
+std::size_t Generator::bytes(const ModelSpec& s, int context, int batch, int threads) {
+  const int rows = prefill_rows(context, batch);
+  return KvDecoder::bytes(s, batch, context, rows, threads) + sizeof(float) * std::size_t(rows) * s.vocab;
+}
+
+Generator::Generator(const LlamaLayout& model, int context, int batch, int threads, LinearHook<float>* hook)
+    : model_(model),
+      hook_(hook),
+      context_(context),
+      batch_(batch),
+      dec_(model, batch, context, prefill_rows(context, batch), threads) {}
+
+std::vector<Generation> Generator::generate(const float* p, const std::vector<std::vector<std::int32_t>>& prompts,
+                                            const SamplingSpec& s, std::uint64_t first_index) {
+  const int v = model_.spec().vocab, n = int(prompts.size());
+  KD_CHECK_INPUT(n >= 1 && n <= batch_, "generate: {} prompts for a generator of batch {}", n, batch_);
+  for (int i = 0; i < n; ++i) {
+    const auto& pr = prompts[std::size_t(i)];
+    KD_CHECK_INPUT(!pr.empty(), "generate: prompt {} is empty", i);
+    KD_CHECK_INPUT(int(pr.size()) <= context_,
+                   "generate: the prompt is {} tokens, longer than the model's context of {} tokens", pr.size(),
+                   context_);
+    for (auto t : pr) KD_CHECK_INPUT(t >= 0 && t < v, "generate: prompt token {} is outside the vocabulary of {}", t, v);
+    dec_.clear(i);
   }
-  std::vector<std::int32_t> seq = prompt, out;
-  std::mt19937_64 rng(s.seed);
-  std::uniform_real_distribution<double> uni(0.0, 1.0);
-  for (int n = 0; n < s.max_new_tokens; ++n) {
-    // Causal attention: positions after the last real token do not change its output, so
-    // the window is padded to the fixed context the activations were built for.
-    const int len = std::min<int>(int(seq.size()), context_);
-    std::copy(seq.end() - len, seq.end(), window_.begin());
-    std::fill(window_.begin() + len, window_.end(), 0);
-    llama_forward_frozen<float>(model_, p, window_.data(), act_, hook_);
-    head_forward_frozen<float>(model_, p, logits_.data(), act_.final_norm + std::size_t(len - 1) * d, 1, hook_);
-    int next = 0;
-    if (s.temperature <= 0) {
-      next = int(std::max_element(logits_.begin(), logits_.end()) - logits_.begin());
-    } else {
-      cand_.clear();
-      for (int i = 0; i < v; ++i) cand_.emplace_back(float(logits_[i] / s.temperature), i);
-      std::sort(cand_.begin(), cand_.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-      if (s.top_k > 0 && s.top_k < v) cand_.resize(s.top_k);
-      const double mx = cand_.front().first;
-      double z = 0;
-      for (auto& c : cand_) z += std::exp(double(c.first) - mx);
-      // nucleus: the smallest prefix whose probability reaches top_p
-      double cum = 0;
-      std::size_t keep = cand_.size();
-      for (std::size_t i = 0; i < cand_.size(); ++i) {
-        cum += std::exp(double(cand_[i].first) - mx) / z;
-        if (cum >= s.top_p) {
-          keep = i + 1;
-          break;
-        }
-      }
-      cand_.resize(keep);
-      double zk = 0;
-      for (auto& c : cand_) zk += std::exp(double(c.first) - mx);
-      double u = uni(rng) * zk;
-      next = cand_.back().second;
-      for (auto& c : cand_) {
-        u -= std::exp(double(c.first) - mx);
-        if (u <= 0) {
-          next = c.second;
-          break;
-        }
+  std::vector<Generation> out(static_cast<std::size_t>(n));
+  std::vector<std::mt19937_64> rng;
+  for (int i = 0; i < n; ++i) rng.push_back(sequence_stream(s.seed, first_index + std::uint64_t(i)));
+  std::vector<int> next(std::size_t(n), -1);
+  std::vector<bool> done(std::size_t(n), s.max_new_tokens <= 0);
+  logits_.resize(std::size_t(dec_.max_rows()) * v);
+
+  // prefill: the prompts' rows in chunks; a sequence's first token from its last row
+  double t0 = omp_get_wtime();
+  {
+    std::vector<std::int32_t> tok;
+    std::vector<int> slot, last_of;  // last_of: the sequence whose prompt ends at that row (-1)
+    for (int i = 0; i < n; ++i) {
+      for (std::size_t j = 0; j < prompts[std::size_t(i)].size(); ++j) {
+        tok.push_back(prompts[std::size_t(i)][j]);
+        slot.push_back(i);
+        last_of.push_back(j + 1 == prompts[std::size_t(i)].size() ? i : -1);
       }
     }
-    out.push_back(next);
-    seq.push_back(next);
-    if (next == s.stop_token) break;
+    const int rows = int(tok.size());
+    std::vector<int> out_rows;
+    for (int r0 = 0; r0 < rows; r0 += dec_.max_rows()) {
+      const int m = std::min(dec_.max_rows(), rows - r0);
+      out_rows.clear();
+      for (int r = 0; r < m; ++r) {
+        if (last_of[std::size_t(r0 + r)] >= 0) out_rows.push_back(r);
+      }
+      dec_.forward(p, tok.data() + r0, slot.data() + r0, m, out_rows.data(), int(out_rows.size()), logits_.data(),
+                   hook_);
+      for (std::size_t k = 0; k < out_rows.size(); ++k) {
+        const int i = last_of[std::size_t(r0 + out_rows[k])];
+        if (!done[std::size_t(i)]) next[std::size_t(i)] = sample_token(logits_.data() + k * v, v, s, rng[std::size_t(i)], cand_);
+      }
+    }
+    stats_.prefill_tokens += rows;
   }
+  const double t1 = omp_get_wtime();
+  stats_.prefill_s += t1 - t0;
+
+  // decoding: each unfinished sequence's last sampled token goes in, one row each
+  std::vector<std::int32_t> tok;
+  std::vector<int> slot, seq_of, out_rows;
+  for (;;) {
+    tok.clear();
+    slot.clear();
+    seq_of.clear();
+    for (int i = 0; i < n; ++i) {
+      if (done[std::size_t(i)]) continue;
+      Generation& g = out[std::size_t(i)];
+      g.tokens.push_back(next[std::size_t(i)]);
+      if (next[std::size_t(i)] == s.stop_token) {
+        g.stop = StopReason::stop_token;
+        done[std::size_t(i)] = true;
+      } else if (int(g.tokens.size()) >= s.max_new_tokens) {
+        g.stop = StopReason::length;
+        done[std::size_t(i)] = true;
+      } else if (dec_.length(i) >= context_) {  // the sampled token has no position left to be read at
+        g.stop = StopReason::context;
+        done[std::size_t(i)] = true;
+      } else {
+        tok.push_back(next[std::size_t(i)]);
+        slot.push_back(i);
+        seq_of.push_back(i);
+      }
+    }
+    if (tok.empty()) break;
+    const int m = int(tok.size());
+    out_rows.resize(std::size_t(m));
+    for (int r = 0; r < m; ++r) out_rows[std::size_t(r)] = r;
+    dec_.forward(p, tok.data(), slot.data(), m, out_rows.data(), m, logits_.data(), hook_);
+    for (int r = 0; r < m; ++r) {
+      const int i = seq_of[std::size_t(r)];
+      next[std::size_t(i)] = sample_token(logits_.data() + std::size_t(r) * v, v, s, rng[std::size_t(i)], cand_);
+    }
+    stats_.decode_tokens += m;
+  }
+  stats_.decode_s += omp_get_wtime() - t1;
   return out;
 }
 

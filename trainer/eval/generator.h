@@ -1,38 +1,57 @@
-// Autoregressive sampling from a model: temperature, top-k and nucleus (top-p) sampling
-// with a seeded generator, so the same seed gives the same text.
+// Autoregressive generation on the KV cache (trainer/model/kv_decoder.h): the prompts of a
+// batch are prefilled together, then every unfinished sequence gets one token per decoding
+// step, each sampled from its own seeded stream (trainer/eval/sampling.h), so a sequence's
+// text depends on its prompt, index and seed, not on the batch around it. A sequence stops
+// at its stop token, at max_new_tokens, or when it fills the context (the model's
+// positions): generation never slides a window over the context, it says it stopped there.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "trainer/eval/sampling.h"
+#include "trainer/model/kv_decoder.h"
 #include "trainer/model/llama.h"
 
 namespace kd {
 
-struct SamplingSpec {
-  int max_new_tokens = 128;
-  double temperature = 0.8;  // 0 = greedy
-  int top_k = 40;            // 0 = off
-  double top_p = 0.95;       // 1 = off
-  std::uint64_t seed = 1;
-  int stop_token = -1;       // stop after emitting this id (e.g. end-of-text); -1 = never
+enum class StopReason { length, stop_token, context };
+const char* stop_reason_name(StopReason r);
+
+struct Generation {
+  std::vector<std::int32_t> tokens;  // the new tokens only (the stop token included)
+  StopReason stop = StopReason::length;
+};
+
+struct GenerationStats {
+  std::int64_t prefill_tokens = 0, decode_tokens = 0;
+  double prefill_s = 0, decode_s = 0;
 };
 
 class Generator {
  public:
-  // context: the longest sequence the model is run on (the training seq_len).
-  // hook (nullable): the model's linear layers run through it (quantized inference).
-  Generator(const LlamaLayout& model, int context, int threads, LinearHook<float>* hook = nullptr);
-  // Returns the new tokens only. A prompt longer than the context is an InputError.
-  std::vector<std::int32_t> generate(const float* params, const std::vector<std::int32_t>& prompt,
-                                     const SamplingSpec& s);
+  // context: positions per sequence (prompt + new tokens); batch: sequences at most per
+  // generate(). hook (nullable): the model's linear layers run through it (quantized
+  // inference, QAT's fake quantization).
+  Generator(const LlamaLayout& model, int context, int batch, int threads, LinearHook<float>* hook = nullptr);
+  // What the generator allocates (KV cache and activations), for the memory check before it.
+  static std::size_t bytes(const ModelSpec& s, int context, int batch, int threads);
+
+  // One generation per prompt (at most `batch`); sequence i samples from
+  // sequence_stream(s.seed, first_index + i). InputError naming the prompt: empty, longer
+  // than the context, a token outside the vocabulary.
+  std::vector<Generation> generate(const float* params, const std::vector<std::vector<std::int32_t>>& prompts,
+                                   const SamplingSpec& s, std::uint64_t first_index = 0);
+  const GenerationStats& stats() const { return stats_; }
+  int context() const { return context_; }
 
  private:
+  static int prefill_rows(int context, int batch);
   const LlamaLayout& model_;
   LinearHook<float>* hook_;
-  int context_;
-  FrozenActivations<float> act_;
-  std::vector<std::int32_t> window_;
+  int context_, batch_;
+  KvDecoder dec_;
+  GenerationStats stats_;
   std::vector<float> logits_;
   std::vector<std::pair<float, int>> cand_;
 };

@@ -1,0 +1,139 @@
+// Generation on the KV cache (trainer/eval/generator.h): greedy tokens equal to decoding by
+// the full forward (the whole sequence again for every token), a sequence's samples the
+// same alone or in a batch with other prompts (its stream is keyed by seed and index), the
+// stop reasons (stop token, max_new_tokens, the context's end: no silent sliding window),
+// and bad prompts refused.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "base/errors.h"
+#include "trainer/eval/generator.h"
+#include "trainer/model/llama.h"
+
+namespace {
+
+using namespace kd;
+
+constexpr int kThreads = 2;
+
+struct Model {
+  ModelSpec spec;
+  ParamTable table;
+  std::unique_ptr<LlamaLayout> lay;
+  std::vector<float> params;
+  Model() {
+    spec.vocab = 40;
+    spec.d_model = 32;
+    spec.n_layers = 2;
+    spec.n_heads = 4;
+    spec.n_kv_heads = 2;
+    spec.d_ff = 64;
+    lay = std::make_unique<LlamaLayout>(spec, table);
+    params.assign(table.total(), 0.f);
+    lay->init(params.data(), 9, 0.3);
+  }
+};
+
+// Greedy decoding by the full forward over the whole sequence, every token.
+std::vector<std::int32_t> greedy_by_full_forward(const Model& m, std::vector<std::int32_t> seq, int n_new) {
+  const int v = m.spec.vocab;
+  std::vector<std::int32_t> out;
+  for (int n = 0; n < n_new; ++n) {
+    FrozenActivations<float> a;
+    a.build(m.spec, 1, int(seq.size()), kThreads, {});
+    llama_forward_frozen<float>(*m.lay, m.params.data(), seq.data(), a);
+    std::vector<float> logits(static_cast<std::size_t>(v));
+    head_forward_frozen<float>(*m.lay, m.params.data(), logits.data(),
+                               a.final_norm + (seq.size() - 1) * std::size_t(m.spec.d_model), 1);
+    const int t = int(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    out.push_back(t);
+    seq.push_back(t);
+  }
+  return out;
+}
+
+TEST(Generator, GreedyTokensAreTheFullForwards) {
+  Model m;
+  Generator g(*m.lay, 64, 3, kThreads);
+  SamplingSpec s;
+  s.temperature = 0;
+  s.max_new_tokens = 20;
+  const std::vector<std::vector<std::int32_t>> prompts{{1, 2, 3, 4, 5}, {7}, {9, 8, 7, 6, 5, 4, 3, 2, 1}};
+  const auto out = g.generate(m.params.data(), prompts, s);
+  ASSERT_EQ(out.size(), 3u);
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(out[i].tokens, greedy_by_full_forward(m, prompts[i], 20)) << "prompt " << i;
+    EXPECT_EQ(out[i].stop, StopReason::length);
+  }
+  EXPECT_EQ(g.stats().prefill_tokens, 15);
+  EXPECT_EQ(g.stats().decode_tokens, 3 * 19);  // the last sampled token is not fed back
+}
+
+TEST(Generator, ASequencesSamplesDependOnItsSeedAndIndexNotTheBatch) {
+  Model m;
+  SamplingSpec s;
+  s.temperature = 1.0;
+  s.top_k = 0;
+  s.top_p = 1.0;
+  s.max_new_tokens = 25;
+  s.seed = 77;
+  Generator batch(*m.lay, 64, 3, kThreads), alone(*m.lay, 64, 1, kThreads);
+  const auto all = batch.generate(m.params.data(), {{1, 2}, {3, 4, 5, 6}, {7}}, s);
+  const auto second = alone.generate(m.params.data(), {{3, 4, 5, 6}}, s, 1);
+  EXPECT_EQ(all[1].tokens, second[0].tokens) << "sequence 1 sampled differently in a batch";
+  const auto again = batch.generate(m.params.data(), {{1, 2}, {3, 4, 5, 6}, {7}}, s);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(all[i].tokens, again[i].tokens) << "the same seed, other samples";
+  s.seed = 78;
+  const auto other = batch.generate(m.params.data(), {{1, 2}, {3, 4, 5, 6}, {7}}, s);
+  EXPECT_NE(all[0].tokens, other[0].tokens) << "another seed, the same samples";
+  // samples, not the argmax: temperature 1 over 40 tokens leaves the greedy path
+  s.temperature = 0;
+  const auto greedy = batch.generate(m.params.data(), {{1, 2}, {3, 4, 5, 6}, {7}}, s);
+  EXPECT_NE(all[0].tokens, greedy[0].tokens);
+}
+
+TEST(Generator, StopsAtTheStopTokenTheLengthAndTheContextSayingWhich) {
+  Model m;
+  SamplingSpec s;
+  s.temperature = 0;
+  s.max_new_tokens = 100;
+  Generator g(*m.lay, 12, 2, kThreads);
+  // the context: 12 positions, a prompt of 5 → 8 new tokens (the last one read at no position)
+  auto out = g.generate(m.params.data(), {{1, 2, 3, 4, 5}, {6}}, s);
+  EXPECT_EQ(out[0].stop, StopReason::context);
+  EXPECT_EQ(out[0].tokens.size(), 8u);
+  EXPECT_EQ(out[1].tokens.size(), 12u);
+  EXPECT_EQ(out[0].tokens, greedy_by_full_forward(m, {1, 2, 3, 4, 5}, 8));
+  // the stop token: the greedy path's third token
+  s.stop_token = out[1].tokens[2];
+  out = g.generate(m.params.data(), {{6}}, s);
+  EXPECT_EQ(out[0].stop, StopReason::stop_token);
+  EXPECT_EQ(out[0].tokens.size(), 3u);
+  s.stop_token = -1;
+  s.max_new_tokens = 4;
+  out = g.generate(m.params.data(), {{6}}, s);
+  EXPECT_EQ(out[0].stop, StopReason::length);
+  EXPECT_EQ(out[0].tokens.size(), 4u);
+}
+
+TEST(Generator, BadPromptsAreInputErrors) {
+  Model m;
+  Generator g(*m.lay, 8, 2, kThreads);
+  SamplingSpec s;
+  auto msg = [&](const std::vector<std::vector<std::int32_t>>& p) {
+    try {
+      g.generate(m.params.data(), p, s);
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(msg({{1, 2, 3, 4, 5, 6, 7, 8, 9}}).find("longer than the model's context of 8"), std::string::npos);
+  EXPECT_NE(msg({{}}).find("prompt 0 is empty"), std::string::npos);
+  EXPECT_NE(msg({{1, 40}}).find("outside the vocabulary of 40"), std::string::npos);
+  EXPECT_NE(msg({{1}, {2}, {3}}).find("3 prompts for a generator of batch 2"), std::string::npos);
+}
+
+}  // namespace
