@@ -1,5 +1,107 @@
 #!/usr/bin/python3
-"""DOCSTRING PLACEHOLDER"""
+"""Float64 reference for kdtrain's one-shot calibration pass -> tests/fixtures/oneshot_pipeline.kdt.
+
+The block-sequential pass of docs/oneshot.md ("The calibration pass", "The methods") on a two-block Llama:
+each method compresses every block linear with site inputs taken from the partly compressed model.
+Independent of the C++ under trainer/ and kernels/.
+Run: /usr/bin/python3 scripts/gen_oneshot_pipeline_fixtures.py tests/fixtures (about 2 s). With --float32-forward
+OUT.kdt it also runs the pass with the forward in float32 (what a float32 port computes), writes those records
+there and prints how far they move (about 5 s).
+
+Sources
+* The per-layer methods are scripts/gen_oneshot_fixtures.py's (GPTQ, SparseGPT, Wanda, magnitude, AWQ and its
+  clip search, SmoothQuant, RTN, the Hessian; the papers are cited there), imported, not copied.
+* The model is scripts/torch_ref/llama.py's (DecoderLayer, Llama, rope_tables; Hugging Face names).
+
+Model and data (torch.Generator seeded 17, drawn in float64 in this order, then rounded to float32)
+* LlamaConfig(vocab 96, d_model 64, 2 layers, 4 heads, 4 KV heads, d_ff 128, untied, rope_theta 1e4, eps 1e-5).
+* embed_tokens = randn, 4 channels (randperm) x8: outlier channels of the residual stream.
+* per block: input_layernorm 1 + 0.1 randn; q, k randn * 0.15; v randn * 0.06 with 4 rows (randperm) x6, the
+  outlier channels of o_proj's input; o randn * 0.06; post_attention_layernorm 1 + 0.1 randn with 3 channels
+  x6; gate randn * 0.1; up randn * 0.06 with 6 rows x6, the outlier channels of down_proj's input; down randn
+  * 0.06. Then model.norm 1 + 0.1 randn, lm_head randn * 0.05, tokens randint [8, 32] in [0, 96).
+  On the dense model the largest channel's mean|x| is 6-12x the median channel's at every site, and the
+  attention is far from uniform (mean largest weight 0.33 against 0.06).
+* Seed 17 is the best of seeds 0..63 for the margins below, among those with no "live edge" (see Tolerance).
+
+The pass (what kdtrain does, in float64; the model's parameters are float32 at all times: every weight or norm
+a method writes is rounded to float32)
+1. x0 = the embedding rows of the tokens [8, 32, 64].
+2. Per block, per input site in order: qkv (input_layernorm(x); q_proj, k_proj, v_proj), o (the attention
+   output before o_proj), gate_up (post_attention_layernorm(h), h = x + o_proj(attn); gate_proj, up_proj), down
+   (silu(gate) * up). For each: the block's forward (causal, RoPE positions 0..31 per sample) over all 256
+   tokens with the weights as they are now, hooking the site's input X [256, cols]; then the method on the
+   site's linears, in place. H = (2/N) X^T X, shared by the site's linears; B = 128, damp = 0.01.
+3. After the four sites, the compressed block's outputs are the next block's inputs (kept in float64).
+
+Cases (each from the same dense model)
+* gptq_int4_g64, gptq_int3_g64_asym: gptq() of every block linear (sym int4 / asym int3, groups of 64).
+* gptq_int3_g64_asym_dense_inputs: the WRONG wiring, stored so that a test can tell it from the right one:
+  every site's X is the DENSE model's (as if the pass ran the uncompressed model, or kept the dense
+  activations between blocks). Block 0's q/k/v are the same as gptq_int3_g64_asym's (the same X); every other
+  linear differs: 21% of o_proj, 7% of gate/up, 52% of down_proj in block 0, 9-27% of each linear in block 1.
+* sparsegpt_50, sparsegpt_2_4, sparsegpt_50_int4_g64 (joint, int4 g64 sym): sparsegpt().
+* wanda_50, wanda_2_4: W * wanda() mask, no update.
+* awq_int4_g64 (sym, clip on). Per site: awq() on the site's linears (alpha = i/20, i < 20; s = max(s_x^alpha,
+  1e-4) / sqrt(max s * min s), s_x = mean|x| over X; loss = sum over the site's linears of
+  E(RTN(W diag(s)) diag(s)^-1 - W) on X; ties to the smaller alpha). Then 1/s is folded into the norm in front
+  (qkv, gate_up) or into the producer's rows (o: v_proj, down: up_proj; n_kv_heads = n_heads), applied to the
+  producer's current (already scaled and clipped) weights; W <- W diag(s); then awq_clip() of each W diag(s)
+  with inputs X/s, the clipped weight replacing it. Each step rounds to float32. Within a block the weights stay
+  float; at the block's end every block linear is RTN int4 g64 sym (min/max of its current weights), so the next
+  block sees them quantized.
+* smoothquant: alpha 0.5 at qkv and gate_up only (smoothquant()'s s, the weight max over all rows of the
+  site's linears): fold 1/s into the norm, W <- W diag(s). No quantization (W8A8 comes later, in ptq).
+Baselines, only their hidden_mse stored: rtn_int4_g64, rtn_int3_g64_asym, magnitude_50, magnitude_2_4. The
+script refuses to write unless these hold for hidden_mse: gptq < RTN (int4 sym, int3 asym), right wiring <
+dense-input wiring, AWQ < RTN int4, SparseGPT < Wanda < magnitude (50% and 2:4), GPTQ int4 < joint.
+
+Records (f32 = float32, i32 = int32, f64 = float64; <name> = a Hugging Face parameter name ending in .weight)
+* config i32 [7] = LlamaConfig.as_list(); tokens i32 [8, 32]; dense.<name> f32: every dense parameter.
+* <case>.<name> f32: the final weights of every block linear and both norms of each block.
+* <case>.mask.<name> i32 (1 = kept), the weight's shape: sparsegpt_50_int4_g64 only (some kept weights quantize
+  to 0 there); for sparsegpt_50, sparsegpt_2_4 and wanda_* the mask is the stored weights' nonzeros (asserted).
+* <case>.scale.<name> f64, <case>.zero.<name> i32: gptq_* and sparsegpt_50_int4_g64, the method's slots
+  (gen_oneshot_fixtures.slot_records: row-major, rows x cols/64).
+* <case>.err.<name> f64 [1] (gptq_*, sparsegpt_*, wanda_*) = (1/N) sum_n ||(W_final - W_dense) x_n||^2, x_n the
+  site's inputs under the final compressed model. For the right wiring these are exactly the inputs the site
+  was compressed with (checked bit for bit); for the dense-inputs case they are not.
+* awq_int4_g64.alpha f64 [8] and .alpha_margin f64 [8] (sites in order: block 0 qkv, o, gate_up, down, block 1
+  ...; margin = (second-best - best loss) / second-best), awq_int4_g64.awq_scale.<l>.<site> f64 [cols].
+* smoothquant.smooth_scale.<l>.<qkv|gate_up> f64 [64].
+* <case>.hidden_mse f64 [1] (the baselines' too): mean over the 256 tokens of ||h_L - h_L^dense||^2, h_L the residual stream after
+  the last block (before the final norm), each model's own float64 forward (Llama.forward) from the embeddings.
+  For reference, mean ||h_L^dense||^2 = 348.8.
+
+Tolerance for a float32 port (measured with --float32-forward: torch's float32 forward against float64, site
+statistics then in float64; a port's own float32 sums differ from those by the same order)
+* The decisions' margins on this data: masks' keep boundaries >= 1.3e-5 relative (MARGIN "rank"); GPTQ and
+  joint codes >= 1.55e-6 steps from a rounding tie; AWQ alpha gaps 5.5e-3 .. 0.11 (block 0: 0.026, 0.106,
+  0.0055, 0.021). The float32 forward moved quantizer inputs by <= 6e-6 steps (each code's tie distance is
+  >= 16x its own move; expected flips 0.01-0.02 per case) and the two scores at a mask boundary by <= 9.5e-6 of
+  the boundary score (each gap >= 133x its move).
+* "Live edges": a symmetric slot's negative extreme quantizes to -(qmax-qmin)/2 up to an ulp, i.e. to code qmin
+  or, a whole step away, qmin+1, as float32 rounding decides (gen_oneshot_fixtures' "edge"). In the GPTQ and
+  SparseGPT sweeps that is fixed for column 0 (dense weights) but not for a group starting later (down_proj's
+  column 64, updated weights). Seed 17 has none among kept weights (most seeds have 1-6; seed 9's joint case
+  flipped one). AWQ cannot avoid them: its RTN sees f32(W diag(s)) with s computed from the activations, and
+  every group whose extreme is negative is one (938 at the blocks' ends, plus the candidates in the searches).
+* Measured float32-forward vs float64 (seed 17), and what a port can be held to:
+  - gptq_*, sparsegpt_50_int4_g64: no code, zero or mask differs; weights and scales within 3.3e-7 relative;
+    err within 1e-7, hidden_mse within 1.5e-7 relative. Hold codes, zeros and masks equal, weights and scales
+    to rtol 1e-6, err and hidden_mse to rtol 1e-6.
+  - sparsegpt_50, sparsegpt_2_4 (unquantized): masks equal; weights within 1.2e-7 absolute (small ones past
+    rtol 1e-6): atol 5e-7. err and hidden_mse rtol 1e-6.
+  - wanda_*: masks and weights equal (they are the dense values); err and hidden_mse within 1.1e-7 relative.
+  - smoothquant: scales within 1.5e-7 relative, weights and norms within rtol 1e-6; hidden_mse is float32
+    noise (1.1e-13 in float64, 2.7e-12 with the float32 forward, against 349 for ||h||^2): only hold it small.
+  - awq_int4_g64: block 0's alphas and clip ratios were all the same and its scales within 4e-8, but one final
+    code of 40960 differed (a live edge), so block 1 saw other inputs: its scales moved up to 2%, 14-25% of
+    each site's clip ratios differed, and 86% of block 1's weights; hidden_mse 0.5416 -> 0.5615 (+3.7%). Even
+    in block 0 the alpha losses moved by up to 5% (edges in the candidates) against margins of 0.55-10%. Hold
+    AWQ to: block 0 qkv's alpha and scale (rtol 1e-6) and the folded input_layernorm; the rest statistically
+    (hidden_mse within ~10%, below RTN's 0.984; alphas within a grid step or two).
+"""
 import argparse
 import math
 import os
@@ -18,7 +120,7 @@ F64, F32 = torch.float64, torch.float32
 CFG = LlamaConfig(vocab=96, d_model=64, n_layers=2, n_heads=4, n_kv_heads=4, d_ff=128,
                   tie_embeddings=False, rope_theta=10000.0, norm_eps=1e-5)
 S_CAL, T_CAL = 8, 32
-SEED = 7
+SEED = 17  # picked from seeds 0..63 for the margins (see the docstring)
 
 # The four input sites of a block in true-sequential order, their linears, and what feeds them.
 SITES = ("qkv", "o", "gate_up", "down")
@@ -136,7 +238,7 @@ class Forward:
         return self.model(tokens)[1][-1].reshape(-1, CFG.d_model).to(F64)
 
 
-# ---------------------------------------------------------------- decision log (for --float32-forward)
+# ---------------------------------------------------------------- decision log (margins; --float32-forward)
 class Probe:
     """Logs, in call order, every quantizer input f32(w) * f32(1/scale) and every mask selection's scores, so
     that two runs can be compared decision by decision."""
@@ -394,7 +496,8 @@ def run_all(dense, tokens, fwd, baselines=True):
     dense_X = fwd.all_sites(dense, tokens)
     h_dense = fwd.last_hidden(dense, tokens)
     rec, info = {}, {}
-    todo = [(c, f, di, True) for c, f, di in CASES] + ([(c, f, False, False) for c, f in BASELINES] if baselines else [])
+    todo = [(c, f, di, True) for c, f, di in CASES]
+    todo += [(c, f, False, False) for c, f in BASELINES] if baselines else []
     for case, factory, dense_inputs, stored in todo:
         t0 = time.time()
         ref.MARGIN.update(tie=math.inf, rank=math.inf, choice=math.inf, edge=0)
@@ -416,13 +519,21 @@ def run_all(dense, tokens, fwd, baselines=True):
         if m.stores_err and not dense_inputs:  # then the inputs a site saw are the final model's
             it["seen_vs_final"] = max((m.seen_X[k] - fin_X[k]).abs().max().item() for k in fin_X)
         info[case] = it
-        if not stored:
+        if not stored:  # a baseline: its hidden_mse only (what a port's one-shot result must beat)
+            rec[f"{case}.hidden_mse"] = torch.tensor([it["hidden_mse"]], dtype=F64)
             continue
         for l in range(CFG.n_layers):
             for n in block_params(l):
                 rec[f"{case}.{n}"] = st[n].float()
         for kind in ("mask", "scale", "zero"):
-            rec.update({f"{case}.{k}": v for k, v in m.rec.items() if k.startswith(kind + ".")})
+            for k, v in m.rec.items():
+                if not k.startswith(kind + "."):
+                    continue
+                # an unquantized pruning's mask is its weights' nonzeros (checked): not stored
+                if kind == "mask" and case != "sparsegpt_50_int4_g64":
+                    assert torch.equal(v != 0, st[k[len("mask."):]] != 0), f"{case}.{k}: mask is not the nonzeros"
+                    continue
+                rec[f"{case}.{k}"] = v
         if isinstance(m, Awq):
             rec[f"{case}.alpha"] = torch.tensor(m.alpha, dtype=F64)
             rec[f"{case}.alpha_margin"] = torch.tensor(m.margin, dtype=F64)
@@ -535,8 +646,8 @@ def probe_compare(log64, log32):
 
 
 def awq_compare(m64, m32):
-    """Per site: alpha, the loss curve's largest relative move, clip ratios that differ; per block: the final
-    codes that differ."""
+    """Per site: alpha, the loss curve's and the scales' largest relative moves, the clip ratios that differ; per
+    block: the final codes that differ."""
     out, k = [], 0
     for l in range(CFG.n_layers):
         for site in SITES:
@@ -544,8 +655,11 @@ def awq_compare(m64, m32):
             dl = ((m64.losses[k] - m32.losses[k]).abs() / m64.losses[k]).max().item()
             nr = sum((m64.ratios[n] != m32.ratios[n]).sum().item() for n in ns)
             tot = sum(m64.ratios[n].numel() for n in ns)
+            s64, s32 = m64.rec[f"awq_scale.{l}.{site}"], m32.rec[f"awq_scale.{l}.{site}"]
+            ds = ((s64 - s32).abs() / s64).max().item()
             out.append(f"    block {l} {site:8s} alpha {m64.alpha[k]:.2f} / {m32.alpha[k]:.2f} (margin "
-                       f"{m64.margin[k]:.3g}), losses moved <= {dl:.2e} rel, clip ratios differing {nr}/{tot}")
+                       f"{m64.margin[k]:.3g}), losses moved <= {dl:.2e} rel, scales <= {ds:.2e} rel, "
+                       f"clip ratios differing {nr}/{tot}")
             k += 1
         nc = sum((m64.codes[n] != m32.codes[n]).sum().item() for n in block_linears(l))
         tot = sum(m64.codes[n].numel() for n in block_linears(l))
@@ -582,9 +696,14 @@ def robustness_report(rec64, info64, rec32, info32):
         e64, e32 = info64[c]["err"], info32[c]["err"]
         err = (f"{max(abs(e32[n] - e64[n]) / e64[n] for n in e64):.2e}" if info64[c]["method"].stores_err else "-")
         h64, h32 = info64[c]["hidden_mse"], info32[c]["hidden_mse"]
+        sc = [k for k in rec64 if k.startswith(c + ".") and k.split(".")[1] in ("scale", "awq_scale", "smooth_scale")]
+        scales = "-"
+        if sc:
+            rel = [((rec64[k] - rec32[k]).abs() / rec64[k].abs()).max().item() for k in sc]
+            scales = f"{max(rel):.2e}" + (f" (block 0 qkv {rel[0]:.2e})" if "awq" in c else "")
         print(f"  {c:34s} weights differing: block 0 {diff[0]:.2e}, block 1 {diff[1]:.2e} (max abs {wmax:.2e});"
-              f" masks differing {masks}; err max rel change {err}; hidden_mse {h64:.6g} / {h32:.6g}"
-              f" (rel {abs(h32 - h64) / h64:.2e})")
+              f" masks differing {masks}; scales max rel {scales}; err max rel change {err};"
+              f" hidden_mse {h64:.6g} / {h32:.6g} (rel {abs(h32 - h64) / h64:.2e})")
 
 
 def main():

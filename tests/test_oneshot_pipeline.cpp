@@ -8,13 +8,25 @@
 // kdtrain's result is the reference's.
 //
 // Tolerances. kdtrain's forward is float32; the reference's is float64 on the same float32
-// weights, so every site's inputs differ by ~1e-7 relative. A quantized code or a mask entry
-// decided within that of a tie flips, and GPTQ's and SparseGPT's error feedback carries a
-// flip into the rest of its row, and a block's changes into the next block's inputs. The
-// reference, rerun with a float32 forward (its --float32-forward), measures that spread
-// (the numbers are in the constants' comments). The bounds below leave room for it and
-// are still failed by a wrong wiring: the reference also stores GPTQ run with every site's
-// inputs taken from the dense model, and kdtrain must be far from that (checked).
+// weights, so every site's inputs differ by ~1e-7 relative. The reference, rerun with a
+// float32 forward (its --float32-forward), measured what that does:
+//  * GPTQ, SparseGPT (alone and joint with int4) and Wanda: no code, zero point or mask
+//    changed; weights within 3.3e-7, errors within 1.5e-7 relative. kdtrain matched every
+//    weight and mask and every error to 1e-7. The bounds allow a flip or two on another
+//    CPU's summation order (GPTQ's error feedback carries a flip along its row): 99.5% of
+//    weights, 99.9% of mask entries, errors and hidden-state error within 1e-3 — while the
+//    wrong wiring (GPTQ with every site fed from the dense model, stored by the reference)
+//    agrees on 83% and must stay below 90%.
+//  * AWQ cannot be exact past its first block: a symmetric group's extreme lands on the
+//    grid's edge (±7.5 steps) up to one float32 ulp, and rounds to one code or the next
+//    depending on f32(w·s), with s from the activations; the reference's own float32 run
+//    changed 14–25% of block 1's clip ratios and 86% of its weights (hidden error +3.7%).
+//    So: block 0's α, folded norms and q/k/v/o/gate weights exactly, its up/down (rounded
+//    at the block's end after the down site's scales) 95%, block 1's α within one grid
+//    step, and the whole model's hidden-state error within 10% of the reference's and
+//    below round-to-nearest's.
+//  * SmoothQuant only rescales: every weight and norm as the reference's, the scales to
+//    1e-5, and the model's output unchanged up to float32 rounding.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -41,11 +53,11 @@ using namespace kd;
 using namespace kd::oneshot;
 
 // Fractions of weights (float32 values, see same_value) and of mask entries kdtrain must
-// share with the reference, and relative bounds on errors. TODO(measured) below.
-constexpr double kWeightsAgree = 0.99;
-constexpr double kMasksAgree = 0.99;
-constexpr double kErrRtol = 0.02;
-constexpr double kHiddenRtol = 0.02;
+// share with the reference, and relative bounds on errors (see the top).
+constexpr double kWeightsAgree = 0.995;
+constexpr double kMasksAgree = 0.999;
+constexpr double kErrRtol = 1e-3;
+constexpr double kHiddenRtol = 1e-3;
 // the agreement with the wrong wiring (inputs from the dense model) must stay below this
 constexpr double kWrongWiringAgree = 0.9;
 
@@ -195,7 +207,12 @@ void expect_weights(const std::vector<float>& params, const std::string& c, cons
 void expect_masks(const std::map<std::string, std::vector<std::uint8_t>>& masks, const std::string& c) {
   Agreement a;
   for (const Linear& l : block_linears()) {
-    const auto& ref = fx().at(c + ".mask." + l.name).values;
+    // stored where kept weights may be 0 (joint quantization); else the reference's nonzeros
+    const bool stored = fx().has(c + ".mask." + l.name);
+    std::vector<double> ref = fx().at(stored ? c + ".mask." + l.name : c + "." + l.name).values;
+    if (!stored) {
+      for (double& x : ref) x = x != 0;
+    }
     ASSERT_TRUE(masks.count(l.name)) << c << ": no mask for " << l.name;
     const auto& got = masks.at(l.name);
     ASSERT_EQ(got.size(), ref.size()) << c << "." << l.name;
@@ -334,11 +351,23 @@ TEST(OneshotPipeline, AwqMatchesTheReference) {
   const std::vector<float> p = quantize(o, plan_for("int4:g64"), rep);
   const auto& alpha = fx().at(c + ".alpha").values;
   ASSERT_EQ(rep.awq_alphas.size(), alpha.size()) << "one α per site searched";
-  for (std::size_t i = 0; i < alpha.size(); ++i) EXPECT_EQ(rep.awq_alphas[i], alpha[i]) << "site " << i;
-  // the norms hold the q/k/v and gate/up scales folded in (1/s, float32)
-  expect_weights(p, c, block_norms());
-  expect_weights(p, c, linear_names());
-  expect_rel(hidden_mse(p), fx().scalar(c + ".hidden_mse"), kHiddenRtol, c + " hidden");
+  const std::size_t per_block = alpha.size() / std::size_t(tiny().spec.n_layers);
+  for (std::size_t i = 0; i < alpha.size(); ++i) {
+    if (i < per_block) {
+      EXPECT_EQ(rep.awq_alphas[i], alpha[i]) << "block 0, site " << i;
+    } else {
+      EXPECT_NEAR(rep.awq_alphas[i], alpha[i], 0.05 + 1e-12) << "block 1, site " << i - per_block;
+    }
+  }
+  // block 0: the norms hold its q/k/v and gate/up scales folded in (1/s, float32)
+  const std::string b0 = "model.layers.0.";
+  expect_weights(p, c, {b0 + "input_layernorm.weight", b0 + "post_attention_layernorm.weight"}, 1.0);
+  expect_weights(p, c, {b0 + "self_attn.q_proj.weight", b0 + "self_attn.k_proj.weight", b0 + "self_attn.v_proj.weight",
+                        b0 + "self_attn.o_proj.weight", b0 + "mlp.gate_proj.weight"}, 1.0);
+  expect_weights(p, c, {b0 + "mlp.up_proj.weight", b0 + "mlp.down_proj.weight"}, 0.95);
+  const double h = hidden_mse(p);
+  expect_rel(h, fx().scalar(c + ".hidden_mse"), 0.1, c + " hidden");
+  EXPECT_LT(h, fx().scalar("rtn_int4_g64.hidden_mse")) << "AWQ not below round-to-nearest";
 }
 
 TEST(OneshotPipeline, SmoothQuantMatchesTheReference) {
@@ -363,7 +392,8 @@ TEST(OneshotPipeline, SmoothQuantMatchesTheReference) {
   }
   expect_weights(p, c, block_norms(), 1.0);
   expect_weights(p, c, linear_names(), 1.0);  // float scaling only: every value
-  expect_rel(hidden_mse(p), fx().scalar(c + ".hidden_mse"), kHiddenRtol, c + " hidden");
+  // the folds change nothing but float32 rounding (the reference: 1.1e-13 of a mean ‖h‖² of 349)
+  EXPECT_LT(hidden_mse(p), 1e-9);
 }
 
 }  // namespace
