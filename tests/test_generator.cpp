@@ -71,6 +71,22 @@ TEST(Generator, GreedyTokensAreTheFullForwards) {
   EXPECT_EQ(g.stats().decode_tokens, 3 * 19);  // the last sampled token is not fed back
 }
 
+TEST(Generator, WithoutTheCacheItSamplesTheSameTokens) {
+  Model m;
+  SamplingSpec s;
+  s.temperature = 0.9;
+  s.max_new_tokens = 15;
+  s.seed = 5;
+  Generator cached(*m.lay, 24, 2, kThreads), recompute(*m.lay, 24, 2, kThreads, nullptr, true);
+  const std::vector<std::vector<std::int32_t>> prompts{{1, 2, 3}, {4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}};
+  const auto a = cached.generate(m.params.data(), prompts, s), b = recompute.generate(m.params.data(), prompts, s);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(a[i].tokens, b[i].tokens) << "sequence " << i;
+    EXPECT_EQ(a[i].stop, b[i].stop) << "sequence " << i;
+  }
+  EXPECT_EQ(a[1].stop, StopReason::context);
+}
+
 TEST(Generator, ASequencesSamplesDependOnItsSeedAndIndexNotTheBatch) {
   Model m;
   SamplingSpec s;

@@ -63,6 +63,15 @@ grep -q '"agreement"' "$tmp/runs/student/metrics.jsonl" && ok "distill logs agre
   || fail "no agreement in the student's metrics"
 "$bin" generate "$tmp/runs/student/checkpoints/step-00000004.h5" --prompt "The" --max-new-tokens 5 >/dev/null \
   && ok "generate" || fail "generate"
+# the KV cache and the whole-context recompute sample the same text, three prompts at once;
+# the sequences stop at the context (32 positions), and say so
+sck=$tmp/runs/student/checkpoints/step-00000004.h5
+gen=(generate "$sck" --prompt "The" --prompt "The people of" --prompt "" --max-new-tokens 40 --seed 9)
+"$bin" "${gen[@]}" >"$tmp/gen.kv" 2>"$tmp/gen.kv.err" && "$bin" "${gen[@]}" --no-kv-cache >"$tmp/gen.full" 2>/dev/null \
+  && cmp -s "$tmp/gen.kv" "$tmp/gen.full" && [ "$(wc -l <"$tmp/gen.kv")" -ge 3 ] \
+  && grep -q "of 3 stopped at the context.s end (32 positions)" "$tmp/gen.kv.err" \
+  && ok "generate: KV cache = whole-context recompute for 3 prompts; $(cat "$tmp/gen.kv.err")" \
+  || { fail "generate with and without the KV cache"; cat "$tmp/gen.kv.err"; }
 
 # --- bad input: exit 2, named, and no run directory left behind
 expect 2 "already holds a run: pass --resume" train --config "$tmp/teacher.yaml"
@@ -93,6 +102,7 @@ expect 2 "corrupt.h5" eval "$tmp/corrupt.h5"
 expect 2 "no checkpoint to resume" train --resume "$tmp/prep"
 long=$(printf 'the people of the union %.0s' $(seq 1 40))
 expect 2 "longer than the model's context of 32 tokens" generate "$tckpt" --prompt "$long"
+expect 2 "lower --batch, --context or the prompts" generate "$tckpt" --prompt "a" --context 1000000000 --batch 64
 expect 2 "train: the config has a teacher section" train --config "$tmp/student.yaml" --set run.name=x5
 
 [ $fails -eq 0 ] && echo "all product-path checks passed" || echo "$fails product-path check(s) failed"

@@ -76,6 +76,7 @@ struct GenerateOptions {
   std::vector<std::string> prompts;  // --prompt, repeatable; none: one empty prompt
   int batch = 1;                     // samples of each prompt
   int context = 0;                   // positions per sequence; 0: the model's train.seq_len
+  bool no_kv_cache = false;          // the whole context per token (the reference benches time)
   int max_new_tokens = 100;
   double temperature = 0.8;
   int top_k = 40;

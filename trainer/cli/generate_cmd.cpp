@@ -46,7 +46,7 @@ int run_generate(const GenerateOptions& o) {
   // a quantized checkpoint generates with its integer GEMMs
   std::unique_ptr<quant::IntegerInference> integer;
   if (model->quantized) integer = std::make_unique<quant::IntegerInference>(*model->quantized, model->config.model);
-  Generator g(*model->layout, context, batch, threads, integer.get());
+  Generator g(*model->layout, context, batch, threads, integer.get(), o.no_kv_cache);
   SamplingSpec s;
   s.max_new_tokens = o.max_new_tokens;
   s.temperature = o.temperature;
@@ -65,8 +65,8 @@ int run_generate(const GenerateOptions& o) {
   const GenerationStats& st = g.stats();
   std::string stop;
   if (at_context) stop = fmt::format(" | {} of {} stopped at the context's end ({} positions)", at_context, out.size(), context);
-  fmt::print(stderr, "generate: batch {} | prefill {} tokens in {:.3f} s ({:.1f} tokens/s) | decode {} tokens in {:.3f} s "
-             "({:.1f} tokens/s){}\n", batch, st.prefill_tokens, st.prefill_s,
+  fmt::print(stderr, "generate{}: batch {} | prefill {} tokens in {:.3f} s ({:.1f} tokens/s) | decode {} tokens in {:.3f} s "
+             "({:.1f} tokens/s){}\n", o.no_kv_cache ? " (no KV cache)" : "", batch, st.prefill_tokens, st.prefill_s,
              st.prefill_s > 0 ? double(st.prefill_tokens) / st.prefill_s : 0.0, st.decode_tokens, st.decode_s,
              st.decode_s > 0 ? double(st.decode_tokens) / st.decode_s : 0.0, stop);
   return 0;

@@ -126,6 +126,8 @@ int kdtrain_main(int argc, char** argv) {
   g->add_option("--top-k", gen.top_k, "sample among the k most likely tokens (0 = all)")->check(CLI::NonNegativeNumber)->capture_default_str();
   g->add_option("--top-p", gen.top_p, "nucleus: the smallest set of tokens with this much probability")->check(kFinite)->check(CLI::Range(0.0, 1.0))->capture_default_str();
   g->add_option("--seed", gen.seed, "sampling seed (sequence i samples from its own stream of it)")->capture_default_str();
+  g->add_flag("--no-kv-cache", gen.no_kv_cache, "recompute the whole context for every token, one sequence at a "
+             "time (the generator before the KV cache: a reference for tests and benches)");
   g->add_option("--threads", gen.threads, "threads")->check(CLI::NonNegativeNumber);
 
   cli::PruneOptions prn;

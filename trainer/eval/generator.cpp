@@ -26,12 +26,29 @@ std::size_t Generator::bytes(const ModelSpec& s, int context, int batch, int thr
   return KvDecoder::bytes(s, batch, context, rows, threads) + sizeof(float) * std::size_t(rows) * s.vocab;
 }
 
-Generator::Generator(const LlamaLayout& model, int context, int batch, int threads, LinearHook<float>* hook)
+Generator::Generator(const LlamaLayout& model, int context, int batch, int threads, LinearHook<float>* hook,
+                     bool recompute)
     : model_(model),
       hook_(hook),
       context_(context),
       batch_(batch),
-      dec_(model, batch, context, prefill_rows(context, batch), threads) {}
+      recompute_(recompute),
+      dec_(model, batch, recompute ? 1 : context, recompute ? 1 : prefill_rows(context, batch), threads) {
+  if (recompute_) {
+    full_.build(model.spec(), 1, context, threads, {});
+    window_.resize(std::size_t(context));
+  }
+}
+
+void Generator::recompute_logits(const float* p, const std::vector<std::int32_t>& seq, float* logits) {
+  // causal attention: positions after the last real token do not change its output, so the
+  // sequence is padded to the context the activations were built for
+  const int len = int(seq.size()), d = model_.spec().d_model;
+  std::copy(seq.begin(), seq.end(), window_.begin());
+  std::fill(window_.begin() + len, window_.end(), 0);
+  llama_forward_frozen<float>(model_, p, window_.data(), full_, hook_);
+  head_forward_frozen<float>(model_, p, logits, full_.final_norm + std::size_t(len - 1) * d, 1, hook_);
+}
 
 std::vector<Generation> Generator::generate(const float* p, const std::vector<std::vector<std::int32_t>>& prompts,
                                             const SamplingSpec& s, std::uint64_t first_index) {
@@ -49,6 +66,33 @@ std::vector<Generation> Generator::generate(const float* p, const std::vector<st
   std::vector<Generation> out(static_cast<std::size_t>(n));
   std::vector<std::mt19937_64> rng;
   for (int i = 0; i < n; ++i) rng.push_back(sequence_stream(s.seed, first_index + std::uint64_t(i)));
+  if (recompute_) {  // one sequence at a time, the whole context per token
+    logits_.resize(std::size_t(v));
+    for (int i = 0; i < n; ++i) {
+      std::vector<std::int32_t> seq = prompts[std::size_t(i)];
+      Generation& g = out[std::size_t(i)];
+      for (;;) {
+        const double t0 = omp_get_wtime();
+        recompute_logits(p, seq, logits_.data());
+        (g.tokens.empty() ? stats_.prefill_s : stats_.decode_s) += omp_get_wtime() - t0;
+        (g.tokens.empty() ? stats_.prefill_tokens : stats_.decode_tokens) += g.tokens.empty() ? std::int64_t(seq.size()) : 1;
+        const int t = sample_token(logits_.data(), v, s, rng[std::size_t(i)], cand_);
+        g.tokens.push_back(t);
+        seq.push_back(t);
+        if (t == s.stop_token) {
+          g.stop = StopReason::stop_token;
+        } else if (int(g.tokens.size()) >= s.max_new_tokens) {
+          g.stop = StopReason::length;
+        } else if (int(seq.size()) > context_) {
+          g.stop = StopReason::context;
+        } else {
+          continue;
+        }
+        break;
+      }
+    }
+    return out;
+  }
   std::vector<int> next(std::size_t(n), -1);
   std::vector<bool> done(std::size_t(n), s.max_new_tokens <= 0);
   logits_.resize(std::size_t(dec_.max_rows()) * v);

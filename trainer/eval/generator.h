@@ -33,7 +33,10 @@ class Generator {
   // context: positions per sequence (prompt + new tokens); batch: sequences at most per
   // generate(). hook (nullable): the model's linear layers run through it (quantized
   // inference, QAT's fake quantization).
-  Generator(const LlamaLayout& model, int context, int batch, int threads, LinearHook<float>* hook = nullptr);
+  // recompute: no KV cache — every token runs the whole context again at batch 1, as the
+  // generator did before the cache (the reference benches measure against: --no-kv-cache).
+  Generator(const LlamaLayout& model, int context, int batch, int threads, LinearHook<float>* hook = nullptr,
+            bool recompute = false);
   // What the generator allocates (KV cache and activations), for the memory check before it.
   static std::size_t bytes(const ModelSpec& s, int context, int batch, int threads);
 
@@ -47,10 +50,15 @@ class Generator {
 
  private:
   static int prefill_rows(int context, int batch);
+  // the logits of position len-1 of `seq` by the full forward over the context (recompute)
+  void recompute_logits(const float* params, const std::vector<std::int32_t>& seq, float* logits);
   const LlamaLayout& model_;
   LinearHook<float>* hook_;
   int context_, batch_;
+  bool recompute_;
   KvDecoder dec_;
+  FrozenActivations<float> full_;  // recompute: batch 1 × context
+  std::vector<std::int32_t> window_;
   GenerationStats stats_;
   std::vector<float> logits_;
   std::vector<std::pair<float, int>> cand_;
