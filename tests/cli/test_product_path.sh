@@ -63,6 +63,14 @@ grep -q '"agreement"' "$tmp/runs/student/metrics.jsonl" && ok "distill logs agre
   || fail "no agreement in the student's metrics"
 "$bin" generate "$tmp/runs/student/checkpoints/step-00000004.h5" --prompt "The" --max-new-tokens 5 >/dev/null \
   && ok "generate" || fail "generate"
+# sequence-level KD: the teacher's continuations as a shard (the same at any --batch) that
+# distill trains on
+gd=(generate-data "$tckpt" --sequences 12 --prompt-tokens 8 --max-new-tokens 16 --seed 4)
+"$bin" "${gd[@]}" --out "$tmp/gd" --batch 5 >"$tmp/gd.log" 2>&1 && "$bin" "${gd[@]}" --out "$tmp/gd1" --batch 1 >/dev/null 2>&1 \
+  && cmp -s "$tmp/gd/train.bin" "$tmp/gd1/train.bin" && grep -q "12 documents" "$tmp/gd.log" \
+  && ok "generate-data: $(tail -1 "$tmp/gd.log")" || { fail "generate-data"; cat "$tmp/gd.log"; }
+"$bin" distill --config "$tmp/student.yaml" --set run.name=seqkd --set data.train="$tmp/gd/train.bin" >"$tmp/seqkd.log" 2>&1 \
+  && ok "distill on the teacher's generated data" || { fail "distill on generate-data's shard"; tail -3 "$tmp/seqkd.log"; }
 # the KV cache and the whole-context recompute sample the same text, three prompts at once;
 # the sequences stop at the context (32 positions), and say so
 sck=$tmp/runs/student/checkpoints/step-00000004.h5
@@ -103,6 +111,9 @@ expect 2 "no checkpoint to resume" train --resume "$tmp/prep"
 long=$(printf 'the people of the union %.0s' $(seq 1 40))
 expect 2 "longer than the model's context of 32 tokens" generate "$tckpt" --prompt "$long"
 expect 2 "lower --batch, --context or the prompts" generate "$tckpt" --prompt "a" --context 1000000000 --batch 64
+expect 2 "--prompt-tokens 32 leaves no room in the teacher's context of 32 tokens" generate-data "$tckpt" --out "$tmp/gdx" --prompt-tokens 32
+expect 2 "--data: $tmp/none.bin: no such file (the prompt data)" generate-data "$tckpt" --out "$tmp/gdx" --data "$tmp/none.bin"
+[ ! -e "$tmp/gdx/train.bin" ] && ok "no shard after a refused generate-data" || fail "generate-data left $tmp/gdx/train.bin"
 expect 2 "train: the config has a teacher section" train --config "$tmp/student.yaml" --set run.name=x5
 
 [ $fails -eq 0 ] && echo "all product-path checks passed" || echo "$fails product-path check(s) failed"

@@ -11,7 +11,7 @@
 namespace kd::cli {
 
 CalibrationShard open_calibration(const std::string& flag, const LoadedModel& model, const std::string& checkpoint,
-                                  const std::string& command, const std::string& out) {
+                                  const std::string& command, const std::string& out, const std::string& role) {
   CalibrationShard c;
   const Config& cfg = model.config;
   if (!flag.empty()) {
@@ -25,14 +25,14 @@ CalibrationShard open_calibration(const std::string& flag, const LoadedModel& mo
   }
   refuse_input_as_output(command, out, {c.path});
   std::error_code ec;
-  KD_CHECK_INPUT(std::filesystem::exists(c.path, ec), "{}: {}: no such file (the calibration data)", c.key, c.path);
+  KD_CHECK_INPUT(std::filesystem::exists(c.path, ec), "{}: {}: no such file (the {} data)", c.key, c.path, role);
   try {
     c.shard = std::make_shared<const data::TokenShard>(data::TokenShard::open(c.path));
   } catch (const InputError& e) {
     throw InputError(fmt::format("{}: {}", c.key, e.what()));
   }
   if (model.tokenizer) {
-    data::check_shard_tokenizer(*c.shard, "calibration", model.tokenizer->hash(), "checkpoint " + checkpoint);
+    data::check_shard_tokenizer(*c.shard, role, model.tokenizer->hash(), "checkpoint " + checkpoint);
   }
   return c;
 }

@@ -18,9 +18,11 @@ struct CalibrationShard {
 };
 
 // Opens the shard; InputError naming the key: no such file, not a shard, another tokenizer's
-// ids than the model's. `command` and `out`: the output that must not be the shard.
+// ids than the model's. `command` and `out`: the output that must not be the shard. role:
+// what the shard is for, in messages ("calibration", "prompt").
 CalibrationShard open_calibration(const std::string& flag, const LoadedModel& model, const std::string& checkpoint,
-                                  const std::string& command, const std::string& out);
+                                  const std::string& command, const std::string& out,
+                                  const std::string& role = "calibration");
 
 // InputError naming the key when the shard holds fewer than one window of seq + 1 tokens.
 void check_calibration_length(const CalibrationShard& c, int seq, const std::string& seq_key);

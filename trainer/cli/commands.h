@@ -86,6 +86,25 @@ struct GenerateOptions {
 };
 int run_generate(const GenerateOptions& o);
 
+// kdtrain generate-data: the teacher's continuations of prompts from a shard, as a new shard
+// (sequence-level KD).
+struct GenerateDataOptions {
+  std::string checkpoint;
+  std::string out;   // a directory: train.bin and tokenizer.json
+  std::string data;  // the prompts' shard; "" = the checkpoint's data.train
+  int sequences = 1024;
+  int prompt_tokens = 32;
+  int max_new_tokens = 0;  // 0: the checkpoint's train.seq_len - prompt_tokens
+  double temperature = 0;  // greedy: sequence-level KD's mode-seeking (Kim & Rush used beam search)
+  int top_k = 0;
+  double top_p = 1.0;
+  std::uint64_t seed = 1;
+  int batch = 16;
+  int threads = 0;
+  bool overwrite = false;
+};
+int run_generate_data(const GenerateDataOptions& o);
+
 int run_inspect(const std::string& checkpoint, bool verify_only = false);
 
 struct PtqOptions {

@@ -115,6 +115,7 @@ int kdtrain_main(int argc, char** argv) {
   e->add_flag("--fp32-baseline", ev.fp32_baseline, "quantized checkpoint: also run the dequantized weights in fp32 (OpenBLAS) and print the speed ratio");
 
   cli::GenerateOptions gen;
+  cli::GenerateDataOptions gd;
   auto* g = app.add_subcommand("generate", "prompt -> text from a checkpoint (KV-cached decoding; timings on stderr)");
   g->add_option("checkpoint", gen.checkpoint, "kdtrain checkpoint (.h5)")->required();
   g->add_option("--prompt", gen.prompts, "text to continue, repeatable for a batch (none: start a new document)");
@@ -129,6 +130,26 @@ int kdtrain_main(int argc, char** argv) {
   g->add_flag("--no-kv-cache", gen.no_kv_cache, "recompute the whole context for every token, one sequence at a "
              "time (the generator before the KV cache: a reference for tests and benches)");
   g->add_option("--threads", gen.threads, "threads")->check(CLI::NonNegativeNumber);
+
+  auto* gdc = app.add_subcommand("generate-data", "the teacher's continuations of prompts from a shard, as a new token "
+                                 "shard to train or distill on (sequence-level KD)");
+  gdc->add_option("checkpoint", gd.checkpoint, "the teacher: a kdtrain checkpoint (.h5)")->required();
+  gdc->add_option("--out", gd.out, "a new directory: train.bin (prompt + continuation + end of text per document) "
+                  "and tokenizer.json")->required();
+  gdc->add_option("--data", gd.data, "the prompts' token shard (default: the checkpoint's data.train)");
+  gdc->add_option("--sequences", gd.sequences, "documents to write")->check(CLI::Range(1, 1 << 24))->capture_default_str();
+  gdc->add_option("--prompt-tokens", gd.prompt_tokens, "prompt length: a window of the shard, cut after its last "
+                  "end of text")->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  gdc->add_option("--max-new-tokens", gd.max_new_tokens, "tokens per continuation (default: train.seq_len - "
+                  "--prompt-tokens)")->check(CLI::Range(1, 1 << 20));
+  gdc->add_option("--temperature", gd.temperature, "0 = greedy, the default: sequence-level KD wants the teacher's "
+                  "mode (Kim & Rush's beam search); > 0 samples")->check(kFinite)->check(CLI::NonNegativeNumber)->capture_default_str();
+  gdc->add_option("--top-k", gd.top_k, "sampling: the k most likely tokens (0 = all)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  gdc->add_option("--top-p", gd.top_p, "sampling: nucleus")->check(kFinite)->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  gdc->add_option("--seed", gd.seed, "the prompts' draw and the samples")->capture_default_str();
+  gdc->add_option("--batch", gd.batch, "sequences decoded together")->check(CLI::Range(1, 4096))->capture_default_str();
+  gdc->add_option("--threads", gd.threads, "threads")->check(CLI::NonNegativeNumber);
+  gdc->add_flag("--overwrite", gd.overwrite, "replace existing files in --out");
 
   cli::PruneOptions prn;
   auto* pn = app.add_subcommand("prune", "one-shot pruning: checkpoint (+ calibration sequences) -> pruned checkpoint with masks");
@@ -273,6 +294,7 @@ int kdtrain_main(int argc, char** argv) {
     if (ct->parsed()) return cli::run_cache_teacher(cache_cmd, cache_out);
     if (e->parsed()) return cli::run_eval(ev);
     if (g->parsed()) return cli::run_generate(gen);
+    if (gdc->parsed()) return cli::run_generate_data(gd);
     if (in->parsed()) return cli::run_inspect(inspect_path, inspect_verify);
     if (pq->parsed()) return cli::run_ptq(ptq);
     if (pn->parsed()) return cli::run_prune(prn);
