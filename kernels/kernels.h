@@ -144,6 +144,11 @@ struct DistillLossParams {
   // student's. teacher_ld: the teacher's row length (0 = V, the student's).
   int kd_vocab = 0;
   int teacher_ld = 0;
+  // On-policy rows (GKD): per row of the call (offset like labels; null = none), 1 marks a
+  // row whose label is a token the student sampled: the divergence alone, scaled by
+  // kd_only_scale (d loss / d D_row), no CE (its LossRow.ce is 0).
+  const std::uint8_t* kd_only = nullptr;
+  double kd_only_scale = 0.0;
 };
 // Per-row results, summed by the caller in row order (deterministic).
 struct LossRow {

@@ -784,6 +784,39 @@ TEST_P(DistillLossFd, IgnoredRowHasZeroGradientAndLoss) {
   for (int i = 0; i < kDV; ++i) EXPECT_EQ(g[kDV + i], 0.0) << i;
 }
 
+// On-policy rows (GKD, kd_only): the divergence alone at kd_only_scale, no CE value or
+// gradient; the other rows as before. Checked by finite differences of
+// Σ_rows (kd_only ? kd_only_scale·D : ce_scale·CE + kd_scale·D).
+TEST_P(DistillLossFd, OnPolicyRowsAreTheDivergenceAlone) {
+  const auto& c = GetParam();
+  if (!c.teacher) GTEST_SKIP() << "on-policy rows need a teacher";
+  auto p = distill_params(c.div);
+  p.kd_only_scale = 0.7;
+  const std::vector<std::uint8_t> only{1, 0, 0, 1};  // row 1 is ignored (label -1) either way
+  p.kd_only = only.data();
+  auto d = distill_data(706);
+  Vec g(d.s.size(), 42.0);
+  const auto rows = distill_run<double>(g, d.s, &d.t, d.labels, p);
+  auto plain = p;
+  plain.kd_only = nullptr;
+  Vec g_plain;
+  const auto rows_plain = distill_run<double>(g_plain, d.s, &d.t, d.labels, plain);
+  for (int r = 0; r < kDR; ++r) {
+    EXPECT_EQ(rows[r].kd, rows_plain[r].kd) << "row " << r;
+    EXPECT_EQ(rows[r].ce, only[r] ? 0.0 : rows_plain[r].ce) << "row " << r;
+  }
+  auto loss = [&] {
+    Vec gg;
+    const auto rs = distill_run<double>(gg, d.s, &d.t, d.labels, p);
+    double L = 0;
+    for (int r = 0; r < kDR; ++r) {
+      L += only[r] ? p.kd_only_scale * rs[r].kd : p.ce_scale * rs[r].ce + p.kd_scale * rs[r].kd;
+    }
+    return L;
+  };
+  expect_grad_matches(g, fd_grad(d.s, loss), c.name + " dlogits with on-policy rows");
+}
+
 TEST_P(DistillLossFd, AliasedOutputGivesSameResult) {
   const auto& c = GetParam();
   const auto p = distill_params(c.div);

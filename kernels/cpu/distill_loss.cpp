@@ -15,7 +15,8 @@ namespace kd::kern {
 namespace {
 
 template <class T>
-LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, int vk, const DistillLossParams& p) {
+LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, bool kd_only, int v, int vk,
+                 const DistillLossParams& p) {
   using common::exp_t;
   LossRow out;
   if (y < 0) {
@@ -24,8 +25,8 @@ LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, int vk, co
   }
   const RowLse<T> ce_norm = row_lse(s, v);  // CE over every logit
   const T ms_all = ce_norm.max, lse1 = ce_norm.lse;
-  out.ce = double(lse1) - double(s[y]);
-  const T ce = T(p.ce_scale);
+  out.ce = kd_only ? 0.0 : double(lse1) - double(s[y]);
+  const T ce = T(kd_only ? 0.0 : p.ce_scale);
 
   if (t == nullptr) {
 #pragma omp simd
@@ -39,7 +40,7 @@ LossRow loss_row(T* g, const T* s, const T* t, std::int32_t y, int v, int vk, co
   for (int i = vk; i < v; ++i) g[i] = ce * exp_t<T>(s[i] - lse1);
   const T ms = vk == v ? ms_all : row_max(s, vk);
   const T it = T(1.0 / p.temperature);
-  const T kw = T(p.kd_scale);
+  const T kw = T(kd_only ? p.kd_only_scale : p.kd_scale);
   const T mt = row_max(t, vk);
   T zs = 0, zt = 0, acc = 0;
   if (p.divergence == Divergence::reverse_kl) {
@@ -121,7 +122,7 @@ void distill_loss_rows(T* dlogits, LossRow* rows, const T* student, const T* tea
   for (int i = 0; i < r; ++i) {
     const std::size_t off = std::size_t(i) * v;
     rows[i] = loss_row<T>(dlogits + off, student + off, teacher ? teacher + i * tld : nullptr,
-                          labels[i], v, vk, p);
+                          labels[i], p.kd_only != nullptr && p.kd_only[i] != 0, v, vk, p);
   }
 }
 

@@ -75,6 +75,23 @@ void Config::validate() const {
                      teacher.spec.n_layers);
     }
   }
+  if (distill.on_policy.enabled()) {
+    const auto& op = distill.on_policy;
+    KD_CHECK_INPUT(has_teacher, "distill.on_policy needs a teacher section (the teacher scores the student's samples)");
+    KD_CHECK_INPUT(teacher.cache.empty(), "distill.on_policy: a teacher cache (teacher.cache) holds the teacher's logits "
+                   "of the data's tokens only; on-policy rows need the teacher run on the student's samples");
+    KD_CHECK_INPUT(parallel.teacher_ranks == 0 && parallel.tensor_parallel == 1,
+                   "distill.on_policy with parallel.teacher_ranks or parallel.tensor_parallel > 1: not implemented "
+                   "(teacher ranks score the data stream's tokens, and the vocabulary-parallel loss has no on-policy "
+                   "rows)");
+    KD_CHECK_INPUT(runtime.backend != Backend::cuda, "distill.on_policy is CPU-only for now: runtime.backend: cuda's "
+                   "step has no generation yet");
+    KD_CHECK_INPUT(distill.teacher_pretrain_steps == 0, "distill.on_policy with distill.teacher_pretrain_steps: give a "
+                   "trained teacher");
+    KD_CHECK_INPUT(op.prompt_tokens + op.max_new_tokens <= train.seq_len,
+                   "distill.on_policy.prompt_tokens ({}) + max_new_tokens ({}) is longer than the context train.seq_len "
+                   "({})", op.prompt_tokens, op.max_new_tokens, train.seq_len);
+  }
   KD_CHECK_INPUT(optim.warmup_steps <= train.steps,
                  "optim.warmup_steps ({}) exceeds train.steps ({})", optim.warmup_steps, train.steps);
   if (data.kind == DataKind::markov) {

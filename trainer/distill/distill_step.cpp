@@ -108,14 +108,19 @@ void DistillStep<T>::teacher_logits(const T* hidden, const T* tp, int rows) {
 template <class T>
 StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t* tokens,
                              const std::int32_t* labels, double loss_scale, PhaseTimes* times,
-                             const BatchTotals* totals, const TopKTargets* targets) {
+                             const BatchTotals* totals, const TopKTargets* targets, const std::uint8_t* kd_only) {
   KD_ASSERT(top_k_ == (targets != nullptr) || spec_.alpha >= 1.0, "top-k targets {} but {} given",
             top_k_ ? "expected" : "not expected", targets ? "some" : "none");
   const ModelSpec& s = student_.spec();
   const int m = batch_ * seq_, d = s.d_model, v = s.vocab;
   double t0 = omp_get_wtime();
   StepLoss out;
-  for (int i = 0; i < m; ++i) out.tokens += labels[i] >= 0 ? 1 : 0;
+  for (int i = 0; i < m; ++i) {
+    out.tokens += labels[i] >= 0 ? 1 : 0;
+    out.on_tokens += labels[i] >= 0 && kd_only != nullptr && kd_only[i] != 0 ? 1 : 0;
+  }
+  KD_ASSERT(out.on_tokens == 0 || (uses_teacher_logits() && !vocab_parallel()),
+            "on-policy rows need the teacher's logits here (not top-k targets, not the vocabulary-parallel loss)");
   KD_CHECK_INPUT(out.tokens > 0, "a micro-batch has no labelled tokens");
   const double n = double(out.tokens);
   // the denominators of this micro-batch's terms: its own, or the global batch's
@@ -165,6 +170,7 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
   const bool kd = uses_teacher_logits() || from_targets;
   const double alpha = has_teacher_term() ? spec_.alpha : 1.0;
   kern::DistillLossParams lp = distill_loss_params(spec_, alpha, kd, n_loss, loss_scale);
+  lp.kd_only_scale = spec_.temperature * spec_.temperature / n_loss * loss_scale;  // on-policy rows: D alone
   if (uses_teacher_logits()) {
     lp.kd_vocab = std::min(v, teacher_->spec().vocab);
     lp.teacher_ld = teacher_->spec().vocab;
@@ -215,17 +221,20 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
           teacher_logits(hidden, tp, r);
         }
       }
-      kern::distill_loss_rows<T>(zs_, rows_.data() + r0, zs_, kd ? zt_ : nullptr, labels + r0, r, v, lp);
+      kern::DistillLossParams chunk = lp;
+      chunk.kd_only = kd_only != nullptr ? kd_only + r0 : nullptr;
+      kern::distill_loss_rows<T>(zs_, rows_.data() + r0, zs_, kd ? zt_ : nullptr, labels + r0, r, v, chunk);
     }
     kern::linear_backward<T>(dfinal_ + std::size_t(r0) * d, dshead, zs_, hs, shead, r, v, d, false);
   }
   for (int i = 0; i < m; ++i) {
     out.ce += rows_[i].ce;
     out.kd += rows_[i].kd;
+    if (kd_only != nullptr && kd_only[i] != 0) out.kd_on_sum += rows_[i].kd;
   }
   out.ce_sum = out.ce;
   out.kd_sum = out.kd;
-  out.ce /= n;
+  out.ce /= std::max(1.0, n - double(out.on_tokens));  // CE: over the data's labelled tokens
   out.kd /= n;
   double t3 = omp_get_wtime();
 
@@ -234,6 +243,8 @@ StepLoss DistillStep<T>::run(const T* sp, T* sg, const T* tp, const std::int32_t
   double t4 = omp_get_wtime();
 
   out.loss = distill_total_loss(spec_, alpha, kd, feature, out.ce, out.kd, out.feat);
+  if (out.on_tokens > 0) out.loss = on_policy_total_loss(spec_, alpha, feature, out.ce_sum, out.kd_sum, out.kd_on_sum, n,
+                                                         out.feat);
   if (times != nullptr) times->add(t0, t1, t2, t3, t4);
   return out;
 }

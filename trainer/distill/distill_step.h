@@ -20,6 +20,9 @@ struct StepLoss {
   double feat = 0;  // mean over pairs of the feature loss
   std::int64_t tokens = 0;
   double ce_sum = 0, kd_sum = 0;  // over this micro-batch's labelled tokens
+  // on-policy rows (kd_only): their count and divergence sum (inside tokens and kd_sum)
+  std::int64_t on_tokens = 0;
+  double kd_on_sum = 0;
 };
 
 // The batch a micro-batch's loss is a part of: a step's loss is the sum of token losses
@@ -62,10 +65,12 @@ class DistillStep {
 
   // tokens, labels: (batch, seq). Adds loss_scale · ∂loss/∂θ to grads, where loss is this
   // micro-batch's own loss, or with `totals` its part of the global batch's loss.
+  // kd_only (batch, seq; nullable): 1 at an on-policy position (its label sampled by the
+  // student): the divergence alone, weighted T², no CE (distill.on_policy).
   StepLoss run(const T* student_params, T* student_grads, const T* teacher_params,
                const std::int32_t* tokens, const std::int32_t* labels, double loss_scale,
                PhaseTimes* times = nullptr, const BatchTotals* totals = nullptr,
-               const TopKTargets* targets = nullptr);
+               const TopKTargets* targets = nullptr, const std::uint8_t* kd_only = nullptr);
 
   // The activation and loss arenas (with measure_only: what they would take; such a step
   // cannot run).

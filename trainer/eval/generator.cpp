@@ -52,7 +52,15 @@ void Generator::recompute_logits(const float* p, const std::vector<std::int32_t>
 
 std::vector<Generation> Generator::generate(const float* p, const std::vector<std::vector<std::int32_t>>& prompts,
                                             const SamplingSpec& s, std::uint64_t first_index) {
+  std::vector<std::uint64_t> ids(prompts.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = first_index + i;
+  return generate(p, prompts, s, ids);
+}
+
+std::vector<Generation> Generator::generate(const float* p, const std::vector<std::vector<std::int32_t>>& prompts,
+                                            const SamplingSpec& s, const std::vector<std::uint64_t>& stream_ids) {
   const int v = model_.spec().vocab, n = int(prompts.size());
+  KD_ASSERT(stream_ids.size() == prompts.size(), "one stream id per prompt");
   KD_CHECK_INPUT(n >= 1 && n <= batch_, "generate: {} prompts for a generator of batch {}", n, batch_);
   for (int i = 0; i < n; ++i) {
     const auto& pr = prompts[std::size_t(i)];
@@ -65,7 +73,7 @@ std::vector<Generation> Generator::generate(const float* p, const std::vector<st
   }
   std::vector<Generation> out(static_cast<std::size_t>(n));
   std::vector<std::mt19937_64> rng;
-  for (int i = 0; i < n; ++i) rng.push_back(sequence_stream(s.seed, first_index + std::uint64_t(i)));
+  for (int i = 0; i < n; ++i) rng.push_back(sequence_stream(s.seed, stream_ids[std::size_t(i)]));
   if (recompute_) {  // one sequence at a time, the whole context per token
     logits_.resize(std::size_t(v));
     for (int i = 0; i < n; ++i) {

@@ -45,8 +45,12 @@ class Generator {
   // than the context, a token outside the vocabulary.
   std::vector<Generation> generate(const float* params, const std::vector<std::vector<std::int32_t>>& prompts,
                                    const SamplingSpec& s, std::uint64_t first_index = 0);
+  // The same with each sequence's stream index given: sequence_stream(s.seed, stream_ids[i]).
+  std::vector<Generation> generate(const float* params, const std::vector<std::vector<std::int32_t>>& prompts,
+                                   const SamplingSpec& s, const std::vector<std::uint64_t>& stream_ids);
   const GenerationStats& stats() const { return stats_; }
   int context() const { return context_; }
+  int batch() const { return batch_; }
 
  private:
   static int prefill_rows(int context, int batch);

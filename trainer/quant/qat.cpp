@@ -324,13 +324,15 @@ const float* QatState::forward(int layer, LinearInput which, float* x, float* bu
     // the same on every rank. PTQ calibration, and an evaluation of a site that has no
     // scale yet, observe directly; the range is computed only when a quantized forward
     // needs it (KL is not cheap).
-    if (calibrating_ || (!training_ && !s->calibrated)) {
+    if (sampling_) {
+      // no statistics from samples
+    } else if (calibrating_ || (!training_ && !s->calibrated)) {
       s->observer->observe(x, n);
       s->dirty = true;
     } else if (training_ && observing_) {
       s->step_observer->observe(x, n);
     }
-    if (!training_ && fake_quant_) {
+    if (!training_ && !sampling_ && fake_quant_) {
       if (s->lsq == SIZE_MAX && s->dirty) update_input_scale(*s);
       if (s->lsq != SIZE_MAX && !s->calibrated && params_ != nullptr) init_lsq_input(*s, params_);
     }

@@ -67,6 +67,12 @@ class QatState final : public LinearHook<float> {
   bool hold_weight_scales(const std::string& module, const kern::QuantFormat& format, const std::vector<float>& scale,
                           const std::vector<std::int32_t>& zero, float* params);
 
+  // On-policy sampling inside a step (trainer/distill/on_policy.h): between these the hook
+  // fake-quantizes inputs as the step does but observes nothing (the samples are not the
+  // step's data), and leaves the step's parameters and gradients alone.
+  void begin_sampling() { sampling_ = true; }
+  void end_sampling() { sampling_ = false; }
+
   bool fake_quant_on() const { return fake_quant_; }
   bool observing() const { return observing_; }
   const QuantPlan& plan() const { return plan_; }
@@ -154,7 +160,7 @@ class QatState final : public LinearHook<float> {
   AlignedBuffer<float> shadow_;
   float* params_ = nullptr;  // of the current step / evaluation
   float* grads_ = nullptr;
-  bool observing_ = true, fake_quant_ = false, training_ = true, calibrating_ = false;
+  bool observing_ = true, fake_quant_ = false, training_ = true, calibrating_ = false, sampling_ = false;
   // what state_tensors() points into
   mutable std::vector<std::int32_t> calibrated_flags_;
   mutable std::vector<std::vector<double>> observer_states_;

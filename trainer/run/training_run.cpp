@@ -69,6 +69,10 @@ std::string fields_text(const StepReport& r, bool kd) {
   std::string s = fmt::format("loss {:.4f} ce {:.4f}", r.loss.loss, r.loss.ce);
   if (kd) s += fmt::format(" kd {:.4f}", r.loss.kd);
   if (r.loss.feat != 0) s += fmt::format(" feat {:.4f}", r.loss.feat);
+  if (r.loss.on_tokens > 0) {
+    s += fmt::format(" | on-policy kd {:.4f} ({} tokens, {:.2f} s)", r.loss.kd_on_sum / double(r.loss.on_tokens),
+                     r.loss.on_tokens, r.rollouts.seconds);
+  }
   return s + fmt::format(" | lr {:.2e} grad {:.3f}", r.lr, r.grad_norm);
 }
 
@@ -128,10 +132,17 @@ int step_loop(const RunInputs& in, Trainer& trainer, data::BatchSource& source, 
     rec.add_tokens(std::int64_t(tokens_per_step));
     const std::int64_t step = s + 1;
     const double tps = tokens_per_step / r.seconds;
-    rec.emit(json{{"type", "train"}, {"step", step}, {"tokens", rec.tokens_seen()}, {"time_s", rec.elapsed()},
-                  {"loss", r.loss.loss}, {"ce", r.loss.ce}, {"kd", r.loss.kd}, {"feat", r.loss.feat}, {"lr", r.lr},
-                  {"grad_norm", r.grad_norm}, {"tokens_per_s", tps}, {"skipped", r.skipped},
-                  {"comm_s", r.comm_seconds}});
+    json line{{"type", "train"}, {"step", step}, {"tokens", rec.tokens_seen()}, {"time_s", rec.elapsed()},
+              {"loss", r.loss.loss}, {"ce", r.loss.ce}, {"kd", r.loss.kd}, {"feat", r.loss.feat}, {"lr", r.lr},
+              {"grad_norm", r.grad_norm}, {"tokens_per_s", tps}, {"skipped", r.skipped},
+              {"comm_s", r.comm_seconds}};
+    if (cfg.distill.on_policy.enabled()) {  // this rank's rollouts; the sampled tokens' divergence (all ranks)
+      line["on_policy_sequences"] = r.rollouts.sequences;
+      line["on_policy_tokens"] = r.loss.on_tokens;
+      line["on_policy_kd"] = r.loss.on_tokens > 0 ? r.loss.kd_on_sum / double(r.loss.on_tokens) : 0.0;
+      line["rollout_s"] = r.rollouts.seconds;
+    }
+    rec.emit(line);
     if (r.skipped) {
       progress.line(fmt::format("step {}: SKIPPED non-finite {} ({} skipped so far)", step, r.nonfinite,
                                 trainer.skipped_steps()));
@@ -206,6 +217,7 @@ int run_training(RunInputs& in, dist::Comm& world, int threads, const Provenance
   if (leader && !comm_note.empty()) fmt::print("{}\n", comm_note);
   if (leader && nccl) fmt::print("collectives: {}\n", nccl->describe());
   Trainer trainer(cfg, nccl ? nccl.get() : groups.dp, groups.tp_group.get());
+  if (in.tokenizer) trainer.set_end_of_text(in.tokenizer->eot_id());  // on-policy samples stop there
   connect_teacher_targets(in, trainer, world, groups);
   const std::unique_ptr<data::BatchSource> source = training_source(in, trainer);
   std::string init_note;

@@ -9,6 +9,7 @@
 
 #include "data/dp_source.h"
 #include "trainer/distill/distill_step.h"
+#include "trainer/distill/on_policy.h"
 #include "trainer/distill/teacher_tp.h"
 #include "trainer/quant/qat.h"
 #include "trainer/quant/quant_plan.h"
@@ -66,6 +67,10 @@ MemoryEstimate estimate_memory(const Config& cfg, int ranks) {
                                 qat.get(), topk, true);
   add(fmt::format("activations and logit chunks ({} sequences x {} tokens)", local_batch, tr.seq_len),
       double(step.arena_bytes()));
+  if (cfg.has_teacher && spec.on_policy.enabled()) {
+    add(fmt::format("on-policy: the student's KV cache and decoding activations ({} positions)", tr.seq_len),
+        double(OnPolicyRollouts::bytes(cfg.model, spec.on_policy, local_batch, tr.seq_len, std::max(1, tr.threads))));
+  }
   if (topk) {
     const std::size_t m = std::size_t(local_batch) * tr.seq_len;
     if (teachers > 0 && cfg.parallel.teacher_sends == TeacherSends::logits) {

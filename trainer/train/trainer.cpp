@@ -147,6 +147,18 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp, dist::Comm* tp) : cfg_(cfg),
   }
   tokens_.resize(std::size_t(tr.grad_accum) * std::size_t(local_batch_) * tr.seq_len);
   labels_.resize(tokens_.size());
+  if (cfg_.has_teacher && spec.on_policy.enabled()) {
+    KD_ASSERT(dstep_ && teacher_, "distill.on_policy needs the teacher in this process, on the CPU");
+    rollouts_ = std::make_unique<OnPolicyRollouts>(*student_, spec.on_policy, local_batch_, tr.seq_len, threads,
+                                                   std::uint64_t(tr.seed), -1);
+    kd_only_.resize(tokens_.size());
+  }
+}
+
+void Trainer::set_end_of_text(int eot) {
+  if (!rollouts_) return;
+  rollouts_ = std::make_unique<OnPolicyRollouts>(*student_, cfg_.distill.on_policy, local_batch_, cfg_.train.seq_len,
+                                                 omp_get_max_threads(), std::uint64_t(cfg_.train.seed), eot);
 }
 
 Trainer::~Trainer() = default;
@@ -221,6 +233,16 @@ StepReport Trainer::step(data::BatchSource& source) {
     micro_first_[std::size_t(micro)] = source.position() + (world > 1 ? dp_first_ : 0);
     std::int32_t* lab = labels_.data() + micro * micro_len;
     mine.next(tokens_.data() + micro * micro_len, lab, local_batch_, tr.seq_len);
+    if (rollouts_) {  // the student samples its share of the rows (the step's weights, nothing observed)
+      if (qat_) qat_->begin_sampling();
+      const RolloutStats r = rollouts_->apply(params, qat_.get(), step_, micro_first_[std::size_t(micro)],
+                                              tokens_.data() + micro * micro_len, lab,
+                                              kd_only_.data() + micro * micro_len);
+      if (qat_) qat_->end_sampling();
+      rep.rollouts.sequences += r.sequences;
+      rep.rollouts.tokens += r.tokens;
+      rep.rollouts.seconds += r.seconds;
+    }
     labelled += double(std::count_if(lab, lab + micro_len, [](std::int32_t l) { return l >= 0; }));
   }
   BatchTotals totals{labelled, double(tr.batch_size) * tr.seq_len * tr.grad_accum};
@@ -229,7 +251,7 @@ StepReport Trainer::step(data::BatchSource& source) {
 
   // sums over this rank's micro-batches: ce, kd (over tokens), feat (weighted by positions),
   // whether a loss was non-finite, whether a gradient of this rank's shard is (one reduction)
-  std::array<double, 5> sums{};
+  std::array<double, 7> sums{};  // + [5] the sampled tokens' divergence, [6] their count
   std::string bad;
   for (int micro = 0; micro < tr.grad_accum; ++micro) {
     const std::int32_t* tok = tokens_.data() + micro * micro_len;
@@ -247,11 +269,14 @@ StepReport Trainer::step(data::BatchSource& source) {
 #endif
     {
       l = dstep_->run(params, grads_.data(), tparams_.data(), tok, lab, 1.0, &rep.phases, &totals,
-                      uses_topk_targets() ? &targets_ : nullptr);
+                      uses_topk_targets() ? &targets_ : nullptr,
+                      rollouts_ ? kd_only_.data() + micro * micro_len : nullptr);
     }
     sums[0] += l.ce_sum;
     sums[1] += l.kd_sum;
     sums[2] += l.feat * double(micro_len) / totals.positions;
+    sums[5] += l.kd_on_sum;
+    sums[6] += double(l.on_tokens);
     if (bad.empty() && !std::isfinite(l.loss)) {
       bad = fmt::format("loss (micro-batch {}{}: ce={} kd={} feat={})", micro,
                         world > 1 ? fmt::format(" of data-parallel rank {}", dp_->rank()) : "", l.ce, l.kd, l.feat);
@@ -282,11 +307,16 @@ StepReport Trainer::step(data::BatchSource& source) {
   const bool teacher_term = teacher_ || uses_topk_targets();
   const double alpha = teacher_term ? cfg_.distill.alpha : 1.0;
   const bool kd = teacher_term && cfg_.distill.alpha < 1.0;
-  rep.loss.ce = sums[0] / totals.tokens;
+  rep.loss.ce = sums[0] / std::max(1.0, totals.tokens - sums[6]);  // over the data's labelled tokens
   rep.loss.kd = sums[1] / totals.tokens;
   rep.loss.feat = sums[2];
+  rep.loss.on_tokens = std::int64_t(sums[6]);
+  rep.loss.kd_on_sum = sums[5];
   const bool feature = !proj_.empty();
-  rep.loss.loss = distill_total_loss(cfg_.distill, alpha, kd, feature, rep.loss.ce, rep.loss.kd, rep.loss.feat);
+  rep.loss.loss = sums[6] > 0 ? on_policy_total_loss(cfg_.distill, alpha, feature, sums[0], sums[1], sums[5],
+                                                     totals.tokens, rep.loss.feat)
+                              : distill_total_loss(cfg_.distill, alpha, kd, feature, rep.loss.ce, rep.loss.kd,
+                                                   rep.loss.feat);
   rep.loss.tokens = std::int64_t(totals.tokens);
   if (!bad.empty() || !bad_grad.empty()) {
     const std::string what = bad.empty() ? bad_grad

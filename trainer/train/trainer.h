@@ -21,6 +21,7 @@
 #include "trainer/dist/comm.h"
 #include "trainer/config/config.h"
 #include "trainer/distill/distill_step.h"
+#include "trainer/distill/on_policy.h"
 #include "trainer/distill/bf16_teacher.h"
 #include "trainer/distill/target_source.h"
 #include "trainer/eval/evaluator.h"
@@ -47,6 +48,7 @@ struct StepReport {
   double comm_seconds = 0;  // waiting in collectives (data parallel)
   double comm_bytes = 0;    // sent by this rank in the step's collectives (an estimate: ring algorithms)
   PhaseTimes phases;
+  RolloutStats rollouts;  // distill.on_policy: this rank's sampled sequences and tokens, and their time
   double optim_seconds = 0;
   double seconds = 0;
 };
@@ -115,6 +117,9 @@ class Trainer {
   }
   void set_targets(std::unique_ptr<TargetSource> s) { targets_src_ = std::move(s); }
   const TargetSource* targets() const { return targets_src_.get(); }
+  // distill.on_policy: the token the student's samples stop at and the rows are padded with
+  // (the tokenizer's end of text; before this is called, or -1: no stop, padding 0).
+  void set_end_of_text(int eot);
   // The batches depth pruning scores blocks on (synthetic data: made by the trainer).
   void set_prune_calibration(std::unique_ptr<data::BatchSource> s) { prune_calibration_ = std::move(s); }
 
@@ -144,6 +149,8 @@ class Trainer {
   bool teacher_on_device_ = false;
   std::unique_ptr<Evaluator> evaluator_;  // forward only, student alone, same shapes
   std::vector<std::int32_t> tokens_, labels_;  // the step's micro-batches (this rank's slices)
+  std::vector<std::uint8_t> kd_only_;          // on-policy positions of the micro-batches (distill.on_policy)
+  std::unique_ptr<OnPolicyRollouts> rollouts_;
   std::unique_ptr<data::DataParallelSource> dp_source_;
   std::int64_t dp_first_ = 0;               // this rank's first sequence within a global micro-batch
   std::vector<std::int64_t> micro_first_;   // the global index of each micro-batch's first sequence
