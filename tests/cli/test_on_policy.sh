@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On-policy distillation (distill.on_policy, GKD) on the small corpus of tests/data:
 #  * a run with half of every batch sampled by the student logs its rollouts and finishes;
-#    the same command twice gives the same metrics, bit for bit;
+#    the same command twice gives the same metrics, bit for bit, and so does a resume;
 #  * 2 data-parallel ranks sample the same rollouts as 1 rank (the same sampled tokens per
 #    step; losses within 1e-5: only the reduction order differs);
 #  * with QAT and pruning together: the student samples with its fake-quantized, masked
@@ -37,6 +37,16 @@ seqs=$(grep '"type":"train"' "$tmp/runs/onp/metrics.jsonl" | sed -E 's/.*"on_pol
 cmp -s <(strip "$tmp/runs/onp/metrics.jsonl" | sed -E 's/"rollout_s":[^,}]*,?//') \
        <(strip "$tmp/runs/onp2/metrics.jsonl" | sed -E 's/"rollout_s":[^,}]*,?//') \
   && ok "the same run twice: the same metrics, bit for bit" || fail "on-policy runs differ"
+
+# resume from step 2: the rollouts are keyed by (seed, step, sequence index), so the resumed
+# run is the uninterrupted one, bit for bit
+"$bin" distill --config "$tmp/onp.yaml" --set run.name=onp3 --set train.checkpoint_every=2 >/dev/null 2>&1 || fail "onp3"
+cp -r "$tmp/runs/onp3" "$tmp/runs/onp3r"
+rm "$tmp/runs/onp3r/checkpoints/step-00000004.h5"
+"$bin" distill --resume "$tmp/runs/onp3r" >/dev/null 2>&1 || fail "resume of an on-policy run"
+cmp -s <(strip "$tmp/runs/onp3/metrics.jsonl" | sed -E 's/"rollout_s":[^,}]*,?//') \
+       <(strip "$tmp/runs/onp3r/metrics.jsonl" | sed -E 's/"rollout_s":[^,}]*,?//') \
+  && ok "resumed at step 2: the same metrics as the uninterrupted run, bit for bit" || fail "resumed on-policy run differs"
 
 # two data-parallel ranks: the same rollouts (keyed by the global sequence index)
 run_np 2 distill --config "$tmp/onp.yaml" --set run.name=onp_dp >"$tmp/dp.log" 2>&1 || { fail "2-rank run"; tail -5 "$tmp/dp.log"; }
