@@ -13,6 +13,7 @@
 #include "data/token_dataset.h"
 #include "trainer/cli/commands.h"
 #include "trainer/eval/evaluator.h"
+#include "trainer/eval/sample_metrics.h"
 #include "trainer/quant/integer_inference.h"
 #include "trainer/quant/quant_format.h"
 #include "trainer/setup/model_loader.h"
@@ -50,6 +51,13 @@ int run_eval(const EvalOptions& o) {
   double t0 = omp_get_wtime();
   const EvalResult r = ev.run(model->params.data(), teacher ? teacher->params.data() : nullptr, shard, tokens);
   const double seconds = omp_get_wtime() - t0;
+  // the model's own samples scored by the teacher (see trainer/eval/sample_metrics.h)
+  SampleQuality sq;
+  if (teacher && cfg.distill.sample_prompts > 0) {
+    SampleMetrics sm(*model->layout, *teacher->layout, shard, sample_metrics_spec(cfg),
+                     model->tokenizer ? model->tokenizer->eot_id() : -1, threads);
+    sq = sm.run(model->params.data(), integer.get(), teacher->params.data(), nullptr);
+  }
   // tokens/s of the model alone: a teacher's forward would be timed too, so it is left out
   double tps = teacher ? 0.0 : double(r.tokens) / seconds;
   double fp32_tps = 0.0;
@@ -88,6 +96,11 @@ int run_eval(const EvalOptions& o) {
       j["agreement"] = r.agreement;
       j["val_kl"] = r.kl;
     }
+    if (sq.tokens > 0) {
+      j["sample_teacher_nll"] = sq.teacher_nll;
+      j["sample_entropy"] = sq.entropy;
+      if (std::isfinite(sq.distinct2)) j["sample_distinct2"] = sq.distinct2;
+    }
     std::cout << j.dump() << "\n";
     return 0;
   }
@@ -96,6 +109,11 @@ int run_eval(const EvalOptions& o) {
              r.bpb_exact || !std::isfinite(r.bpb) ? "" : " (estimated: no tokenizer, the shard's average bytes per token)",
              r.tokens, r.bpb_exact ? fmt::format(", {} bytes", r.bytes) : std::string());
   if (teacher) fmt::print("teacher {}: top-1 agreement {:.4f} | KL(teacher||model) {:.5f}\n", tpath, r.agreement, r.kl);
+  if (sq.tokens > 0) {
+    fmt::print("samples ({} tokens of the model's continuations of {} validation prompts, temperature 1): teacher NLL "
+               "{:.4f} nats/token | model entropy {:.4f} | distinct-2 {:.4f}\n", sq.tokens, cfg.distill.sample_prompts,
+               sq.teacher_nll, sq.entropy, sq.distinct2);
+  }
   if (integer) {
     fmt::print("quantized: weights {}, inputs {} | {}{}\n", cfg.quant.weight, cfg.quant.activation, integer->describe(),
                integer->any_simulated() ? " (simulated layers run fake-quantized fp32: their speed is not an integer speed)" : "");

@@ -20,6 +20,7 @@
 #include "trainer/cli/commands.h"
 #include "trainer/cli/output_path.h"
 #include "trainer/eval/generator.h"
+#include "trainer/eval/sample_metrics.h"
 #include "trainer/quant/integer_inference.h"
 #include "trainer/setup/memory_estimate.h"
 #include "trainer/setup/model_loader.h"
@@ -82,14 +83,7 @@ int run_generate_data(const GenerateDataOptions& o) {
     std::vector<std::vector<std::int32_t>> ps;
     for (int i = 0; i < n; ++i) {
       prompts.sequence(first + i, window.data(), labels.data(), o.prompt_tokens);
-      // one document: from after the window's last end of text (or a new document's start)
-      auto from = window.begin();
-      for (auto it = window.begin(); it != window.end(); ++it) {
-        if (*it == tok.eot_id()) from = it + 1;
-      }
-      std::vector<std::int32_t> p(from, window.end());
-      if (p.empty()) p.push_back(tok.eot_id());
-      ps.push_back(std::move(p));
+      ps.push_back(document_prompt(window.data(), o.prompt_tokens, tok.eot_id()));  // one document's tokens
     }
     const std::vector<Generation> gen = g.generate(model->params.data(), ps, s, std::uint64_t(first));
     for (int i = 0; i < n; ++i) {

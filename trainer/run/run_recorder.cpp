@@ -31,6 +31,11 @@ RunRecorder::RunRecorder(const RunInputs& in, Trainer& trainer, data::BatchSourc
                                              cfg.train.batch_size, cfg.train.seq_len, threads, trainer.qat());
     evaluator_->set_teacher_hook(trainer.teacher_hook());
     if (in.tokenizer) evaluator_->set_tokenizer(*in.tokenizer);  // bits per byte from the scored tokens' bytes
+    if (cfg.distill.sample_prompts > 0 && trainer.teacher() != nullptr && !groups.tp_group) {
+      samples_ = std::make_unique<SampleMetrics>(trainer.student(), *trainer.teacher(), *in.val_shard,
+                                                 sample_metrics_spec(cfg), in.tokenizer ? in.tokenizer->eot_id() : -1,
+                                                 threads);
+    }
   }
   t_start_ = omp_get_wtime() - resumed.time_offset;
 }
@@ -57,7 +62,14 @@ void RunRecorder::evaluate(std::int64_t step) {
     const float* params =
         trainer_.qat() ? trainer_.qat()->begin_eval(trainer_.student_params()) : trainer_.student_params();
     const EvalResult e = evaluator_->run(params, trainer_.teacher_params(), *in_.val_shard, cfg.train.eval_tokens);
+    SampleQuality sq;
+    if (samples_) sq = samples_->run(params, trainer_.qat(), trainer_.teacher_params(), trainer_.teacher_hook());
     if (trainer_.qat()) trainer_.qat()->end_eval();
+    if (sq.tokens > 0) {
+      j["sample_teacher_nll"] = sq.teacher_nll;
+      j["sample_entropy"] = sq.entropy;
+      if (std::isfinite(sq.distinct2)) j["sample_distinct2"] = sq.distinct2;
+    }
     j["val_loss"] = e.loss;
     j["val_ppl"] = e.ppl;
     j["val_tokens"] = e.tokens;
@@ -68,6 +80,10 @@ void RunRecorder::evaluate(std::int64_t step) {
     }
     text = fmt::format("eval @ step {}: val loss {:.4f} ppl {:.2f} bpb {:.4f}", step, e.loss, e.ppl, e.bpb);
     if (std::isfinite(e.agreement)) text += fmt::format(" agreement {:.3f} KL {:.4f}", e.agreement, e.kl);
+    if (sq.tokens > 0) {
+      text += fmt::format(" | samples: teacher NLL {:.3f} entropy {:.3f} distinct-2 {:.3f}", sq.teacher_nll, sq.entropy,
+                          sq.distinct2);
+    }
   } else if (cfg.data.kind != DataKind::shards) {
     auto val = make_synthetic(cfg, Stream::validation);
     const double loss = trainer_.evaluate(*val, int(cfg.data.synthetic_eval_batches));

@@ -13,6 +13,7 @@
 #include "base/file_io.h"
 #include "data/batch_source.h"
 #include "trainer/eval/evaluator.h"
+#include "trainer/eval/sample_metrics.h"
 #include "trainer/run/run_groups.h"
 #include "trainer/run/run_resume.h"
 #include "trainer/setup/provenance.h"
@@ -55,6 +56,7 @@ class RunRecorder {
   std::string metrics_;  // the whole metrics.jsonl
   AppendFile metrics_out_;
   std::unique_ptr<Evaluator> evaluator_;
+  std::unique_ptr<SampleMetrics> samples_;  // the student's samples scored by the teacher (distill.sample_prompts)
   std::int64_t tokens_seen_ = 0;
   double t_start_ = 0;
 };
