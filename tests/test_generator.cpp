@@ -10,6 +10,7 @@
 
 #include "base/errors.h"
 #include "trainer/eval/generator.h"
+#include "tests/support/random_model.h"
 #include "trainer/model/llama.h"
 
 namespace {
@@ -18,22 +19,8 @@ using namespace kd;
 
 constexpr int kThreads = 2;
 
-struct Model {
-  ModelSpec spec;
-  ParamTable table;
-  std::unique_ptr<LlamaLayout> lay;
-  std::vector<float> params;
-  Model() {
-    spec.vocab = 40;
-    spec.d_model = 32;
-    spec.n_layers = 2;
-    spec.n_heads = 4;
-    spec.n_kv_heads = 2;
-    spec.d_ff = 64;
-    lay = std::make_unique<LlamaLayout>(spec, table);
-    params.assign(table.total(), 0.f);
-    lay->init(params.data(), 9, 0.3);
-  }
+struct Model : kdtest::RandomModel {
+  Model() : RandomModel(40, 9, 0.3) {}
 };
 
 // Greedy decoding by the full forward over the whole sequence, every token.

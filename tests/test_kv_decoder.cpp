@@ -23,6 +23,7 @@
 #include "data/synthetic.h"
 #include "tests/support/tiny_config.h"
 #include "trainer/model/kv_decoder.h"
+#include "tests/support/random_model.h"
 #include "trainer/model/llama.h"
 #include "trainer/quant/integer_inference.h"
 #include "trainer/quant/ptq.h"
@@ -47,22 +48,8 @@ std::vector<float> full_logits(const LlamaLayout& lay, const float* p, const std
   return logits;
 }
 
-struct RandomModel {
-  ModelSpec spec;
-  ParamTable table;
-  std::unique_ptr<LlamaLayout> lay;
-  std::vector<float> params;
-  RandomModel() {
-    spec.vocab = 50;
-    spec.d_model = 32;
-    spec.n_layers = 2;
-    spec.n_heads = 4;
-    spec.n_kv_heads = 2;
-    spec.d_ff = 64;
-    lay = std::make_unique<LlamaLayout>(spec, table);
-    params.assign(table.total(), 0.f);
-    lay->init(params.data(), 5, 0.2);  // large enough that attention is far from uniform
-  }
+struct Random : kdtest::RandomModel {
+  Random() : RandomModel(50, 5, 0.2) {}
 };
 
 std::vector<std::int32_t> random_tokens(int n, int vocab, unsigned seed) {
@@ -73,7 +60,7 @@ std::vector<std::int32_t> random_tokens(int n, int vocab, unsigned seed) {
 }
 
 TEST(KvDecoder, LogitsEqualTheFullForwardAtEveryPosition) {
-  RandomModel m;
+  Random m;
   const int v = m.spec.vocab;
   const std::vector<int> prompt_len{5, 9, 1}, total_len{14, 17, 10};
   std::vector<std::vector<std::int32_t>> seqs;
@@ -133,7 +120,7 @@ TEST(KvDecoder, LogitsEqualTheFullForwardAtEveryPosition) {
 }
 
 TEST(KvDecoder, AClearedSlotStartsAgain) {
-  RandomModel m;
+  Random m;
   const int v = m.spec.vocab;
   KvDecoder dec(*m.lay, 1, 8, 8, kThreads);
   const auto a = random_tokens(6, v, 3), b = random_tokens(4, v, 4);

@@ -13,6 +13,7 @@
 #include "trainer/distill/on_policy.h"
 #include "trainer/distill/distill_step.h"
 #include "trainer/eval/generator.h"
+#include "tests/support/random_model.h"
 #include "trainer/model/llama.h"
 #include "trainer/train/batch_sources.h"
 #include "trainer/train/trainer.h"
@@ -23,22 +24,8 @@ using namespace kd;
 
 constexpr int kThreads = 2;
 
-struct Student {
-  ModelSpec spec;
-  ParamTable table;
-  std::unique_ptr<LlamaLayout> lay;
-  std::vector<float> params;
-  Student() {
-    spec.vocab = 30;
-    spec.d_model = 32;
-    spec.n_layers = 2;
-    spec.n_heads = 4;
-    spec.n_kv_heads = 2;
-    spec.d_ff = 64;
-    lay = std::make_unique<LlamaLayout>(spec, table);
-    params.assign(table.total(), 0.f);
-    lay->init(params.data(), 3, 0.3);
-  }
+struct Student : kdtest::RandomModel {
+  Student() : RandomModel(30, 3, 0.3) {}
 };
 
 TEST(OnPolicy, ASharePerSequenceIndexEvenlySpread) {
