@@ -36,7 +36,16 @@ TEST(Bf16Gemm, EqualsTheFloatGemmOnRoundedWeights) {
       for (std::size_t i = 0; i < y0.size(); ++i) y0[i] = y1[i] = acc ? float(i % 5) : 0.0f;
       kd::kern::linear_forward<float>(y0.data(), x.data(), wf.data(), m, n, k, acc);
       kd::kern::linear_forward_bf16(y1.data(), x.data(), wb.data(), m, n, k, acc);
-      for (std::size_t i = 0; i < y0.size(); ++i) EXPECT_NEAR(y1[i], y0[i], 1e-6f * (1 + std::abs(y0[i]))) << n << " " << i;
+      // the same products summed in another order (the float GEMM's small-M path or sgemm):
+      // the float32 bound of a k-term sum, 2·k·ε·Σ|x·w|, plus the accumulated start value's ulp
+      for (int r = 0; r < m; ++r) {
+        for (int j = 0; j < n; ++j) {
+          double mag = 0;
+          for (int c = 0; c < k; ++c) mag += std::abs(double(x[std::size_t(r) * k + c]) * wf[std::size_t(j) * k + c]);
+          const std::size_t i = std::size_t(r) * n + j;
+          EXPECT_NEAR(y1[i], y0[i], 2.0 * k * 1.1920929e-7 * mag + 1e-6f * std::abs(y0[i])) << n << " " << i;
+        }
+      }
     }
   }
 }

@@ -54,8 +54,11 @@ int run_eval(const EvalOptions& o) {
   // the model's own samples scored by the teacher (see trainer/eval/sample_metrics.h)
   SampleQuality sq;
   if (teacher && cfg.distill.sample_prompts > 0) {
-    SampleMetrics sm(*model->layout, *teacher->layout, shard, sample_metrics_spec(cfg),
-                     model->tokenizer ? model->tokenizer->eot_id() : -1, threads);
+    const auto& d = cfg.distill;
+    const SampleMetricsSpec spec = fit_sample_spec(d.sample_prompts, d.on_policy.prompt_tokens,
+                                                   d.on_policy.max_new_tokens, cfg.train.seq_len);
+    SampleMetrics sm(*model->layout, *teacher->layout, shard, spec, model->tokenizer ? model->tokenizer->eot_id() : -1,
+                     threads);
     sq = sm.run(model->params.data(), integer.get(), teacher->params.data(), nullptr);
   }
   // tokens/s of the model alone: a teacher's forward would be timed too, so it is left out

@@ -6,16 +6,14 @@
 #include <utility>
 
 #include "base/errors.h"
-#include "trainer/config/config.h"
 
 namespace kd {
 
-SampleMetricsSpec sample_metrics_spec(const Config& cfg) {
+SampleMetricsSpec fit_sample_spec(int prompts, int prompt_tokens, int new_tokens, int seq) {
   SampleMetricsSpec s;
-  s.prompts = cfg.distill.sample_prompts;
-  const int seq = cfg.train.seq_len;
-  s.prompt_tokens = std::min(cfg.distill.on_policy.prompt_tokens, std::max(1, seq / 2));
-  s.new_tokens = std::max(1, std::min(cfg.distill.on_policy.max_new_tokens, seq - s.prompt_tokens));
+  s.prompts = prompts;
+  s.prompt_tokens = std::min(prompt_tokens, std::max(1, seq / 2));
+  s.new_tokens = std::max(1, std::min(new_tokens, seq - s.prompt_tokens));
   return s;
 }
 

@@ -34,10 +34,9 @@ struct SampleMetricsSpec {
   int new_tokens = 64;
 };
 
-// The sampling shape of a run's config: distill.sample_prompts prompts of
-// on_policy.prompt_tokens, max_new_tokens new ones, fitted into train.seq_len.
-struct Config;
-SampleMetricsSpec sample_metrics_spec(const Config& cfg);
+// `prompts` prompts of prompt_tokens, new_tokens new ones (a run's distill.sample_prompts,
+// on_policy.prompt_tokens and max_new_tokens), fitted into the model's context seq_len.
+SampleMetricsSpec fit_sample_spec(int prompts, int prompt_tokens, int new_tokens, int seq_len);
 
 // The prompt of a window: the tokens after its last end of text (a new document's start,
 // [eot], when it ends with one). Shared with generate-data.

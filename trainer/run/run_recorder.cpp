@@ -32,9 +32,11 @@ RunRecorder::RunRecorder(const RunInputs& in, Trainer& trainer, data::BatchSourc
     evaluator_->set_teacher_hook(trainer.teacher_hook());
     if (in.tokenizer) evaluator_->set_tokenizer(*in.tokenizer);  // bits per byte from the scored tokens' bytes
     if (cfg.distill.sample_prompts > 0 && trainer.teacher() != nullptr && !groups.tp_group) {
-      samples_ = std::make_unique<SampleMetrics>(trainer.student(), *trainer.teacher(), *in.val_shard,
-                                                 sample_metrics_spec(cfg), in.tokenizer ? in.tokenizer->eot_id() : -1,
-                                                 threads);
+      const auto& d = cfg.distill;
+      const SampleMetricsSpec spec = fit_sample_spec(d.sample_prompts, d.on_policy.prompt_tokens,
+                                                     d.on_policy.max_new_tokens, cfg.train.seq_len);
+      samples_ = std::make_unique<SampleMetrics>(trainer.student(), *trainer.teacher(), *in.val_shard, spec,
+                                                 in.tokenizer ? in.tokenizer->eot_id() : -1, threads);
     }
   }
   t_start_ = omp_get_wtime() - resumed.time_offset;
