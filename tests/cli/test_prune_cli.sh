@@ -114,6 +114,11 @@ l1=$("$bin" eval "$hck" --json | sed -E 's/.*"val_loss":([^,}]*).*/\1/')
 l2=$("$bin" eval "$tmp/compact.h5" --json | sed -E 's/.*"val_loss":([^,}]*).*/\1/')
 awk -v a="$l1" -v b="$l2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-5 * a) }' \
   && ok "compacted model's val loss $l2 = the masked model's $l1 (within 1e-5)" || fail "compact loss $l2 vs $l1"
+# the compacted model (head_dim 8 ≠ d_model / n_heads) decodes on the KV cache as by recomputing
+g1=$("$bin" generate "$tmp/compact.h5" --prompt "the" --max-new-tokens 12 --temperature 0 2>/dev/null)
+g2=$("$bin" generate "$tmp/compact.h5" --prompt "the" --max-new-tokens 12 --temperature 0 --no-kv-cache 2>/dev/null)
+[ -n "$g1" ] && [ "$g1" = "$g2" ] && ok "generate on the compacted model: KV cache = recompute" \
+  || fail "compacted generate: '$g1' vs '$g2'"
 "$bin" inspect "$hck" | grep -q "structures pruned: 0 of 2 blocks \[\]; per block left, KV groups removed \[1 1\], FFN neurons removed \[0 0\]: uniform" \
   && ok "inspect: the head-pruned model is uniform" || { fail "inspect structures"; "$bin" inspect "$hck" | grep structures; }
 "$bin" train --config "$tmp/p.yaml" --set run.name=nonuni --set prune.criterion=heads --set prune.schedule=oneshot \
