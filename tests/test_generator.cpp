@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "base/errors.h"
@@ -119,6 +120,52 @@ TEST(Generator, StopsAtTheStopTokenTheLengthAndTheContextSayingWhich) {
   out = g.generate(m.params.data(), {{6}}, s);
   EXPECT_EQ(out[0].stop, StopReason::length);
   EXPECT_EQ(out[0].tokens.size(), 4u);
+}
+
+// sample_token draws from softmax(logits / T), restricted to the top k and the nucleus:
+// 40,000 draws per case, each frequency within 4.5 standard deviations of its probability.
+TEST(Sampling, FrequenciesFollowTheTemperedDistribution) {
+  const std::vector<float> logits{1.0f, 2.5f, -0.5f, 2.0f, 0.0f};
+  struct Case {
+    double t;
+    int k;
+    double p;
+  };
+  for (const Case c : {Case{0.7, 0, 1.0}, Case{1.3, 0, 1.0}, Case{1.0, 3, 1.0}, Case{1.0, 0, 0.8}}) {
+    // the reference: softmax at T, the top k kept, then the smallest prefix reaching top_p
+    std::vector<std::pair<double, int>> q;
+    for (int i = 0; i < 5; ++i) q.emplace_back(std::exp(logits[std::size_t(i)] / c.t), i);
+    std::sort(q.begin(), q.end(), [](auto& a, auto& b) { return a.first > b.first; });
+    if (c.k > 0) q.resize(std::size_t(c.k));
+    double z = 0, cum = 0;
+    for (auto& e : q) z += e.first;
+    std::size_t keep = q.size();
+    for (std::size_t i = 0; i < q.size(); ++i) {
+      cum += q[i].first / z;
+      if (cum >= c.p) {
+        keep = i + 1;
+        break;
+      }
+    }
+    q.resize(keep);
+    double zk = 0;
+    for (auto& e : q) zk += e.first;
+    std::vector<double> want(5, 0.0);
+    for (auto& e : q) want[std::size_t(e.second)] = e.first / zk;
+    SamplingSpec s;
+    s.temperature = c.t;
+    s.top_k = c.k;
+    s.top_p = c.p;
+    auto rng = sequence_stream(7, 0);
+    std::vector<std::pair<float, int>> cand;
+    std::vector<int> count(5, 0);
+    const int n = 40000;
+    for (int i = 0; i < n; ++i) ++count[std::size_t(sample_token(logits.data(), 5, s, rng, cand))];
+    for (int i = 0; i < 5; ++i) {
+      const double f = double(count[std::size_t(i)]) / n, sd = std::sqrt(want[std::size_t(i)] * (1 - want[std::size_t(i)]) / n);
+      EXPECT_NEAR(f, want[std::size_t(i)], 4.5 * sd + 1e-12) << "T " << c.t << " k " << c.k << " p " << c.p << " token " << i;
+    }
+  }
 }
 
 TEST(Generator, BadPromptsAreInputErrors) {

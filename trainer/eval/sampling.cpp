@@ -21,6 +21,21 @@ std::mt19937_64 sequence_stream(std::uint64_t seed, std::uint64_t index) {
 int sample_token(const float* logits, int v, const SamplingSpec& s, std::mt19937_64& rng,
                  std::vector<std::pair<float, int>>& cand) {
   if (s.temperature <= 0) return int(std::max_element(logits, logits + v) - logits);
+  if ((s.top_k <= 0 || s.top_k >= v) && s.top_p >= 1.0) {
+    // the whole distribution: no order needed, one pass in vocabulary order (a full sort of
+    // the vocabulary per token cost more than the decoding step of a small model)
+    const double it = 1.0 / s.temperature;
+    double mx = -INFINITY;
+    for (int i = 0; i < v; ++i) mx = std::max(mx, double(logits[i]) * it);
+    double z = 0;
+    for (int i = 0; i < v; ++i) z += std::exp(double(logits[i]) * it - mx);
+    double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng) * z;
+    for (int i = 0; i < v; ++i) {
+      u -= std::exp(double(logits[i]) * it - mx);
+      if (u <= 0) return i;
+    }
+    return int(std::max_element(logits, logits + v) - logits);  // rounding left u > 0: the mode
+  }
   cand.clear();
   for (int i = 0; i < v; ++i) cand.emplace_back(float(logits[i] / s.temperature), i);
   // the top k first (a partial sort: the vocabulary is large, k small), then in order
