@@ -9,6 +9,9 @@
 #   seq-KD       kdtrain generate-data: the teacher's greedy continuations (96 tokens) of
 #                32-token prompts, STEPS × 16 documents, then the off-policy distillation on
 #                that shard (Kim & Rush's sequence-level KD with word-level KD).
+# Warm start (GKD's setting: the student is trained before on-policy distillation): each
+# seed's off-policy student at STEPS continues WARM_STEPS (100) more steps off-policy, or
+# on-policy (λ 0.5 and 1 with reverse KL, λ 0.5 with JSD), at a constant learning rate of 3e-4.
 # Every run evaluates every 25 steps and at its end: 32,768 validation tokens (bits per byte),
 # and 16 validation prompts continued by the student at temperature 1 (the teacher's NLL of
 # the samples, the student's entropy, distinct bigrams).
@@ -16,7 +19,7 @@
 # or before the off-policy run's (same seed) final time; seq-KD's generation time is added to
 # its own.
 # Usage: scripts/on_policy_results.sh [teacher checkpoint]; SEEDS ("1 2"), STEPS (300),
-#        RUNS (runs/on-policy), OUT (RUNS/results.md), KD (build/kdtrain).
+#        WARM_STEPS (100), RUNS (runs/on-policy), OUT (RUNS/results.md), KD (build/kdtrain).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -24,6 +27,7 @@ kd=${KD:-./build/kdtrain}
 teacher=${1:-runs/demo/demo-teacher/checkpoints/step-00001000.h5}
 seeds=${SEEDS:-1 2}
 steps=${STEPS:-300}
+warm_steps=${WARM_STEPS:-100}
 runs=${RUNS:-runs/on-policy}
 out=${OUT:-$runs/results.md}
 [ -f "$teacher" ] || { echo "on_policy_results.sh: no teacher checkpoint $teacher (run scripts/demo.sh first)" >&2; exit 2; }
@@ -59,11 +63,28 @@ for seed in $seeds; do
   done
 done
 
+# warm starts from each seed's off-policy student
+warm=("warm off-policy||" "warm on-policy λ=0.5 RKL|$(onp 0.5 reverse_kl)|" "warm on-policy λ=1 RKL|$(onp 1.0 reverse_kl)|"
+      "warm on-policy λ=0.5 JSD|$(onp 0.5 jsd)|")
+for seed in $seeds; do
+  init=$runs/off-policy-s$seed/checkpoints/step-$(printf %08d "$steps").h5
+  for v in "${warm[@]}"; do
+    IFS='|' read -r label flags _ <<<"$v"
+    name=$(name_of "$label")-s$seed
+    [ -f "$runs/$name/checkpoints/step-$(printf %08d "$warm_steps").h5" ] && continue
+    # shellcheck disable=SC2086
+    $kd distill --config configs/demo/student-kd.yaml "${common[@]}" --set train.seed="$seed" --set run.name="$name" \
+      --set train.init_from="$init" --set train.steps="$warm_steps" --set train.checkpoint_every="$warm_steps" \
+      --set optim.warmup_steps=1 --set optim.schedule=constant --set optim.lr=3.0e-4 $flags >"$runs/logs/$name.log" 2>&1
+  done
+done
+
 # the table: per variant, the two seeds' values "a / b" and their mean
-/usr/bin/python3 - "$runs" "$out" "$steps" "$seeds" "${variants[@]}" <<'PY'
+/usr/bin/python3 - "$runs" "$out" "$steps" "$seeds" "$warm_steps" "${variants[@]}" "${warm[@]}" <<'PY'
 import json, re, sys
-runs, out, steps, seeds = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split()
-variants = [v.split("|") for v in sys.argv[5:]]
+runs, out, steps, seeds, warm_steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split(), int(sys.argv[5])
+variants = [v.split("|") for v in sys.argv[6:] if not v.startswith("warm")]
+warm = [v.split("|") for v in sys.argv[6:] if v.startswith("warm")]
 name_of = lambda label: re.sub("-+", "-", re.sub("[^a-zA-Z0-9.]", "-", label))
 def lines(name):
     with open(f"{runs}/{name}/metrics.jsonl") as f:
@@ -71,10 +92,11 @@ def lines(name):
 keys = [("val_bpb", "bpb"), ("sample_teacher_nll", "teacher NLL"), ("sample_entropy", "entropy"),
         ("sample_distinct2", "distinct-2")]
 rows = {}
-for label, _, extra in variants:
+for label, _, extra in variants + warm:
+    base = "warm-off-policy" if label.startswith("warm") else "off-policy"
     for seed in seeds:
         ev = [l for l in lines(f"{name_of(label)}-s{seed}") if l["type"] == "eval"]
-        off = [l for l in lines(f"off-policy-s{seed}") if l["type"] == "eval"][-1]["time_s"]
+        off = [l for l in lines(f"{base}-s{seed}") if l["type"] == "eval"][-1]["time_s"]
         cost = float(extra) if extra else 0.0
         final = ev[-1]
         at_clock = [l for l in ev if l["time_s"] + cost <= off + 1e-9]
@@ -96,6 +118,20 @@ with open(out, "w") as f:
             " | ".join(h for _, h in keys) + " |\n")
     f.write("|---|---|" + "---|" * len(keys) + "\n")
     for label, _, _ in variants:
+        r = rows[label]
+        f.write(f"| {label} | {cell([x[1]['step'] if x[1] else None for x in r], '%d')} | " +
+                " | ".join(cell([x[1].get(k) if x[1] else None for x in r]) for k, _ in keys) + " |\n")
+    f.write(f"\n## Warm start: {warm_steps} more steps from the off-policy student at step {steps}\n\n"
+            "Equal steps:\n\n| variant | wall s | " + " | ".join(h for _, h in keys) + " |\n")
+    f.write("|---|---|" + "---|" * len(keys) + "\n")
+    for label, _, _ in warm:
+        r = rows[label]
+        f.write(f"| {label} | {cell([x[2] for x in r], '%.0f')} | " +
+                " | ".join(cell([x[0].get(k) for x in r]) for k, _ in keys) + " |\n")
+    f.write("\nEqual wall-clock (the warm off-policy run's time):\n\n| variant | step | " +
+            " | ".join(h for _, h in keys) + " |\n")
+    f.write("|---|---|" + "---|" * len(keys) + "\n")
+    for label, _, _ in warm:
         r = rows[label]
         f.write(f"| {label} | {cell([x[1]['step'] if x[1] else None for x in r], '%d')} | " +
                 " | ".join(cell([x[1].get(k) if x[1] else None for x in r]) for k, _ in keys) + " |\n")
