@@ -106,35 +106,27 @@ def cell(vals, fmt="%.4f"):
     if not vals:
         return "-"
     return " / ".join(fmt % v for v in vals) + (f" (mean {fmt % (sum(vals) / len(vals))})" if len(vals) > 1 else "")
+def table(f, heading, labels, equal_steps):
+    """One table: each variant's final evaluation (equal steps) or its last one within the
+    reference run's time (equal wall-clock)."""
+    first = "wall s" if equal_steps else "step"
+    f.write(heading + f"\n\n| variant | {first} | " + " | ".join(h for _, h in keys) + " |\n")
+    f.write("|---|---|" + "---|" * len(keys) + "\n")
+    for label, _, _ in labels:
+        r = rows[label]
+        if equal_steps:
+            lead, ev = cell([x[2] for x in r], "%.0f"), [x[0] for x in r]
+        else:
+            lead, ev = cell([x[1]["step"] if x[1] else None for x in r], "%d"), [x[1] for x in r]
+        f.write(f"| {label} | {lead} | " + " | ".join(cell([e.get(k) if e else None for e in ev]) for k, _ in keys) +
+                " |\n")
 with open(out, "w") as f:
     f.write(f"# On-policy distillation study (scripts/on_policy_results.sh): seeds {' / '.join(seeds)}\n\n")
-    f.write(f"## Equal steps ({steps})\n\n| variant | wall s | " + " | ".join(h for _, h in keys) + " |\n")
-    f.write("|---|---|" + "---|" * len(keys) + "\n")
-    for label, _, _ in variants:
-        r = rows[label]
-        f.write(f"| {label} | {cell([x[2] for x in r], '%.0f')} | " +
-                " | ".join(cell([x[0].get(k) for x in r]) for k, _ in keys) + " |\n")
-    f.write("\n## Equal wall-clock (the off-policy run's time, same seed)\n\n| variant | step | " +
-            " | ".join(h for _, h in keys) + " |\n")
-    f.write("|---|---|" + "---|" * len(keys) + "\n")
-    for label, _, _ in variants:
-        r = rows[label]
-        f.write(f"| {label} | {cell([x[1]['step'] if x[1] else None for x in r], '%d')} | " +
-                " | ".join(cell([x[1].get(k) if x[1] else None for x in r]) for k, _ in keys) + " |\n")
-    f.write(f"\n## Warm start: {warm_steps} more steps from the off-policy student at step {steps}\n\n"
-            "Equal steps:\n\n| variant | wall s | " + " | ".join(h for _, h in keys) + " |\n")
-    f.write("|---|---|" + "---|" * len(keys) + "\n")
-    for label, _, _ in warm:
-        r = rows[label]
-        f.write(f"| {label} | {cell([x[2] for x in r], '%.0f')} | " +
-                " | ".join(cell([x[0].get(k) for x in r]) for k, _ in keys) + " |\n")
-    f.write("\nEqual wall-clock (the warm off-policy run's time):\n\n| variant | step | " +
-            " | ".join(h for _, h in keys) + " |\n")
-    f.write("|---|---|" + "---|" * len(keys) + "\n")
-    for label, _, _ in warm:
-        r = rows[label]
-        f.write(f"| {label} | {cell([x[1]['step'] if x[1] else None for x in r], '%d')} | " +
-                " | ".join(cell([x[1].get(k) if x[1] else None for x in r]) for k, _ in keys) + " |\n")
+    table(f, f"## Equal steps ({steps})", variants, True)
+    table(f, "\n## Equal wall-clock (the off-policy run's time, same seed)", variants, False)
+    table(f, f"\n## Warm start: {warm_steps} more steps from the off-policy student at step {steps}\n\nEqual steps:",
+          warm, True)
+    table(f, "\nEqual wall-clock (the warm off-policy run's time):", warm, False)
 print(open(out).read())
 PY
 # the curves: validation bits per byte against wall-clock time, seed 1
