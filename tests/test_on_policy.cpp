@@ -163,6 +163,22 @@ TEST(OnPolicy, AStepsGradientIsTheDataTermsPlusTheDivergenceOnSampledPositions) 
   EXPECT_NEAR(on.loss, want, 1e-9 * want);
 }
 
+// alpha = 1: CE alone on the data rows, the divergence alone on the sampled ones (GKD mixed
+// with supervised training): the teacher's logits are still computed for the sampled rows.
+TEST(OnPolicy, WithAlphaOneTheSampledRowsStillGetTheDivergence) {
+  kd::Config c = kdtest::tiny_config({"distill.on_policy.fraction=0.5", "distill.on_policy.prompt_tokens=4",
+                                      "distill.on_policy.max_new_tokens=8", "distill.alpha=1"});
+  kd::set_threads(kThreads);
+  kd::Trainer t(c);
+  auto src = kd::make_synthetic(c, kd::Stream::train);
+  const StepReport r = t.step(*src);
+  ASSERT_GT(r.loss.on_tokens, 0);
+  EXPECT_GT(r.loss.kd_on_sum, 0.0);
+  const double t2 = c.distill.temperature * c.distill.temperature, n = double(r.loss.tokens);
+  const double want = (r.loss.ce * (n - double(r.loss.on_tokens)) + t2 * r.loss.kd_on_sum) / n;
+  EXPECT_NEAR(r.loss.loss, want, 1e-9 * want);
+}
+
 // The trainer with distill.on_policy: a step samples half the batch and reports it.
 TEST(OnPolicy, ATrainerStepSamplesItsShare) {
   kd::Config c = kdtest::tiny_config({"distill.on_policy.fraction=0.5", "distill.on_policy.prompt_tokens=4",

@@ -85,7 +85,11 @@ class DistillStep {
   void set_teacher_hook(LinearHook<T>* h) { teacher_hook_ = h; }
 
  private:
-  bool uses_teacher_logits() const { return teacher_ != nullptr && spec_.alpha < 1.0; }
+  // the teacher's logits are needed for the divergence: of the data rows (alpha < 1) or of
+  // on-policy rows (their loss is the divergence alone, whatever alpha)
+  bool uses_teacher_logits() const {
+    return teacher_ != nullptr && (spec_.alpha < 1.0 || spec_.on_policy.enabled());
+  }
   bool has_teacher_term() const { return teacher_ != nullptr || top_k_; }
   void logits_chunk(T* out, const T* hidden, const T* head, int rows, int vocab, int d) const;
   void teacher_logits(const T* hidden, const T* teacher_params, int rows);  // into zt_
