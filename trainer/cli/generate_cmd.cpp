@@ -36,13 +36,11 @@ int run_generate(const GenerateOptions& o) {
                                   o.threads > 0 ? "--threads" : "train.threads");
   const int batch = int(prompts.size());
   // the KV cache and activations, checked before anything is allocated
-  const double need = double(Generator::bytes(model->config.model, context, batch, threads)) +
-                      double(model->params.size()) * sizeof(float);
-  const MemoryLimit limit = process_memory_limit();
-  KD_CHECK_INPUT(limit.bytes <= 0 || need <= limit.bytes,
-                 "generate: the KV cache for {} sequences of --context {} positions and the model need {:.1f} GiB, more "
-                 "than {} ({:.1f} GiB): lower --batch, --context or the prompts", batch, context,
-                 need / double(1ull << 30), limit.source, limit.bytes / double(1ull << 30));
+  check_fits_in_memory(double(Generator::bytes(model->config.model, context, batch, threads)) +
+                           double(model->params.size()) * sizeof(float),
+                       fmt::format("generate: the KV cache for {} sequences of --context {} positions and the model",
+                                   batch, context),
+                       "lower --batch, --context or the prompts");
   // a quantized checkpoint generates with its integer GEMMs
   std::unique_ptr<quant::IntegerInference> integer;
   if (model->quantized) integer = std::make_unique<quant::IntegerInference>(*model->quantized, model->config.model);

@@ -54,12 +54,11 @@ int run_generate_data(const GenerateDataOptions& o) {
   const int threads = set_threads(o.threads > 0 ? o.threads : model->config.train.threads,
                                   o.threads > 0 ? "--threads" : "train.threads");
   const int batch = std::min(o.batch, o.sequences);
-  const double need = double(Generator::bytes(model->config.model, context, batch, threads)) +
-                      double(model->params.size()) * sizeof(float);
-  const MemoryLimit limit = process_memory_limit();
-  KD_CHECK_INPUT(limit.bytes <= 0 || need <= limit.bytes, "generate-data: the KV cache for --batch {} of {} positions "
-                 "and the model need {:.1f} GiB, more than {} ({:.1f} GiB): lower --batch", batch, context,
-                 need / double(1ull << 30), limit.source, limit.bytes / double(1ull << 30));
+  check_fits_in_memory(double(Generator::bytes(model->config.model, context, batch, threads)) +
+                           double(model->params.size()) * sizeof(float),
+                       fmt::format("generate-data: the KV cache for --batch {} of {} positions and the model", batch,
+                                   context),
+                       "lower --batch");
 
   std::unique_ptr<quant::IntegerInference> integer;
   if (model->quantized) integer = std::make_unique<quant::IntegerInference>(*model->quantized, model->config.model);

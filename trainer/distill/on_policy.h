@@ -34,6 +34,7 @@ class OnPolicyRollouts {
   OnPolicyRollouts(const LlamaLayout& student, const OnPolicySection& spec, int rows, int seq, int threads,
                    std::uint64_t seed, int eot);
   static bool sampled(std::int64_t global_index, double fraction);
+  void set_end_of_text(int eot) { eot_ = eot; }
   // The KV cache and activations a run with on-policy rows holds (memory estimate).
   static std::size_t bytes(const ModelSpec& s, const OnPolicySection& spec, int rows, int seq, int threads);
 

@@ -77,29 +77,36 @@ SampleQuality SampleMetrics::run(const float* sp, LinearHook<float>* shook, cons
   llama_forward_frozen<float>(teacher_, tp, tokens.data(), tact_, thook);
   const int vs = student_.spec().vocab, vt = teacher_.spec().vocab, ds = student_.spec().d_model,
             dt = teacher_.spec().d_model;
-  logits_.resize(std::size_t(std::max(vs, vt)));
+  logits_.resize(std::size_t(spec_.new_tokens) * std::size_t(std::max(vs, vt)));
   SampleQuality q;
   double nll = 0, ent = 0;
   for (int i = 0; i < n; ++i) {
-    const int p = int(prompts_[std::size_t(i)].size());
     const auto& g = gen[std::size_t(i)].tokens;
-    for (std::size_t j = 0; j < g.size(); ++j) {
-      if (g[j] >= vt) continue;  // a padding row of the student's vocabulary: the teacher has no such token
-      const std::size_t row = std::size_t(i) * len + std::size_t(p) - 1 + j;  // predicts g[j]
-      head_forward_frozen<float>(student_, sp, logits_.data(), sact_.final_norm + row * ds, 1, shook);
-      double mx = -INFINITY, z = 0, e = 0;
-      for (int k = 0; k < vs; ++k) mx = std::max(mx, double(logits_[std::size_t(k)]));
-      for (int k = 0; k < vs; ++k) z += std::exp(double(logits_[std::size_t(k)]) - mx);
+    const int m = int(g.size());
+    if (m == 0) continue;
+    // the m positions that predicted the samples, contiguous: one head GEMM per model
+    const std::size_t row0 = std::size_t(i) * len + prompts_[std::size_t(i)].size() - 1;
+    head_forward_frozen<float>(student_, sp, logits_.data(), sact_.final_norm + row0 * ds, m, shook);
+    for (int j = 0; j < m; ++j) {
+      if (g[std::size_t(j)] >= vt) continue;  // not scored (below)
+      const float* z = logits_.data() + std::size_t(j) * vs;
+      double mx = -INFINITY, sum = 0, e = 0;
+      for (int k = 0; k < vs; ++k) mx = std::max(mx, double(z[k]));
+      for (int k = 0; k < vs; ++k) sum += std::exp(double(z[k]) - mx);
       for (int k = 0; k < vs; ++k) {
-        const double lp = double(logits_[std::size_t(k)]) - mx - std::log(z);
+        const double lp = double(z[k]) - mx - std::log(sum);
         e -= std::exp(lp) * lp;
       }
       ent += e;
-      head_forward_frozen<float>(teacher_, tp, logits_.data(), tact_.final_norm + row * dt, 1, thook);
-      double tmx = -INFINITY, tz = 0;
-      for (int k = 0; k < vt; ++k) tmx = std::max(tmx, double(logits_[std::size_t(k)]));
-      for (int k = 0; k < vt; ++k) tz += std::exp(double(logits_[std::size_t(k)]) - tmx);
-      nll += tmx + std::log(tz) - double(logits_[std::size_t(g[j])]);
+    }
+    head_forward_frozen<float>(teacher_, tp, logits_.data(), tact_.final_norm + row0 * dt, m, thook);
+    for (int j = 0; j < m; ++j) {
+      if (g[std::size_t(j)] >= vt) continue;  // a padding row of the student's vocabulary: the teacher has no such token
+      const float* z = logits_.data() + std::size_t(j) * vt;
+      double mx = -INFINITY, sum = 0;
+      for (int k = 0; k < vt; ++k) mx = std::max(mx, double(z[k]));
+      for (int k = 0; k < vt; ++k) sum += std::exp(double(z[k]) - mx);
+      nll += mx + std::log(sum) - double(z[g[std::size_t(j)]]);
       ++q.tokens;
     }
   }

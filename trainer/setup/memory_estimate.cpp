@@ -111,6 +111,12 @@ MemoryLimit process_memory_limit() {
   return m;
 }
 
+void check_fits_in_memory(double bytes, const std::string& what, const std::string& advice) {
+  const MemoryLimit limit = process_memory_limit();
+  KD_CHECK_INPUT(limit.bytes <= 0 || bytes <= limit.bytes, "{} need {:.1f} GiB, more than {} ({:.1f} GiB): {}", what,
+                 bytes / double(1ull << 30), limit.source, limit.bytes / double(1ull << 30), advice);
+}
+
 void check_memory_fits(const Config& cfg, int ranks, const std::string& where) {
   MemoryEstimate e;
   try {

@@ -36,6 +36,10 @@ struct MemoryLimit {
 };
 MemoryLimit process_memory_limit();
 
+// InputError "{what} need X GiB, more than <the limit> (Y GiB): {advice}" when `bytes` exceed
+// process_memory_limit(): a check before anything of that size is allocated.
+void check_fits_in_memory(double bytes, const std::string& what, const std::string& advice);
+
 // InputError, before any allocation, when one rank's estimate exceeds process_memory_limit():
 // names the estimate, the limit, the largest items and the model sizes that make them. A
 // config whose ranks do not fit its parallel layout is left to the checks that name that.

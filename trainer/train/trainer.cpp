@@ -156,9 +156,7 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp, dist::Comm* tp) : cfg_(cfg),
 }
 
 void Trainer::set_end_of_text(int eot) {
-  if (!rollouts_) return;
-  rollouts_ = std::make_unique<OnPolicyRollouts>(*student_, cfg_.distill.on_policy, local_batch_, cfg_.train.seq_len,
-                                                 omp_get_max_threads(), std::uint64_t(cfg_.train.seed), eot);
+  if (rollouts_) rollouts_->set_end_of_text(eot);
 }
 
 Trainer::~Trainer() = default;
