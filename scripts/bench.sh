@@ -12,17 +12,23 @@
 # student's block linears 50% pruned by magnitude per tensor (kdtrain: prune.criterion
 # magnitude_layer, one-shot at step 0, masks kept through every update; PyTorch:
 # torch.nn.utils.prune.l1_unstructured, the weight = weight_orig * mask reparametrisation).
-#  4. checkpoint: kdtrain bench --checkpoint on the kd variant (the student with AdamW state:
-#     write; a resume's read, which checks every chunk as it reads; stall between steps) against torch.save/torch.load of the same
-#     student's and optimizer's state_dicts (fsync'ed, renamed), in the same run;
+#  4. checkpoint: kdtrain bench --checkpoint (the student with AdamW state: the write; a
+#     resume's read, which checks every byte against the manifest, from disk and from the page
+#     cache; the stall a checkpoint written in the background causes to training) against
+#     torch.save/torch.load of the same student's and optimizer's state_dicts (fsync'ed,
+#     renamed), in the same run, at two sizes: the kd variant's student (89 MB) and the ~2 GB
+#     state of configs/bench-ckpt2g.yaml (scripts/torch_ckpt_ref.py on the PyTorch side); and
+#     the kd variant's on 2 MPI ranks x 1 thread (one file, each rank writing its ZeRO share);
 #  5. data parallel: the kd step as 1 rank × <threads> threads and as <threads> MPI ranks ×
 #     1 thread (ZeRO-1, the same global batch), alternated twice, the mean of the two step medians.
 # Last line (machine-readable, one line; wrapped here):
 #   RESULT kd_speedup=<kdtrain/pytorch tokens/s> student_speedup=<...> mfu=<kdtrain kd MFU> rss_ratio=<kdtrain/pytorch peak RSS>
 #          kdqat_speedup=<kdtrain/pytorch kd+qat tokens/s> kdprune_speedup=<... kd+prune ...>
 #          dp_ratio=<ranks×1 thread / 1 rank×threads tokens/s> dp_comm_ms=<collectives per step>
-#          ckpt_write_ratio=<kdtrain/pytorch write s> ckpt_read_ratio=<kdtrain resume read / torch.load s, medians of 3>
-#          ckpt_stall_steps=<kdtrain stall per checkpoint in kd steps>
+#          ckpt_write_ratio=<kdtrain/pytorch write s> ckpt_read_ratio=<kdtrain resume read / torch.load s, from disk>
+#          ckpt_stall_steps=<kdtrain stall per checkpoint in kd steps> ckpt_stall_frac=<stall / write s>
+#          ckpt2g_write_ratio=.. ckpt2g_read_ratio=.. ckpt2g_stall_frac=.. (the same at ~2 GB)
+#          ckpt2r_write_ratio=.. ckpt2r_read_ratio=.. ckpt2r_stall_frac=.. (the kd student on 2 ranks)
 # Usage: scripts/bench.sh [threads (default 2)] [peak seconds per size (default 3)]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,6 +63,12 @@ for variant in kd student-only kd+qat kd+prune; do
     "$py" scripts/torch_kd_ref.py --threads "$threads" --peak-gflops "$peak" $tflag | tee "$log/torch-$variant"
 done
 
+echo "== checkpoint at ~2 GB: kdtrain (configs/bench-ckpt2g.yaml, student-only) and PyTorch (scripts/torch_ckpt_ref.py)"
+./build/kdtrain bench --config configs/bench-ckpt2g.yaml --student-only --checkpoint --threads "$threads" \
+  --peak-gflops "$peak" | tee "$log/kdtrain-ckpt2g" | grep -i -E '^(RESULT|checkpoint)'
+OMP_NUM_THREADS="$threads" "$py" scripts/torch_ckpt_ref.py --config configs/bench-ckpt2g.yaml --threads "$threads" \
+  | tee "$log/torch-ckpt2g"
+
 echo "== data parallel: 1 rank x ${threads} threads against ${threads} ranks x 1 thread"
 # as root OpenMPI needs both variables; one rank per core, bound
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -66,6 +78,9 @@ for round in 1 2; do
   OMP_NUM_THREADS=1 mpirun -np "$threads" --bind-to core ./build/kdtrain bench --config configs/bench-cpu.yaml \
     --threads 1 --peak-gflops "$peak" | tee "$log/dp-${threads}x1-$round" | grep -E '^(RESULT|median|communication)'
 done
+echo "== checkpoint on 2 ranks x 1 thread (the kd variant's student, one file)"
+OMP_NUM_THREADS=1 mpirun -np 2 --bind-to core ./build/kdtrain bench --config configs/bench-cpu.yaml --checkpoint \
+  --threads 1 --peak-gflops "$peak" | tee "$log/kdtrain-ckpt2r" | grep -i -E '^(RESULT|checkpoint)'
 mean2() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a + b) / 2 }'; }
 one=$(mean2 "$(field "$log/dp-1x$threads-1" tokens_per_s)" "$(field "$log/dp-1x$threads-2" tokens_per_s)")
 many=$(mean2 "$(field "$log/dp-${threads}x1-1" tokens_per_s)" "$(field "$log/dp-${threads}x1-2" tokens_per_s)")
@@ -80,9 +95,16 @@ rss_k=$(field "$log/kdtrain-kd" peak_rss_kib); rss_t=$(field "$log/torch-kd" pea
 mfu=$(field "$log/kdtrain-kd" mfu)
 ckfield() { grep '^RESULT.*checkpoint_mb' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 ck_wk=$(ckfield "$log/kdtrain-kd" write_s); ck_wt=$(ckfield "$log/torch-kd" write_s)
-ck_rk=$(ckfield "$log/kdtrain-kd" read_s)  # what --resume reads (one pass, checked as read)
-ck_rt=$(ckfield "$log/torch-kd" read_s)
+ck_rk=$(ckfield "$log/kdtrain-kd" read_disk_s)  # what --resume reads (one pass, checked as read), from disk
+ck_rt=$(ckfield "$log/torch-kd" read_disk_s)
 ck_stall=$(ckfield "$log/kdtrain-kd" stall_steps)
+ck_frac=$(ckfield "$log/kdtrain-kd" stall_frac)
+g_wk=$(ckfield "$log/kdtrain-ckpt2g" write_s); g_wt=$(ckfield "$log/torch-ckpt2g" write_s)
+g_rk=$(ckfield "$log/kdtrain-ckpt2g" read_disk_s); g_rt=$(ckfield "$log/torch-ckpt2g" read_disk_s)
+g_ck=$(ckfield "$log/kdtrain-ckpt2g" read_s); g_ct=$(ckfield "$log/torch-ckpt2g" read_s)
+g_frac=$(ckfield "$log/kdtrain-ckpt2g" stall_frac)
+r_wk=$(ckfield "$log/kdtrain-ckpt2r" write_s); r_rk=$(ckfield "$log/kdtrain-ckpt2r" read_disk_s)
+r_frac=$(ckfield "$log/kdtrain-ckpt2r" stall_frac)
 
 echo
 echo "== summary (${threads} threads, sgemm peak ${peak} GFLOP/s)"
@@ -96,6 +118,14 @@ printf '%-22s %14s %14s %9s\n' "kd peak RSS KiB" "$rss_k" "$rss_t" "$(ratio "$rs
 printf '%-22s %14s %14s %9s\n' "checkpoint write s" "$ck_wk" "$ck_wt" "$(ratio "$ck_wk" "$ck_wt")"
 printf '%-22s %14s %14s %9s\n' "checkpoint read s" "$ck_rk" "$ck_rt" "$(ratio "$ck_rk" "$ck_rt")"
 printf '%-22s %14s\n' "checkpoint stall steps" "$ck_stall"
+printf '%-22s %14s\n' "checkpoint stall/write" "$ck_frac"
+printf '%-22s %14s %14s %9s\n' "2 GB write s" "$g_wk" "$g_wt" "$(ratio "$g_wk" "$g_wt")"
+printf '%-22s %14s %14s %9s\n' "2 GB read s (disk)" "$g_rk" "$g_rt" "$(ratio "$g_rk" "$g_rt")"
+printf '%-22s %14s %14s %9s\n' "2 GB read s (cached)" "$g_ck" "$g_ct" "$(ratio "$g_ck" "$g_ct")"
+printf '%-22s %14s\n' "2 GB stall/write" "$g_frac"
+printf '%-22s %14s %14s %9s\n' "2 ranks write s" "$r_wk" "$ck_wt" "$(ratio "$r_wk" "$ck_wt")"
+printf '%-22s %14s %14s %9s\n' "2 ranks read s (disk)" "$r_rk" "$ck_rt" "$(ratio "$r_rk" "$ck_rt")"
+printf '%-22s %14s\n' "2 ranks stall/write" "$r_frac"
 printf '%-22s %14s %14s %9s\n' "" "1 rank" "$threads ranks" ratio
 printf '%-22s %14s %14s %9s\n' "kd tokens/s (DP)" "$one" "$many" "$(ratio "$many" "$one")"
-echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t") dp_ratio=$(ratio "$many" "$one") dp_comm_ms=$dp_comm ckpt_write_ratio=$(ratio "$ck_wk" "$ck_wt") ckpt_read_ratio=$(ratio "$ck_rk" "$ck_rt") ckpt_stall_steps=$ck_stall"
+echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t") dp_ratio=$(ratio "$many" "$one") dp_comm_ms=$dp_comm ckpt_write_ratio=$(ratio "$ck_wk" "$ck_wt") ckpt_read_ratio=$(ratio "$ck_rk" "$ck_rt") ckpt_stall_steps=$ck_stall ckpt_stall_frac=$ck_frac ckpt2g_write_ratio=$(ratio "$g_wk" "$g_wt") ckpt2g_read_ratio=$(ratio "$g_rk" "$g_rt") ckpt2g_stall_frac=$g_frac ckpt2r_write_ratio=$(ratio "$r_wk" "$ck_wt") ckpt2r_read_ratio=$(ratio "$r_rk" "$ck_rt") ckpt2r_stall_frac=$r_frac"

@@ -5,7 +5,7 @@
 #   after close, after fsync, after rename, before the directory fsync. Every file under a
 #   final name verifies whole (kdtrain inspect --verify), the killed checkpoint exists only
 #   when the rename happened, and --resume continues to the uninterrupted run's losses bit for
-#   bit. The same mid-dataset kill on 2 ranks (a collective MPI-IO write).
+#   bit. The same mid-dataset kill on 2 ranks (a collective write: one file, each rank writing its part).
 # - A flipped byte in the newest checkpoint's tensor data: --resume says so, falls back to
 #   the one before and still ends bit for bit.
 # - A full disk (a file-size limit, ulimit -f): exit 3 naming the checkpoint, no .tmp left,
@@ -79,7 +79,7 @@ if [ -x "$py" ] && "$py" -c 'import h5py' 2>/dev/null; then
 import sys, h5py
 with h5py.File(sys.argv[1], "r") as f:
     ds = f["tensors/adam_m"][list(f["tensors/adam_m"].keys())[0]]
-    print(ds.id.get_chunk_info(0).byte_offset + 4)
+    print(ds.id.get_offset() + 4)  # contiguous: the dataset's bytes start there
 PY
 )
   printf '\xff' | dd of="$(ck flip 4)" bs=1 seek="$off" conv=notrunc status=none
@@ -97,15 +97,15 @@ else
   fail "/usr/bin/python3 with h5py is needed to find a chunk (scripts/test.sh installs python3-h5py)"
 fi
 
-# last_chunk FILE PREFIX: the file offset of the last chunk of the last dataset (in the
-# order written: the manifest's) whose path starts with PREFIX, plus 4
+# last_chunk FILE PREFIX: the file offset of the last 4 bytes of the last dataset (in the
+# order written: the manifest's) whose path starts with PREFIX: within its last CRC block
 last_chunk() {
   "$py" - "$1" "$2" <<'PY'
 import json, sys, h5py
 with h5py.File(sys.argv[1], "r") as f:
     paths = [e["path"] for e in json.loads(f["manifest"][()].decode())["datasets"]]
     ds = f[[p for p in paths if p.startswith(sys.argv[2])][-1]]
-    print(ds.id.get_chunk_info(ds.id.get_num_chunks() - 1).byte_offset + 4)
+    print(ds.id.get_offset() + max(0, ds.id.get_storage_size() - 4))
 PY
 }
 

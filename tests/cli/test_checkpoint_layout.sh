@@ -4,8 +4,8 @@
 #   manifest with its own CRC-32, and agrees with `kdtrain inspect` on every tensor group;
 #   a byte flipped in the config text makes it name the dataset and exit 1;
 # - h5dump lists the layout docs/checkpoint-format.md documents: root attributes, the text
-#   datasets, provenance/state attributes, tensor groups of chunked Fletcher-32 float32
-#   datasets, /ranks/data_rng [2, 2] int64 and the manifest.
+#   datasets, provenance/state attributes, tensor groups of contiguous float32 datasets
+#   (page-aligned where a page or more), /ranks/data_rng [2, 2] int64 and the manifest.
 # Usage: test_checkpoint_layout.sh <kdtrain binary> <repo root> <mpirun>
 set -u
 bin=$1
@@ -51,15 +51,19 @@ for want in 'ATTRIBUTE "format"' 'ATTRIBUTE "format_version"' 'ATTRIBUTE "kind"'
             'DATASET "metrics"' 'DATASET "manifest"' 'GROUP "provenance"' 'GROUP "state"' 'ATTRIBUTE "data_cursor"' \
             'ATTRIBUTE "blas_core"' 'GROUP "tensors"' 'GROUP "model"' 'GROUP "adam_m"' 'GROUP "adam_v"' \
             'GROUP "teacher"' 'GROUP "ranks"' 'DATASET "data_rng"' 'DATASET "model.embed_tokens.weight"' \
-            'CHECKSUM FLETCHER32' 'H5T_IEEE_F32LE' 'H5T_STD_I64LE' 'CSET H5T_CSET_UTF8'; do
+            'CONTIGUOUS' 'H5T_IEEE_F32LE' 'H5T_STD_I64LE' 'CSET H5T_CSET_UTF8'; do
   grep -qF "$want" "$tmp/h5dump.txt" || fail "h5dump does not list $want"
 done
 grep -A3 'DATASET "data_rng"' "$tmp/h5dump.txt" | grep -q 'SIMPLE { ( 2, 2 ) / ( 2, 2 ) }' \
   || fail "h5dump: /ranks/data_rng is not [2, 2]"
-n_fletcher=$(grep -c 'CHECKSUM FLETCHER32' "$tmp/h5dump.txt")
+# every tensor contiguous and unfiltered; those of a page or more start on a page
 n_tensors=$(h5dump -n "$ckpt" | grep -c 'dataset    /tensors/')
-[ "$n_fletcher" -ge "$n_tensors" ] && [ "$n_tensors" -gt 0 ] \
-  && ok "h5dump lists the documented layout; $n_tensors tensor datasets, each chunked with Fletcher-32" \
-  || fail "h5dump: $n_fletcher Fletcher-32 filters for $n_tensors tensors"
+n_contiguous=$(grep -c '^ *CONTIGUOUS' "$tmp/h5dump.txt")
+n_filtered=$(grep -c 'CHECKSUM FLETCHER32\|COMPRESSION' "$tmp/h5dump.txt")
+misaligned=$(awk '/SIZE [0-9]+/ { size = $2 } /OFFSET [0-9]+/ { if (size >= 4096 && $2 % 4096 != 0) n++ } END { print n + 0 }' \
+             "$tmp/h5dump.txt")
+[ "$n_contiguous" -ge "$n_tensors" ] && [ "$n_tensors" -gt 0 ] && [ "$n_filtered" = 0 ] && [ "$misaligned" = 0 ] \
+  && ok "h5dump lists the documented layout; $n_tensors tensor datasets, contiguous, unfiltered, page-aligned" \
+  || fail "h5dump: $n_contiguous contiguous, $n_filtered filtered, $misaligned misaligned for $n_tensors tensors"
 
 [ "$fails" -eq 0 ] && echo "all checkpoint layout checks passed" || { echo "$fails failure(s)"; exit 1; }

@@ -5,16 +5,16 @@
 //
 // Writing is collective and atomic: every rank of a Comm calls write_checkpoint with the
 // same tensors (names, shapes, types), each giving the slice of each tensor it writes (its
-// ZeRO shard); with more than one rank the file is written over MPI-IO (parallel HDF5,
-// collective transfers). The file is built under `path + ".tmp"`, fsync'ed, then renamed
-// over `path`; a failed write removes the .tmp and leaves any previous `path` untouched.
+// ZeRO shard) into the one file. The file is built under `path + ".tmp"`, fsync'ed, then
+// renamed over `path`; a failed write removes the .tmp and leaves any previous `path`
+// untouched. BackgroundCheckpoint does the same while the training goes on.
 // Errors: a write that fails -> RuntimeFailure (exit 3) on every rank; a file that is
 // missing, not a kdtrain checkpoint, of another format version or damaged -> InputError
 // (exit 2). Both name the path (and the tensor or key concerned).
 //
 // HDF5 types stay out of this header (trainer/checkpoint/h5_util.h is internal). Not
 // thread-safe: Debian's parallel HDF5 is built without its thread-safety lock, so call this
-// module from one thread at a time.
+// module from one thread at a time (a background write's own thread never calls HDF5).
 #pragma once
 
 #include <cstdint>
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "base/errors.h"
+#include "trainer/util/aligned_buffer.h"
 
 namespace kd::dist {
 class Comm;
@@ -60,6 +61,10 @@ struct TensorView {
   const void* data = nullptr;  // may be null only when the range is empty
   DType dtype = DType::f32;
   std::int64_t begin = 0, end = -1;
+  // For BackgroundCheckpoint: the data stays as it is until release_state() returns, so the
+  // writer reads it in place (the trainer's weights and moments, changed only by the next
+  // optimizer update); other views are copied when the write starts.
+  bool live = false;
 };
 
 struct CheckpointContents {
@@ -84,16 +89,71 @@ void split_among_ranks(std::vector<TensorView>& views, int rank, int world);
 // Writing checkpoint `path`: the text fields (kind, config, tokenizer, metrics), provenance
 // and state are rank 0's (the others may leave them empty); tensors and per_rank are every
 // rank's own. `comm` null = a single process.
+//
+// How a file is written (docs/checkpoint-format.md, "Writing"): rank 0 lays it out with HDF5
+// under `path + ".tmp"` (the texts, attributes and groups, and every dataset contiguous and
+// allocated, page-aligned, its bytes not yet written); then each rank writes its tensors'
+// bytes at their file offsets with pwrite from several threads, taking each block's CRC-32
+// from the same memory as it writes it (no HDF5 there: it is not thread-safe), and
+// fdatasyncs; then the ranks' checksums are gathered, rank 0 adds the manifest, fsyncs,
+// renames over `path` and fsyncs the directory. Any failure removes the .tmp and leaves a
+// previous `path` untouched, on every rank's word.
 
-// Writes `c` to `path` atomically (see above). Contents kdtrain cannot store (an empty or
-// '/'-containing name, a duplicate tensor, a negative dimension, null data, ranges that do
-// not cover a tensor exactly once) are rejected before anything touches the disk. Throws
-// RuntimeFailure naming the path on any failure, on every rank.
+// Writes `c` to `path` atomically (see above) and returns when it is done. Contents kdtrain
+// cannot store (an empty or '/'-containing name, a duplicate tensor, a negative dimension,
+// null data, ranges that do not cover a tensor exactly once) are rejected before anything
+// touches the disk. Throws RuntimeFailure naming the path on any failure, on every rank.
 //
 // For the crash tests: KDTRAIN_CHECKPOINT_FAULT=<point>:<n> makes the n-th write of this
 // process kill itself (SIGKILL) at <point>: mid-dataset, after-close, after-fsync,
 // after-rename or before-dir-fsync (docs/checkpoint-format.md).
 void write_checkpoint(const std::string& path, const CheckpointContents& c, dist::Comm* comm = nullptr);
+
+// The same write with the training going on meanwhile: start() lays the file out and copies
+// what is not `live` (the caller waits for that much), and a thread writes the bytes while
+// the caller trains; release_state() waits until the thread no longer reads the live views
+// (call it before changing them); poll() or finish() completes the file. Collective where
+// write_checkpoint is (start, poll, finish: every rank of `comm`, at the same point);
+// release_state is local. One write at a time: start() finishes the one in flight first.
+// The destructor abandons a write in flight (stops the thread, removes the .tmp): a run that
+// fails keeps its previous checkpoint.
+class BackgroundCheckpoint {
+ public:
+  explicit BackgroundCheckpoint(dist::Comm* comm = nullptr);
+  ~BackgroundCheckpoint();
+  BackgroundCheckpoint(const BackgroundCheckpoint&) = delete;
+  BackgroundCheckpoint& operator=(const BackgroundCheckpoint&) = delete;
+
+  // The errors of write_checkpoint, those of the bytes' write at poll()/finish().
+  void start(const std::string& path, const CheckpointContents& c);
+  void release_state();
+  // True when the write in flight finished on every rank and the file is now complete
+  // (renamed, synced); false while a rank's bytes are still being written, or when none is
+  // in flight. A failed write throws RuntimeFailure on every rank.
+  bool poll();
+  void finish();  // waits for the write in flight, then completes it (nothing when none)
+  bool in_flight() const;
+  const std::string& path() const;  // of the write in flight; "" when none
+
+  // Seconds of the last write: start() (the layout, the copy), the thread's time to
+  // release the live views and to write and sync every byte, the waits in release_state(),
+  // and finish() (the manifest, fsync, rename).
+  struct Stats {
+    double start_s = 0, release_s = 0, bytes_s = 0, release_wait_s = 0, finish_s = 0;
+    std::uint64_t copied_bytes = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  friend void write_checkpoint(const std::string&, const CheckpointContents&, dist::Comm*);
+  void begin(const std::string& path, const CheckpointContents& c, bool copy_unstable);
+  struct Write;
+  dist::Comm* comm_;
+  std::unique_ptr<Write> write_;
+  AlignedBuffer<char> snapshot_;  // the copies, kept for the next checkpoint (one size)
+  Stats stats_;
+};
+
 // InputError when KDTRAIN_CHECKPOINT_FAULT is set but malformed (checked before a run starts).
 void check_fault_env();
 

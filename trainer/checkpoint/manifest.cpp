@@ -1,6 +1,7 @@
 #include "trainer/checkpoint/manifest.h"
 
 #include <fmt/format.h>
+#include <isa-l/crc.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -14,16 +15,20 @@ namespace kd::ckpt::manifest {
 
 using json = nlohmann::json;
 
-std::uint32_t crc32_of(const void* data, std::uint64_t bytes) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  const auto* p = static_cast<const Bytef*>(data);
-  while (bytes > 0) {  // zlib takes at most 4 GiB per call
-    const uInt n = uInt(std::min<std::uint64_t>(bytes, std::uint64_t{1} << 30));
-    crc = crc32(crc, p, n);
+std::uint32_t crc32_of(const void* data, std::uint64_t bytes) { return crc32_continue(0, data, bytes); }
+
+// ISA-L's crc32_gzip_refl is zlib's crc32 (the same reflected polynomial, initial value and
+// final inversion; a previous CRC as the seed continues it), vectorised with carry-less
+// multiplication: ~25 GB/s a core here against zlib's ~4. test_checkpoint checks the two agree.
+std::uint32_t crc32_continue(std::uint32_t crc, const void* data, std::uint64_t bytes) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  while (bytes > 0) {  // its length is 32 bits
+    const std::uint64_t n = std::min<std::uint64_t>(bytes, std::uint64_t{1} << 30);
+    crc = crc32_gzip_refl(crc, p, n);
     p += n;
     bytes -= n;
   }
-  return std::uint32_t(crc);
+  return crc;
 }
 
 std::uint32_t whole_crc32(const Entry& e) {
@@ -106,19 +111,24 @@ std::vector<std::uint64_t> block_bounds(const std::string& dtype, const std::vec
   return bounds;
 }
 
-std::vector<Slice> slices_of(const std::vector<std::uint64_t>& bounds, std::uint64_t offset, const void* data,
-                             std::uint64_t bytes) {
+std::vector<Slice> cut_slices(const std::vector<std::uint64_t>& bounds, std::uint64_t offset, std::uint64_t bytes) {
   std::vector<Slice> out;
-  const auto* p = static_cast<const char*>(data);
   std::uint64_t at = offset;
   const std::uint64_t end = offset + bytes;
   auto next = std::upper_bound(bounds.begin(), bounds.end(), at);
   while (at < end) {
     const std::uint64_t cut = next == bounds.end() ? end : std::min(end, *next);
-    out.push_back({at, cut - at, crc32_of(p + (at - offset), cut - at)});
+    out.push_back({at, cut - at, 0});
     at = cut;
     if (next != bounds.end()) ++next;
   }
+  return out;
+}
+
+std::vector<Slice> slices_of(const std::vector<std::uint64_t>& bounds, std::uint64_t offset, const void* data,
+                             std::uint64_t bytes) {
+  std::vector<Slice> out = cut_slices(bounds, offset, bytes);
+  for (Slice& s : out) s.crc32 = crc32_of(static_cast<const char*>(data) + (s.offset - offset), s.bytes);
   if (out.empty()) out.push_back({offset, 0, crc32_of(nullptr, 0)});
   return out;
 }

@@ -44,6 +44,8 @@ std::vector<std::uint64_t> block_bounds(const std::string& dtype, const std::vec
 
 // `bytes` of data starting at byte `offset` of a dataset cut at `bounds`, each piece with its
 // CRC-32 (a writer's share of a dataset).
+// The same pieces without their CRCs (crc32 0): what a writer fills in as it writes them.
+std::vector<Slice> cut_slices(const std::vector<std::uint64_t>& bounds, std::uint64_t offset, std::uint64_t bytes);
 std::vector<Slice> slices_of(const std::vector<std::uint64_t>& bounds, std::uint64_t offset, const void* data,
                              std::uint64_t bytes);
 
@@ -58,6 +60,8 @@ std::vector<Entry> from_json(const std::string& text, const std::string& where);
 std::uint32_t whole_crc32(const Entry& e);
 
 std::uint32_t crc32_of(const void* data, std::uint64_t bytes);
+// The CRC-32 of the bytes whose CRC-32 is `crc` followed by `bytes` more at `data`.
+std::uint32_t crc32_continue(std::uint32_t crc, const void* data, std::uint64_t bytes);
 // The CRC-32 of the bytes of `a` followed by `b_bytes` bytes whose CRC-32 is `b`.
 std::uint32_t crc32_combine(std::uint32_t a, std::uint32_t b, std::uint64_t b_bytes);
 

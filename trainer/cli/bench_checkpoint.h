@@ -15,11 +15,11 @@ namespace kd::cli {
 inline constexpr int kBenchCheckpointWrites = 3;
 
 // Times, on every rank of the trainer's Comm: the collective write (median of 3, fsync and
-// rename included), the manifest verification and the read of the model and this rank's
-// moment shard that a resume does; then the stall the write causes to training (steps with a
-// checkpoint after each, against `median_step` s without) and, for comparison, what taking a
-// memory snapshot alone would stall (the floor of a background write). `dir`: "" = a fresh
-// directory under $TMPDIR, removed afterwards. Rank 0 prints to `out`.
+// rename included), the read of the model and this rank's moment shard that a resume does
+// (from disk and from the page cache) and the manifest verification; then the stall a
+// checkpoint written in the background causes to training (the steps it overlaps, against
+// `median_step` s each without it). `dir`: "" = a fresh directory under $TMPDIR, removed
+// afterwards. Rank 0 prints to `out`.
 void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& source, double median_step,
                       const std::string& dir, std::FILE* out);
 

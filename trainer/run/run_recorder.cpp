@@ -18,7 +18,9 @@ RunRecorder::RunRecorder(const RunInputs& in, Trainer& trainer, data::BatchSourc
                          const Provenance& prov, const RunDir* dir, Progress& progress, int threads,
                          ResumedRun resumed)
     : in_(in), trainer_(trainer), source_(source), groups_(groups), prov_(prov), dir_(dir), progress_(progress),
-      metrics_(std::move(resumed.metrics)), tokens_seen_(resumed.tokens_seen) {
+      metrics_(std::move(resumed.metrics)), writes_(!groups.tp_group || groups.tp_group->rank() == 0),
+      writer_(groups.dp), tokens_seen_(resumed.tokens_seen) {
+  if (writes_) trainer.set_state_gate([this] { writer_.release_state(); });
   const Config& cfg = in.cfg;
   if (dir_ != nullptr) {
     dir_->write_text(dir_->config_path(), config_to_yaml(cfg));
@@ -40,6 +42,10 @@ RunRecorder::RunRecorder(const RunInputs& in, Trainer& trainer, data::BatchSourc
     }
   }
   t_start_ = omp_get_wtime() - resumed.time_offset;
+}
+
+RunRecorder::~RunRecorder() {
+  if (writes_) trainer_.set_state_gate(nullptr);
 }
 
 double RunRecorder::elapsed() const { return omp_get_wtime() - t_start_; }
@@ -101,8 +107,8 @@ void RunRecorder::evaluate(std::int64_t step) {
 
 // Collective over the data-parallel ranks, each writing its ZeRO shard (in a tensor-parallel
 // job the group of tensor-parallel rank 0: the others hold the same student).
-void RunRecorder::save(std::int64_t step) {
-  if (groups_.tp_group && groups_.tp_group->rank() != 0) return;
+void RunRecorder::save(std::int64_t step, bool wait) {
+  if (!writes_) return;
   const Config& cfg = in_.cfg;
   ckpt::CheckpointContents c;
   if (dir_ != nullptr) {  // the texts and counters are rank 0's
@@ -124,8 +130,23 @@ void RunRecorder::save(std::int64_t step) {
   }
   add_trainer_tensors(trainer_, cfg.has_teacher && !in_.teacher && !trainer_.uses_topk_targets(), c);
   c.per_rank["data_rng"] = {source_.position(), std::int64_t(source_.rng_fingerprint())};
-  ckpt::write_checkpoint(RunDir::checkpoint_path(in_.run_path, step), c, groups_.dp);
-  if (dir_ != nullptr) dir_->prune_checkpoints(cfg.train.keep_checkpoints);
+  finish_checkpoint();  // the one in flight first: kept checkpoints are counted complete
+  writer_.start(RunDir::checkpoint_path(in_.run_path, step), c);
+  if (wait) finish_checkpoint();
+}
+
+void RunRecorder::poll_checkpoint() {
+  if (writes_ && writer_.poll()) completed();
+}
+
+void RunRecorder::finish_checkpoint() {
+  if (!writes_ || !writer_.in_flight()) return;
+  writer_.finish();
+  completed();
+}
+
+void RunRecorder::completed() {
+  if (dir_ != nullptr) dir_->prune_checkpoints(in_.cfg.train.keep_checkpoints);
 }
 
 }  // namespace kd

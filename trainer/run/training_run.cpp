@@ -151,6 +151,7 @@ int step_loop(const RunInputs& in, Trainer& trainer, data::BatchSource& source, 
     // IMP: every round's result is evaluated (the sparsity curve), before the next round prunes
     const bool round_end = trainer.pruner() && trainer.pruner()->ends_round(step);
     if (step != tr.steps && ((tr.eval_every > 0 && step % tr.eval_every == 0) || round_end)) rec.evaluate(step);
+    rec.poll_checkpoint();  // a background checkpoint completed (or failed: exit 3) at the same step on every rank
     // preemption (SIGTERM, SIGUSR1) and the wall-time period: every student rank acts after
     // the same step (their clocks and signals may differ, so the flags are max-reduced)
     std::array<double, 2> flags{preemption_requested() ? 1.0 : 0.0,
@@ -161,11 +162,12 @@ int step_loop(const RunInputs& in, Trainer& trainer, data::BatchSource& source, 
     if (g.tp_group) g.tp_group->all_reduce_max(flags);
     const bool saved = step != tr.steps && ((tr.checkpoint_every > 0 && step % tr.checkpoint_every == 0) || flags[1] > 0);
     if (saved) {
-      rec.save(step);
+      rec.save(step, false);  // in the background; the next steps train meanwhile
       last_save = omp_get_wtime();
     }
     if (flags[0] > 0 && step != tr.steps) {
-      if (!saved) rec.save(step);
+      // the checkpoint of this step complete before exiting (a write in flight first)
+      if (saved) rec.finish_checkpoint(); else rec.save(step, true);
       progress.finish();
       if (world.rank() == 0) {
         progress.line(fmt::format("preempted: checkpoint at step {}: {} ({}); exit {} (continue with --resume {})",
@@ -178,7 +180,7 @@ int step_loop(const RunInputs& in, Trainer& trainer, data::BatchSource& source, 
   }
   progress.finish();
   rec.evaluate(tr.steps);
-  rec.save(tr.steps);
+  rec.save(tr.steps, true);
   if (world.rank() == 0) {
     progress.line(fmt::format("done: {} steps, {} skipped, {} tokens in {}; checkpoint {}", tr.steps,
                               trainer.skipped_steps(), rec.tokens_seen(), format_duration(rec.elapsed()),

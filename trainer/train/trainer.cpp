@@ -206,6 +206,7 @@ StepReport Trainer::step(data::BatchSource& source) {
   StepReport rep;
   rep.step = step_;
   if (!cuda_step_) grads_.zero();  // CUDA: the step's gradients arrive whole from the device (end_step)
+  if (!state_changes_only_in_update()) pass_state_gate();  // QAT scales, pruning masks: written from here
   if (pruner_) rep.prune_event = pruner_->begin_step(step_, sparams_.data(), *adamw_);
   // QAT: the forward reads fake-quantized weights
   const float* params = qat_ ? qat_->begin_step(step_, sparams_.data(), grads_.data()) : sparams_.data();
@@ -333,6 +334,7 @@ StepReport Trainer::step(data::BatchSource& source) {
     rep.grad_norm = std::sqrt(sq[0]);
     const auto [position, length] = pruner_ ? pruner_->lr_position(step_, tr.steps) : std::pair{step_, tr.steps};
     rep.lr = lr_at(cfg_.optim, length, position);
+    if (state_changes_only_in_update()) pass_state_gate();
     adamw_->step(sparams_.data() + shard_begin_, g, rep.lr, clip_factor(rep.grad_norm, cfg_.optim.grad_clip));
     if (pruner_) pruner_->after_update(sparams_.data(), *adamw_, adamw_->m(), adamw_->v());
     if (world > 1) {

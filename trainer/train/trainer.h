@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -126,11 +127,26 @@ class Trainer {
   // Held-out CE of the student on `batches` batches (no gradients kept).
   double evaluate(data::BatchSource& source, int batches);
 
+  // A checkpoint written in the background reads the weights and moments in place until
+  // the next change to them: step() calls `gate` (when set) once before it first writes them
+  // (before the optimizer update; with QAT or pruning, which change them earlier, at the
+  // start of the step), and `gate` returns once the writer is done with them.
+  void set_state_gate(std::function<void()> gate) { state_gate_ = std::move(gate); }
+  // True when only the optimizer update changes the weights and moments (no QAT scales or
+  // pruning masks written before it): a background checkpoint can then read them in place
+  // through the forward and backward passes of the next step.
+  bool state_changes_only_in_update() const { return !qat_ && !pruner_; }
+
  private:
   // "" when every gradient of [begin, end) is finite; g holds those elements.
   std::string first_nonfinite_gradient(const float* g, std::size_t begin, std::size_t end) const;
 
+  void pass_state_gate() {
+    if (state_gate_) state_gate_();
+  }
+
   Config cfg_;
+  std::function<void()> state_gate_;
   std::unique_ptr<dist::Comm> own_comm_;  // one process: the trainer's own
   dist::Comm* dp_;
   std::size_t shard_ = 0, shard_begin_ = 0, shard_end_ = 0;  // ZeRO: [begin, end) ∩ the table

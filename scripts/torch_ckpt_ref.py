@@ -1,0 +1,102 @@
+#!/usr/bin/python3
+"""PyTorch reference of a training checkpoint at any size, for kdtrain's checkpoint benchmark.
+
+Builds the student of a kdtrain config's `model` section (scripts/torch_ref/llama.py, the same
+parameter shapes as kdtrain's), gives AdamW its state (one step on random gradients: exp_avg
+and exp_avg_sq per parameter, as kdtrain's m and v), then times what a PyTorch trainer does for
+a checkpoint:
+  write: torch.save({"model": state_dict, "optim": state_dict}) to a temporary name in the
+         directory, flush, fsync, os.replace over the final name (median of --repeats);
+  read:  torch.load of it, then load_state_dict into the model and the optimizer (median), the
+         file in the page cache (read_s: as torch.save left it) and not (read_disk_s: its pages
+         dropped with posix_fadvise(DONTNEED) first, as for a resume in a new job).
+torch.load checks nothing (no checksum is read back); kdtrain's reads check every byte.
+The last line is machine-readable:
+  RESULT impl=pytorch checkpoint_mb=.. write_s=.. read_s=.. read_disk_s=..
+Usage: /usr/bin/python3 scripts/torch_ckpt_ref.py --config configs/bench-ckpt2g.yaml [--dir D] [--threads 2]
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+import yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_ref"))
+from llama import LlamaConfig, make_llama  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", required=True, help="a kdtrain config; its model section gives the shapes")
+    p.add_argument("--dir", default=None, help="where to write (default: a temporary directory)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    with open(a.config) as f:
+        m = yaml.safe_load(f)["model"]
+    cfg = LlamaConfig(vocab=m["vocab"], d_model=m["d_model"], n_layers=m["n_layers"], n_heads=m["n_heads"],
+                      n_kv_heads=m.get("n_kv_heads", m["n_heads"]), d_ff=m["d_ff"],
+                      tie_embeddings=bool(m.get("tie_embeddings", False)))
+    g = torch.Generator().manual_seed(1234)
+    model = make_llama(cfg, g)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
+    for prm in model.parameters():
+        prm.grad = torch.randn(prm.shape, generator=g) * 1e-3
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    values = sum(p.numel() for p in model.parameters()) * 3
+    w, r, rd, size = time_checkpoint(model, opt, a.dir, a.repeats)
+    print(f"checkpoint (torch.save of the model's and AdamW's state_dicts, fsync, rename): {values / 1e6:.2f}M "
+          f"values, {size / 1e6:.1f} MB; write median {w:.3f} s of {a.repeats} ({size / 1e6 / w:.0f} MB/s), "
+          f"load median {r:.3f} s (page cache), {rd:.3f} s (from disk)")
+    print(f"RESULT impl=pytorch checkpoint_mb={size / 1e6:.1f} write_s={w:.3f} read_s={r:.3f} read_disk_s={rd:.3f}")
+
+
+def drop_cached(path):
+    """The file's pages out of the page cache (written back first): the next read comes from disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def time_checkpoint(model, opt, directory=None, repeats=3):
+    """(write, read, read from disk) medians in seconds, and the file's size (see the docstring)."""
+    with tempfile.TemporaryDirectory(dir=directory) as d:
+        path = os.path.join(d, "ckpt.pt")
+        writes = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            with open(path + ".tmp", "wb") as f:
+                torch.save({"model": model.state_dict(), "optim": opt.state_dict()}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(path + ".tmp", path)
+            writes.append(time.perf_counter() - t0)
+        size = os.path.getsize(path)
+
+        def load():
+            t0 = time.perf_counter()
+            state = torch.load(path)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optim"])
+            del state
+            return time.perf_counter() - t0
+
+        disk = []
+        for _ in range(repeats):
+            drop_cached(path)
+            disk.append(load())
+        cached = [load() for _ in range(repeats)]
+    return statistics.median(writes), statistics.median(cached), statistics.median(disk), size
+
+
+if __name__ == "__main__":
+    main()
