@@ -6,6 +6,13 @@
 #   final name verifies whole (kdtrain inspect --verify), the killed checkpoint exists only
 #   when the rename happened, and --resume continues to the uninterrupted run's losses bit for
 #   bit. The same mid-dataset kill on 2 ranks (a collective write: one file, each rank writing its part).
+# - A write that fails in the background (KDTRAIN_CHECKPOINT_FAULT=write-error: the writer
+#   thread's disk write fails half way, as with EIO): exit 3 at the step after it, naming the
+#   checkpoint, the dataset and the error; no .tmp; the previous checkpoint whole; resumed bit
+#   for bit.
+# - Random kills (SIGKILL at seeded random moments) of runs that checkpoint every step, so a
+#   background write is nearly always in flight: after each, every final-named file verifies;
+#   resumed after each, the run ends with the uninterrupted run's losses bit for bit.
 # - A flipped byte in the newest checkpoint's tensor data: --resume says so, falls back to
 #   the one before and still ends bit for bit.
 # - A full disk (a file-size limit, ulimit -f): exit 3 naming the checkpoint, no .tmp left,
@@ -72,6 +79,56 @@ fi
 run_np 2 distill --resume "$tmp/runs/cut2" >"$tmp/cut2.res" 2>&1 || fail "2-rank resume"
 grep -q "resumed from $(ck cut2 2) at step 2" "$tmp/cut2.res" && same_losses whole2 cut2 \
   && ok "2 ranks resumed at step 2: the uninterrupted 2-rank losses bit for bit" || fail "2-rank resume differs"
+
+# A background write that fails (the writer thread's pwrite returns EIO half way through the
+# second checkpoint): reported at the next step, exit 3, nothing half-written left
+KDTRAIN_CHECKPOINT_FAULT=write-error:2 "$bin" "${args[@]}" --set run.name=eio >"$tmp/eio.log" 2>&1
+rc=$?
+if [ "$rc" = 3 ] && grep -q "$(ck eio 4): cannot write checkpoint: .*tensors/.*Input/output error" "$tmp/eio.log" \
+   && [ ! -e "$(ck eio 4)" ] && [ ! -e "$(ck eio 4).tmp" ] && all_verify eio; then
+  ok "write error in the background: exit 3, $(grep -o 'cannot write checkpoint.*' "$tmp/eio.log" | sed "s|$tmp/||g" | cut -c1-150); no .tmp, step 2 whole"
+else
+  fail "background write error: rc $rc"; grep -v "^step" "$tmp/eio.log" | tail -3; ls "$tmp/runs/eio/checkpoints"
+fi
+"$bin" distill --resume "$tmp/runs/eio" >"$tmp/eio.res" 2>&1 && grep -q "resumed from $(ck eio 2) at step 2" "$tmp/eio.res" \
+  && same_losses whole eio && ok "after the write error: resumed at step 2, bit for bit" || fail "resume after the write error"
+
+# Random kills while checkpoints are written in the background: a 10.5M-parameter student
+# (126 MB checkpoints, each written while the next steps train) checkpointed every step,
+# killed at seeded random moments and resumed, until it finishes
+cat >"$tmp/rk.yaml" <<'YAML'
+model: {vocab: 64, d_model: 512, n_layers: 4, n_heads: 8, n_kv_heads: 8, d_ff: 1024, tie_embeddings: true}
+optim: {lr: 1.0e-3, warmup_steps: 2, schedule: cosine}
+train: {steps: 80, batch_size: 2, seq_len: 16, seed: 7, threads: 1, log_every: 10, checkpoint_every: 1, keep_checkpoints: 3}
+data: {kind: markov, markov_support: 4}
+YAML
+rk=(train --config "$tmp/rk.yaml" --set run.dir="$tmp/runs")
+"$bin" "${rk[@]}" --set run.name=rk_whole >"$tmp/rk_whole.log" 2>&1 || { fail "random kills: uninterrupted run"; tail -3 "$tmp/rk_whole.log"; }
+RANDOM=2612  # fixed: the same kill moments every run
+kills=0 bad=0 inflight=0
+for trial in 1 2 3 4 5 6; do
+  [ -e "$tmp/runs/rk/checkpoints/step-00000080.h5" ] && break  # finished: a resume would only evaluate again
+  if ls "$tmp/runs/rk/checkpoints"/step-*.h5 >/dev/null 2>&1; then
+    "$bin" train --resume "$tmp/runs/rk" >"$tmp/rk.$trial.log" 2>&1 &
+  else
+    rm -rf "$tmp/runs/rk"
+    "$bin" "${rk[@]}" --set run.name=rk >"$tmp/rk.$trial.log" 2>&1 &
+  fi
+  pid=$!
+  sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.5 + 1.0 * r / 32767 }')"
+  ls "$tmp/runs/rk/checkpoints"/*.tmp >/dev/null 2>&1 && inflight=$((inflight + 1))
+  kill -9 "$pid" 2>/dev/null && kills=$((kills + 1))
+  wait "$pid" 2>/dev/null
+  all_verify rk || bad=$((bad + 1))
+done
+"$bin" train --resume "$tmp/runs/rk" >"$tmp/rk.end.log" 2>&1 || fail "random kills: the last resume"
+if [ "$bad" = 0 ] && same_losses rk_whole rk && ! ls "$tmp/runs/rk/checkpoints"/*.tmp >/dev/null 2>&1; then
+  ok "random kills: $kills SIGKILLs ($inflight with a write in flight), every final-named file verified after each; resumed, the uninterrupted losses bit for bit"
+else
+  fail "random kills: $bad kill(s) left a final-named file that does not verify, or the losses differ"
+  ls "$tmp/runs/rk/checkpoints"; diff <(strip "$tmp/runs/rk_whole/metrics.jsonl") <(strip "$tmp/runs/rk/metrics.jsonl") | head -4
+  tail -2 "$tmp/rk.end.log"
+fi
 
 # A flipped byte in the newest checkpoint's data: found by its checksums, the one before is used
 if [ -x "$py" ] && "$py" -c 'import h5py' 2>/dev/null; then

@@ -40,7 +40,8 @@ bool write_all(int fd, const char* p, std::uint64_t n, std::uint64_t at) {
 }  // namespace
 
 Result write_pieces(int fd, int direct_fd, const std::vector<Piece>& pieces, int threads,
-                    const std::atomic<bool>& stop, const std::function<void()>& read_done, std::int64_t die_after) {
+                    const std::atomic<bool>& stop, const std::function<void()>& read_done, std::int64_t die_after,
+                    std::int64_t fail_after) {
   Result r;
   r.crc32.assign(pieces.size(), 0);
   std::atomic<std::size_t> next{0};
@@ -60,6 +61,10 @@ Result write_pieces(int fd, int direct_fd, const std::vector<Piece>& pieces, int
       std::uint64_t lo = (p.file_offset + kPage - 1) / kPage * kPage, hi = end / kPage * kPage;
       if (!direct || !stage || lo >= hi) lo = hi = end;
       bool good = write_all(fd, p.src, lo - p.file_offset, p.file_offset);
+      if (fail_after >= 0 && written.load() >= fail_after) {
+        good = false;
+        errno = EIO;
+      }
       for (std::uint64_t at = lo; good && at < hi;) {
         const std::uint64_t n = std::min<std::uint64_t>(hi - at, kStageBytes);
         std::memcpy(stage.get(), p.src + (at - p.file_offset), n);
@@ -87,7 +92,7 @@ Result write_pieces(int fd, int direct_fd, const std::vector<Piece>& pieces, int
         next = pieces.size();
         return;
       }
-      if (die_after >= 0 && ++written >= die_after) ::raise(SIGKILL);
+      if (++written == die_after) ::raise(SIGKILL);
     }
   };
   if (die_after == 0) ::raise(SIGKILL);

@@ -34,9 +34,11 @@ struct Result {
 // whole pages of each piece go through it from a page-aligned staging copy, around the page
 // cache (on this machine 3 GB/s against 0.5-2 GB/s buffered, and no cached pages to
 // reclaim or write back later); a file system that refuses (EINVAL) gets buffered writes. `stop`: when set, the remaining pieces are skipped (an abandoned write:
-// the result's error says so). `die_after`: >= 0 makes the process kill itself (SIGKILL)
-// once that many pieces are written (the crash tests' "mid-dataset").
+// the result's error says so). The crash tests' faults: `die_after` >= 0 makes the process
+// kill itself (SIGKILL) once that many pieces are written ("mid-dataset"); `fail_after` >= 0
+// makes the next piece's write fail as the disk would (EIO; "write-error").
 Result write_pieces(int fd, int direct_fd, const std::vector<Piece>& pieces, int threads, const std::atomic<bool>& stop,
-                    const std::function<void()>& read_done, std::int64_t die_after = -1);
+                    const std::function<void()>& read_done, std::int64_t die_after = -1,
+                    std::int64_t fail_after = -1);
 
 }  // namespace kd::ckpt::bytes

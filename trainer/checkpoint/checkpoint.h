@@ -106,7 +106,8 @@ void split_among_ranks(std::vector<TensorView>& views, int rank, int world);
 //
 // For the crash tests: KDTRAIN_CHECKPOINT_FAULT=<point>:<n> makes the n-th write of this
 // process kill itself (SIGKILL) at <point>: mid-dataset, after-close, after-fsync,
-// after-rename or before-dir-fsync (docs/checkpoint-format.md).
+// after-rename or before-dir-fsync; or, at write-error, fail its bytes' write half way as a
+// disk would (EIO), reported where a real failure is (docs/checkpoint-format.md).
 void write_checkpoint(const std::string& path, const CheckpointContents& c, dist::Comm* comm = nullptr);
 
 // The same write with the training going on meanwhile: start() lays the file out and copies

@@ -1,0 +1,202 @@
+// Checkpoints written in the background (ckpt::BackgroundCheckpoint) and the byte path under
+// every checkpoint write (trainer/checkpoint/byte_writer.h): what is read in place and what is
+// copied, when the file appears under its name, a write abandoned or failing, the page-cache
+// fallback where direct I/O is refused; and the manifest's CRC-32 (ISA-L) against zlib's.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "base/errors.h"
+#include "tests/support/temp_files.h"
+#include "trainer/checkpoint/checkpoint.h"
+#include "trainer/checkpoint/manifest.h"
+
+namespace {
+
+using kd::ckpt::BackgroundCheckpoint;
+using kd::ckpt::CheckpointContents;
+using kd::ckpt::CheckpointReader;
+using kd::ckpt::TensorView;
+using kdtest::slurp;
+using kdtest::TempDir;
+using kdtest::write_bytes;
+
+// Two tensors: "live" (read in place until release_state) of 3M floats, several CRC blocks
+// and O_DIRECT pieces, with an odd length; "copied" (copied at start) of 1000 floats.
+struct Fixture {
+  std::vector<float> live = std::vector<float>(3'000'001), copied = std::vector<float>(1000);
+  Fixture() {
+    std::iota(live.begin(), live.end(), 0.5f);
+    std::iota(copied.begin(), copied.end(), -7.25f);
+  }
+  CheckpointContents contents() const {
+    CheckpointContents c;
+    c.kind = "train";
+    c.config_yaml = "model: {}\n";
+    c.state = {{"step", 3}};
+    TensorView l{"live", {std::int64_t(live.size())}, live.data()};
+    l.live = true;
+    c.tensors["model"] = {l, TensorView{"copied", {10, 100}, copied.data()}};
+    c.per_rank["data_rng"] = {11, 12};
+    return c;
+  }
+};
+
+std::vector<float> read_all(const std::string& path, const std::string& name, std::int64_t n,
+                            const std::vector<std::int64_t>& shape) {
+  std::vector<float> out(std::size_t(n), 0.0f);
+  CheckpointReader(path).read("model", name, shape, out.data());
+  return out;
+}
+
+// The same bytes as zlib's crc32 at every length and alignment tried, and continued
+// across a split (the writer's pieces, the reader's blocks).
+TEST(CheckpointCrc, IsaLAgreesWithZlib) {
+  std::mt19937 rng(7);
+  std::vector<unsigned char> bytes(1 << 20);
+  for (auto& b : bytes) b = static_cast<unsigned char>(rng());
+  for (const std::size_t n : {0u, 1u, 3u, 15u, 16u, 17u, 63u, 64u, 255u, 4096u, 65537u, 1u << 20}) {
+    for (const std::size_t at : {0u, 1u, 7u}) {
+      if (at + n > bytes.size()) continue;
+      const std::uint32_t want = std::uint32_t(::crc32(::crc32(0, nullptr, 0), bytes.data() + at, uInt(n)));
+      EXPECT_EQ(kd::ckpt::manifest::crc32_of(bytes.data() + at, n), want) << n << " bytes at " << at;
+      const std::size_t cut = n / 3;
+      EXPECT_EQ(kd::ckpt::manifest::crc32_continue(kd::ckpt::manifest::crc32_of(bytes.data() + at, cut),
+                                                   bytes.data() + at + cut, n - cut),
+                want);
+    }
+  }
+}
+
+// A non-live tensor changed right after start() and a live one changed after release_state()
+// are both stored as they were at start().
+TEST(BackgroundCheckpoint, StoresTheStateAtStart) {
+  TempDir dir;
+  Fixture f;
+  const std::vector<float> live0 = f.live, copied0 = f.copied;
+  const std::string path = dir.file("ckpt.h5");
+  BackgroundCheckpoint bg;
+  bg.start(path, f.contents());
+  EXPECT_TRUE(bg.in_flight());
+  EXPECT_EQ(bg.path(), path);
+  std::fill(f.copied.begin(), f.copied.end(), 99.0f);  // copied at start: may change at once
+  bg.release_state();
+  std::fill(f.live.begin(), f.live.end(), -1.0f);  // the writer is done with it
+  bg.finish();
+  EXPECT_FALSE(bg.in_flight());
+  EXPECT_EQ(CheckpointReader(path).verify(), "");
+  EXPECT_EQ(read_all(path, "live", std::int64_t(live0.size()), {std::int64_t(live0.size())}), live0);
+  EXPECT_EQ(read_all(path, "copied", 1000, {10, 100}), copied0);
+  EXPECT_EQ(*CheckpointReader(path).per_rank("data_rng", 0), (std::vector<std::int64_t>{11, 12}));
+  EXPECT_EQ(bg.stats().copied_bytes, 1000u * 4 + 2 * 8);  // "copied" and the per-rank row
+}
+
+// The file appears under its name only once poll() or finish() completes it; until then a
+// previous file of that name is what a reader sees.
+TEST(BackgroundCheckpoint, TheFileAppearsWhenComplete) {
+  TempDir dir;
+  Fixture f;
+  const std::string path = dir.file("ckpt.h5");
+  write_bytes(path, "previous");
+  BackgroundCheckpoint bg;
+  bg.start(path, f.contents());
+  EXPECT_EQ(slurp(path), "previous");
+  EXPECT_TRUE(std::filesystem::exists(path + ".tmp"));
+  int polls = 0;
+  while (!bg.poll()) {
+    EXPECT_EQ(slurp(path), "previous");
+    ++polls;
+    ::usleep(1000);
+  }
+  EXPECT_FALSE(bg.in_flight());
+  EXPECT_FALSE(bg.poll());  // nothing in flight
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  EXPECT_EQ(CheckpointReader(path).verify(), "") << polls << " polls";
+}
+
+// A write in flight when its owner goes away (a run that failed) is abandoned: no .tmp, the
+// previous file untouched. A second start() completes the first write before it begins.
+TEST(BackgroundCheckpoint, AbandonedOrOverlappedWrites) {
+  TempDir dir;
+  Fixture f;
+  const std::string path = dir.file("ckpt.h5"), second = dir.file("next.h5");
+  write_bytes(path, "previous");
+  {
+    BackgroundCheckpoint bg;
+    bg.start(path, f.contents());
+  }
+  EXPECT_EQ(slurp(path), "previous");
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  BackgroundCheckpoint bg;
+  bg.start(path, f.contents());
+  bg.start(second, f.contents());
+  EXPECT_EQ(CheckpointReader(path).verify(), "");
+  bg.finish();
+  EXPECT_EQ(CheckpointReader(second).verify(), "");
+}
+
+// Bad contents are refused by start() itself, before the disk is touched.
+TEST(BackgroundCheckpoint, BadContentsAreRefusedAtStart) {
+  TempDir dir;
+  Fixture f;
+  CheckpointContents c = f.contents();
+  c.tensors["model"][1].name = "a/b";
+  BackgroundCheckpoint bg;
+  EXPECT_THROW(bg.start(dir.file("ckpt.h5"), c), kd::RuntimeFailure);
+  EXPECT_FALSE(bg.in_flight());
+  EXPECT_FALSE(std::filesystem::exists(dir.file("ckpt.h5.tmp")));
+}
+
+// The writer thread's failure (KDTRAIN_CHECKPOINT_FAULT=write-error: the n-th write's disk
+// write fails half way with EIO) is reported where the run learns of it, at finish(),
+// naming the file, the dataset and the error; nothing is left. (ctest runs each test in its
+// own process, so this write is the process's first.)
+TEST(BackgroundCheckpoint, WriterFailureIsReportedAtCompletion) {
+  TempDir dir;
+  Fixture f;
+  const std::string path = dir.file("ckpt.h5");
+  write_bytes(path, "previous");
+  ::setenv("KDTRAIN_CHECKPOINT_FAULT", "write-error:1", 1);
+  BackgroundCheckpoint bg;
+  bg.start(path, f.contents());
+  ::unsetenv("KDTRAIN_CHECKPOINT_FAULT");
+  try {
+    bg.finish();
+    ADD_FAILURE() << "a failed write completed";
+  } catch (const kd::RuntimeFailure& e) {
+    const std::string msg = e.what();
+    for (const char* want : {path.c_str(), "cannot write checkpoint", "tensors/model/", "Input/output error"}) {
+      EXPECT_NE(msg.find(want), std::string::npos) << want << " in " << msg;
+    }
+  }
+  EXPECT_FALSE(bg.in_flight());
+  EXPECT_EQ(slurp(path), "previous");
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
+// Without direct I/O (KDTRAIN_CHECKPOINT_DIRECT_IO=0, as where a file system refuses it) every
+// byte goes through the page cache, from several threads: the same tensors, verified.
+TEST(BackgroundCheckpoint, WritesThroughThePageCache) {
+  TempDir dir;
+  Fixture f;
+  const std::string direct = dir.file("direct.h5"), cached = dir.file("cached.h5");
+  kd::ckpt::write_checkpoint(direct, f.contents());
+  ::setenv("KDTRAIN_CHECKPOINT_DIRECT_IO", "0", 1);
+  kd::ckpt::write_checkpoint(cached, f.contents());
+  ::unsetenv("KDTRAIN_CHECKPOINT_DIRECT_IO");
+  EXPECT_EQ(CheckpointReader(cached).verify(), "");
+  const std::int64_t n = std::int64_t(f.live.size());
+  EXPECT_EQ(read_all(cached, "live", n, {n}), read_all(direct, "live", n, {n}));
+  EXPECT_EQ(read_all(cached, "copied", 1000, {10, 100}), f.copied);
+}
+
+}  // namespace
