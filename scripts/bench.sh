@@ -27,8 +27,9 @@
 #          dp_ratio=<ranks×1 thread / 1 rank×threads tokens/s> dp_comm_ms=<collectives per step>
 #          ckpt_write_ratio=<kdtrain/pytorch write s> ckpt_read_ratio=<kdtrain resume read / torch.load s, from disk>
 #          ckpt_stall_steps=<kdtrain stall per checkpoint in kd steps> ckpt_stall_frac=<stall / write s>
-#          ckpt2g_write_ratio=.. ckpt2g_read_ratio=.. ckpt2g_stall_frac=.. (the same at ~2 GB)
-#          ckpt2r_write_ratio=.. ckpt2r_read_ratio=.. ckpt2r_stall_frac=.. (the kd student on 2 ranks)
+#          ckpt_block_frac=<the part of the stall spent waiting in the checkpoint's calls / write s>
+#          ckpt2g_write_ratio=.. ckpt2g_read_ratio=.. ckpt2g_stall_frac=.. ckpt2g_block_frac=.. (at ~2 GB)
+#          ckpt2r_write_ratio=.. ckpt2r_read_ratio=.. ckpt2r_stall_frac=.. ckpt2r_block_frac=.. (2 ranks)
 # Usage: scripts/bench.sh [threads (default 2)] [peak seconds per size (default 3)]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -98,13 +99,13 @@ ck_wk=$(ckfield "$log/kdtrain-kd" write_s); ck_wt=$(ckfield "$log/torch-kd" writ
 ck_rk=$(ckfield "$log/kdtrain-kd" read_disk_s)  # what --resume reads (one pass, checked as read), from disk
 ck_rt=$(ckfield "$log/torch-kd" read_disk_s)
 ck_stall=$(ckfield "$log/kdtrain-kd" stall_steps)
-ck_frac=$(ckfield "$log/kdtrain-kd" stall_frac)
+ck_frac=$(ckfield "$log/kdtrain-kd" stall_frac); ck_block=$(ckfield "$log/kdtrain-kd" block_frac)
 g_wk=$(ckfield "$log/kdtrain-ckpt2g" write_s); g_wt=$(ckfield "$log/torch-ckpt2g" write_s)
 g_rk=$(ckfield "$log/kdtrain-ckpt2g" read_disk_s); g_rt=$(ckfield "$log/torch-ckpt2g" read_disk_s)
 g_ck=$(ckfield "$log/kdtrain-ckpt2g" read_s); g_ct=$(ckfield "$log/torch-ckpt2g" read_s)
-g_frac=$(ckfield "$log/kdtrain-ckpt2g" stall_frac)
+g_frac=$(ckfield "$log/kdtrain-ckpt2g" stall_frac); g_block=$(ckfield "$log/kdtrain-ckpt2g" block_frac)
 r_wk=$(ckfield "$log/kdtrain-ckpt2r" write_s); r_rk=$(ckfield "$log/kdtrain-ckpt2r" read_disk_s)
-r_frac=$(ckfield "$log/kdtrain-ckpt2r" stall_frac)
+r_frac=$(ckfield "$log/kdtrain-ckpt2r" stall_frac); r_block=$(ckfield "$log/kdtrain-ckpt2r" block_frac)
 
 echo
 echo "== summary (${threads} threads, sgemm peak ${peak} GFLOP/s)"
@@ -118,14 +119,14 @@ printf '%-22s %14s %14s %9s\n' "kd peak RSS KiB" "$rss_k" "$rss_t" "$(ratio "$rs
 printf '%-22s %14s %14s %9s\n' "checkpoint write s" "$ck_wk" "$ck_wt" "$(ratio "$ck_wk" "$ck_wt")"
 printf '%-22s %14s %14s %9s\n' "checkpoint read s" "$ck_rk" "$ck_rt" "$(ratio "$ck_rk" "$ck_rt")"
 printf '%-22s %14s\n' "checkpoint stall steps" "$ck_stall"
-printf '%-22s %14s\n' "checkpoint stall/write" "$ck_frac"
+printf '%-22s %14s\n' "checkpoint stall/write" "$ck_frac (waiting in its calls: $ck_block)"
 printf '%-22s %14s %14s %9s\n' "2 GB write s" "$g_wk" "$g_wt" "$(ratio "$g_wk" "$g_wt")"
 printf '%-22s %14s %14s %9s\n' "2 GB read s (disk)" "$g_rk" "$g_rt" "$(ratio "$g_rk" "$g_rt")"
 printf '%-22s %14s %14s %9s\n' "2 GB read s (cached)" "$g_ck" "$g_ct" "$(ratio "$g_ck" "$g_ct")"
-printf '%-22s %14s\n' "2 GB stall/write" "$g_frac"
+printf '%-22s %14s\n' "2 GB stall/write" "$g_frac (waiting in its calls: $g_block)"
 printf '%-22s %14s %14s %9s\n' "2 ranks write s" "$r_wk" "$ck_wt" "$(ratio "$r_wk" "$ck_wt")"
 printf '%-22s %14s %14s %9s\n' "2 ranks read s (disk)" "$r_rk" "$ck_rt" "$(ratio "$r_rk" "$ck_rt")"
-printf '%-22s %14s\n' "2 ranks stall/write" "$r_frac"
+printf '%-22s %14s\n' "2 ranks stall/write" "$r_frac (waiting in its calls: $r_block)"
 printf '%-22s %14s %14s %9s\n' "" "1 rank" "$threads ranks" ratio
 printf '%-22s %14s %14s %9s\n' "kd tokens/s (DP)" "$one" "$many" "$(ratio "$many" "$one")"
-echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t") dp_ratio=$(ratio "$many" "$one") dp_comm_ms=$dp_comm ckpt_write_ratio=$(ratio "$ck_wk" "$ck_wt") ckpt_read_ratio=$(ratio "$ck_rk" "$ck_rt") ckpt_stall_steps=$ck_stall ckpt_stall_frac=$ck_frac ckpt2g_write_ratio=$(ratio "$g_wk" "$g_wt") ckpt2g_read_ratio=$(ratio "$g_rk" "$g_rt") ckpt2g_stall_frac=$g_frac ckpt2r_write_ratio=$(ratio "$r_wk" "$ck_wt") ckpt2r_read_ratio=$(ratio "$r_rk" "$ck_rt") ckpt2r_stall_frac=$r_frac"
+echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t") dp_ratio=$(ratio "$many" "$one") dp_comm_ms=$dp_comm ckpt_write_ratio=$(ratio "$ck_wk" "$ck_wt") ckpt_read_ratio=$(ratio "$ck_rk" "$ck_rt") ckpt_stall_steps=$ck_stall ckpt_stall_frac=$ck_frac ckpt_block_frac=$ck_block ckpt2g_write_ratio=$(ratio "$g_wk" "$g_wt") ckpt2g_read_ratio=$(ratio "$g_rk" "$g_rt") ckpt2g_stall_frac=$g_frac ckpt2g_block_frac=$g_block ckpt2r_write_ratio=$(ratio "$r_wk" "$ck_wt") ckpt2r_read_ratio=$(ratio "$r_rk" "$ck_rt") ckpt2r_stall_frac=$r_frac ckpt2r_block_frac=$r_block"

@@ -122,7 +122,10 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
   // weights and moments it reads in place.
   ckpt::BackgroundCheckpoint bg(&comm);
   trainer.set_state_gate([&] { bg.release_state(); });
-  std::vector<double> stall_s, start_s, wait_s, finish_s, steps_n;
+  // stall: all the time the steps lost; block: the part the training thread waited in the
+  // checkpoint's own calls (the rest is the write's load on the machine: its copies, CRCs and
+  // I/O, on cores training also uses)
+  std::vector<double> stall_s, block_s, start_s, wait_s, finish_s, steps_n;
   for (int i = 0; i < writes; ++i) {
     const ckpt::CheckpointContents ci = contents();
     int steps = 0;
@@ -134,13 +137,14 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
       } while (!bg.poll());
     });
     stall_s.push_back(std::max(0.0, t - steps * median_step));
+    block_s.push_back(bg.stats().start_s + bg.stats().release_wait_s + bg.stats().finish_s);
     start_s.push_back(bg.stats().start_s);
     wait_s.push_back(bg.stats().release_wait_s);
     finish_s.push_back(bg.stats().finish_s);
     steps_n.push_back(steps);
   }
   trainer.set_state_gate(nullptr);
-  const double write = median_of(write_s), stall = median_of(stall_s);
+  const double write = median_of(write_s), stall = median_of(stall_s), block = median_of(block_s);
   if (out) {
     fmt::print(out, "checkpoint: {:.2f}M values (student + AdamW m, v), file {:.1f} MB, written by {} rank(s){}\n",
                values / 1e6, bytes / 1e6, comm.size(), comm.size() > 1 ? " into one file" : "");
@@ -151,15 +155,16 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
                "from disk, {:.3f} s from the page cache, of 3; inspect --verify of the whole file {:.3f} s\n",
                read_disk_s, read_s, verify_s);
     fmt::print(out, "checkpoint stall: written in the background over {} step(s) of {:.3f} s: {:.3f} s more than the "
-               "plain steps ({:.2f} steps, {:.1f}% of the write time); of it: start {:.3f} s (layout, copies of "
-               "the small state), update held for the writer {:.3f} s, completion {:.3f} s (medians of {})\n",
-               median_of(steps_n), median_step, stall, stall / median_step, 100.0 * stall / write,
-               median_of(start_s), median_of(wait_s), median_of(finish_s), writes);
+               "plain steps ({:.2f} steps, {:.1f}% of the write time); of it, waiting in the checkpoint's calls "
+               "{:.3f} s ({:.1f}%): start {:.3f} s (layout, copies of the small state), update held for the writer "
+               "{:.3f} s, completion {:.3f} s; the rest is the write's load on the cores training uses (medians "
+               "of {})\n", median_of(steps_n), median_step, stall, stall / median_step, 100.0 * stall / write, block,
+               100.0 * block / write, median_of(start_s), median_of(wait_s), median_of(finish_s), writes);
     fmt::print(out, "RESULT impl=kdtrain checkpoint_mb={:.1f} write_s={:.3f} write_mb_s={:.0f} verify_s={:.3f} "
                "read_s={:.3f} read_disk_s={:.3f} stall_s={:.3f} stall_steps={:.2f} stall_frac={:.3f} "
-               "start_s={:.3f} held_s={:.3f} ranks={}\n", bytes / 1e6, write, bytes / 1e6 / write, verify_s, read_s,
-               read_disk_s, stall, stall / median_step, stall / write, median_of(start_s), median_of(wait_s),
-               comm.size());
+               "block_s={:.3f} block_frac={:.3f} start_s={:.3f} held_s={:.3f} ranks={}\n", bytes / 1e6, write,
+               bytes / 1e6 / write, verify_s, read_s, read_disk_s, stall, stall / median_step, stall / write, block,
+               block / write, median_of(start_s), median_of(wait_s), comm.size());
   }
   comm.barrier();
   if (comm.rank() == 0) {
