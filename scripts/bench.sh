@@ -85,7 +85,7 @@ OMP_NUM_THREADS=1 mpirun -np 2 --bind-to core ./build/kdtrain bench --config con
   --threads 1 --peak-gflops "$peak" | tee "$log/kdtrain-ckpt2r" | grep -i -E '^(RESULT|checkpoint)'
 echo "== checkpoint at ~2 GB on 2 ranks x 1 thread"
 OMP_NUM_THREADS=1 mpirun -np 2 --bind-to core ./build/kdtrain bench --config configs/bench-ckpt2g.yaml --student-only \
-  --checkpoint --threads 1 --peak-gflops "$peak" | tee "$log/kdtrain-ckpt2g2r" | grep -i -E '^(RESULT|checkpoint)'
+  --checkpoint --set train.batch_size=2 --threads 1 --peak-gflops "$peak" | tee "$log/kdtrain-ckpt2g2r" | grep -i -E '^(RESULT|checkpoint)'
 mean2() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a + b) / 2 }'; }
 one=$(mean2 "$(field "$log/dp-1x$threads-1" tokens_per_s)" "$(field "$log/dp-1x$threads-2" tokens_per_s)")
 many=$(mean2 "$(field "$log/dp-${threads}x1-1" tokens_per_s)" "$(field "$log/dp-${threads}x1-2" tokens_per_s)")
