@@ -19,7 +19,7 @@ namespace {
 constexpr const char* kReadFailed = "reading failed (a read error, the file cut short, or a Fletcher-32 checksum "
                                     "mismatch in a file of an older kdtrain)";
 
-constexpr std::uint64_t kLookAhead = std::uint64_t{32} << 20;
+constexpr std::uint64_t kLookAhead = std::uint64_t{128} << 20;
 
 // pread until `n` bytes are read; false on an error or the end of the file.
 bool read_all(int fd, char* p, std::uint64_t n, std::uint64_t at) {
