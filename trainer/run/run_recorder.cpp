@@ -109,6 +109,9 @@ void RunRecorder::evaluate(std::int64_t step) {
 // job the group of tensor-parallel rank 0: the others hold the same student).
 void RunRecorder::save(std::int64_t step, bool wait) {
   if (!writes_) return;
+  // the one in flight first: kept checkpoints are counted complete, and the views built below
+  // may reuse memory it still reads (QatState::state_tensors rebuilds its flag and observer rows)
+  finish_checkpoint();
   const Config& cfg = in_.cfg;
   ckpt::CheckpointContents c;
   if (dir_ != nullptr) {  // the texts and counters are rank 0's
@@ -130,7 +133,6 @@ void RunRecorder::save(std::int64_t step, bool wait) {
   }
   add_trainer_tensors(trainer_, cfg.has_teacher && !in_.teacher && !trainer_.uses_topk_targets(), c);
   c.per_rank["data_rng"] = {source_.position(), std::int64_t(source_.rng_fingerprint())};
-  finish_checkpoint();  // the one in flight first: kept checkpoints are counted complete
   writer_.start(RunDir::checkpoint_path(in_.run_path, step), c);
   if (wait) finish_checkpoint();
 }

@@ -38,14 +38,11 @@ void add_trainer_tensors(Trainer& trainer, bool with_teacher, ckpt::CheckpointCo
     for (const auto& t : trainer.teacher_table().tensors()) v.push_back({t.name, t.shape, trainer.teacher_params() + t.offset});
     c.tensors["teacher"] = split(std::move(v));
   }
-  // A background checkpoint reads these in place until the trainer's state gate (the next
-  // optimizer update; a frozen teacher never changes): nothing of them is copied.
-  if (trainer.state_changes_only_in_update()) {
-    for (const char* group : {"model", "adam_m", "adam_v", "teacher"}) {
-      if (auto it = c.tensors.find(group); it != c.tensors.end()) {
-        for (ckpt::TensorView& t : it->second) t.live = true;
-      }
-    }
+  // All of it is the trainer's own memory, changed only inside Trainer::step after its state
+  // gate (before the update, or at the step's start when QAT or pruning write earlier): a
+  // background checkpoint reads it in place, copying nothing (no second copy of the state).
+  for (auto& [group, list] : c.tensors) {
+    for (ckpt::TensorView& t : list) t.live = true;
   }
 }
 

@@ -132,9 +132,10 @@ class Trainer {
   // (before the optimizer update; with QAT or pruning, which change them earlier, at the
   // start of the step), and `gate` returns once the writer is done with them.
   void set_state_gate(std::function<void()> gate) { state_gate_ = std::move(gate); }
-  // True when only the optimizer update changes the weights and moments (no QAT scales or
-  // pruning masks written before it): a background checkpoint can then read them in place
-  // through the forward and backward passes of the next step.
+  // True when only the optimizer update changes the trainer's state (no QAT scales, observers
+  // or pruning masks written before it): the state gate then sits before the update, and a
+  // background checkpoint overlaps the next step's forward and backward passes; otherwise
+  // it sits at the step's start.
   bool state_changes_only_in_update() const { return !qat_ && !pruner_; }
 
  private:
