@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "base/file_io.h"
 
 #include <fcntl.h>
@@ -20,17 +21,40 @@ namespace {
 }
 }  // namespace
 
-bool write_all(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      if (n == 0) errno = EIO;
+namespace {
+
+// Calls io(p, count, at) until `n` bytes are moved, retrying short transfers and EINTR (at most
+// 1 GiB a call); false on an error or a transfer of nothing (errno EIO then, unless set).
+template <class Io>
+bool transfer_all(char* p, std::uint64_t n, std::uint64_t at, Io io) {
+  while (n > 0) {
+    const ssize_t r = io(p, std::size_t(std::min<std::uint64_t>(n, std::uint64_t{1} << 30)), at);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      if (r == 0) errno = EIO;
       return false;
     }
-    bytes.remove_prefix(std::size_t(n));
+    p += r;
+    n -= std::uint64_t(r);
+    at += std::uint64_t(r);
   }
   return true;
+}
+
+}  // namespace
+
+bool write_all(int fd, std::string_view bytes) {
+  return transfer_all(const_cast<char*>(bytes.data()), bytes.size(), 0,
+                      [fd](char* p, std::size_t n, std::uint64_t) { return ::write(fd, p, n); });
+}
+
+bool write_all_at(int fd, std::string_view bytes, std::uint64_t at) {
+  return transfer_all(const_cast<char*>(bytes.data()), bytes.size(), at,
+                      [fd](char* p, std::size_t n, std::uint64_t o) { return ::pwrite(fd, p, n, off_t(o)); });
+}
+
+bool read_all_at(int fd, char* out, std::uint64_t n, std::uint64_t at) {
+  return transfer_all(out, n, at, [fd](char* p, std::size_t k, std::uint64_t o) { return ::pread(fd, p, k, off_t(o)); });
 }
 
 void sync_directory(const std::string& dir) {

@@ -4,6 +4,7 @@
 // An ofstream that is not flushed and checked loses a failed write at its close.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -34,6 +35,11 @@ void write_file_atomic(const std::string& path, std::string_view bytes);
 
 // Writes all bytes to fd (retrying short writes and EINTR); false with errno set on failure.
 bool write_all(int fd, std::string_view bytes);
+// The same at file offset `at` (pwrite; the file position is not used, so threads may share fd).
+bool write_all_at(int fd, std::string_view bytes, std::uint64_t at);
+// Reads exactly `n` bytes at file offset `at` into `out` (pread, retrying short reads and
+// EINTR); false on an error (errno set) or when the file ends first.
+bool read_all_at(int fd, char* out, std::uint64_t n, std::uint64_t at);
 // fsync of a directory, so a rename in it survives a crash; best effort (some file systems refuse it).
 void sync_directory(const std::string& dir);
 

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <thread>
 
+#include "base/file_io.h"
 #include "trainer/checkpoint/manifest.h"
 
 namespace kd::ckpt::bytes {
@@ -20,22 +21,6 @@ namespace {
 
 constexpr std::uint64_t kPage = 4096;
 constexpr std::uint64_t kStageBytes = std::uint64_t{8} << 20;
-
-// pwrite until every byte is written (it may write fewer); false with errno set on failure.
-bool write_all(int fd, const char* p, std::uint64_t n, std::uint64_t at) {
-  while (n > 0) {
-    const ssize_t w = ::pwrite(fd, p, std::min<std::uint64_t>(n, std::uint64_t{1} << 30), off_t(at));
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      if (w == 0) errno = EIO;
-      return false;
-    }
-    p += w;
-    n -= std::uint64_t(w);
-    at += std::uint64_t(w);
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -60,7 +45,7 @@ Result write_pieces(int fd, int direct_fd, const std::vector<Piece>& pieces, int
       const std::uint64_t end = p.file_offset + p.bytes;
       std::uint64_t lo = (p.file_offset + kPage - 1) / kPage * kPage, hi = end / kPage * kPage;
       if (!direct || !stage || lo >= hi) lo = hi = end;
-      bool good = write_all(fd, p.src, lo - p.file_offset, p.file_offset);
+      bool good = write_all_at(fd, {p.src, lo - p.file_offset}, p.file_offset);
       if (fail_after >= 0 && written.load() >= fail_after) {
         good = false;
         errno = EIO;
@@ -68,7 +53,7 @@ Result write_pieces(int fd, int direct_fd, const std::vector<Piece>& pieces, int
       for (std::uint64_t at = lo; good && at < hi;) {
         const std::uint64_t n = std::min<std::uint64_t>(hi - at, kStageBytes);
         std::memcpy(stage.get(), p.src + (at - p.file_offset), n);
-        if (direct && write_all(direct_fd, stage.get(), n, at)) {
+        if (direct && write_all_at(direct_fd, {stage.get(), n}, at)) {
           at += n;
           continue;
         }
@@ -77,10 +62,10 @@ Result write_pieces(int fd, int direct_fd, const std::vector<Piece>& pieces, int
           break;
         }
         direct = false;  // the file system takes no direct I/O here (alignment): the page cache then
-        good = write_all(fd, p.src + (at - p.file_offset), hi - at, at);
+        good = write_all_at(fd, {p.src + (at - p.file_offset), hi - at}, at);
         at = hi;
       }
-      good = good && write_all(fd, p.src + (hi - p.file_offset), end - hi, hi);
+      good = good && write_all_at(fd, {p.src + (hi - p.file_offset), end - hi}, hi);
       if (!good) {
         const std::string e = fmt::format("writing {} bytes at offset {}: {}", p.bytes, p.file_offset,
                                           std::strerror(errno));

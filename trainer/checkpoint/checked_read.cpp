@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "base/file_io.h"
 #include "trainer/checkpoint/h5_util.h"
 #include "trainer/checkpoint/layout.h"
 
@@ -20,19 +21,6 @@ constexpr const char* kReadFailed = "reading failed (a read error, the file cut 
                                     "mismatch in a file of an older kdtrain)";
 
 constexpr std::uint64_t kLookAhead = std::uint64_t{128} << 20;
-
-// pread until `n` bytes are read; false on an error or the end of the file.
-bool read_all(int fd, char* p, std::uint64_t n, std::uint64_t at) {
-  while (n > 0) {
-    const ssize_t r = ::pread(fd, p, std::min<std::uint64_t>(n, std::uint64_t{1} << 30), off_t(at));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= std::uint64_t(r);
-    at += std::uint64_t(r);
-  }
-  return true;
-}
 
 // Elements [begin, end) of a contiguous dataset stored as the memory type (kdtrain's own
 // files since format 1's background writer), read with pread straight into `out`, in
@@ -70,7 +58,7 @@ std::optional<bool> read_contiguous(hid_t ds, DType t, std::uint64_t begin, std:
 #pragma omp parallel for schedule(dynamic, 1) reduction(&& : good) if (n > 1)
   for (std::int64_t i = 0; i < n; ++i) {
     const std::uint64_t lo = std::uint64_t(i) * kPiece, len = std::min(kPiece, bytes - lo);
-    good = read_all(fd, static_cast<char*>(out) + lo, len, base + lo) && good;
+    good = read_all_at(fd, static_cast<char*>(out) + lo, len, base + lo) && good;
   }
   return good;
 }

@@ -136,11 +136,10 @@ class BackgroundCheckpoint {
   bool in_flight() const;
   const std::string& path() const;  // of the write in flight; "" when none
 
-  // Seconds of the last write: start() (the layout, the copy), the thread's time to
-  // release the live views and to write and sync every byte, the waits in release_state(),
-  // and finish() (the manifest, fsync, rename).
+  // Seconds of the last write: start() (the layout, the copy), the waits in release_state(),
+  // and finish() (the manifest, fsync, rename); the bytes start() copied.
   struct Stats {
-    double start_s = 0, release_s = 0, bytes_s = 0, release_wait_s = 0, finish_s = 0;
+    double start_s = 0, release_wait_s = 0, finish_s = 0;
     std::uint64_t copied_bytes = 0;
   };
   const Stats& stats() const { return stats_; }

@@ -550,7 +550,6 @@ struct BackgroundCheckpoint::Write {
   bool released = false;
   bool live = false;  // some piece is read in place (release_state waits for it)
   bytes::Result result;
-  double t0 = 0, t_released = 0, t_done = 0;
 
   void close_fd() {
     if (fd >= 0) ::close(fd);
@@ -640,15 +639,12 @@ void BackgroundCheckpoint::begin(const std::string& path, const CheckpointConten
   // cache the copies are the work, so the run's threads share it.
   const int threads = w->direct_fd >= 0 ? 1 : std::max(1, omp_get_max_threads());
   Write* raw = w.get();
-  raw->t0 = omp_get_wtime();
   raw->thread = std::thread([raw, threads, die_after, fail_after] {
     raw->result = bytes::write_pieces(raw->fd, raw->direct_fd, raw->pieces, threads, raw->stop, [raw] {
       std::lock_guard lock(raw->m);
       raw->released = true;
-      raw->t_released = omp_get_wtime();
       raw->cv.notify_all();
     }, die_after, fail_after);
-    raw->t_done = omp_get_wtime();
     raw->done = true;
   });
   write_ = std::move(w);
@@ -704,8 +700,6 @@ void BackgroundCheckpoint::finish() {
   wr.stage("syncing the directory", [&] {
     if (ranks.rank() == 0) wr.sync_dir(w->fault);
   });
-  stats_.bytes_s = w->t_done - w->t0;
-  stats_.release_s = w->t_released - w->t0;
   stats_.finish_s = omp_get_wtime() - t0;
 }
 

@@ -125,14 +125,6 @@ std::vector<Slice> cut_slices(const std::vector<std::uint64_t>& bounds, std::uin
   return out;
 }
 
-std::vector<Slice> slices_of(const std::vector<std::uint64_t>& bounds, std::uint64_t offset, const void* data,
-                             std::uint64_t bytes) {
-  std::vector<Slice> out = cut_slices(bounds, offset, bytes);
-  for (Slice& s : out) s.crc32 = crc32_of(static_cast<const char*>(data) + (s.offset - offset), s.bytes);
-  if (out.empty()) out.push_back({offset, 0, crc32_of(nullptr, 0)});
-  return out;
-}
-
 std::string to_json(const std::vector<Entry>& entries) {
   json list = json::array();
   for (const Entry& e : entries) {

@@ -27,7 +27,7 @@ struct Entry {
   std::string dtype;  // dtype_name(), kString or kAttributes
   std::vector<std::int64_t> shape;
   std::uint64_t bytes = 0;
-  // Written: this rank's pieces, none crossing a block bound (slices_of).
+  // Written: this rank's pieces, none crossing a block bound (cut_slices).
   std::vector<Slice> slices;
   // Read back: the blocks' byte bounds (0 = b_0 < ... < b_n = bytes) and each one's CRC-32.
   // A file written before chunk CRCs existed has one block, the whole dataset.
@@ -44,10 +44,9 @@ std::vector<std::uint64_t> block_bounds(const std::string& dtype, const std::vec
 
 // `bytes` of data starting at byte `offset` of a dataset cut at `bounds`, each piece with its
 // CRC-32 (a writer's share of a dataset).
-// The same pieces without their CRCs (crc32 0): what a writer fills in as it writes them.
+// `bytes` of a dataset from byte `offset`, cut at `bounds` (a writer's share of a dataset),
+// each piece with CRC-32 0: the writer fills them in as it writes the pieces.
 std::vector<Slice> cut_slices(const std::vector<std::uint64_t>& bounds, std::uint64_t offset, std::uint64_t bytes);
-std::vector<Slice> slices_of(const std::vector<std::uint64_t>& bounds, std::uint64_t offset, const void* data,
-                             std::uint64_t bytes);
 
 // The JSON text stored as /manifest. Throws RuntimeFailure when the slices of an entry do
 // not tile its bytes or cross a block bound (a writer bug, never a user's).
