@@ -17,6 +17,7 @@
 
 #include "base/errors.h"
 #include "tests/support/temp_files.h"
+#include "trainer/checkpoint/byte_writer.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/checkpoint/manifest.h"
 
@@ -30,13 +31,17 @@ using kdtest::slurp;
 using kdtest::TempDir;
 using kdtest::write_bytes;
 
-// Two tensors: "live" (read in place until release_state) of 3M floats, several CRC blocks
-// and O_DIRECT pieces, with an odd length; "copied" (copied at start) of 1000 floats.
+// Three tensors: "live" (read in place until release_state) of 3M floats, several CRC blocks
+// and O_DIRECT pieces, with an odd length; "shifted", live too, 3 floats into its memory (so
+// its bytes and their place in the file differ in alignment: the copies' unaligned edges);
+// "copied" (copied at start) of 1000 floats.
 struct Fixture {
-  std::vector<float> live = std::vector<float>(3'000'001), copied = std::vector<float>(1000);
+  std::vector<float> live = std::vector<float>(3'000'001), copied = std::vector<float>(1000),
+                     shifted = std::vector<float>(3 + 123'457);
   Fixture() {
     std::iota(live.begin(), live.end(), 0.5f);
     std::iota(copied.begin(), copied.end(), -7.25f);
+    std::iota(shifted.begin(), shifted.end(), 1e6f);
   }
   CheckpointContents contents() const {
     CheckpointContents c;
@@ -45,7 +50,9 @@ struct Fixture {
     c.state = {{"step", 3}};
     TensorView l{"live", {std::int64_t(live.size())}, live.data()};
     l.live = true;
-    c.tensors["model"] = {l, TensorView{"copied", {10, 100}, copied.data()}};
+    TensorView sh{"shifted", {std::int64_t(shifted.size() - 3)}, shifted.data() + 3};
+    sh.live = true;
+    c.tensors["model"] = {l, TensorView{"copied", {10, 100}, copied.data()}, sh};
     c.per_rank["data_rng"] = {11, 12};
     return c;
   }
@@ -77,27 +84,69 @@ TEST(CheckpointCrc, IsaLAgreesWithZlib) {
   }
 }
 
-// A non-live tensor changed right after start() and a live one changed after release_state()
-// are both stored as they were at start().
+// A non-live tensor changed right after start() and the live ones changed after
+// release_state() are all stored as they were at start(): with the writer's copy of the state
+// (released once copied) and without (released once written).
 TEST(BackgroundCheckpoint, StoresTheStateAtStart) {
-  TempDir dir;
-  Fixture f;
-  const std::vector<float> live0 = f.live, copied0 = f.copied;
-  const std::string path = dir.file("ckpt.h5");
-  BackgroundCheckpoint bg;
-  bg.start(path, f.contents());
-  EXPECT_TRUE(bg.in_flight());
-  EXPECT_EQ(bg.path(), path);
-  std::fill(f.copied.begin(), f.copied.end(), 99.0f);  // copied at start: may change at once
-  bg.release_state();
-  std::fill(f.live.begin(), f.live.end(), -1.0f);  // the writer is done with it
-  bg.finish();
-  EXPECT_FALSE(bg.in_flight());
-  EXPECT_EQ(CheckpointReader(path).verify(), "");
-  EXPECT_EQ(read_all(path, "live", std::int64_t(live0.size()), {std::int64_t(live0.size())}), live0);
-  EXPECT_EQ(read_all(path, "copied", 1000, {10, 100}), copied0);
-  EXPECT_EQ(*CheckpointReader(path).per_rank("data_rng", 0), (std::vector<std::int64_t>{11, 12}));
-  EXPECT_EQ(bg.stats().copied_bytes, 1000u * 4 + 2 * 8);  // "copied" and the per-rank row
+  for (const bool copy_state : {true, false}) {
+    SCOPED_TRACE(copy_state ? "copying the state" : "writing it in place");
+    TempDir dir;
+    Fixture f;
+    const std::vector<float> live0 = f.live, copied0 = f.copied;
+    const std::vector<float> shifted0(f.shifted.begin() + 3, f.shifted.end());
+    const std::string path = dir.file("ckpt.h5");
+    BackgroundCheckpoint bg(nullptr, copy_state);
+    bg.start(path, f.contents());
+    EXPECT_TRUE(bg.in_flight());
+    EXPECT_EQ(bg.path(), path);
+    std::fill(f.copied.begin(), f.copied.end(), 99.0f);  // copied at start: may change at once
+    bg.release_state();
+    std::fill(f.live.begin(), f.live.end(), -1.0f);  // the writer is done with them
+    std::fill(f.shifted.begin(), f.shifted.end(), -2.0f);
+    bg.finish();
+    EXPECT_FALSE(bg.in_flight());
+    EXPECT_EQ(CheckpointReader(path).verify(), "");
+    EXPECT_EQ(read_all(path, "live", std::int64_t(live0.size()), {std::int64_t(live0.size())}), live0);
+    const std::int64_t ns = std::int64_t(shifted0.size());
+    EXPECT_EQ(read_all(path, "shifted", ns, {ns}), shifted0);
+    EXPECT_EQ(read_all(path, "copied", 1000, {10, 100}), copied0);
+    EXPECT_EQ(*CheckpointReader(path).per_rank("data_rng", 0), (std::vector<std::int64_t>{11, 12}));
+    EXPECT_EQ(bg.stats().copied_bytes, 1000u * 4 + 2 * 8);  // "copied" and the per-rank row
+    EXPECT_GT(bg.stats().writer_cpu_s, 0.0);
+  }
+}
+
+// Each piece's place in a snapshot is congruent to its file offset modulo the page (so its
+// whole pages are written with O_DIRECT as they lie), the places do not overlap, and pieces
+// not taken get none.
+TEST(BackgroundCheckpoint, SnapshotPlacesAreCongruentToTheFile) {
+  using kd::ckpt::bytes::Piece;
+  std::vector<Piece> pieces;
+  std::mt19937 rng(3);
+  std::uint64_t file = 8192;
+  for (int i = 0; i < 200; ++i) {
+    Piece p;
+    p.bytes = 1 + rng() % 20000;
+    p.file_offset = file + rng() % 5000;
+    file = p.file_offset + p.bytes;
+    pieces.push_back(p);
+  }
+  std::vector<bool> take(pieces.size());
+  for (std::size_t i = 0; i < take.size(); ++i) take[i] = i % 7 != 3;
+  std::uint64_t total = 0;
+  const std::vector<std::uint64_t> at = kd::ckpt::bytes::snapshot_places(pieces, take, total);
+  ASSERT_EQ(at.size(), pieces.size());
+  std::uint64_t end = 0;
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    if (!take[i]) {
+      EXPECT_EQ(at[i], ~std::uint64_t{0}) << i;
+      continue;
+    }
+    EXPECT_EQ(at[i] % 4096, pieces[i].file_offset % 4096) << i;
+    EXPECT_GE(at[i], end) << i;
+    end = at[i] + pieces[i].bytes;
+  }
+  EXPECT_EQ(total, end);
 }
 
 // The file appears under its name only once poll() or finish() completes it; until then a
@@ -197,6 +246,8 @@ TEST(BackgroundCheckpoint, WritesThroughThePageCache) {
   const std::int64_t n = std::int64_t(f.live.size());
   EXPECT_EQ(read_all(cached, "live", n, {n}), read_all(direct, "live", n, {n}));
   EXPECT_EQ(read_all(cached, "copied", 1000, {10, 100}), f.copied);
+  const std::int64_t ns = std::int64_t(f.shifted.size() - 3);
+  EXPECT_EQ(read_all(cached, "shifted", ns, {ns}), read_all(direct, "shifted", ns, {ns}));
 }
 
 }  // namespace

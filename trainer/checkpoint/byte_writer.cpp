@@ -4,6 +4,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -21,39 +25,118 @@ namespace {
 
 constexpr std::uint64_t kPage = 4096;
 constexpr std::uint64_t kStageBytes = std::uint64_t{8} << 20;
+// the snapshot's copy goes in blocks this size, each's CRC taken first, the copy then reading
+// it from the cache (one pass over memory instead of two)
+constexpr std::uint64_t kCopyBlock = std::uint64_t{256} << 10;
+
+// memcpy whose stores bypass the cache. glibc's memcpy of this machine takes 0.66 s for 2 GB
+// when source and destination sit at different offsets modulo 64 (a tensor's place in the
+// flat buffer against its page-congruent place in a snapshot or staging buffer), 0.18 s when
+// they agree; these streaming stores take 0.17 s either way, and leave the training's data in
+// the cache. The caller fences (_mm_sfence) before another thread or the device reads `dst`.
+void stream_copy(char* dst, const char* src, std::uint64_t n) {
+#if defined(__AVX2__)
+  const std::uint64_t head = std::min<std::uint64_t>(n, (32 - reinterpret_cast<std::uintptr_t>(dst) % 32) % 32);
+  std::memcpy(dst, src, head);
+  std::uint64_t i = head;
+  for (; i + 128 <= n; i += 128) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i + 32));
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i + 64));
+    const __m256i d = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i + 96));
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + i), a);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + i + 32), b);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + i + 64), c);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + i + 96), d);
+  }
+  std::memcpy(dst + i, src + i, n - i);
+#else
+  std::memcpy(dst, src, n);
+#endif
+}
+
+void stream_fence() {
+#if defined(__AVX2__)
+  _mm_sfence();
+#endif
+}
 
 }  // namespace
+
+std::vector<std::uint64_t> snapshot_places(const std::vector<Piece>& pieces, const std::vector<bool>& take,
+                                           std::uint64_t& total) {
+  std::vector<std::uint64_t> at(pieces.size(), ~std::uint64_t{0});
+  total = 0;
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    if (!take[i]) continue;
+    const std::uint64_t want = pieces[i].file_offset % kPage;
+    total += (want + kPage - total % kPage) % kPage;  // the next address congruent to the file offset
+    at[i] = total;
+    total += pieces[i].bytes;
+  }
+  return at;
+}
 
 Result write_pieces(int fd, int direct_fd, const std::vector<Piece>& pieces, int threads,
                     const std::atomic<bool>& stop, const std::function<void()>& read_done, std::int64_t die_after,
                     std::int64_t fail_after) {
   Result r;
   r.crc32.assign(pieces.size(), 0);
+  // where each piece is written from: its copy once made
+  std::vector<const char*> from(pieces.size());
+  std::vector<bool> summed(pieces.size(), false);
+  bool waits_for_writes = false;  // a live piece is written from the caller's memory
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    from[i] = pieces[i].src;
+    waits_for_writes = waits_for_writes || (pieces[i].live && !pieces[i].copy);
+  }
+  for (std::size_t i = 0; i < pieces.size() && !stop.load(std::memory_order_relaxed); ++i) {
+    const Piece& p = pieces[i];
+    if (!p.copy) continue;
+    std::uint32_t crc = manifest::crc32_of(nullptr, 0);
+    for (std::uint64_t at = 0; at < p.bytes; at += kCopyBlock) {
+      const std::uint64_t n = std::min(kCopyBlock, p.bytes - at);
+      crc = manifest::crc32_continue(crc, p.src + at, n);  // src stays as it is until read_done
+      stream_copy(p.copy + at, p.src + at, n);            // from the cache the CRC brought it to
+    }
+    r.crc32[i] = crc;
+    summed[i] = true;
+    from[i] = p.copy;
+  }
+  stream_fence();
+  if (read_done && !waits_for_writes) read_done();
   std::atomic<std::size_t> next{0};
   std::atomic<std::int64_t> written{0};
   std::atomic<bool> direct{direct_fd >= 0};
   std::mutex m;
   auto work = [&] {
-    // the page-aligned staging buffer of this thread's O_DIRECT writes
+    // the page-aligned staging buffer of this thread's O_DIRECT writes of unaligned memory
     std::unique_ptr<char, decltype(&std::free)> stage(nullptr, &std::free);
-    if (direct) stage.reset(static_cast<char*>(std::aligned_alloc(kPage, kStageBytes)));
     for (std::size_t i = next++; i < pieces.size(); i = next++) {
       if (stop.load(std::memory_order_relaxed)) return;
       const Piece& p = pieces[i];
-      r.crc32[i] = manifest::crc32_of(p.src, p.bytes);
+      const char* src = from[i];
+      if (!summed[i]) r.crc32[i] = manifest::crc32_of(src, p.bytes);
       // the whole pages of the piece go around the page cache, the ends through it
       const std::uint64_t end = p.file_offset + p.bytes;
       std::uint64_t lo = (p.file_offset + kPage - 1) / kPage * kPage, hi = end / kPage * kPage;
-      if (!direct || !stage || lo >= hi) lo = hi = end;
-      bool good = write_all_at(fd, {p.src, lo - p.file_offset}, p.file_offset);
+      const bool aligned = reinterpret_cast<std::uintptr_t>(src + (lo - p.file_offset)) % kPage == 0;
+      if (direct && !aligned && !stage) stage.reset(static_cast<char*>(std::aligned_alloc(kPage, kStageBytes)));
+      if (!direct || (!aligned && !stage) || lo >= hi) lo = hi = end;
+      bool good = write_all_at(fd, {src, lo - p.file_offset}, p.file_offset);
       if (fail_after >= 0 && written.load() >= fail_after) {
         good = false;
         errno = EIO;
       }
       for (std::uint64_t at = lo; good && at < hi;) {
-        const std::uint64_t n = std::min<std::uint64_t>(hi - at, kStageBytes);
-        std::memcpy(stage.get(), p.src + (at - p.file_offset), n);
-        if (direct && write_all_at(direct_fd, {stage.get(), n}, at)) {
+        const std::uint64_t n = aligned ? hi - at : std::min<std::uint64_t>(hi - at, kStageBytes);
+        const char* out = src + (at - p.file_offset);
+        if (!aligned) {
+          stream_copy(stage.get(), out, n);
+          stream_fence();
+          out = stage.get();
+        }
+        if (direct && write_all_at(direct_fd, {out, n}, at)) {
           at += n;
           continue;
         }
@@ -62,10 +145,10 @@ Result write_pieces(int fd, int direct_fd, const std::vector<Piece>& pieces, int
           break;
         }
         direct = false;  // the file system takes no direct I/O here (alignment): the page cache then
-        good = write_all_at(fd, {p.src + (at - p.file_offset), hi - at}, at);
+        good = write_all_at(fd, {src + (at - p.file_offset), hi - at}, at);
         at = hi;
       }
-      good = good && write_all_at(fd, {p.src + (hi - p.file_offset), end - hi}, hi);
+      good = good && write_all_at(fd, {src + (hi - p.file_offset), end - hi}, hi);
       if (!good) {
         const std::string e = fmt::format("writing {} bytes at offset {}: {}", p.bytes, p.file_offset,
                                           std::strerror(errno));
@@ -86,7 +169,7 @@ Result write_pieces(int fd, int direct_fd, const std::vector<Piece>& pieces, int
   for (int t = 1; t < n; ++t) helpers.emplace_back(work);
   work();
   for (std::thread& t : helpers) t.join();
-  if (read_done) read_done();
+  if (read_done && waits_for_writes) read_done();
   if (r.error.empty() && stop.load()) r.error = "the write was abandoned";
   if (r.error.empty() && ::fdatasync(fd) != 0) r.error = fmt::format("fdatasync: {}", std::strerror(errno));
   return r;

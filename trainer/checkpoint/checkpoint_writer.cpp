@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,6 +38,14 @@ using json = nlohmann::json;
 
 // A fixed-length string's size is stored in 32 bits in the file.
 constexpr std::size_t kMaxStringBytes = std::numeric_limits<std::uint32_t>::max();
+// the snapshot's base sits on a page: O_DIRECT writes from it need that much
+constexpr std::uintptr_t kSnapshotAlign = 4096;
+
+double thread_cpu_seconds() {
+  timespec t{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
+}
 
 bool valid_link_name(const std::string& s) { return !s.empty() && s != "." && s.find('/') == std::string::npos; }
 
@@ -550,6 +559,7 @@ struct BackgroundCheckpoint::Write {
   bool released = false;
   bool live = false;  // some piece is read in place (release_state waits for it)
   bytes::Result result;
+  double writer_cpu_s = 0;  // the thread's CPU time
 
   void close_fd() {
     if (fd >= 0) ::close(fd);
@@ -565,7 +575,8 @@ struct BackgroundCheckpoint::Write {
   }
 };
 
-BackgroundCheckpoint::BackgroundCheckpoint(dist::Comm* comm) : comm_(comm && comm->size() > 1 ? comm : nullptr) {}
+BackgroundCheckpoint::BackgroundCheckpoint(dist::Comm* comm, bool copy_state)
+    : comm_(comm && comm->size() > 1 ? comm : nullptr), copy_state_(copy_state) {}
 
 BackgroundCheckpoint::~BackgroundCheckpoint() {
   if (write_) write_->abandon(Ranks(comm_).rank());
@@ -600,28 +611,39 @@ void BackgroundCheckpoint::begin(const std::string& path, const CheckpointConten
       ranks.comm().broadcast(std::span<std::int64_t>(offsets), 0);
     }
     wr.stage("planning the writes", [&] { w->pieces = wr.plan(h, c, offsets); });
-    // what may change before the writer is done with it (everything but the `live` views
-    // and with them the per-rank rows) is copied now, while the caller waits
-    std::vector<std::size_t> copied;
-    std::uint64_t total = 0;
+    // What may change before the writer is done with it (everything but the `live` views
+    // and with them the per-rank rows) is copied now, while the caller waits; the live views
+    // too when the state is copied (the writer does that first, then releases them). Each
+    // copy sits congruent to its file offset modulo the page: O_DIRECT writes it as it is.
+    std::vector<bool> take(w->pieces.size());
     for (std::size_t i = 0; i < w->pieces.size(); ++i) {
       w->live = w->live || w->pieces[i].live;
-      if (copy_unstable && !w->pieces[i].live) {
-        copied.push_back(i);
-        total += w->pieces[i].bytes;
+      take[i] = copy_unstable && (copy_state_ || !w->pieces[i].live);
+    }
+    std::uint64_t total = 0;
+    const std::vector<std::uint64_t> at = bytes::snapshot_places(w->pieces, take, total);
+    if (snapshot_.size() < total + kSnapshotAlign) snapshot_ = AlignedBuffer<char>(total + kSnapshotAlign, "the checkpoint's snapshot of the state");
+    char* base = snapshot_.data() + (kSnapshotAlign - reinterpret_cast<std::uintptr_t>(snapshot_.data()) % kSnapshotAlign) % kSnapshotAlign;
+    std::vector<std::size_t> now;
+    for (std::size_t i = 0; i < w->pieces.size(); ++i) {
+      if (!take[i]) continue;
+      if (w->pieces[i].live) {
+        w->pieces[i].copy = base + at[i];
+      } else {
+        now.push_back(i);
       }
     }
-    if (snapshot_.size() < total) snapshot_ = AlignedBuffer<char>(total, "the checkpoint's snapshot");
-    std::vector<std::uint64_t> at(copied.size() + 1, 0);
-    for (std::size_t k = 0; k < copied.size(); ++k) at[k + 1] = at[k] + w->pieces[copied[k]].bytes;
-    const std::int64_t n = std::int64_t(copied.size());
-#pragma omp parallel for schedule(dynamic, 1)
+    const std::int64_t n = std::int64_t(now.size());
+    std::uint64_t copied = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : copied)
     for (std::int64_t k = 0; k < n; ++k) {
-      bytes::Piece& p = w->pieces[copied[std::size_t(k)]];
-      std::memcpy(snapshot_.data() + at[std::size_t(k)], p.src, p.bytes);
-      p.src = snapshot_.data() + at[std::size_t(k)];
+      const std::size_t i = now[std::size_t(k)];
+      bytes::Piece& p = w->pieces[i];
+      std::memcpy(base + at[i], p.src, p.bytes);
+      p.src = base + at[i];
+      copied += p.bytes;
     }
-    stats_.copied_bytes = total;
+    stats_.copied_bytes = copied;
     wr.stage("opening the file", [&] {
       w->fd = ::open(w->tmp.c_str(), O_WRONLY | O_CLOEXEC);
       if (w->fd < 0) wr.fail_errno("opening " + w->tmp + " to write the tensors");
@@ -640,11 +662,13 @@ void BackgroundCheckpoint::begin(const std::string& path, const CheckpointConten
   const int threads = w->direct_fd >= 0 ? 1 : std::max(1, omp_get_max_threads());
   Write* raw = w.get();
   raw->thread = std::thread([raw, threads, die_after, fail_after] {
+    const double cpu0 = thread_cpu_seconds();
     raw->result = bytes::write_pieces(raw->fd, raw->direct_fd, raw->pieces, threads, raw->stop, [raw] {
       std::lock_guard lock(raw->m);
       raw->released = true;
       raw->cv.notify_all();
     }, die_after, fail_after);
+    raw->writer_cpu_s = thread_cpu_seconds() - cpu0;
     raw->done = true;
   });
   write_ = std::move(w);
@@ -675,6 +699,7 @@ void BackgroundCheckpoint::finish() {
   Writer& wr = w->writer;
   try {
     w->thread.join();
+    stats_.writer_cpu_s = w->writer_cpu_s;
     w->close_fd();
     wr.stage("writing the tensors", [&] {
       const bytes::Result& r = w->result;

@@ -39,6 +39,44 @@ double timed_on_all(dist::Comm& comm, F&& f) {
   return omp_get_wtime() - t0;
 }
 
+// A checkpoint's stall to the training, medians of kBenchCheckpointWrites background writes.
+struct Stall {
+  double stall = 0;   // all the time the steps lost against as many plain steps
+  double block = 0;   // the part the training thread waited in the checkpoint's calls
+  double start = 0, held = 0, finish = 0, steps = 0, writer_cpu = 0;
+};
+
+// `contents` gives the state to write (its views read in place), `median_step` a plain
+// step's time at the present thread count.
+template <class Contents>
+Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& comm, const std::string& where,
+                    const char* name, Contents&& contents, double median_step) {
+  ckpt::BackgroundCheckpoint bg(&comm);
+  trainer.set_state_gate([&] { bg.release_state(); });
+  std::vector<double> stall_s, block_s, start_s, wait_s, finish_s, steps_n, cpu_s;
+  for (int i = 0; i < kBenchCheckpointWrites; ++i) {
+    const ckpt::CheckpointContents ci = contents();
+    int steps = 0;
+    const double t = timed_on_all(comm, [&] {
+      bg.start(fmt::format("{}/{}-{}.h5", where, name, i), ci);
+      do {
+        trainer.step(source);
+        ++steps;
+      } while (!bg.poll());
+    });
+    stall_s.push_back(std::max(0.0, t - steps * median_step));
+    block_s.push_back(bg.stats().start_s + bg.stats().release_wait_s + bg.stats().finish_s);
+    start_s.push_back(bg.stats().start_s);
+    wait_s.push_back(bg.stats().release_wait_s);
+    finish_s.push_back(bg.stats().finish_s);
+    steps_n.push_back(steps);
+    cpu_s.push_back(bg.stats().writer_cpu_s);
+  }
+  trainer.set_state_gate(nullptr);
+  return {median_of(stall_s), median_of(block_s), median_of(start_s), median_of(wait_s),
+          median_of(finish_s), median_of(steps_n), median_of(cpu_s)};
+}
+
 // A directory all ranks see: rank 0 makes it (or takes `dir`), the others get its name.
 std::string shared_dir(dist::Comm& comm, const std::string& dir, bool& made) {
   std::string path = dir;
@@ -118,33 +156,25 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
 
   // The stall: a checkpoint written in the background (as a run writes them) while the
   // training goes on, from start() until poll() says it is complete, against as many plain
-  // steps; the trainer's state gate holds each update until the writer is done with the
-  // weights and moments it reads in place.
-  ckpt::BackgroundCheckpoint bg(&comm);
-  trainer.set_state_gate([&] { bg.release_state(); });
-  // stall: all the time the steps lost; block: the part the training thread waited in the
-  // checkpoint's own calls (the rest is the write's load on the machine: its copies, CRCs and
-  // I/O, on cores training also uses)
-  std::vector<double> stall_s, block_s, start_s, wait_s, finish_s, steps_n;
-  for (int i = 0; i < writes; ++i) {
-    const ckpt::CheckpointContents ci = contents();
-    int steps = 0;
-    const double t = timed_on_all(comm, [&] {
-      bg.start(fmt::format("{}/stall-{}.h5", where, i), ci);
-      do {
-        trainer.step(source);
-        ++steps;
-      } while (!bg.poll());
-    });
-    stall_s.push_back(std::max(0.0, t - steps * median_step));
-    block_s.push_back(bg.stats().start_s + bg.stats().release_wait_s + bg.stats().finish_s);
-    start_s.push_back(bg.stats().start_s);
-    wait_s.push_back(bg.stats().release_wait_s);
-    finish_s.push_back(bg.stats().finish_s);
-    steps_n.push_back(steps);
+  // steps; the writer copies the weights and moments first (BackgroundCheckpoint's
+  // copy_state), and the trainer's state gate holds an update until that copy is done.
+  const int threads = omp_get_max_threads();
+  const Stall all = measure_stall(trainer, source, comm, where, "stall", contents, median_step);
+  // the same with a core left to the writer (the training on one thread fewer), as on a node
+  // whose training leaves cores free (a GPU node, or threads set below the cores): what the
+  // write costs the training beyond the cores it takes
+  Stall spare;
+  double spare_step = 0;
+  if (threads > 1) {
+    set_threads(threads - 1);
+    std::vector<double> plain;
+    trainer.step(source);  // the first step at a new thread count warms its buffers
+    for (int i = 0; i < 3; ++i) plain.push_back(timed_on_all(comm, [&] { trainer.step(source); }));
+    spare_step = median_of(plain);
+    spare = measure_stall(trainer, source, comm, where, "spare", contents, spare_step);
+    set_threads(threads);
   }
-  trainer.set_state_gate(nullptr);
-  const double write = median_of(write_s), stall = median_of(stall_s), block = median_of(block_s);
+  const double write = median_of(write_s), stall = all.stall, block = all.block;
   if (out) {
     fmt::print(out, "checkpoint: {:.2f}M values (student + AdamW m, v), file {:.1f} MB, written by {} rank(s){}\n",
                values / 1e6, bytes / 1e6, comm.size(), comm.size() > 1 ? " into one file" : "");
@@ -156,15 +186,22 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
                read_disk_s, read_s, verify_s);
     fmt::print(out, "checkpoint stall: written in the background over {} step(s) of {:.3f} s: {:.3f} s more than the "
                "plain steps ({:.2f} steps, {:.1f}% of the write time); of it, waiting in the checkpoint's calls "
-               "{:.3f} s ({:.1f}%): start {:.3f} s (layout, copies of the small state), update held for the writer "
-               "{:.3f} s, completion {:.3f} s; the rest is the write's load on the cores training uses (medians "
-               "of {})\n", median_of(steps_n), median_step, stall, stall / median_step, 100.0 * stall / write, block,
-               100.0 * block / write, median_of(start_s), median_of(wait_s), median_of(finish_s), writes);
+               "{:.3f} s ({:.1f}%): start {:.3f} s (layout, copies of the small state), update held for the "
+               "writer's copy {:.3f} s, completion {:.3f} s; the rest is the write's load on the cores training "
+               "uses: its thread's CPU time {:.3f} s (copy, CRCs, system calls) (medians of {})\n", all.steps,
+               median_step, stall, stall / median_step, 100.0 * stall / write, block, 100.0 * block / write,
+               all.start, all.held, all.finish, all.writer_cpu, writes);
+    if (threads > 1) {
+      fmt::print(out, "checkpoint stall with a core left to the writer (training on {} thread(s), steps of {:.3f} s): "
+                 "{:.3f} s more than the plain steps ({:.1f}% of the write time), waiting in its calls {:.3f} s\n",
+                 threads - 1, spare_step, spare.stall, 100.0 * spare.stall / write, spare.block);
+    }
     fmt::print(out, "RESULT impl=kdtrain checkpoint_mb={:.1f} write_s={:.3f} write_mb_s={:.0f} verify_s={:.3f} "
                "read_s={:.3f} read_disk_s={:.3f} stall_s={:.3f} stall_steps={:.2f} stall_frac={:.3f} "
-               "block_s={:.3f} block_frac={:.3f} start_s={:.3f} held_s={:.3f} ranks={}\n", bytes / 1e6, write,
-               bytes / 1e6 / write, verify_s, read_s, read_disk_s, stall, stall / median_step, stall / write, block,
-               block / write, median_of(start_s), median_of(wait_s), comm.size());
+               "block_s={:.3f} block_frac={:.3f} start_s={:.3f} held_s={:.3f} writer_cpu_s={:.3f} "
+               "spare_stall_frac={} ranks={}\n", bytes / 1e6, write, bytes / 1e6 / write, verify_s, read_s,
+               read_disk_s, stall, stall / median_step, stall / write, block, block / write, all.start, all.held,
+               all.writer_cpu, threads > 1 ? fmt::format("{:.3f}", spare.stall / write) : "none", comm.size());
   }
   comm.barrier();
   if (comm.rank() == 0) {
@@ -175,6 +212,7 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
       for (int i = 0; i < writes; ++i) {
         std::filesystem::remove(fmt::format("{}/step-{:08d}.h5", where, i), ec);
         std::filesystem::remove(fmt::format("{}/stall-{}.h5", where, i), ec);
+        std::filesystem::remove(fmt::format("{}/spare-{}.h5", where, i), ec);
       }
     }
   }

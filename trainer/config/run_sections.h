@@ -27,6 +27,7 @@ struct TrainSection {
   std::int64_t checkpoint_every = 0;
   double checkpoint_minutes = 0;
   int keep_checkpoints = 2;
+  bool checkpoint_copy = true;
   std::string init_from;
   template <class V>
   void visit(V& v) {
@@ -51,6 +52,10 @@ struct TrainSection {
             "also checkpoint once this many minutes of wall time have passed since the last checkpoint (or the "
             "start), whatever checkpoint_every says; 0 = off", at_least(0));
     v.field("keep_checkpoints", keep_checkpoints, "how many of the newest checkpoints to keep", between(1, 1000));
+    v.field("checkpoint_copy", checkpoint_copy,
+            "a checkpoint's writer first copies the weights and optimizer state in memory (as much host memory "
+            "again as this rank's share of them), so training goes on while the disk is written; false = it "
+            "writes them in place, and the next update waits until they are written");
     v.field("init_from", init_from, "a checkpoint whose model weights start the run instead of a random init (a "
             "trained model to prune or fine-tune; same model shape); \"\" = random init");
   }
