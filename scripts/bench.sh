@@ -18,7 +18,8 @@
 #     torch.save/torch.load of the same student's and optimizer's state_dicts (fsync'ed,
 #     renamed), in the same run, at two sizes: the kd variant's student (89 MB) and the ~2 GB
 #     state of configs/bench-ckpt2g.yaml (scripts/torch_ckpt_ref.py on the PyTorch side); and
-#     both on 2 MPI ranks x 1 thread (one file, each rank writing its ZeRO share);
+#     both on 2 MPI ranks x 1 thread (one file, each rank writing its ZeRO share), PyTorch's
+#     one process measured again right after each (this VM's disk drifts within minutes);
 #  5. data parallel: the kd step as 1 rank × <threads> threads and as <threads> MPI ranks ×
 #     1 thread (ZeRO-1, the same global batch), alternated twice, the mean of the two step medians.
 # Last line (machine-readable, one line; wrapped here):
@@ -29,6 +30,8 @@
 #          ckpt_stall_steps=<kdtrain stall per checkpoint in kd steps> ckpt_stall_frac=<stall / write s>
 #          ckpt_block_frac=<the part of the stall spent waiting in the checkpoint's calls / write s>
 #          ckpt2g_write_ratio=.. ckpt2g_read_ratio=.. ckpt2g_stall_frac=.. ckpt2g_block_frac=.. (at ~2 GB)
+#          ckpt2g_spare_stall_frac=<the stall / write s with the training on one thread fewer: a core
+#          left to the writer> ckpt2g_writer_cpu_s=<the writer thread's CPU seconds per checkpoint>
 #          ckpt2r_write_ratio=.. ckpt2r_read_ratio=.. ckpt2r_stall_frac=.. ckpt2r_block_frac=.. (2 ranks)
 #          ckpt2g2r_write_ratio=.. ckpt2g2r_read_ratio=.. ckpt2g2r_stall_frac=.. ckpt2g2r_block_frac=.. (2 GB, 2 ranks)
 # Usage: scripts/bench.sh [threads (default 2)] [peak seconds per size (default 3)]
@@ -83,9 +86,13 @@ done
 echo "== checkpoint on 2 ranks x 1 thread (the kd variant's student, one file)"
 OMP_NUM_THREADS=1 mpirun -np 2 --bind-to core ./build/kdtrain bench --config configs/bench-cpu.yaml --checkpoint \
   --threads 1 --peak-gflops "$peak" | tee "$log/kdtrain-ckpt2r" | grep -i -E '^(RESULT|checkpoint)'
+OMP_NUM_THREADS="$threads" "$py" scripts/torch_ckpt_ref.py --config configs/bench-cpu.yaml --threads "$threads" \
+  | tee "$log/torch-ckpt2r"
 echo "== checkpoint at ~2 GB on 2 ranks x 1 thread"
 OMP_NUM_THREADS=1 mpirun -np 2 --bind-to core ./build/kdtrain bench --config configs/bench-ckpt2g.yaml --student-only \
   --checkpoint --set train.batch_size=2 --threads 1 --peak-gflops "$peak" | tee "$log/kdtrain-ckpt2g2r" | grep -i -E '^(RESULT|checkpoint)'
+OMP_NUM_THREADS="$threads" "$py" scripts/torch_ckpt_ref.py --config configs/bench-ckpt2g.yaml --threads "$threads" \
+  | tee "$log/torch-ckpt2g2r"
 mean2() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a + b) / 2 }'; }
 one=$(mean2 "$(field "$log/dp-1x$threads-1" tokens_per_s)" "$(field "$log/dp-1x$threads-2" tokens_per_s)")
 many=$(mean2 "$(field "$log/dp-${threads}x1-1" tokens_per_s)" "$(field "$log/dp-${threads}x1-2" tokens_per_s)")
@@ -108,10 +115,13 @@ g_wk=$(ckfield "$log/kdtrain-ckpt2g" write_s); g_wt=$(ckfield "$log/torch-ckpt2g
 g_rk=$(ckfield "$log/kdtrain-ckpt2g" read_disk_s); g_rt=$(ckfield "$log/torch-ckpt2g" read_disk_s)
 g_ck=$(ckfield "$log/kdtrain-ckpt2g" read_s); g_ct=$(ckfield "$log/torch-ckpt2g" read_s)
 g_frac=$(ckfield "$log/kdtrain-ckpt2g" stall_frac); g_block=$(ckfield "$log/kdtrain-ckpt2g" block_frac)
+g_spare=$(ckfield "$log/kdtrain-ckpt2g" spare_stall_frac); g_cpu=$(ckfield "$log/kdtrain-ckpt2g" writer_cpu_s)
 r_wk=$(ckfield "$log/kdtrain-ckpt2r" write_s); r_rk=$(ckfield "$log/kdtrain-ckpt2r" read_disk_s)
+r_wt=$(ckfield "$log/torch-ckpt2r" write_s); r_rt=$(ckfield "$log/torch-ckpt2r" read_disk_s)
 r_frac=$(ckfield "$log/kdtrain-ckpt2r" stall_frac); r_block=$(ckfield "$log/kdtrain-ckpt2r" block_frac)
 gr_wk=$(ckfield "$log/kdtrain-ckpt2g2r" write_s); gr_rk=$(ckfield "$log/kdtrain-ckpt2g2r" read_disk_s)
 gr_frac=$(ckfield "$log/kdtrain-ckpt2g2r" stall_frac); gr_block=$(ckfield "$log/kdtrain-ckpt2g2r" block_frac)
+gr_wt=$(ckfield "$log/torch-ckpt2g2r" write_s); gr_rt=$(ckfield "$log/torch-ckpt2g2r" read_disk_s)
 
 echo
 echo "== summary (${threads} threads, sgemm peak ${peak} GFLOP/s)"
@@ -129,13 +139,13 @@ printf '%-22s %14s\n' "checkpoint stall/write" "$ck_frac (waiting in its calls: 
 printf '%-22s %14s %14s %9s\n' "2 GB write s" "$g_wk" "$g_wt" "$(ratio "$g_wk" "$g_wt")"
 printf '%-22s %14s %14s %9s\n' "2 GB read s (disk)" "$g_rk" "$g_rt" "$(ratio "$g_rk" "$g_rt")"
 printf '%-22s %14s %14s %9s\n' "2 GB read s (cached)" "$g_ck" "$g_ct" "$(ratio "$g_ck" "$g_ct")"
-printf '%-22s %14s\n' "2 GB stall/write" "$g_frac (waiting in its calls: $g_block)"
-printf '%-22s %14s %14s %9s\n' "2 ranks write s" "$r_wk" "$ck_wt" "$(ratio "$r_wk" "$ck_wt")"
-printf '%-22s %14s %14s %9s\n' "2 ranks read s (disk)" "$r_rk" "$ck_rt" "$(ratio "$r_rk" "$ck_rt")"
+printf '%-22s %14s\n' "2 GB stall/write" "$g_frac (waiting in its calls: $g_block; a core left to the writer: $g_spare; its CPU: $g_cpu s)"
+printf '%-22s %14s %14s %9s\n' "2 ranks write s" "$r_wk" "$r_wt" "$(ratio "$r_wk" "$r_wt")"
+printf '%-22s %14s %14s %9s\n' "2 ranks read s (disk)" "$r_rk" "$r_rt" "$(ratio "$r_rk" "$r_rt")"
 printf '%-22s %14s\n' "2 ranks stall/write" "$r_frac (waiting in its calls: $r_block)"
-printf '%-22s %14s %14s %9s\n' "2 GB 2 ranks write s" "$gr_wk" "$g_wt" "$(ratio "$gr_wk" "$g_wt")"
-printf '%-22s %14s %14s %9s\n' "2 GB 2 ranks read s" "$gr_rk" "$g_rt" "$(ratio "$gr_rk" "$g_rt")"
+printf '%-22s %14s %14s %9s\n' "2 GB 2 ranks write s" "$gr_wk" "$gr_wt" "$(ratio "$gr_wk" "$gr_wt")"
+printf '%-22s %14s %14s %9s\n' "2 GB 2 ranks read s" "$gr_rk" "$gr_rt" "$(ratio "$gr_rk" "$gr_rt")"
 printf '%-22s %14s\n' "2 GB 2 ranks stall/w" "$gr_frac (waiting in its calls: $gr_block)"
 printf '%-22s %14s %14s %9s\n' "" "1 rank" "$threads ranks" ratio
 printf '%-22s %14s %14s %9s\n' "kd tokens/s (DP)" "$one" "$many" "$(ratio "$many" "$one")"
-echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t") dp_ratio=$(ratio "$many" "$one") dp_comm_ms=$dp_comm ckpt_write_ratio=$(ratio "$ck_wk" "$ck_wt") ckpt_read_ratio=$(ratio "$ck_rk" "$ck_rt") ckpt_stall_steps=$ck_stall ckpt_stall_frac=$ck_frac ckpt_block_frac=$ck_block ckpt2g_write_ratio=$(ratio "$g_wk" "$g_wt") ckpt2g_read_ratio=$(ratio "$g_rk" "$g_rt") ckpt2g_stall_frac=$g_frac ckpt2g_block_frac=$g_block ckpt2r_write_ratio=$(ratio "$r_wk" "$ck_wt") ckpt2r_read_ratio=$(ratio "$r_rk" "$ck_rt") ckpt2r_stall_frac=$r_frac ckpt2r_block_frac=$r_block ckpt2g2r_write_ratio=$(ratio "$gr_wk" "$g_wt") ckpt2g2r_read_ratio=$(ratio "$gr_rk" "$g_rt") ckpt2g2r_stall_frac=$gr_frac ckpt2g2r_block_frac=$gr_block"
+echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t") dp_ratio=$(ratio "$many" "$one") dp_comm_ms=$dp_comm ckpt_write_ratio=$(ratio "$ck_wk" "$ck_wt") ckpt_read_ratio=$(ratio "$ck_rk" "$ck_rt") ckpt_stall_steps=$ck_stall ckpt_stall_frac=$ck_frac ckpt_block_frac=$ck_block ckpt2g_write_ratio=$(ratio "$g_wk" "$g_wt") ckpt2g_read_ratio=$(ratio "$g_rk" "$g_rt") ckpt2g_stall_frac=$g_frac ckpt2g_block_frac=$g_block ckpt2g_spare_stall_frac=$g_spare ckpt2g_writer_cpu_s=$g_cpu ckpt2r_write_ratio=$(ratio "$r_wk" "$r_wt") ckpt2r_read_ratio=$(ratio "$r_rk" "$r_rt") ckpt2r_stall_frac=$r_frac ckpt2r_block_frac=$r_block ckpt2g2r_write_ratio=$(ratio "$gr_wk" "$gr_wt") ckpt2g2r_read_ratio=$(ratio "$gr_rk" "$gr_rt") ckpt2g2r_stall_frac=$gr_frac ckpt2g2r_block_frac=$gr_block"

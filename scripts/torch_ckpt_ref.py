@@ -9,7 +9,8 @@ a checkpoint:
          directory, flush, fsync, os.replace over the final name (median of --repeats);
   read:  torch.load of it, then load_state_dict into the model and the optimizer (median), the
          file in the page cache (read_s: as torch.save left it) and not (read_disk_s: its pages
-         dropped with posix_fadvise(DONTNEED) first, as for a resume in a new job).
+         dropped with posix_fadvise(DONTNEED) first, as for a resume in a new job; median of
+         DISK_REPEATS, as kdtrain's bench: this VM's disk varies most there).
 torch.load checks nothing (no checksum is read back); kdtrain's reads check every byte.
 The last line is machine-readable:
   RESULT impl=pytorch checkpoint_mb=.. write_s=.. read_s=.. read_disk_s=..
@@ -53,7 +54,7 @@ def main():
     w, r, rd, size = time_checkpoint(model, opt, a.dir, a.repeats)
     print(f"checkpoint (torch.save of the model's and AdamW's state_dicts, fsync, rename): {values / 1e6:.2f}M "
           f"values, {size / 1e6:.1f} MB; write median {w:.3f} s of {a.repeats} ({size / 1e6 / w:.0f} MB/s), "
-          f"load median {r:.3f} s (page cache), {rd:.3f} s (from disk)")
+          f"load median {r:.3f} s (page cache), {rd:.3f} s (from disk, of {DISK_REPEATS})")
     print(f"RESULT impl=pytorch checkpoint_mb={size / 1e6:.1f} write_s={w:.3f} read_s={r:.3f} read_disk_s={rd:.3f}")
 
 
@@ -65,6 +66,9 @@ def drop_cached(path):
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
+
+
+DISK_REPEATS = 5  # from-disk reads, as kBenchDiskReads in trainer/cli/bench_checkpoint.h
 
 
 def time_checkpoint(model, opt, directory=None, repeats=3):
@@ -91,7 +95,7 @@ def time_checkpoint(model, opt, directory=None, repeats=3):
             return time.perf_counter() - t0
 
         disk = []
-        for _ in range(repeats):
+        for _ in range(DISK_REPEATS):
             drop_cached(path)
             disk.append(load())
         cached = [load() for _ in range(repeats)]

@@ -261,11 +261,18 @@ class Writer {
   }
 
   // HDF5's file access for writing: every object of a page or more starts on a page (large
-  // sequential writes of whole pages, the O_DIRECT path of byte_writer.h)
-  Handle writing_access() const {
+  // sequential writes of whole pages, the O_DIRECT path of byte_writer.h), and the small
+  // metadata (object headers, link heaps) of `datasets` datasets goes into one block of about
+  // 1.5 KiB each allocated at once, at the file's start: a reader opening the file from disk
+  // then reads it in one sweep rather than in a few hundred reads spread among the tensors
+  // (HDF5's default, 2 KiB blocks, placed them between the datasets).
+  Handle writing_access(std::size_t datasets) const {
     Handle fapl = h5::file_access_plist(true);
     if (!fapl.valid()) fail("setting up the file access property list");
     ok(H5Pset_alignment(fapl.get(), kAlignment, kAlignment), "file alignment");
+    const std::uint64_t meta = (std::uint64_t(64) << 10) + std::uint64_t(datasets) * 1536;
+    ok(H5Pset_meta_block_size(fapl.get(), hsize_t((meta + kAlignment - 1) / kAlignment * kAlignment)),
+       "metadata block size");
     return fapl;
   }
 
@@ -277,7 +284,9 @@ class Writer {
   std::vector<std::int64_t> lay_out(const std::string& tmp, const Header& h, const CheckpointContents& c) {
     std::vector<std::int64_t> offsets;
     if (ranks_.rank() != 0) return offsets;
-    Handle fapl = writing_access();
+    std::size_t datasets = c.per_rank.size();
+    for (const auto& [group, list] : c.tensors) datasets += list.size();
+    Handle fapl = writing_access(datasets);
     Handle fcpl = make(H5Pcreate(H5P_FILE_CREATE), "file creation property list");
     ok(H5Pset_link_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED), "root link order");
     keep_compact(fcpl.get());
@@ -379,7 +388,7 @@ class Writer {
     stage("writing the manifest", [&] {
       if (ranks_.rank() != 0) return;
       const std::string text = manifest::to_json(manifest_);
-      Handle fapl = writing_access();
+      Handle fapl = writing_access(1);
       Handle file = make(H5Fopen(tmp.c_str(), H5F_ACC_RDWR, fapl.get()), "reopening " + tmp);
       write_text(file.get(), layout::kManifest, text);
       if (!file.close()) fail("closing (flushing) " + tmp);

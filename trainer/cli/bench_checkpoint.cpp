@@ -140,11 +140,11 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
   const double bytes = double(std::filesystem::file_size(path));
   // a resume's read: open (manifest, attributes checked), the whole model and this rank's
   // moment shard, every byte checked against the manifest as read, into the live trainer
-  // (the same values it holds, so the timing below continues unchanged); median of 3, from
-  // the disk (the file's pages dropped first) and from the page cache
+  // (the same values it holds, so the timing below continues unchanged); medians, from the
+  // disk (the file's pages dropped first) and from the page cache
   auto resume_read = [&] { read_model_and_moments(ckpt::CheckpointReader(path), trainer, false); };
   std::vector<double> disk, cached;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < kBenchDiskReads; ++i) {
     drop_cached(path);
     disk.push_back(timed_on_all(comm, resume_read));
   }
@@ -182,8 +182,8 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
                "and rename included\n", write, writes, *std::min_element(write_s.begin(), write_s.end()),
                *std::max_element(write_s.begin(), write_s.end()), bytes / 1e6 / write);
     fmt::print(out, "checkpoint read: a resume's (model + moment shard, every byte's CRC-32 checked) median {:.3f} s "
-               "from disk, {:.3f} s from the page cache, of 3; inspect --verify of the whole file {:.3f} s\n",
-               read_disk_s, read_s, verify_s);
+               "from disk (of {}), {:.3f} s from the page cache (of 3); inspect --verify of the whole file {:.3f} s\n",
+               read_disk_s, kBenchDiskReads, read_s, verify_s);
     fmt::print(out, "checkpoint stall: written in the background over {} step(s) of {:.3f} s: {:.3f} s more than the "
                "plain steps ({:.2f} steps, {:.1f}% of the write time); of it, waiting in the checkpoint's calls "
                "{:.3f} s ({:.1f}%): start {:.3f} s (layout, copies of the small state), update held for the "

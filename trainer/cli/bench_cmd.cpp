@@ -57,7 +57,8 @@ int run_bench(const BenchOptions& o) {
   // over files it did not make (a run's checkpoints/, say). Every rank checks the same directory.
   for (int i = 0; o.checkpoint && !o.checkpoint_dir.empty() && i < kBenchCheckpointWrites; ++i) {
     for (const std::string& f : {fmt::format("{}/step-{:08d}.h5", o.checkpoint_dir, i),
-                                 fmt::format("{}/stall-{}.h5", o.checkpoint_dir, i)}) {
+                                 fmt::format("{}/stall-{}.h5", o.checkpoint_dir, i),
+                                 fmt::format("{}/spare-{}.h5", o.checkpoint_dir, i)}) {
       KD_CHECK_INPUT(!std::filesystem::exists(f), "bench --checkpoint-dir {}: {} exists, and bench would write over "
                      "it and then delete it: give an empty or new directory", o.checkpoint_dir, f);
     }

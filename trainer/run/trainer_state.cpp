@@ -49,13 +49,20 @@ void add_trainer_tensors(Trainer& trainer, bool with_teacher, ckpt::CheckpointCo
 void read_model_and_moments(const ckpt::CheckpointReader& r, Trainer& trainer, bool skip_missing_quant) {
   const Trainer::MomentShard ms = trainer.moment_shard();
   for (const char* group : {"model", "adam_m", "adam_v"}) r.expect_only(group, trainer.student_table().names(), "the student");
-  for (const auto& t : trainer.student_table().tensors()) {
-    if (skip_missing_quant && t.name.rfind("quant.", 0) == 0 && !r.has_tensor("model", t.name)) continue;
-    r.read("model", t.name, t.shape, trainer.student_params() + t.offset);
-    const std::size_t b = std::max(ms.begin, t.offset), e = std::min(ms.end, t.offset + t.numel);
-    if (b >= e) continue;
-    r.read_range("adam_m", t.name, t.shape, ckpt::DType::f32, b - t.offset, e - t.offset, ms.m + (b - ms.begin));
-    r.read_range("adam_v", t.name, t.shape, ckpt::DType::f32, b - t.offset, e - t.offset, ms.v + (b - ms.begin));
+  // group by group, in the order the writer lays them out (groups by name, then the table's
+  // order): one sweep through the file, which from disk streams where tensor by tensor
+  // across the three groups jumped back and forth
+  const std::pair<const char*, float*> groups[] = {{"adam_m", ms.m}, {"adam_v", ms.v}, {"model", nullptr}};
+  for (const auto& [group, moments] : groups) {
+    for (const auto& t : trainer.student_table().tensors()) {
+      if (skip_missing_quant && t.name.rfind("quant.", 0) == 0 && !r.has_tensor("model", t.name)) continue;
+      if (moments == nullptr) {
+        r.read(group, t.name, t.shape, trainer.student_params() + t.offset);
+        continue;
+      }
+      const std::size_t b = std::max(ms.begin, t.offset), e = std::min(ms.end, t.offset + t.numel);
+      if (b < e) r.read_range(group, t.name, t.shape, ckpt::DType::f32, b - t.offset, e - t.offset, moments + (b - ms.begin));
+    }
   }
 }
 
