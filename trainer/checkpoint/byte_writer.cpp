@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #if defined(__AVX2__)
@@ -16,6 +17,7 @@
 #include <mutex>
 #include <thread>
 
+#include "base/errors.h"
 #include "base/file_io.h"
 #include "trainer/checkpoint/manifest.h"
 
@@ -62,6 +64,29 @@ void stream_fence() {
 }
 
 }  // namespace
+
+SnapshotMemory::~SnapshotMemory() {
+  if (data_) ::munmap(data_, size_);
+}
+
+char* SnapshotMemory::reserve(std::uint64_t bytes) {
+  if (bytes <= size_) return static_cast<char*>(data_);
+  if (data_) ::munmap(data_, size_);
+  data_ = nullptr;
+  size_ = 0;
+  constexpr std::uint64_t kHuge = std::uint64_t{2} << 20;
+  const std::uint64_t n = (bytes + kHuge - 1) / kHuge * kHuge;
+  void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    throw RuntimeFailure(fmt::format("out of memory: cannot map the checkpoint's snapshot of the state ({:.2f} GiB; "
+                                     "train.checkpoint_copy: false writes the state in place instead): {}",
+                                     double(n) / double(std::uint64_t{1} << 30), std::strerror(errno)));
+  }
+  (void)::madvise(p, n, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
+  data_ = p;
+  size_ = n;
+  return static_cast<char*>(p);
+}
 
 std::vector<std::uint64_t> snapshot_places(const std::vector<Piece>& pieces, const std::vector<bool>& take,
                                            std::uint64_t& total) {

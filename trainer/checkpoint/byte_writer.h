@@ -33,6 +33,25 @@ std::vector<std::uint64_t> snapshot_places(const std::vector<Piece>& pieces, con
                                            std::uint64_t& total);
 
 
+// Page-aligned memory for snapshots, kept from one checkpoint to the next: an anonymous
+// mapping with huge pages asked for (MADV_HUGEPAGE: ~1000 page faults for 2 GB instead of
+// 500000, fewer TLB misses in the copy, cheaper pinning for O_DIRECT), not touched when
+// mapped, so the writer thread's first copy faults it in, in the background.
+class SnapshotMemory {
+ public:
+  SnapshotMemory() = default;
+  ~SnapshotMemory();
+  SnapshotMemory(const SnapshotMemory&) = delete;
+  SnapshotMemory& operator=(const SnapshotMemory&) = delete;
+  // At least `bytes`, page-aligned; the previous contents are lost when it grows.
+  // RuntimeFailure naming the size when the memory cannot be had.
+  char* reserve(std::uint64_t bytes);
+
+ private:
+  void* data_ = nullptr;
+  std::uint64_t size_ = 0;
+};
+
 struct Result {
   std::vector<std::uint32_t> crc32;  // per piece
   std::string error;                 // "" when every byte was written and synced

@@ -25,7 +25,6 @@
 #include <vector>
 
 #include "base/errors.h"
-#include "trainer/util/aligned_buffer.h"
 
 namespace kd::dist {
 class Comm;
@@ -41,6 +40,9 @@ class DamagedCheckpoint : public InputError {
   using InputError::InputError;
 };
 
+namespace bytes {
+class SnapshotMemory;
+}
 namespace manifest {
 struct Entry;
 }
@@ -157,7 +159,7 @@ class BackgroundCheckpoint {
   dist::Comm* comm_;
   bool copy_state_;
   std::unique_ptr<Write> write_;
-  AlignedBuffer<char> snapshot_;  // the copies, kept for the next checkpoint (one size)
+  std::unique_ptr<bytes::SnapshotMemory> snapshot_;  // the copies, kept for the next checkpoint
   Stats stats_;
 };
 

@@ -38,8 +38,6 @@ using json = nlohmann::json;
 
 // A fixed-length string's size is stored in 32 bits in the file.
 constexpr std::size_t kMaxStringBytes = std::numeric_limits<std::uint32_t>::max();
-// the snapshot's base sits on a page: O_DIRECT writes from it need that much
-constexpr std::uintptr_t kSnapshotAlign = 4096;
 
 double thread_cpu_seconds() {
   timespec t{};
@@ -631,8 +629,8 @@ void BackgroundCheckpoint::begin(const std::string& path, const CheckpointConten
     }
     std::uint64_t total = 0;
     const std::vector<std::uint64_t> at = bytes::snapshot_places(w->pieces, take, total);
-    if (snapshot_.size() < total + kSnapshotAlign) snapshot_ = AlignedBuffer<char>(total + kSnapshotAlign, "the checkpoint's snapshot of the state");
-    char* base = snapshot_.data() + (kSnapshotAlign - reinterpret_cast<std::uintptr_t>(snapshot_.data()) % kSnapshotAlign) % kSnapshotAlign;
+    if (!snapshot_) snapshot_ = std::make_unique<bytes::SnapshotMemory>();
+    char* const base = total ? snapshot_->reserve(total) : nullptr;
     std::vector<std::size_t> now;
     for (std::size_t i = 0; i < w->pieces.size(); ++i) {
       if (!take[i]) continue;
