@@ -44,18 +44,24 @@ struct Stall {
   double stall = 0;   // all the time the steps lost against as many plain steps
   double block = 0;   // the part the training thread waited in the checkpoint's calls
   double start = 0, held = 0, finish = 0, steps = 0, writer_cpu = 0;
+  double plain_step = 0;  // the median of the plain steps timed between the writes
 };
 
-// `contents` gives the state to write (its views read in place), `median_step` a plain
-// step's time at the present thread count.
+// `contents` gives the state to write (its views read in place). Each write's steps are
+// measured against the two plain steps timed just before it: this VM's step time drifts by a
+// few percent over a minute, as much as the stall of a small checkpoint.
 template <class Contents>
 Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& comm, const std::string& where,
-                    const char* name, Contents&& contents, double median_step) {
+                    const char* name, Contents&& contents) {
   ckpt::BackgroundCheckpoint bg(&comm);
   trainer.set_state_gate([&] { bg.release_state(); });
-  std::vector<double> stall_s, block_s, start_s, wait_s, finish_s, steps_n, cpu_s;
+  std::vector<double> stall_s, block_s, start_s, wait_s, finish_s, steps_n, cpu_s, plain;
   for (int i = 0; i < kBenchCheckpointWrites; ++i) {
     const ckpt::CheckpointContents ci = contents();
+    const double p0 = timed_on_all(comm, [&] { trainer.step(source); });
+    const double p1 = timed_on_all(comm, [&] { trainer.step(source); });
+    plain.insert(plain.end(), {p0, p1});
+    const double plain_step = (p0 + p1) / 2;
     int steps = 0;
     const double t = timed_on_all(comm, [&] {
       bg.start(fmt::format("{}/{}-{}.h5", where, name, i), ci);
@@ -64,7 +70,7 @@ Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& com
         ++steps;
       } while (!bg.poll());
     });
-    stall_s.push_back(std::max(0.0, t - steps * median_step));
+    stall_s.push_back(std::max(0.0, t - steps * plain_step));
     block_s.push_back(bg.stats().start_s + bg.stats().release_wait_s + bg.stats().finish_s);
     start_s.push_back(bg.stats().start_s);
     wait_s.push_back(bg.stats().release_wait_s);
@@ -74,7 +80,7 @@ Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& com
   }
   trainer.set_state_gate(nullptr);
   return {median_of(stall_s), median_of(block_s), median_of(start_s), median_of(wait_s),
-          median_of(finish_s), median_of(steps_n), median_of(cpu_s)};
+          median_of(finish_s), median_of(steps_n), median_of(cpu_s), median_of(plain)};
 }
 
 // A directory all ranks see: rank 0 makes it (or takes `dir`), the others get its name.
@@ -112,8 +118,8 @@ void drop_cached(const std::string& path) {
 
 }  // namespace
 
-void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& source, double median_step,
-                      const std::string& dir, std::FILE* out) {
+void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& source, const std::string& dir,
+                      std::FILE* out) {
   dist::Comm& comm = trainer.comm();
   bool made = false;
   const std::string where = shared_dir(comm, dir, made);
@@ -159,19 +165,15 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
   // steps; the writer copies the weights and moments first (BackgroundCheckpoint's
   // copy_state), and the trainer's state gate holds an update until that copy is done.
   const int threads = omp_get_max_threads();
-  const Stall all = measure_stall(trainer, source, comm, where, "stall", contents, median_step);
+  const Stall all = measure_stall(trainer, source, comm, where, "stall", contents);
   // the same with a core left to the writer (the training on one thread fewer), as on a node
   // whose training leaves cores free (a GPU node, or threads set below the cores): what the
   // write costs the training beyond the cores it takes
   Stall spare;
-  double spare_step = 0;
   if (threads > 1) {
     set_threads(threads - 1);
-    std::vector<double> plain;
     trainer.step(source);  // the first step at a new thread count warms its buffers
-    for (int i = 0; i < 3; ++i) plain.push_back(timed_on_all(comm, [&] { trainer.step(source); }));
-    spare_step = median_of(plain);
-    spare = measure_stall(trainer, source, comm, where, "spare", contents, spare_step);
+    spare = measure_stall(trainer, source, comm, where, "spare", contents);
     set_threads(threads);
   }
   const double write = median_of(write_s), stall = all.stall, block = all.block;
@@ -189,18 +191,18 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
                "{:.3f} s ({:.1f}%): start {:.3f} s (layout, copies of the small state), update held for the "
                "writer's copy {:.3f} s, completion {:.3f} s; the rest is the write's load on the cores training "
                "uses: its thread's CPU time {:.3f} s (copy, CRCs, system calls) (medians of {})\n", all.steps,
-               median_step, stall, stall / median_step, 100.0 * stall / write, block, 100.0 * block / write,
+               all.plain_step, stall, stall / all.plain_step, 100.0 * stall / write, block, 100.0 * block / write,
                all.start, all.held, all.finish, all.writer_cpu, writes);
     if (threads > 1) {
       fmt::print(out, "checkpoint stall with a core left to the writer (training on {} thread(s), steps of {:.3f} s): "
                  "{:.3f} s more than the plain steps ({:.1f}% of the write time), waiting in its calls {:.3f} s\n",
-                 threads - 1, spare_step, spare.stall, 100.0 * spare.stall / write, spare.block);
+                 threads - 1, spare.plain_step, spare.stall, 100.0 * spare.stall / write, spare.block);
     }
     fmt::print(out, "RESULT impl=kdtrain checkpoint_mb={:.1f} write_s={:.3f} write_mb_s={:.0f} verify_s={:.3f} "
                "read_s={:.3f} read_disk_s={:.3f} stall_s={:.3f} stall_steps={:.2f} stall_frac={:.3f} "
                "block_s={:.3f} block_frac={:.3f} start_s={:.3f} held_s={:.3f} writer_cpu_s={:.3f} "
                "spare_stall_frac={} ranks={}\n", bytes / 1e6, write, bytes / 1e6 / write, verify_s, read_s,
-               read_disk_s, stall, stall / median_step, stall / write, block, block / write, all.start, all.held,
+               read_disk_s, stall, stall / all.plain_step, stall / write, block, block / write, all.start, all.held,
                all.writer_cpu, threads > 1 ? fmt::format("{:.3f}", spare.stall / write) : "none", comm.size());
   }
   comm.barrier();

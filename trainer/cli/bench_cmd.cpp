@@ -159,7 +159,7 @@ int run_bench(const BenchOptions& o) {
       median(comm) * 1e3);
   std::fflush(out);
   if (o.checkpoint) {
-    bench_checkpoint(trainer, cfg, source, med, o.checkpoint_dir, world->rank() == 0 ? out : nullptr);
+    bench_checkpoint(trainer, cfg, source, o.checkpoint_dir, world->rank() == 0 ? out : nullptr);
     std::fflush(out);
   }
   if (out != stdout) std::fclose(out);
