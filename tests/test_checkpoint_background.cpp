@@ -4,12 +4,14 @@
 // fallback where direct I/O is refused; and the manifest's CRC-32 (ISA-L) against zlib's.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <random>
 #include <string>
@@ -114,6 +116,49 @@ TEST(BackgroundCheckpoint, StoresTheStateAtStart) {
     EXPECT_EQ(bg.stats().copied_bytes, 1000u * 4 + 2 * 8);  // "copied" and the per-rank row
     EXPECT_GT(bg.stats().writer_cpu_s, 0.0);
   }
+}
+
+// The child of ASnapshotThatDoesNotFitIsRefusedAtStart: 0 when all is as it should be, else
+// which check failed.
+int snapshot_refusal(const std::string& path) {
+  std::vector<float> big(std::size_t(64) << 20, 1.0f);  // 256 MB, live
+  CheckpointContents c;
+  c.kind = "train";
+  c.config_yaml = "model: {}\n";
+  TensorView v{"big", {std::int64_t(big.size())}, big.data()};
+  v.live = true;
+  c.tensors["model"] = {v};
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t pages = 0;
+  statm >> pages;
+  rlimit lim{};
+  lim.rlim_cur = lim.rlim_max = rlim_t(pages * std::uint64_t(::sysconf(_SC_PAGESIZE)) + (std::uint64_t(64) << 20));
+  if (::setrlimit(RLIMIT_AS, &lim) != 0) return 3;
+  try {
+    BackgroundCheckpoint bg;
+    bg.start(path, c);
+    return 4;  // the snapshot fitted
+  } catch (const kd::RuntimeFailure& e) {
+    const std::string msg = e.what();
+    for (const char* want : {path.c_str(), "cannot write checkpoint", "snapshot", "checkpoint_copy: false"}) {
+      if (msg.find(want) == std::string::npos) return 5;
+    }
+  }
+  if (std::filesystem::exists(path) || std::filesystem::exists(path + ".tmp")) return 6;
+  BackgroundCheckpoint in_place(nullptr, false);
+  in_place.start(path, c);
+  in_place.finish();
+  return CheckpointReader(path).verify().empty() ? 0 : 7;
+}
+
+// A snapshot the address space cannot hold (RLIMIT_AS just above what the process has) is a
+// runtime failure at start() naming the file, the size and the way out
+// (train.checkpoint_copy: false); nothing is left on disk, and the same contents are written
+// in place. In a child process: the limit stays with it.
+TEST(BackgroundCheckpoint, ASnapshotThatDoesNotFitIsRefusedAtStart) {
+  TempDir dir;
+  const std::string path = dir.file("ckpt.h5");
+  EXPECT_EXIT(std::_Exit(snapshot_refusal(path)), ::testing::ExitedWithCode(0), "");
 }
 
 // Each piece's place in a snapshot is congruent to its file offset modulo the page (so its

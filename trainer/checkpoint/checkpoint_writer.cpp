@@ -630,7 +630,14 @@ void BackgroundCheckpoint::begin(const std::string& path, const CheckpointConten
     std::uint64_t total = 0;
     const std::vector<std::uint64_t> at = bytes::snapshot_places(w->pieces, take, total);
     if (!snapshot_) snapshot_ = std::make_unique<bytes::SnapshotMemory>();
-    char* const base = total ? snapshot_->reserve(total) : nullptr;
+    char* base = nullptr;
+    wr.stage("reserving memory for the copies", [&] {
+      try {
+        if (total) base = snapshot_->reserve(total);
+      } catch (const RuntimeFailure& e) {
+        throw RuntimeFailure(fmt::format("{}: cannot write checkpoint: {}", path, e.what()));
+      }
+    });
     std::vector<std::size_t> now;
     for (std::size_t i = 0; i < w->pieces.size(); ++i) {
       if (!take[i]) continue;
