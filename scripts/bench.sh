@@ -30,6 +30,8 @@
 #          ckpt_stall_steps=<kdtrain stall per checkpoint in kd steps> ckpt_stall_frac=<stall / write s>
 #          ckpt_block_frac=<the part of the stall spent waiting in the checkpoint's calls / write s>
 #          ckpt2g_write_ratio=.. ckpt2g_read_ratio=.. ckpt2g_stall_frac=.. ckpt2g_block_frac=.. (at ~2 GB)
+#          ckpt2g_read_alt_ratio=<kdtrain inspect --verify / torch.load of the same 2 GB state from disk,
+#          alternated read for read (kdtrain's process start included)>
 #          ckpt2g_spare_stall_frac=<the stall / write s with the training on one thread fewer: a core
 #          left to the writer> ckpt2g_writer_cpu_s=<the writer thread's CPU seconds per checkpoint>
 #          ckpt2r_write_ratio=.. ckpt2r_read_ratio=.. ckpt2r_stall_frac=.. ckpt2r_block_frac=.. (2 ranks)
@@ -71,8 +73,13 @@ done
 echo "== checkpoint at ~2 GB: kdtrain (configs/bench-ckpt2g.yaml, student-only) and PyTorch (scripts/torch_ckpt_ref.py)"
 ./build/kdtrain bench --config configs/bench-ckpt2g.yaml --student-only --checkpoint --threads "$threads" \
   --peak-gflops "$peak" | tee "$log/kdtrain-ckpt2g" | grep -i -E '^(RESULT|checkpoint)'
+# the same state as a run's checkpoint (one step of kdtrain train), for reads from disk
+# alternated with PyTorch's, read for read (the disk's speed drifts between processes)
+./build/kdtrain train --config configs/bench-ckpt2g.yaml --set train.steps=1 --set run.dir="$log/runs" \
+  --set run.name=ckpt2g --set train.threads="$threads" >"$log/train-ckpt2g" 2>&1
 OMP_NUM_THREADS="$threads" "$py" scripts/torch_ckpt_ref.py --config configs/bench-ckpt2g.yaml --threads "$threads" \
-  | tee "$log/torch-ckpt2g"
+  --alternate-with "$log/runs/ckpt2g/checkpoints/step-00000001.h5" | tee "$log/torch-ckpt2g"
+rm -rf "$log/runs"
 
 echo "== data parallel: 1 rank x ${threads} threads against ${threads} ranks x 1 thread"
 # as root OpenMPI needs both variables; one rank per core, bound
@@ -116,6 +123,7 @@ g_rk=$(ckfield "$log/kdtrain-ckpt2g" read_disk_s); g_rt=$(ckfield "$log/torch-ck
 g_ck=$(ckfield "$log/kdtrain-ckpt2g" read_s); g_ct=$(ckfield "$log/torch-ckpt2g" read_s)
 g_frac=$(ckfield "$log/kdtrain-ckpt2g" stall_frac); g_block=$(ckfield "$log/kdtrain-ckpt2g" block_frac)
 g_spare=$(ckfield "$log/kdtrain-ckpt2g" spare_stall_frac); g_cpu=$(ckfield "$log/kdtrain-ckpt2g" writer_cpu_s)
+g_alt=$(ckfield "$log/torch-ckpt2g" kdtrain_verify_disk_s)
 r_wk=$(ckfield "$log/kdtrain-ckpt2r" write_s); r_rk=$(ckfield "$log/kdtrain-ckpt2r" read_disk_s)
 r_wt=$(ckfield "$log/torch-ckpt2r" write_s); r_rt=$(ckfield "$log/torch-ckpt2r" read_disk_s)
 r_frac=$(ckfield "$log/kdtrain-ckpt2r" stall_frac); r_block=$(ckfield "$log/kdtrain-ckpt2r" block_frac)
@@ -139,6 +147,7 @@ printf '%-22s %14s\n' "checkpoint stall/write" "$ck_frac (waiting in its calls: 
 printf '%-22s %14s %14s %9s\n' "2 GB write s" "$g_wk" "$g_wt" "$(ratio "$g_wk" "$g_wt")"
 printf '%-22s %14s %14s %9s\n' "2 GB read s (disk)" "$g_rk" "$g_rt" "$(ratio "$g_rk" "$g_rt")"
 printf '%-22s %14s %14s %9s\n' "2 GB read s (cached)" "$g_ck" "$g_ct" "$(ratio "$g_ck" "$g_ct")"
+printf '%-22s %14s %14s %9s\n' "2 GB disk, alternated" "$g_alt" "$g_rt" "$(ratio "$g_alt" "$g_rt")"
 printf '%-22s %14s\n' "2 GB stall/write" "$g_frac (waiting in its calls: $g_block; a core left to the writer: $g_spare; its CPU: $g_cpu s)"
 printf '%-22s %14s %14s %9s\n' "2 ranks write s" "$r_wk" "$r_wt" "$(ratio "$r_wk" "$r_wt")"
 printf '%-22s %14s %14s %9s\n' "2 ranks read s (disk)" "$r_rk" "$r_rt" "$(ratio "$r_rk" "$r_rt")"
@@ -148,4 +157,4 @@ printf '%-22s %14s %14s %9s\n' "2 GB 2 ranks read s" "$gr_rk" "$gr_rt" "$(ratio 
 printf '%-22s %14s\n' "2 GB 2 ranks stall/w" "$gr_frac (waiting in its calls: $gr_block)"
 printf '%-22s %14s %14s %9s\n' "" "1 rank" "$threads ranks" ratio
 printf '%-22s %14s %14s %9s\n' "kd tokens/s (DP)" "$one" "$many" "$(ratio "$many" "$one")"
-echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t") dp_ratio=$(ratio "$many" "$one") dp_comm_ms=$dp_comm ckpt_write_ratio=$(ratio "$ck_wk" "$ck_wt") ckpt_read_ratio=$(ratio "$ck_rk" "$ck_rt") ckpt_stall_steps=$ck_stall ckpt_stall_frac=$ck_frac ckpt_block_frac=$ck_block ckpt2g_write_ratio=$(ratio "$g_wk" "$g_wt") ckpt2g_read_ratio=$(ratio "$g_rk" "$g_rt") ckpt2g_stall_frac=$g_frac ckpt2g_block_frac=$g_block ckpt2g_spare_stall_frac=$g_spare ckpt2g_writer_cpu_s=$g_cpu ckpt2r_write_ratio=$(ratio "$r_wk" "$r_wt") ckpt2r_read_ratio=$(ratio "$r_rk" "$r_rt") ckpt2r_stall_frac=$r_frac ckpt2r_block_frac=$r_block ckpt2g2r_write_ratio=$(ratio "$gr_wk" "$gr_wt") ckpt2g2r_read_ratio=$(ratio "$gr_rk" "$gr_rt") ckpt2g2r_stall_frac=$gr_frac ckpt2g2r_block_frac=$gr_block"
+echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t") dp_ratio=$(ratio "$many" "$one") dp_comm_ms=$dp_comm ckpt_write_ratio=$(ratio "$ck_wk" "$ck_wt") ckpt_read_ratio=$(ratio "$ck_rk" "$ck_rt") ckpt_stall_steps=$ck_stall ckpt_stall_frac=$ck_frac ckpt_block_frac=$ck_block ckpt2g_write_ratio=$(ratio "$g_wk" "$g_wt") ckpt2g_read_ratio=$(ratio "$g_rk" "$g_rt") ckpt2g_read_alt_ratio=$(ratio "$g_alt" "$g_rt") ckpt2g_stall_frac=$g_frac ckpt2g_block_frac=$g_block ckpt2g_spare_stall_frac=$g_spare ckpt2g_writer_cpu_s=$g_cpu ckpt2r_write_ratio=$(ratio "$r_wk" "$r_wt") ckpt2r_read_ratio=$(ratio "$r_rk" "$r_rt") ckpt2r_stall_frac=$r_frac ckpt2r_block_frac=$r_block ckpt2g2r_write_ratio=$(ratio "$gr_wk" "$gr_wt") ckpt2g2r_read_ratio=$(ratio "$gr_rk" "$gr_rt") ckpt2g2r_stall_frac=$gr_frac ckpt2g2r_block_frac=$gr_block"

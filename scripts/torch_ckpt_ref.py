@@ -12,13 +12,19 @@ a checkpoint:
          dropped with posix_fadvise(DONTNEED) first, as for a resume in a new job; median of
          DISK_REPEATS, as kdtrain's bench: this VM's disk varies most there).
 torch.load checks nothing (no checksum is read back); kdtrain's reads check every byte.
+With --alternate-with FILE (a kdtrain checkpoint of the same state) each read from disk is
+paired with one of FILE by `KDTRAIN inspect --verify` (every byte read and checked against
+the manifest; the process's start counted against it), dropped from the cache the same way,
+so both sides see the disk at the same minute: this VM's disk changes speed 2x and more
+within minutes, and two processes timed one after the other compare its moods.
 The last line is machine-readable:
-  RESULT impl=pytorch checkpoint_mb=.. write_s=.. read_s=.. read_disk_s=..
+  RESULT impl=pytorch checkpoint_mb=.. write_s=.. read_s=.. read_disk_s=.. [kdtrain_verify_disk_s=..]
 Usage: /usr/bin/python3 scripts/torch_ckpt_ref.py --config configs/bench-ckpt2g.yaml [--dir D] [--threads 2]
 """
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +42,12 @@ def main():
     p.add_argument("--dir", default=None, help="where to write (default: a temporary directory)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--alternate-with", default=None, metavar="FILE",
+                   help="a kdtrain checkpoint of the same state: time its `inspect --verify` from disk, read for read")
+    p.add_argument("--kdtrain", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "kdtrain"))
     a = p.parse_args()
+    if a.alternate_with and not os.path.isfile(a.alternate_with):
+        p.error(f"--alternate-with {a.alternate_with}: no such file")
     torch.set_num_threads(a.threads)
     with open(a.config) as f:
         m = yaml.safe_load(f)["model"]
@@ -51,11 +62,23 @@ def main():
     opt.step()
     opt.zero_grad(set_to_none=True)
     values = sum(p.numel() for p in model.parameters()) * 3
-    w, r, rd, size = time_checkpoint(model, opt, a.dir, a.repeats)
+    other = None
+    if a.alternate_with:
+        def other():
+            drop_cached(a.alternate_with)
+            t0 = time.perf_counter()
+            subprocess.run([a.kdtrain, "inspect", "--verify", a.alternate_with], check=True, stdout=subprocess.DEVNULL)
+            return time.perf_counter() - t0
+    w, r, rd, size, kd = time_checkpoint(model, opt, a.dir, a.repeats, other)
     print(f"checkpoint (torch.save of the model's and AdamW's state_dicts, fsync, rename): {values / 1e6:.2f}M "
           f"values, {size / 1e6:.1f} MB; write median {w:.3f} s of {a.repeats} ({size / 1e6 / w:.0f} MB/s), "
           f"load median {r:.3f} s (page cache), {rd:.3f} s (from disk, of {DISK_REPEATS})")
-    print(f"RESULT impl=pytorch checkpoint_mb={size / 1e6:.1f} write_s={w:.3f} read_s={r:.3f} read_disk_s={rd:.3f}")
+    extra = ""
+    if kd is not None:
+        print(f"read from disk, alternated: kdtrain inspect --verify of {a.alternate_with} median {kd:.3f} s "
+              f"(process start included), torch.load {rd:.3f} s")
+        extra = f" kdtrain_verify_disk_s={kd:.3f}"
+    print(f"RESULT impl=pytorch checkpoint_mb={size / 1e6:.1f} write_s={w:.3f} read_s={r:.3f} read_disk_s={rd:.3f}{extra}")
 
 
 def drop_cached(path):
@@ -71,8 +94,9 @@ def drop_cached(path):
 DISK_REPEATS = 5  # from-disk reads, as kBenchDiskReads in trainer/cli/bench_checkpoint.h
 
 
-def time_checkpoint(model, opt, directory=None, repeats=3):
-    """(write, read, read from disk) medians in seconds, and the file's size (see the docstring)."""
+def time_checkpoint(model, opt, directory=None, repeats=3, other=None):
+    """(write, read, read from disk) medians in seconds, the file's size, and the median of
+    `other()` (None without), called before each read from disk (see the docstring)."""
     with tempfile.TemporaryDirectory(dir=directory) as d:
         path = os.path.join(d, "ckpt.pt")
         writes = []
@@ -94,12 +118,15 @@ def time_checkpoint(model, opt, directory=None, repeats=3):
             del state
             return time.perf_counter() - t0
 
-        disk = []
+        disk, others = [], []
         for _ in range(DISK_REPEATS):
+            if other is not None:
+                others.append(other())
             drop_cached(path)
             disk.append(load())
         cached = [load() for _ in range(repeats)]
-    return statistics.median(writes), statistics.median(cached), statistics.median(disk), size
+    return (statistics.median(writes), statistics.median(cached), statistics.median(disk), size,
+            statistics.median(others) if others else None)
 
 
 if __name__ == "__main__":

@@ -295,7 +295,7 @@ def checkpoint_reference(student, opt):
     state_dicts to a temporary name, fsync, rename (median of 3); then torch.load of it into the
     model and optimizer (median of 3), from the page cache and from disk (scripts/torch_ckpt_ref.py)."""
     from torch_ckpt_ref import time_checkpoint
-    w, read, read_disk, size = time_checkpoint(student, opt)
+    w, read, read_disk, size, _ = time_checkpoint(student, opt)
     print(f"checkpoint (torch.save, state_dicts of the student and AdamW, fsync, rename): {size/1e6:.1f} MB, "
           f"write median {w:.3f} s of 3, load median {read:.3f} s of 3 (page cache), {read_disk:.3f} s (from disk)")
     print(f"RESULT impl=pytorch checkpoint_mb={size/1e6:.1f} write_s={w:.3f} read_s={read:.3f} read_disk_s={read_disk:.3f}")
