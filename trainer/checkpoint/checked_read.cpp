@@ -7,7 +7,6 @@
 #include <optional>
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <mutex>
@@ -27,25 +26,24 @@ constexpr std::uint64_t kLookAhead = std::uint64_t{128} << 20;
 
 // Asks the disk for [at, at + bytes) and what follows it in the file (the next tensors, which
 // a resume or --verify reads next): from a file not in the page cache, pread alone would
-// wait for each read-ahead window of a few hundred KiB in turn. Each byte is asked for once:
-// the range already asked of the file read last is remembered, as a WILLNEED costs ~0.3 ms
-// of page-cache walking per 128 MiB even when every page is there (0.07 s of a 0.3 s
-// --verify of 225 MB when every tensor asked for its own look-ahead).
-void read_ahead(int fd, std::uint64_t at, std::uint64_t bytes) {
+// wait for each read-ahead window of a few hundred KiB in turn. Each byte is asked for once
+// per opening of the file: the range already asked of the file read last is remembered (by
+// HDF5's id of the open file, new at each opening, so a file read again after its pages
+// were dropped asks again), as a WILLNEED costs ~0.3 ms of page-cache walking per 128 MiB
+// even when every page is there (0.07 s of a 0.3 s --verify of 225 MB when every tensor
+// asked for its own look-ahead).
+void read_ahead(hid_t file, int fd, std::uint64_t at, std::uint64_t bytes) {
   static std::mutex m;
   static struct {
-    dev_t dev = 0;
-    ino_t ino = 0;
+    hid_t file = H5I_INVALID_HID;
     std::uint64_t lo = 0, hi = 0;  // asked for
   } last;
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return;
   std::lock_guard lock(m);
-  const bool same = st.st_dev == last.dev && st.st_ino == last.ino && at >= last.lo && at <= last.hi;
+  const bool same = file == last.file && at >= last.lo && at <= last.hi;
   if (same && at + bytes + kLookAhead / 2 <= last.hi) return;
   const std::uint64_t from = same ? last.hi : at, to = at + bytes + kLookAhead;
   (void)::posix_fadvise(fd, off_t(from), off_t(to - from), POSIX_FADV_WILLNEED);
-  last = {st.st_dev, st.st_ino, same ? last.lo : at, to};
+  last = {file, same ? last.lo : at, to};
 }
 
 // Elements [begin, end) of a contiguous dataset stored as the memory type (kdtrain's own
@@ -74,7 +72,7 @@ std::optional<bool> read_contiguous(hid_t ds, DType t, std::uint64_t begin, std:
   }
   const int fd = *static_cast<int*>(handle);
   const std::uint64_t base = std::uint64_t(at) + userblock + begin * es, bytes = (end - begin) * es;
-  read_ahead(fd, base, bytes);
+  read_ahead(file.get(), fd, base, bytes);
   constexpr std::uint64_t kPiece = std::uint64_t{2} << 20;
   const std::int64_t n = std::int64_t((bytes + kPiece - 1) / kPiece);
   bool good = true;
