@@ -3,6 +3,7 @@
 // failure is an InputError naming the path and the part.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <set>
@@ -563,6 +564,10 @@ std::string CheckpointReader::verify() const {
   if (!file_->has_manifest) return "it has no manifest (an incomplete write, or not written by kdtrain's trainer)";
   const hid_t root = file_->id.get();
   try {
+    // the texts and attributes, then the datasets in the order of their bytes in the file:
+    // one sweep from disk (the manifest lists them by name, and in that order the reads
+    // jumped back and forth through the file, each jump asking for a new read-ahead)
+    std::vector<std::pair<haddr_t, const manifest::Entry*>> datasets;
     for (const auto& [path, e] : file_->manifest) {
       if (e.dtype == manifest::kString) {
         text(e.path.c_str(), true);
@@ -571,16 +576,23 @@ std::string CheckpointReader::verify() const {
       } else {
         Handle ds(H5Dopen2(root, e.path.c_str(), H5P_DEFAULT));
         if (!ds.valid()) return fmt::format("dataset /{} listed in the manifest is missing{}", e.path, h5::error_detail());
-        const std::string who = "dataset /" + e.path;
-        const std::vector<std::int64_t> shape = dataset_shape(path_, who, ds.get());
-        const DType t = dataset_dtype(path_, who, ds.get());
-        check_against_entry(path_, e, t, shape, who);
-        // chunk by chunk through one chunk-sized buffer: a tensor of any size in a few MiB
-        const std::uint64_t numel = e.bytes / dtype_size(t);
-        const std::string problem = checked::visit_blocks(ds.get(), e, {shape.begin(), shape.end()}, t, 0, numel,
-                                                          [](std::uint64_t, const char*, std::uint64_t) {});
-        if (!problem.empty()) return fmt::format("{}: {}{}", who, problem, h5::error_detail());
+        datasets.push_back({H5Dget_offset(ds.get()), &e});  // HADDR_UNDEF (chunked, older files) sorts last
       }
+    }
+    std::stable_sort(datasets.begin(), datasets.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [offset, entry] : datasets) {
+      const manifest::Entry& e = *entry;
+      Handle ds(H5Dopen2(root, e.path.c_str(), H5P_DEFAULT));
+      if (!ds.valid()) return fmt::format("dataset /{} listed in the manifest is missing{}", e.path, h5::error_detail());
+      const std::string who = "dataset /" + e.path;
+      const std::vector<std::int64_t> shape = dataset_shape(path_, who, ds.get());
+      const DType t = dataset_dtype(path_, who, ds.get());
+      check_against_entry(path_, e, t, shape, who);
+      // chunk by chunk through one chunk-sized buffer: a tensor of any size in a few MiB
+      const std::uint64_t numel = e.bytes / dtype_size(t);
+      const std::string problem = checked::visit_blocks(ds.get(), e, {shape.begin(), shape.end()}, t, 0, numel,
+                                                        [](std::uint64_t, const char*, std::uint64_t) {});
+      if (!problem.empty()) return fmt::format("{}: {}{}", who, problem, h5::error_detail());
     }
   } catch (const InputError& e) {
     return e.what();
