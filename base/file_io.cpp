@@ -1,7 +1,8 @@
-#include <algorithm>
 #include "base/file_io.h"
 
 #include <fcntl.h>
+
+#include <algorithm>
 #include <unistd.h>
 
 #include <cerrno>

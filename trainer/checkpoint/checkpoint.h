@@ -118,9 +118,9 @@ void write_checkpoint(const std::string& path, const CheckpointContents& c, dist
 // (call it before changing them); poll() or finish() completes the file. With `copy_state`
 // the thread first copies the live views into a snapshot (as much memory again as this
 // rank's share of them, kept for the next checkpoint; one pass that also takes the CRCs)
-// and releases them before it writes: the wait is that copy (~0.3 s for 2 GB on one core
-// here), not the disk. Without, it writes them in place and releases them when written. Collective where
-// write_checkpoint is (start, poll, finish: every rank of `comm`, at the same point);
+// and releases them before it writes: the wait is that copy (0.17 s for 2 GB on one core
+// here), not the disk. Without, it writes them in place and releases them when written.
+// Collective where write_checkpoint is (start, poll, finish: every rank of `comm`, at the same point);
 // release_state is local. One write at a time: start() finishes the one in flight first.
 // The destructor abandons a write in flight (stops the thread, removes the .tmp): a run that
 // fails keeps its previous checkpoint.

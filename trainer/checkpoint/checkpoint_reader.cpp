@@ -567,7 +567,12 @@ std::string CheckpointReader::verify() const {
     // the texts and attributes, then the datasets in the order of their bytes in the file:
     // one sweep from disk (the manifest lists them by name, and in that order the reads
     // jumped back and forth through the file, each jump asking for a new read-ahead)
-    std::vector<std::pair<haddr_t, const manifest::Entry*>> datasets;
+    struct Dataset {
+      haddr_t offset;  // HADDR_UNDEF (chunked, older files) sorts last
+      Handle ds;
+      const manifest::Entry* entry;
+    };
+    std::vector<Dataset> datasets;
     for (const auto& [path, e] : file_->manifest) {
       if (e.dtype == manifest::kString) {
         text(e.path.c_str(), true);
@@ -576,14 +581,14 @@ std::string CheckpointReader::verify() const {
       } else {
         Handle ds(H5Dopen2(root, e.path.c_str(), H5P_DEFAULT));
         if (!ds.valid()) return fmt::format("dataset /{} listed in the manifest is missing{}", e.path, h5::error_detail());
-        datasets.push_back({H5Dget_offset(ds.get()), &e});  // HADDR_UNDEF (chunked, older files) sorts last
+        const haddr_t offset = H5Dget_offset(ds.get());
+        datasets.push_back({offset, std::move(ds), &e});
       }
     }
-    std::stable_sort(datasets.begin(), datasets.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (const auto& [offset, entry] : datasets) {
-      const manifest::Entry& e = *entry;
-      Handle ds(H5Dopen2(root, e.path.c_str(), H5P_DEFAULT));
-      if (!ds.valid()) return fmt::format("dataset /{} listed in the manifest is missing{}", e.path, h5::error_detail());
+    std::stable_sort(datasets.begin(), datasets.end(), [](const Dataset& a, const Dataset& b) { return a.offset < b.offset; });
+    for (const Dataset& d : datasets) {
+      const manifest::Entry& e = *d.entry;
+      const Handle& ds = d.ds;
       const std::string who = "dataset /" + e.path;
       const std::vector<std::int64_t> shape = dataset_shape(path_, who, ds.get());
       const DType t = dataset_dtype(path_, who, ds.get());

@@ -42,8 +42,6 @@ struct Entry {
 std::vector<std::uint64_t> block_bounds(const std::string& dtype, const std::vector<std::int64_t>& shape,
                                         std::uint64_t bytes);
 
-// `bytes` of data starting at byte `offset` of a dataset cut at `bounds`, each piece with its
-// CRC-32 (a writer's share of a dataset).
 // `bytes` of a dataset from byte `offset`, cut at `bounds` (a writer's share of a dataset),
 // each piece with CRC-32 0: the writer fills them in as it writes the pieces.
 std::vector<Slice> cut_slices(const std::vector<std::uint64_t>& bounds, std::uint64_t offset, std::uint64_t bytes);

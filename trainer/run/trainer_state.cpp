@@ -52,16 +52,19 @@ void read_model_and_moments(const ckpt::CheckpointReader& r, Trainer& trainer, b
   // group by group, in the order the writer lays them out (groups by name, then the table's
   // order): one sweep through the file, which from disk streams where tensor by tensor
   // across the three groups jumped back and forth
+  std::vector<const TensorInfo*> stored;
+  for (const auto& t : trainer.student_table().tensors()) {
+    if (!(skip_missing_quant && t.name.rfind("quant.", 0) == 0 && !r.has_tensor("model", t.name))) stored.push_back(&t);
+  }
   const std::pair<const char*, float*> groups[] = {{"adam_m", ms.m}, {"adam_v", ms.v}, {"model", nullptr}};
   for (const auto& [group, moments] : groups) {
-    for (const auto& t : trainer.student_table().tensors()) {
-      if (skip_missing_quant && t.name.rfind("quant.", 0) == 0 && !r.has_tensor("model", t.name)) continue;
+    for (const auto* t : stored) {
       if (moments == nullptr) {
-        r.read(group, t.name, t.shape, trainer.student_params() + t.offset);
+        r.read(group, t->name, t->shape, trainer.student_params() + t->offset);
         continue;
       }
-      const std::size_t b = std::max(ms.begin, t.offset), e = std::min(ms.end, t.offset + t.numel);
-      if (b < e) r.read_range(group, t.name, t.shape, ckpt::DType::f32, b - t.offset, e - t.offset, moments + (b - ms.begin));
+      const std::size_t b = std::max(ms.begin, t->offset), e = std::min(ms.end, t->offset + t->numel);
+      if (b < e) r.read_range(group, t->name, t->shape, ckpt::DType::f32, b - t->offset, e - t->offset, moments + (b - ms.begin));
     }
   }
 }
