@@ -3,6 +3,7 @@
 // copied, when the file appears under its name, a write abandoned or failing, the page-cache
 // fallback where direct I/O is refused; and the manifest's CRC-32 (ISA-L) against zlib's.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@ namespace {
 using kd::ckpt::BackgroundCheckpoint;
 using kd::ckpt::CheckpointContents;
 using kd::ckpt::CheckpointReader;
+using kd::ckpt::StateCopy;
 using kd::ckpt::TensorView;
 using kdtest::slurp;
 using kdtest::TempDir;
@@ -86,23 +88,43 @@ TEST(CheckpointCrc, IsaLAgreesWithZlib) {
   }
 }
 
+const char* name_of(StateCopy copy) {
+  switch (copy) {
+    case StateCopy::at_update: return "copying what is not yet written at release_state";
+    case StateCopy::first: return "the writer copying the state first";
+    case StateCopy::none: return "writing it in place";
+  }
+  return "";
+}
+
 // A non-live tensor changed right after start() and the live ones changed after
-// release_state() are all stored as they were at start(): with the writer's copy of the state
-// (released once copied) and without (released once written).
+// release_state() are all stored as they were at start(): in each StateCopy mode, and with
+// release_state() called at once (at_update: nearly everything taken back) and after the
+// writer had a head start of 2 and 20 ms (part written in place, the rest taken back).
 TEST(BackgroundCheckpoint, StoresTheStateAtStart) {
-  for (const bool copy_state : {true, false}) {
-    SCOPED_TRACE(copy_state ? "copying the state" : "writing it in place");
+  for (const auto& [copy, head_start_us] : std::vector<std::pair<StateCopy, int>>{
+           {StateCopy::at_update, 0}, {StateCopy::at_update, 2000}, {StateCopy::at_update, 20000},
+           {StateCopy::first, 0}, {StateCopy::none, 0}}) {
+    SCOPED_TRACE(fmt::format("{}, release_state after {} us", name_of(copy), head_start_us));
     TempDir dir;
     Fixture f;
     const std::vector<float> live0 = f.live, copied0 = f.copied;
     const std::vector<float> shifted0(f.shifted.begin() + 3, f.shifted.end());
     const std::string path = dir.file("ckpt.h5");
-    BackgroundCheckpoint bg(nullptr, copy_state);
+    BackgroundCheckpoint bg(nullptr, copy);
     bg.start(path, f.contents());
     EXPECT_TRUE(bg.in_flight());
     EXPECT_EQ(bg.path(), path);
     std::fill(f.copied.begin(), f.copied.end(), 99.0f);  // copied at start: may change at once
+    ::usleep(useconds_t(head_start_us));
     bg.release_state();
+    const std::uint64_t taken_back = bg.stats().taken_back_bytes;
+    if (copy != StateCopy::at_update) {
+      EXPECT_EQ(taken_back, 0u);
+    }
+    EXPECT_LE(taken_back, (live0.size() + shifted0.size()) * 4);
+    bg.release_state();  // again, as each step's gate does until the write completes: nothing left
+    EXPECT_EQ(bg.stats().taken_back_bytes, taken_back);
     std::fill(f.live.begin(), f.live.end(), -1.0f);  // the writer is done with them
     std::fill(f.shifted.begin(), f.shifted.end(), -2.0f);
     bg.finish();
@@ -140,12 +162,12 @@ int snapshot_refusal(const std::string& path) {
     return 4;  // the snapshot fitted
   } catch (const kd::RuntimeFailure& e) {
     const std::string msg = e.what();
-    for (const char* want : {path.c_str(), "cannot write checkpoint", "snapshot", "checkpoint_copy: false"}) {
+    for (const char* want : {path.c_str(), "cannot write checkpoint", "snapshot", "checkpoint_copy: none"}) {
       if (msg.find(want) == std::string::npos) return 5;
     }
   }
   if (std::filesystem::exists(path) || std::filesystem::exists(path + ".tmp")) return 6;
-  BackgroundCheckpoint in_place(nullptr, false);
+  BackgroundCheckpoint in_place(nullptr, StateCopy::none);
   in_place.start(path, c);
   in_place.finish();
   return CheckpointReader(path).verify().empty() ? 0 : 7;
@@ -153,9 +175,12 @@ int snapshot_refusal(const std::string& path) {
 
 // A snapshot the address space cannot hold (RLIMIT_AS just above what the process has) is a
 // runtime failure at start() naming the file, the size and the way out
-// (train.checkpoint_copy: false); nothing is left on disk, and the same contents are written
+// (train.checkpoint_copy: none); nothing is left on disk, and the same contents are written
 // in place. In a child process: the limit stays with it.
 TEST(BackgroundCheckpoint, ASnapshotThatDoesNotFitIsRefusedAtStart) {
+  // the child re-runs this binary: a plain fork would inherit OpenMP's thread pool of the
+  // tests before (its threads gone in the child), and its first parallel region would hang
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
   TempDir dir;
   const std::string path = dir.file("ckpt.h5");
   EXPECT_EXIT(std::_Exit(snapshot_refusal(path)), ::testing::ExitedWithCode(0), "");

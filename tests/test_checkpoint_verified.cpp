@@ -201,6 +201,19 @@ TEST(CheckpointVerifiedRead, TensorEditedInPlaceIsRefused) {
   EXPECT_NE(r.verify().find("tensors/model/big"), std::string::npos) << r.verify();
 }
 
+// With both chunks edited, every read and the whole-file check name the first one, though the
+// blocks are read and checked in parallel.
+TEST(CheckpointVerifiedRead, TheFirstDamagedBlockIsNamed) {
+  Written w;
+  set_element(w.path, "tensors/model/big", 1050000, 123.0f);
+  set_element(w.path, "tensors/model/big", 3, 7.0f);
+  const CheckpointReader r(w.path);
+  const std::string first = "bytes [0, " + std::to_string(1048 * kCols * 4) + ")";
+  std::vector<float> all(std::size_t(kRows * kCols));
+  expect_mentions(error_of([&] { r.read("model", "big", {kRows, kCols}, all.data()); }), {w.path, "model/big", first});
+  expect_mentions(r.verify(), {"tensors/model/big", first});
+}
+
 // One changed character of the stored config (the same length: the file's structure is
 // unchanged), of the tokenizer, of a state attribute.
 TEST(CheckpointVerifiedRead, TextsAndAttributesAreChecked) {

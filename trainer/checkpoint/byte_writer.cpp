@@ -63,6 +63,19 @@ void stream_fence() {
 #endif
 }
 
+// Copies n bytes to dst in blocks, each's CRC-32 taken first and the copy then reading it
+// from the cache (one pass over memory instead of two); the CRC of all n bytes. The caller
+// fences.
+std::uint32_t copy_with_crc(char* dst, const char* src, std::uint64_t n) {
+  std::uint32_t crc = manifest::crc32_of(nullptr, 0);
+  for (std::uint64_t at = 0; at < n; at += kCopyBlock) {
+    const std::uint64_t b = std::min(kCopyBlock, n - at);
+    crc = manifest::crc32_continue(crc, src + at, b);
+    stream_copy(dst + at, src + at, b);
+  }
+  return crc;
+}
+
 }  // namespace
 
 SnapshotMemory::~SnapshotMemory() {
@@ -79,7 +92,7 @@ char* SnapshotMemory::reserve(std::uint64_t bytes) {
   void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
     throw RuntimeFailure(fmt::format("out of memory: cannot map the checkpoint's snapshot of the state ({:.2f} GiB; "
-                                     "train.checkpoint_copy: false writes the state in place instead): {}",
+                                     "train.checkpoint_copy: none writes the state in place instead): {}",
                                      double(n) / double(std::uint64_t{1} << 30), std::strerror(errno)));
   }
   (void)::madvise(p, n, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
@@ -102,38 +115,124 @@ std::vector<std::uint64_t> snapshot_places(const std::vector<Piece>& pieces, con
   return at;
 }
 
-Result write_pieces(int fd, int direct_fd, const std::vector<Piece>& pieces, int threads,
-                    const std::atomic<bool>& stop, const std::function<void()>& read_done, std::int64_t die_after,
-                    std::int64_t fail_after) {
+Handover::Handover(std::size_t pieces)
+    : state_(std::make_unique<std::atomic<std::uint8_t>[]>(pieces)), crc_(pieces, 0) {
+  for (std::size_t i = 0; i < pieces; ++i) state_[i].store(kPending, std::memory_order_relaxed);
+}
+
+void Handover::notify() {
+  { std::lock_guard lock(m_); }  // a waiter between its check and its sleep sees the change
+  cv_.notify_all();
+}
+
+bool Handover::claim(std::size_t i) {
+  std::uint8_t want = kPending;
+  return state_[i].compare_exchange_strong(want, kReading);
+}
+
+void Handover::released(std::size_t i) {
+  state_[i].store(kReleased);
+  // (sequentially consistent with take_back's store of taking_: one of the two sees the other)
+  if (taking_.load()) notify();
+}
+
+std::uint32_t Handover::copied(std::size_t i) {
+  if (state_[i].load(std::memory_order_acquire) != kCopied) {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [&] { return state_[i].load(std::memory_order_acquire) == kCopied; });
+  }
+  return crc_[i];
+}
+
+std::uint64_t Handover::take_back(const std::vector<Piece>& pieces) {
+  taking_.store(true);
+  std::vector<std::size_t> mine;
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    std::uint8_t want = kPending;
+    if (pieces[i].copy && state_[i].compare_exchange_strong(want, kCopying)) mine.push_back(i);
+  }
+  // the pieces nearest the writer first: it waits for those soonest
+  const std::int64_t n = std::int64_t(mine.size());
+  std::uint64_t bytes = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : bytes)
+  for (std::int64_t k = 0; k < n; ++k) {
+    const std::size_t i = mine[std::size_t(k)];
+    crc_[i] = copy_with_crc(pieces[i].copy, pieces[i].src, pieces[i].bytes);
+    stream_fence();
+    state_[i].store(kCopied, std::memory_order_release);
+    notify();
+    bytes += pieces[i].bytes;
+  }
+  std::unique_lock lock(m_);
+  cv_.wait(lock, [&] {
+    for (std::size_t i = 0; i < pieces.size(); ++i) {
+      if (state_[i].load() == kReading) return false;
+    }
+    return true;
+  });
+  return bytes;
+}
+
+Result write_pieces(int fd, const std::vector<Piece>& pieces, const WriteOptions& o, const std::atomic<bool>& stop) {
   Result r;
   r.crc32.assign(pieces.size(), 0);
+  Handover* const handover = o.handover;
   // where each piece is written from: its copy once made
   std::vector<const char*> from(pieces.size());
   std::vector<bool> summed(pieces.size(), false);
   bool waits_for_writes = false;  // a live piece is written from the caller's memory
   for (std::size_t i = 0; i < pieces.size(); ++i) {
     from[i] = pieces[i].src;
-    waits_for_writes = waits_for_writes || (pieces[i].live && !pieces[i].copy);
+    waits_for_writes = waits_for_writes || (pieces[i].live && (handover || !pieces[i].copy));
   }
-  for (std::size_t i = 0; i < pieces.size() && !stop.load(std::memory_order_relaxed); ++i) {
+  for (std::size_t i = 0; i < pieces.size() && !handover && !stop.load(std::memory_order_relaxed); ++i) {
     const Piece& p = pieces[i];
     if (!p.copy) continue;
-    std::uint32_t crc = manifest::crc32_of(nullptr, 0);
-    for (std::uint64_t at = 0; at < p.bytes; at += kCopyBlock) {
-      const std::uint64_t n = std::min(kCopyBlock, p.bytes - at);
-      crc = manifest::crc32_continue(crc, p.src + at, n);  // src stays as it is until read_done
-      stream_copy(p.copy + at, p.src + at, n);            // from the cache the CRC brought it to
-    }
-    r.crc32[i] = crc;
+    r.crc32[i] = copy_with_crc(p.copy, p.src, p.bytes);  // src stays as it is until read_done
     summed[i] = true;
     from[i] = p.copy;
   }
   stream_fence();
-  if (read_done && !waits_for_writes) read_done();
+  if (o.read_done && !waits_for_writes) o.read_done();
   std::atomic<std::size_t> next{0};
   std::atomic<std::int64_t> written{0};
-  std::atomic<bool> direct{direct_fd >= 0};
+  std::atomic<bool> direct{o.direct_fd >= 0};
   std::mutex m;
+  auto write_piece = [&](std::size_t i, const char* src, std::unique_ptr<char, decltype(&std::free)>& stage) {
+    const Piece& p = pieces[i];
+    // the whole pages of the piece go around the page cache, the ends through it
+    const std::uint64_t end = p.file_offset + p.bytes;
+    std::uint64_t lo = (p.file_offset + kPage - 1) / kPage * kPage, hi = end / kPage * kPage;
+    const bool aligned = reinterpret_cast<std::uintptr_t>(src + (lo - p.file_offset)) % o.direct_mem_align == 0;
+    if (direct && !aligned && !stage) stage.reset(static_cast<char*>(std::aligned_alloc(kPage, kStageBytes)));
+    if (!direct || (!aligned && !stage) || lo >= hi) lo = hi = end;
+    bool good = write_all_at(fd, {src, lo - p.file_offset}, p.file_offset);
+    if (o.fail_after >= 0 && written.load() >= o.fail_after) {
+      good = false;
+      errno = EIO;
+    }
+    for (std::uint64_t at = lo; good && at < hi;) {
+      const std::uint64_t n = aligned ? hi - at : std::min<std::uint64_t>(hi - at, kStageBytes);
+      const char* out = src + (at - p.file_offset);
+      if (!aligned) {
+        stream_copy(stage.get(), out, n);
+        stream_fence();
+        out = stage.get();
+      }
+      if (direct && write_all_at(o.direct_fd, {out, n}, at)) {
+        at += n;
+        continue;
+      }
+      if (errno != EINVAL) {
+        good = false;
+        break;
+      }
+      direct = false;  // the file system takes no direct I/O here (alignment): the page cache then
+      good = write_all_at(fd, {src + (at - p.file_offset), hi - at}, at);
+      at = hi;
+    }
+    return good && write_all_at(fd, {src + (hi - p.file_offset), end - hi}, hi);
+  };
   auto work = [&] {
     // the page-aligned staging buffer of this thread's O_DIRECT writes of unaligned memory
     std::unique_ptr<char, decltype(&std::free)> stage(nullptr, &std::free);
@@ -141,39 +240,19 @@ Result write_pieces(int fd, int direct_fd, const std::vector<Piece>& pieces, int
       if (stop.load(std::memory_order_relaxed)) return;
       const Piece& p = pieces[i];
       const char* src = from[i];
-      if (!summed[i]) r.crc32[i] = manifest::crc32_of(src, p.bytes);
-      // the whole pages of the piece go around the page cache, the ends through it
-      const std::uint64_t end = p.file_offset + p.bytes;
-      std::uint64_t lo = (p.file_offset + kPage - 1) / kPage * kPage, hi = end / kPage * kPage;
-      const bool aligned = reinterpret_cast<std::uintptr_t>(src + (lo - p.file_offset)) % kPage == 0;
-      if (direct && !aligned && !stage) stage.reset(static_cast<char*>(std::aligned_alloc(kPage, kStageBytes)));
-      if (!direct || (!aligned && !stage) || lo >= hi) lo = hi = end;
-      bool good = write_all_at(fd, {src, lo - p.file_offset}, p.file_offset);
-      if (fail_after >= 0 && written.load() >= fail_after) {
-        good = false;
-        errno = EIO;
+      bool good = true;
+      if (handover && p.copy && !handover->claim(i)) {  // taken back: written from its copy
+        src = p.copy;
+        r.crc32[i] = handover->copied(i);
+        good = write_piece(i, src, stage);
+      } else if (handover && p.copy) {  // the writer's to read in place until released
+        r.crc32[i] = manifest::crc32_of(src, p.bytes);
+        good = write_piece(i, src, stage);
+        handover->released(i);
+      } else {
+        if (!summed[i]) r.crc32[i] = manifest::crc32_of(src, p.bytes);
+        good = write_piece(i, src, stage);
       }
-      for (std::uint64_t at = lo; good && at < hi;) {
-        const std::uint64_t n = aligned ? hi - at : std::min<std::uint64_t>(hi - at, kStageBytes);
-        const char* out = src + (at - p.file_offset);
-        if (!aligned) {
-          stream_copy(stage.get(), out, n);
-          stream_fence();
-          out = stage.get();
-        }
-        if (direct && write_all_at(direct_fd, {out, n}, at)) {
-          at += n;
-          continue;
-        }
-        if (errno != EINVAL) {
-          good = false;
-          break;
-        }
-        direct = false;  // the file system takes no direct I/O here (alignment): the page cache then
-        good = write_all_at(fd, {src + (at - p.file_offset), hi - at}, at);
-        at = hi;
-      }
-      good = good && write_all_at(fd, {src + (hi - p.file_offset), end - hi}, hi);
       if (!good) {
         const std::string e = fmt::format("writing {} bytes at offset {}: {}", p.bytes, p.file_offset,
                                           std::strerror(errno));
@@ -185,16 +264,16 @@ Result write_pieces(int fd, int direct_fd, const std::vector<Piece>& pieces, int
         next = pieces.size();
         return;
       }
-      if (++written == die_after) ::raise(SIGKILL);
+      if (++written == o.die_after) ::raise(SIGKILL);
     }
   };
-  if (die_after == 0) ::raise(SIGKILL);
+  if (o.die_after == 0) ::raise(SIGKILL);
   std::vector<std::thread> helpers;
-  const int n = std::clamp(threads, 1, int(std::max<std::size_t>(pieces.size(), 1)));
+  const int n = std::clamp(o.threads, 1, int(std::max<std::size_t>(pieces.size(), 1)));
   for (int t = 1; t < n; ++t) helpers.emplace_back(work);
   work();
   for (std::thread& t : helpers) t.join();
-  if (read_done && waits_for_writes) read_done();
+  if (o.read_done && waits_for_writes) o.read_done();
   if (r.error.empty() && stop.load()) r.error = "the write was abandoned";
   if (r.error.empty() && ::fdatasync(fd) != 0) r.error = fmt::format("fdatasync: {}", std::strerror(errno));
   return r;

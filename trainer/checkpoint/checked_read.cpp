@@ -46,19 +46,23 @@ void read_ahead(hid_t file, int fd, std::uint64_t at, std::uint64_t bytes) {
   last = {file, same ? last.lo : at, to};
 }
 
-// Elements [begin, end) of a contiguous dataset stored as the memory type (kdtrain's own
-// files since format 1's background writer), read with pread straight into `out`, in
-// pieces across the OpenMP threads: what HDF5 would do, without its single-threaded copy.
-// nullopt when the dataset is not one of those (chunked, filtered, another byte order: HDF5
-// reads it). The file's bytes are checked by the caller against the manifest.
-std::optional<bool> read_contiguous(hid_t ds, DType t, std::uint64_t begin, std::uint64_t end, void* out) {
+// Where a contiguous dataset stored as the memory type (kdtrain's own files since format 1's
+// background writer) lies: HDF5's descriptor of the file and the file offset of element 0.
+// nullopt when the dataset is not one of those (chunked, filtered, another byte order, or
+// shorter than `elements`: HDF5 reads it).
+struct Contiguous {
+  hid_t file;  // HDF5's id of the open file (read_ahead's key); owned by `file_ref`
+  h5::Handle file_ref;
+  int fd;
+  std::uint64_t base;
+};
+std::optional<Contiguous> contiguous_of(hid_t ds, DType t, std::uint64_t elements) {
   h5::Handle dcpl(H5Dget_create_plist(ds));
   h5::Handle type(H5Dget_type(ds));
   if (!dcpl.valid() || !type.valid() || H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS ||
       H5Tequal(type.get(), h5::memory_type(t)) <= 0) {
     return std::nullopt;
   }
-  const std::uint64_t es = dtype_size(t);
   const haddr_t at = H5Dget_offset(ds);
   h5::Handle file(H5Iget_file_id(ds));
   h5::Handle fcpl(file.valid() ? H5Fget_create_plist(file.get()) : H5I_INVALID_HID);
@@ -67,21 +71,87 @@ std::optional<bool> read_contiguous(hid_t ds, DType t, std::uint64_t begin, std:
   h5::Handle fapl(file.valid() ? H5Fget_access_plist(file.get()) : H5I_INVALID_HID);
   if (at == HADDR_UNDEF || !fcpl.valid() || !fapl.valid() || H5Pget_driver(fapl.get()) != H5FD_SEC2 ||
       H5Pget_userblock(fcpl.get(), &userblock) < 0 || H5Fget_vfd_handle(file.get(), H5P_DEFAULT, &handle) < 0 ||
-      handle == nullptr || H5Dget_storage_size(ds) < end * es) {
+      handle == nullptr || H5Dget_storage_size(ds) < elements * dtype_size(t)) {
     return std::nullopt;
   }
-  const int fd = *static_cast<int*>(handle);
-  const std::uint64_t base = std::uint64_t(at) + userblock + begin * es, bytes = (end - begin) * es;
-  read_ahead(file.get(), fd, base, bytes);
+  const hid_t id = file.get();
+  return Contiguous{id, std::move(file), *static_cast<int*>(handle), std::uint64_t(at) + userblock};
+}
+
+// Elements [begin, end) of a contiguous dataset (contiguous_of), read with pread straight
+// into `out`, in pieces across the OpenMP threads: what HDF5 would do, without its
+// single-threaded copy. nullopt when the dataset is not one of those. The file's bytes are
+// checked by the caller against the manifest.
+std::optional<bool> read_contiguous(hid_t ds, DType t, std::uint64_t begin, std::uint64_t end, void* out) {
+  const std::optional<Contiguous> c = contiguous_of(ds, t, end);
+  if (!c) return std::nullopt;
+  const std::uint64_t es = dtype_size(t);
+  const std::uint64_t base = c->base + begin * es, bytes = (end - begin) * es;
+  read_ahead(c->file, c->fd, base, bytes);
   constexpr std::uint64_t kPiece = std::uint64_t{2} << 20;
   const std::int64_t n = std::int64_t((bytes + kPiece - 1) / kPiece);
   bool good = true;
 #pragma omp parallel for schedule(dynamic, 1) reduction(&& : good) if (n > 1)
   for (std::int64_t i = 0; i < n; ++i) {
     const std::uint64_t lo = std::uint64_t(i) * kPiece, len = std::min(kPiece, bytes - lo);
-    good = read_all_at(fd, static_cast<char*>(out) + lo, len, base + lo) && good;
+    good = read_all_at(c->fd, static_cast<char*>(out) + lo, len, base + lo) && good;
   }
   return good;
+}
+
+// Blocks [k0, k1) of `e`, a contiguous dataset (contiguous_of), read and checked in runs of
+// about 2 MiB across the OpenMP threads, each run's CRCs taken right after its read, from the
+// cache (a read of the whole range, then a pass of CRCs over it, ran them one after the
+// other from memory, and the disk idled while the CRCs ran). Into `out` (block k at
+// out + bounds[k] - bounds[k0]), or when `out` is null through a buffer per thread (a
+// whole-file check). nullopt when the dataset is not contiguous; else "" or what is wrong.
+std::optional<std::string> read_checked_blocks(hid_t ds, const manifest::Entry& e, DType t, std::size_t k0,
+                                               std::size_t k1, char* out) {
+  if (k0 >= k1) return std::string();
+  const std::vector<std::uint64_t>& bounds = e.bounds;
+  const std::optional<Contiguous> c = contiguous_of(ds, t, bounds[k1] / dtype_size(t));
+  if (!c) return std::nullopt;
+  constexpr std::uint64_t kRun = std::uint64_t{2} << 20;
+  std::vector<std::size_t> runs{k0};  // the runs' first blocks, then k1
+  for (std::size_t k = k0 + 1; k < k1; ++k) {
+    if (bounds[k] - bounds[runs.back()] >= kRun) runs.push_back(k);
+  }
+  runs.push_back(k1);
+  read_ahead(c->file, c->fd, c->base + bounds[k0], bounds[k1] - bounds[k0]);
+  const std::int64_t n = std::int64_t(runs.size() - 1);
+  // the first bad block (k1: none) and whether it failed to read
+  std::size_t bad = k1;
+  bool unreadable = false;
+  std::uint32_t bad_crc = 0;
+  std::mutex m;
+#pragma omp parallel if (n > 1)
+  {
+    std::vector<char> own;
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t r = 0; r < n; ++r) {
+      const std::size_t a = runs[std::size_t(r)], b = runs[std::size_t(r) + 1];
+      char* dst = out ? out + (bounds[a] - bounds[k0]) : nullptr;
+      if (!dst) {
+        own.resize(bounds[b] - bounds[a]);
+        dst = own.data();
+      }
+      if (!read_all_at(c->fd, dst, bounds[b] - bounds[a], c->base + bounds[a])) {
+        std::lock_guard lock(m);
+        if (a < bad || (a == bad && !unreadable)) bad = a, unreadable = true;
+        continue;
+      }
+      for (std::size_t k = a; k < b; ++k) {
+        const std::uint32_t crc = manifest::crc32_of(dst + (bounds[k] - bounds[a]), bounds[k + 1] - bounds[k]);
+        if (crc == e.block_crc32[k]) continue;
+        std::lock_guard lock(m);
+        if (k < bad) bad = k, unreadable = false, bad_crc = crc;
+        break;
+      }
+    }
+  }
+  if (bad == k1) return std::string();
+  if (unreadable) return std::string(kReadFailed);
+  return mismatch(bounds[bad], bounds[bad + 1], bad_crc, e.block_crc32[bad]);
 }
 
 // The blocks [first, last) of `bounds` that hold bytes of [b0, b1) (b0 < b1).
@@ -145,7 +215,10 @@ std::string read_range(hid_t ds, const manifest::Entry& e, const std::vector<std
   const std::size_t inner0 = bounds[first] == b0 ? first : first + 1;
   const std::size_t inner1 = bounds[last] == b1 ? last : last - 1;
   char* dst = static_cast<char*>(out);
-  if (inner0 < inner1) {
+  if (const std::optional<std::string> fused = read_checked_blocks(ds, e, t, inner0, inner1,
+                                                                   dst + (bounds[inner0] - b0))) {
+    if (!fused->empty()) return *fused;
+  } else if (inner0 < inner1) {
     const std::uint64_t lo = bounds[inner0], hi = bounds[inner1];
     if (!read_flat(ds, dims, t, lo / es, hi / es, dst + (lo - b0))) return kReadFailed;
     // The blocks' checksums, in parallel: CRC-32 runs at a few GB/s per core, near the read's speed.
@@ -171,6 +244,12 @@ std::string read_range(hid_t ds, const manifest::Entry& e, const std::vector<std
     std::memcpy(dst + (lo - b0), buf.data() + (lo - bounds[k]), hi - lo);
   }
   return {};
+}
+
+std::string check_all(hid_t ds, const manifest::Entry& e, const std::vector<std::uint64_t>& dims, DType t) {
+  const std::size_t blocks = e.bounds.empty() ? 0 : e.bounds.size() - 1;
+  if (const std::optional<std::string> fused = read_checked_blocks(ds, e, t, 0, blocks, nullptr)) return *fused;
+  return visit_blocks(ds, e, dims, t, 0, e.bytes / dtype_size(t), [](std::uint64_t, const char*, std::uint64_t) {});
 }
 
 std::string visit_blocks(hid_t ds, const manifest::Entry& e, const std::vector<std::uint64_t>& dims, DType t,

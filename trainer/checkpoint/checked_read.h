@@ -36,6 +36,10 @@ using BlockVisitor = std::function<void(std::uint64_t first_element, const char*
 std::string visit_blocks(hid_t ds, const manifest::Entry& e, const std::vector<std::uint64_t>& dims, DType t,
                          std::uint64_t first, std::uint64_t last, const BlockVisitor& visit);
 
+// Every block of `e` read and checked, nothing kept: a whole-file check (verify). Contiguous
+// datasets in parallel runs, each checked as it is read. "" or what is wrong.
+std::string check_all(hid_t ds, const manifest::Entry& e, const std::vector<std::uint64_t>& dims, DType t);
+
 // What a CRC mismatch of bytes [b0, b1) of a dataset is called in messages.
 std::string mismatch(std::uint64_t b0, std::uint64_t b1, std::uint32_t got, std::uint32_t want);
 

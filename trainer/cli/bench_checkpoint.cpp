@@ -44,6 +44,7 @@ struct Stall {
   double stall = 0;   // all the time the steps lost against as many plain steps
   double block = 0;   // the part the training thread waited in the checkpoint's calls
   double start = 0, held = 0, finish = 0, steps = 0, writer_cpu = 0;
+  double taken_back_mb = 0;  // copied at the update (StateCopy::at_update): what the disk had not reached
   double plain_step = 0;  // the median of the plain steps timed between the writes
 };
 
@@ -52,10 +53,10 @@ struct Stall {
 // few percent over a minute, as much as the stall of a small checkpoint.
 template <class Contents>
 Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& comm, const std::string& where,
-                    const char* name, Contents&& contents) {
-  ckpt::BackgroundCheckpoint bg(&comm);
+                    const char* name, ckpt::StateCopy copy, Contents&& contents) {
+  ckpt::BackgroundCheckpoint bg(&comm, copy);
   trainer.set_state_gate([&] { bg.release_state(); });
-  std::vector<double> stall_s, block_s, start_s, wait_s, finish_s, steps_n, cpu_s, plain;
+  std::vector<double> stall_s, block_s, start_s, wait_s, finish_s, steps_n, cpu_s, plain, taken_mb;
   for (int i = 0; i < kBenchCheckpointWrites; ++i) {
     const ckpt::CheckpointContents ci = contents();
     const double p0 = timed_on_all(comm, [&] { trainer.step(source); });
@@ -77,10 +78,11 @@ Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& com
     finish_s.push_back(bg.stats().finish_s);
     steps_n.push_back(steps);
     cpu_s.push_back(bg.stats().writer_cpu_s);
+    taken_mb.push_back(double(bg.stats().taken_back_bytes) / 1e6);
   }
   trainer.set_state_gate(nullptr);
   return {median_of(stall_s), median_of(block_s), median_of(start_s), median_of(wait_s),
-          median_of(finish_s), median_of(steps_n), median_of(cpu_s), median_of(plain)};
+          median_of(finish_s), median_of(steps_n), median_of(cpu_s), median_of(taken_mb), median_of(plain)};
 }
 
 // A directory all ranks see: rank 0 makes it (or takes `dir`), the others get its name.
@@ -162,10 +164,11 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
 
   // The stall: a checkpoint written in the background (as a run writes them) while the
   // training goes on, from start() until poll() says it is complete, against as many plain
-  // steps; the writer copies the weights and moments first (BackgroundCheckpoint's
-  // copy_state), and the trainer's state gate holds an update until that copy is done.
+  // steps; the weights and moments kept as train.checkpoint_copy says (at_update: written in
+  // place, the next update's state gate copying what the disk has not reached).
+  const ckpt::StateCopy copy = checkpoint_state_copy(cfg.train.checkpoint_copy);
   const int threads = omp_get_max_threads();
-  const Stall all = measure_stall(trainer, source, comm, where, "stall", contents);
+  const Stall all = measure_stall(trainer, source, comm, where, "stall", copy, contents);
   // the same with a core left to the writer (the training on one thread fewer), as on a node
   // whose training leaves cores free (a GPU node, or threads set below the cores): what the
   // write costs the training beyond the cores it takes
@@ -173,7 +176,7 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
   if (threads > 1) {
     set_threads(threads - 1);
     trainer.step(source);  // the first step at a new thread count warms its buffers
-    spare = measure_stall(trainer, source, comm, where, "spare", contents);
+    spare = measure_stall(trainer, source, comm, where, "spare", copy, contents);
     set_threads(threads);
   }
   const double write = median_of(write_s), stall = all.stall, block = all.block;
@@ -188,11 +191,12 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
                read_disk_s, kBenchDiskReads, read_s, verify_s);
     fmt::print(out, "checkpoint stall: written in the background over {} step(s) of {:.3f} s: {:.3f} s more than the "
                "plain steps ({:.2f} steps, {:.1f}% of the write time); of it, waiting in the checkpoint's calls "
-               "{:.3f} s ({:.1f}%): start {:.3f} s (layout, copies of the small state), update held for the "
-               "writer's copy {:.3f} s, completion {:.3f} s; the rest is the write's load on the cores training "
-               "uses: its thread's CPU time {:.3f} s (copy, CRCs, system calls) (medians of {})\n", all.steps,
-               all.plain_step, stall, stall / all.plain_step, 100.0 * stall / write, block, 100.0 * block / write,
-               all.start, all.held, all.finish, all.writer_cpu, writes);
+               "{:.3f} s ({:.1f}%): start {:.3f} s (layout, copies of the small state), update held {:.3f} s "
+               "(copying {:.0f} MB not yet written, or waiting for the writer), completion {:.3f} s; the rest is "
+               "the write's load on the cores training uses: its thread's CPU time {:.3f} s (copy, CRCs, system "
+               "calls) (medians of {})\n", all.steps, all.plain_step, stall, stall / all.plain_step,
+               100.0 * stall / write, block, 100.0 * block / write, all.start, all.held, all.taken_back_mb,
+               all.finish, all.writer_cpu, writes);
     if (threads > 1) {
       fmt::print(out, "checkpoint stall with a core left to the writer (training on {} thread(s), steps of {:.3f} s): "
                  "{:.3f} s more than the plain steps ({:.1f}% of the write time), waiting in its calls {:.3f} s\n",
@@ -200,10 +204,10 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
     }
     fmt::print(out, "RESULT impl=kdtrain checkpoint_mb={:.1f} write_s={:.3f} write_mb_s={:.0f} verify_s={:.3f} "
                "read_s={:.3f} read_disk_s={:.3f} stall_s={:.3f} stall_steps={:.2f} stall_frac={:.3f} "
-               "block_s={:.3f} block_frac={:.3f} start_s={:.3f} held_s={:.3f} writer_cpu_s={:.3f} "
+               "block_s={:.3f} block_frac={:.3f} start_s={:.3f} held_s={:.3f} taken_back_mb={:.0f} writer_cpu_s={:.3f} "
                "spare_stall_frac={} ranks={}\n", bytes / 1e6, write, bytes / 1e6 / write, verify_s, read_s,
                read_disk_s, stall, stall / all.plain_step, stall / write, block, block / write, all.start, all.held,
-               all.writer_cpu, threads > 1 ? fmt::format("{:.3f}", spare.stall / write) : "none", comm.size());
+               all.taken_back_mb, all.writer_cpu, threads > 1 ? fmt::format("{:.3f}", spare.stall / write) : "none", comm.size());
   }
   comm.barrier();
   if (comm.rank() == 0) {

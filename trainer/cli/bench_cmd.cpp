@@ -150,7 +150,7 @@ int run_bench(const BenchOptions& o) {
   if (world->size() > 1) {
     fmt::print(out, "communication per step: {:.2f} MB sent per rank (ring estimate: reduce-scatter + all-gather of "
                "{} floats), median {:.1f} ms in collectives\n", comm_bytes / 1e6,
-               dist::padded_shard(trainer.student_table().total(), world->size()) * world->size(), median(comm) * 1e3);
+               dist::zero_shard(trainer.student_table().total(), world->size()) * world->size(), median(comm) * 1e3);
   }
   fmt::print(out,
       "RESULT impl=kdtrain variant={} step_ms={:.1f} tokens_per_s={:.1f} gflop_per_step={:.2f} "

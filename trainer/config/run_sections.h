@@ -11,6 +11,8 @@
 namespace kd {
 
 enum class NanPolicy { stop, skip };
+// how a background checkpoint keeps the weights and moments it writes (ckpt::StateCopy)
+enum class CheckpointCopy { at_update, first, none };
 
 struct TrainSection {
   std::int64_t steps = 100;
@@ -27,7 +29,7 @@ struct TrainSection {
   std::int64_t checkpoint_every = 0;
   double checkpoint_minutes = 0;
   int keep_checkpoints = 2;
-  bool checkpoint_copy = true;
+  CheckpointCopy checkpoint_copy = CheckpointCopy::at_update;
   std::string init_from;
   template <class V>
   void visit(V& v) {
@@ -52,10 +54,15 @@ struct TrainSection {
             "also checkpoint once this many minutes of wall time have passed since the last checkpoint (or the "
             "start), whatever checkpoint_every says; 0 = off", at_least(0));
     v.field("keep_checkpoints", keep_checkpoints, "how many of the newest checkpoints to keep", between(1, 1000));
-    v.field("checkpoint_copy", checkpoint_copy,
-            "a checkpoint's writer first copies the weights and optimizer state in memory (as much host memory "
-            "again as this rank's share of them), so training goes on while the disk is written; false = it "
-            "writes them in place, and the next update waits until they are written");
+    v.choice("checkpoint_copy", checkpoint_copy,
+             "how a checkpoint written while training goes on keeps the weights and optimizer state it writes: "
+             "at_update = written in place, and the next update first copies what is not yet written (the least "
+             "CPU); first = the writer copies them all, then writes the copy (the update waits only for the copy; "
+             "takes a core meanwhile); none = written in place, the update waits for the disk. at_update and "
+             "first may take as much host memory again as this rank's share of the state",
+             Choices<CheckpointCopy>{{"at_update", CheckpointCopy::at_update},
+                                     {"first", CheckpointCopy::first},
+                                     {"none", CheckpointCopy::none}});
     v.field("init_from", init_from, "a checkpoint whose model weights start the run instead of a random init (a "
             "trained model to prune or fine-tune; same model shape); \"\" = random init");
   }

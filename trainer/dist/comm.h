@@ -69,6 +69,14 @@ class Comm {
 // The elements each rank owns when n elements are split into size() equal shards:
 // ceil(n / size), so the padded buffer holds size · shard ≥ n elements.
 inline std::size_t padded_shard(std::size_t n, int world) { return (n + std::size_t(world) - 1) / std::size_t(world); }
+// ZeRO's shard of the student's flat buffer of n floats: padded_shard rounded up to whole
+// pages of floats (1024), so each rank's shard, and its Adam moments with it, starts where
+// the buffer's pages do and a checkpoint writes them with O_DIRECT in place
+// (trainer/checkpoint/byte_writer.h). One rank: n itself.
+inline std::size_t zero_shard(std::size_t n, int world) {
+  constexpr std::size_t kPageFloats = 1024;
+  return world <= 1 ? n : (padded_shard(n, world) + kPageFloats - 1) / kPageFloats * kPageFloats;
+}
 
 // One process, no MPI: every collective is the identity (a copy where buffers differ).
 std::unique_ptr<Comm> make_self_comm();

@@ -19,7 +19,7 @@ RunRecorder::RunRecorder(const RunInputs& in, Trainer& trainer, data::BatchSourc
                          ResumedRun resumed)
     : in_(in), trainer_(trainer), source_(source), groups_(groups), prov_(prov), dir_(dir), progress_(progress),
       metrics_(std::move(resumed.metrics)), writes_(!groups.tp_group || groups.tp_group->rank() == 0),
-      writer_(groups.dp, in.cfg.train.checkpoint_copy), tokens_seen_(resumed.tokens_seen) {
+      writer_(groups.dp, checkpoint_state_copy(in.cfg.train.checkpoint_copy)), tokens_seen_(resumed.tokens_seen) {
   if (writes_) trainer.set_state_gate([this] { writer_.release_state(); });
   const Config& cfg = in.cfg;
   if (dir_ != nullptr) {

@@ -46,6 +46,15 @@ void add_trainer_tensors(Trainer& trainer, bool with_teacher, ckpt::CheckpointCo
   }
 }
 
+ckpt::StateCopy checkpoint_state_copy(CheckpointCopy copy) {
+  switch (copy) {
+    case CheckpointCopy::first: return ckpt::StateCopy::first;
+    case CheckpointCopy::none: return ckpt::StateCopy::none;
+    case CheckpointCopy::at_update: break;
+  }
+  return ckpt::StateCopy::at_update;
+}
+
 void read_model_and_moments(const ckpt::CheckpointReader& r, Trainer& trainer, bool skip_missing_quant) {
   const Trainer::MomentShard ms = trainer.moment_shard();
   for (const char* group : {"model", "adam_m", "adam_v"}) r.expect_only(group, trainer.student_table().names(), "the student");

@@ -12,6 +12,9 @@ namespace kd {
 // `with_teacher`, the teacher (an even share each) to `c`.
 void add_trainer_tensors(Trainer& trainer, bool with_teacher, ckpt::CheckpointContents& c);
 
+// train.checkpoint_copy as the background writer's mode.
+ckpt::StateCopy checkpoint_state_copy(CheckpointCopy copy);
+
 // Reads the whole model and this rank's shard of the moments. `skip_missing_quant`: LSQ
 // scales ("quant." tensors) absent from the checkpoint keep their values (a float run
 // resumed as QAT).

@@ -100,7 +100,7 @@ void print_run_header(const RunInputs& in, const RunGroups& g, Trainer& trainer,
     }
     progress.line(fmt::format("data parallel: {} ranks, micro-batch of {} sequences split {}, ZeRO-1 shards of {} "
                               "parameters; watchdog {:.0f} s at least", g.dp->size(), tr.batch_size, split,
-                              dist::padded_shard(trainer.student_table().total(), g.dp->size()),
+                              dist::zero_shard(trainer.student_table().total(), g.dp->size()),
                               cfg.parallel.watchdog_min_s));
   }
   if (g.layout.teachers > 0) {

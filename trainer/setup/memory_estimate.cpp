@@ -45,7 +45,7 @@ MemoryEstimate estimate_memory(const Config& cfg, int ranks) {
     if (tp > 1) check_tensor_parallel(cfg.teacher.spec, tp, "parallel.tensor_parallel");
     teacher = std::make_unique<LlamaLayout>(tp > 1 ? shard_spec(cfg.teacher.spec, tp) : cfg.teacher.spec, ttable);
   }
-  const double n = double(stable.total()), padded = double(dist::padded_shard(stable.total(), dp)) * dp, f = 4.0;
+  const double n = double(stable.total()), padded = double(dist::zero_shard(stable.total(), dp)) * dp, f = 4.0;
   auto add = [&](std::string what, double bytes) {
     if (bytes > 0) e.lines.push_back({std::move(what), bytes});
   };

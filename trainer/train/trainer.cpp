@@ -85,7 +85,7 @@ Trainer::Trainer(const Config& cfg, dist::Comm* dp, dist::Comm* tp) : cfg_(cfg),
   }
   // ZeRO-1: the buffer padded to world · shard; the padding stays zero
   const std::size_t total = stable_.total();
-  shard_ = dist::padded_shard(total, world);
+  shard_ = dist::zero_shard(total, world);
   shard_begin_ = std::min(total, shard_ * std::size_t(dp_->rank()));
   shard_end_ = std::min(total, shard_begin_ + shard_);
   sparams_.resize(shard_ * std::size_t(world), "the student's parameters");
