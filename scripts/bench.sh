@@ -31,7 +31,7 @@
 #          ckpt_block_frac=<the part of the stall spent waiting in the checkpoint's calls / write s>
 #          ckpt2g_write_ratio=.. ckpt2g_read_ratio=.. ckpt2g_stall_frac=.. ckpt2g_block_frac=.. (at ~2 GB)
 #          ckpt2g_read_alt_ratio=<kdtrain inspect --verify / torch.load of the same 2 GB state from disk,
-#          alternated read for read (kdtrain's process start included)>
+#          alternated read for read (each timed from its open on)>
 #          ckpt2g_spare_stall_frac=<the stall / write s with the training on one thread fewer: a core
 #          left to the writer> ckpt2g_writer_cpu_s=<the writer thread's CPU seconds per checkpoint>
 #          ckpt2r_write_ratio=.. ckpt2r_read_ratio=.. ckpt2r_stall_frac=.. ckpt2r_block_frac=.. (2 ranks)
