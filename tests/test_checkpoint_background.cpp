@@ -62,6 +62,17 @@ struct Fixture {
   }
 };
 
+// Contents of one live tensor `name` holding `values`.
+CheckpointContents one_live_tensor(const std::string& name, std::vector<float>& values) {
+  CheckpointContents c;
+  c.kind = "train";
+  c.config_yaml = "model: {}\n";
+  TensorView v{name, {std::int64_t(values.size())}, values.data()};
+  v.live = true;
+  c.tensors["model"] = {v};
+  return c;
+}
+
 std::vector<float> read_all(const std::string& path, const std::string& name, std::int64_t n,
                             const std::vector<std::int64_t>& shape) {
   std::vector<float> out(std::size_t(n), 0.0f);
@@ -155,14 +166,8 @@ TEST(BackgroundCheckpoint, TakenBackAtAnyMomentTheFileHoldsTheStateAtStart) {
       const std::vector<float> want = state;
       TempDir dir;
       const std::string path = dir.file("ckpt.h5");
-      CheckpointContents c;
-      c.kind = "train";
-      c.config_yaml = "model: {}\n";
-      TensorView v{"state", {std::int64_t(state.size())}, state.data()};
-      v.live = true;
-      c.tensors["model"] = {v};
       BackgroundCheckpoint bg(nullptr, StateCopy::at_update);
-      bg.start(path, c);
+      bg.start(path, one_live_tensor("state", state));
       ::usleep(useconds_t(rng() % (direct ? 40000 : 4000)));  // the page cache takes 64 MB in ~20 ms
       bg.release_state();
       std::fill(state.begin(), state.end(), -3.0f);
@@ -179,12 +184,7 @@ TEST(BackgroundCheckpoint, TakenBackAtAnyMomentTheFileHoldsTheStateAtStart) {
 // which check failed.
 int snapshot_refusal(const std::string& path) {
   std::vector<float> big(std::size_t(64) << 20, 1.0f);  // 256 MB, live
-  CheckpointContents c;
-  c.kind = "train";
-  c.config_yaml = "model: {}\n";
-  TensorView v{"big", {std::int64_t(big.size())}, big.data()};
-  v.live = true;
-  c.tensors["model"] = {v};
+  const CheckpointContents c = one_live_tensor("big", big);
   std::ifstream statm("/proc/self/statm");
   std::uint64_t pages = 0;
   statm >> pages;
