@@ -18,6 +18,7 @@
 # - A full disk (a file-size limit, ulimit -f): exit 3 naming the checkpoint, no .tmp left,
 #   the previous checkpoints unchanged.
 # - Periodic checkpoints by wall time (train.checkpoint_minutes) on 2 ranks.
+# - train.checkpoint_copy first and none: the default run's losses and checkpoint tensors.
 # Usage: test_checkpoint_crash.sh <kdtrain binary> <repo root> <mpirun>
 set -u
 bin=$1
@@ -92,6 +93,22 @@ else
 fi
 "$bin" distill --resume "$tmp/runs/eio" >"$tmp/eio.res" 2>&1 && grep -q "resumed from $(ck eio 2) at step 2" "$tmp/eio.res" \
   && same_losses whole eio && ok "after the write error: resumed at step 2, bit for bit" || fail "resume after the write error"
+
+# The other ways of keeping the state while it is written (train.checkpoint_copy: first, the
+# writer copying it all before it writes; none, the update waiting for the disk): the default
+# (at_update) run's losses, every checkpoint verifies, and each kept checkpoint's tensors
+# (weights, moments) are the default run's bit for bit (h5diff of /tensors; hdf5-tools).
+for mode in first none; do
+  "$bin" "${args[@]}" --set run.name="copy_$mode" --set train.checkpoint_copy="$mode" >"$tmp/copy_$mode.log" 2>&1 \
+    || { fail "checkpoint_copy: $mode: the run failed"; tail -3 "$tmp/copy_$mode.log"; continue; }
+  differ=""
+  for s in 4 6 8; do
+    h5diff -q "$(ck whole "$s")" "$(ck "copy_$mode" "$s")" /tensors /tensors >/dev/null 2>&1 || differ="$differ $s"
+  done
+  same_losses whole "copy_$mode" && all_verify "copy_$mode" && [ -z "$differ" ] \
+    && ok "checkpoint_copy: $mode: the default run's losses; its checkpoints verify and hold the default's tensors bit for bit" \
+    || fail "checkpoint_copy: $mode: differs from the default run (checkpoints of steps:${differ:- none})"
+done
 
 # Random kills while checkpoints are written in the background: a 10.5M-parameter student
 # (126 MB checkpoints, each written while the next steps train) checkpointed every step,
