@@ -1,10 +1,9 @@
 #include "base/file_io.h"
 
 #include <fcntl.h>
-
-#include <algorithm>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>

@@ -1,7 +1,9 @@
 #include "trainer/checkpoint/byte_writer.h"
 
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -113,6 +115,15 @@ std::vector<std::uint64_t> snapshot_places(const std::vector<Piece>& pieces, con
     total += pieces[i].bytes;
   }
   return at;
+}
+
+std::uint64_t direct_memory_alignment(int fd) {
+  struct statx st {};
+  if (fd < 0 || ::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &st) != 0 || !(st.stx_mask & STATX_DIOALIGN) ||
+      st.stx_dio_mem_align == 0) {
+    return kPage;
+  }
+  return std::min<std::uint64_t>(st.stx_dio_mem_align, kPage);
 }
 
 Handover::Handover(std::size_t pieces)

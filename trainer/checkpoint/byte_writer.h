@@ -93,6 +93,10 @@ class Handover {
   std::condition_variable cv_;
 };
 
+// The memory alignment O_DIRECT needs on the open file `fd` (statx's STATX_DIOALIGN, Linux
+// 6.1 and later: 512 on this machine's ext4), a page where the system does not say or fd < 0.
+std::uint64_t direct_memory_alignment(int fd);
+
 struct WriteOptions {
   int threads = 1;      // writing threads, the calling thread among them
   int direct_fd = -1;   // the file opened with O_DIRECT; -1: none

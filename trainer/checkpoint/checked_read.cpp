@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <memory>
 #include <mutex>
 
 #include "base/file_io.h"
@@ -99,6 +100,18 @@ std::optional<bool> read_contiguous(hid_t ds, DType t, std::uint64_t begin, std:
   return good;
 }
 
+// This thread's buffer of at least `bytes`, kept for the next call: a whole-file check reads
+// each run into one, and a fresh vector per tensor zeroed its few MiB every time.
+char* scratch(std::uint64_t bytes) {
+  thread_local std::unique_ptr<char[]> buf;
+  thread_local std::uint64_t size = 0;
+  if (bytes > size) {
+    buf.reset(new char[bytes]);
+    size = bytes;
+  }
+  return buf.get();
+}
+
 // Blocks [k0, k1) of `e`, a contiguous dataset (contiguous_of), read and checked in runs of
 // about 2 MiB across the OpenMP threads, each run's CRCs taken right after its read, from the
 // cache (a read of the whole range, then a pass of CRCs over it, ran them one after the
@@ -124,29 +137,21 @@ std::optional<std::string> read_checked_blocks(hid_t ds, const manifest::Entry& 
   bool unreadable = false;
   std::uint32_t bad_crc = 0;
   std::mutex m;
-#pragma omp parallel if (n > 1)
-  {
-    std::vector<char> own;
-#pragma omp for schedule(dynamic, 1)
-    for (std::int64_t r = 0; r < n; ++r) {
-      const std::size_t a = runs[std::size_t(r)], b = runs[std::size_t(r) + 1];
-      char* dst = out ? out + (bounds[a] - bounds[k0]) : nullptr;
-      if (!dst) {
-        own.resize(bounds[b] - bounds[a]);
-        dst = own.data();
-      }
-      if (!read_all_at(c->fd, dst, bounds[b] - bounds[a], c->base + bounds[a])) {
-        std::lock_guard lock(m);
-        if (a < bad || (a == bad && !unreadable)) bad = a, unreadable = true;
-        continue;
-      }
-      for (std::size_t k = a; k < b; ++k) {
-        const std::uint32_t crc = manifest::crc32_of(dst + (bounds[k] - bounds[a]), bounds[k + 1] - bounds[k]);
-        if (crc == e.block_crc32[k]) continue;
-        std::lock_guard lock(m);
-        if (k < bad) bad = k, unreadable = false, bad_crc = crc;
-        break;
-      }
+#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
+  for (std::int64_t r = 0; r < n; ++r) {
+    const std::size_t a = runs[std::size_t(r)], b = runs[std::size_t(r) + 1];
+    char* dst = out ? out + (bounds[a] - bounds[k0]) : scratch(bounds[b] - bounds[a]);
+    if (!read_all_at(c->fd, dst, bounds[b] - bounds[a], c->base + bounds[a])) {
+      std::lock_guard lock(m);
+      if (a < bad || (a == bad && !unreadable)) bad = a, unreadable = true;
+      continue;
+    }
+    for (std::size_t k = a; k < b; ++k) {
+      const std::uint32_t crc = manifest::crc32_of(dst + (bounds[k] - bounds[a]), bounds[k + 1] - bounds[k]);
+      if (crc == e.block_crc32[k]) continue;
+      std::lock_guard lock(m);
+      if (k < bad) bad = k, unreadable = false, bad_crc = crc;
+      break;
     }
   }
   if (bad == k1) return std::string();

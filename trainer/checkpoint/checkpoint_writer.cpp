@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,19 +81,6 @@ std::pair<std::string, int> fault_env() {
 bool direct_io_allowed() {
   const char* env = std::getenv("KDTRAIN_CHECKPOINT_DIRECT_IO");
   return env == nullptr || std::string(env) != "0";
-}
-
-// The memory alignment O_DIRECT needs on the open file `fd` (statx's STATX_DIOALIGN, Linux
-// 6.1 and later: 512 on this machine's ext4), a page where the system does not say.
-std::uint64_t direct_memory_alignment(int fd) {
-  constexpr std::uint64_t kPage = 4096;
-  if (fd < 0) return kPage;
-  struct statx st {};
-  if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &st) != 0 || !(st.stx_mask & STATX_DIOALIGN) ||
-      st.stx_dio_mem_align == 0) {
-    return kPage;
-  }
-  return std::min<std::uint64_t>(st.stx_dio_mem_align, kPage);
 }
 
 class Fault {
@@ -696,7 +682,7 @@ void BackgroundCheckpoint::begin(const std::string& path, const CheckpointConten
   bytes::WriteOptions o;
   o.threads = w->direct_fd >= 0 ? 1 : std::max(1, omp_get_max_threads());
   o.direct_fd = w->direct_fd;
-  o.direct_mem_align = direct_memory_alignment(w->direct_fd);
+  o.direct_mem_align = bytes::direct_memory_alignment(w->direct_fd);
   o.handover = w->handover.get();
   o.die_after = die_after;
   o.fail_after = fail_after;
