@@ -196,6 +196,11 @@ struct AdamWStep {
 // One AdamW update on a contiguous range (decoupled decay: p -= lr·wd·p first).
 template <class T>
 void adamw_update(T* param, const T* grad, T* m, T* v, std::size_t n, const AdamWStep& s);
+// The same on the calling thread alone (the update above splits the range among OpenMP's
+// threads): for a caller that splits the work itself (AdamW's update that takes each grain's
+// CRC-32 while it is in the cache). Every element's result is the same bits.
+template <class T>
+void adamw_update_on_caller(T* param, const T* grad, T* m, T* v, std::size_t n, const AdamWStep& s);
 
 // ---------------------------------------------------------------- fake quantization
 // Quantize-dequantize of a (rows, cols) tensor in float (QAT, calibration, simulated

@@ -23,6 +23,7 @@
 #include "trainer/checkpoint/byte_writer.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/checkpoint/manifest.h"
+#include "trainer/util/crc32.h"
 
 namespace {
 
@@ -90,13 +91,53 @@ TEST(CheckpointCrc, IsaLAgreesWithZlib) {
     for (const std::size_t at : {0u, 1u, 7u}) {
       if (at + n > bytes.size()) continue;
       const std::uint32_t want = std::uint32_t(::crc32(::crc32(0, nullptr, 0), bytes.data() + at, uInt(n)));
-      EXPECT_EQ(kd::ckpt::manifest::crc32_of(bytes.data() + at, n), want) << n << " bytes at " << at;
+      EXPECT_EQ(kd::crc32::of(bytes.data() + at, n), want) << n << " bytes at " << at;
       const std::size_t cut = n / 3;
-      EXPECT_EQ(kd::ckpt::manifest::crc32_continue(kd::ckpt::manifest::crc32_of(bytes.data() + at, cut),
-                                                   bytes.data() + at + cut, n - cut),
-                want);
+      EXPECT_EQ(kd::crc32::extend(kd::crc32::of(bytes.data() + at, cut), bytes.data() + at + cut, n - cut), want);
     }
   }
+}
+
+// zlib's CRC-32 of n bytes at p: the reference.
+std::uint32_t zlib_crc(const void* p, std::size_t n) {
+  return std::uint32_t(::crc32(::crc32(0, nullptr, 0), static_cast<const Bytef*>(p), uInt(n)));
+}
+
+// The sums of `bytes` bytes at `base`, each grain's CRC-32 from zlib.
+kd::crc32::GrainSums sums_of(const void* base, std::uint64_t bytes, std::uint64_t grain) {
+  kd::crc32::GrainSums s;
+  s.reset(base, bytes, grain);
+  for (std::uint64_t k = 0; k < s.grains(); ++k) {
+    s.grain(k) = zlib_crc(static_cast<const char*>(base) + k * grain, std::min(grain, bytes - k * grain));
+  }
+  return s;
+}
+
+// Any range of a summed region gets zlib's CRC-32 from the grains and its ends: ranges within
+// one grain, across one bound, from and to the region's ends (its last grain shorter), empty,
+// whole, and seeded random ones; covers() refuses ranges that leave the region.
+TEST(CheckpointCrc, GrainSumsGiveEveryRangesCrc) {
+  std::mt19937 rng(11);
+  std::vector<unsigned char> bytes(300'013);
+  for (auto& b : bytes) b = static_cast<unsigned char>(rng());
+  const std::uint64_t grain = 4096, n = bytes.size();
+  const kd::crc32::GrainSums s = sums_of(bytes.data(), n, grain);
+  EXPECT_EQ(s.grains(), (n + grain - 1) / grain);
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges{
+      {0, 0}, {0, n}, {0, 1}, {n - 1, 1}, {n, 0}, {5, 100}, {4000, 200}, {4096, 4096}, {4096, 8192},
+      {0, grain * 73}, {grain * 73, n - grain * 73}, {grain * 73 + 1, n - grain * 73 - 1}, {17, n - 17}, {1, n - 2}};
+  for (int i = 0; i < 2000; ++i) {
+    const std::uint64_t a = rng() % (n + 1);
+    ranges.push_back({a, rng() % (n - a + 1)});
+  }
+  for (const auto& [at, len] : ranges) {
+    ASSERT_TRUE(s.covers(bytes.data() + at, len)) << at << "+" << len;
+    EXPECT_EQ(s.of(bytes.data() + at, len), zlib_crc(bytes.data() + at, len)) << len << " bytes at " << at;
+  }
+  EXPECT_FALSE(s.covers(bytes.data() + 1, n));
+  EXPECT_FALSE(s.covers(bytes.data() + n + 1, 0));
+  EXPECT_FALSE(s.covers(bytes.data() - 1, 2));
+  EXPECT_FALSE(kd::crc32::GrainSums().covers(bytes.data(), 0));  // nothing summed yet
 }
 
 const char* name_of(StateCopy copy) {
@@ -148,6 +189,49 @@ TEST(BackgroundCheckpoint, StoresTheStateAtStart) {
     EXPECT_EQ(*CheckpointReader(path).per_rank("data_rng", 0), (std::vector<std::int64_t>{11, 12}));
     EXPECT_EQ(bg.stats().copied_bytes, 1000u * 4 + 2 * 8);  // "copied" and the per-rank row
     EXPECT_GT(bg.stats().writer_cpu_s, 0.0);
+  }
+}
+
+// The live views' CRC-32s taken from sums their writer gave (CheckpointContents::
+// known_crc32, as the optimizer's update gives them), in each StateCopy mode and in a plain
+// write_checkpoint: the file verifies and holds the state. With one grain's sum made wrong,
+// the file does not verify, naming the tensor: the write used the sums, and took that grain's
+// bytes from nowhere else.
+TEST(BackgroundCheckpoint, KnownCrcsAreTheOnesWritten) {
+  constexpr std::uint64_t kGrain = kd::crc32::GrainSums::kGrain;
+  for (const bool wrong : {false, true}) {
+    for (const auto& [copy, head_start_us] : std::vector<std::pair<StateCopy, int>>{
+             {StateCopy::at_update, 0}, {StateCopy::at_update, 20000}, {StateCopy::first, 0},
+             {StateCopy::none, 0}, {StateCopy::none, -1}}) {
+      SCOPED_TRACE(fmt::format("{}{}{}", head_start_us < 0 ? "write_checkpoint" : name_of(copy),
+                               head_start_us > 0 ? ", release_state after 20 ms" : "", wrong ? ", a wrong sum" : ""));
+      TempDir dir;
+      Fixture f;
+      const std::vector<float> live0 = f.live;
+      kd::crc32::GrainSums live_sums = sums_of(f.live.data(), f.live.size() * 4, kGrain);
+      const kd::crc32::GrainSums shifted_sums = sums_of(f.shifted.data(), f.shifted.size() * 4, kGrain);
+      if (wrong) live_sums.grain(live_sums.grains() / 2) ^= 1;
+      CheckpointContents c = f.contents();
+      c.known_crc32 = {&shifted_sums, &live_sums};
+      const std::string path = dir.file("ckpt.h5");
+      if (head_start_us < 0) {
+        kd::ckpt::write_checkpoint(path, c);
+      } else {
+        BackgroundCheckpoint bg(nullptr, copy);
+        bg.start(path, c);
+        ::usleep(useconds_t(head_start_us));
+        bg.release_state();
+        std::fill(f.live.begin(), f.live.end(), -1.0f);
+        bg.finish();
+      }
+      const std::string problem = CheckpointReader(path).verify();
+      if (wrong) {
+        EXPECT_NE(problem.find("tensors/model/live"), std::string::npos) << problem;
+      } else {
+        EXPECT_EQ(problem, "");
+        EXPECT_EQ(read_all(path, "live", std::int64_t(live0.size()), {std::int64_t(live0.size())}), live0);
+      }
+    }
   }
 }
 

@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <random>
 
 #include "tests/support/tiny_pair.h"
 #include "trainer/optim/adamw.h"
@@ -112,6 +114,52 @@ TEST(AdamW, QuantScalesTakeTheirLearningRateRatio) {
   EXPECT_NEAR(p[2], 0.002 - 0.01 * 0.05, 1e-12);
   EXPECT_NEAR(p[3], 0.002 + 0.01 * 0.05, 1e-12);
   EXPECT_NEAR(p[4], 1.0 - 0.01, 1e-12);
+}
+
+// The update that takes the CRC-32s a checkpoint needs (AdamW::StateSums) changes nothing of
+// the update: three steps give the same bits of p, m and v as plain steps, on a ZeRO shard
+// that starts and ends inside tensors, with ranges of different decay crossing grain bounds
+// (and padding past the table's end). Every grain's sum is the CRC-32 of the grain as the
+// update left it, and a range's CRC-32 from the sums is the range's.
+TEST(AdamW, SummedUpdateIsTheSameBitsAndSumsWhatItLeaves) {
+  kd::ParamTable t;
+  t.add("a", {70001}, kd::kDecayed);
+  t.add("norm", {37}, 0);
+  t.add("b", {300, 131}, kd::kDecayed);
+  t.add("scale", {5}, kd::kAuxiliary | kd::kQuantScale);
+  t.add("c", {20000}, kd::kDecayed);
+  kd::OptimSection o;
+  o.lr = 0.01;
+  o.weight_decay = 0.1;
+  const std::size_t begin = 1000, end = t.total() + 77;  // a shard with padding past the end
+  kd::AdamW<float> plain(t, o, 0.1, begin, end), summed(t, o, 0.1, begin, end);
+  const std::size_t n = end - begin;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  std::vector<float> p0(n), p1, g(n);
+  for (float& x : p0) x = normal(rng);
+  p1 = p0;
+  kd::AdamW<float>::StateSums sums;
+  for (int step = 0; step < 3; ++step) {
+    for (float& x : g) x = normal(rng);
+    plain.step(p0.data(), g.data(), 0.01, 0.7);
+    summed.step(p1.data(), g.data(), 0.01, 0.7, &sums);
+    ASSERT_EQ(std::memcmp(p0.data(), p1.data(), n * 4), 0) << "step " << step;
+    ASSERT_EQ(std::memcmp(plain.m(), summed.m(), n * 4), 0) << "step " << step;
+    ASSERT_EQ(std::memcmp(plain.v(), summed.v(), n * 4), 0) << "step " << step;
+  }
+  const std::uint64_t grain = kd::crc32::GrainSums::kGrain;
+  const std::pair<const kd::crc32::GrainSums*, const float*> regions[] = {
+      {&sums.params, p1.data()}, {&sums.m, summed.m()}, {&sums.v, summed.v()}};
+  for (const auto& [s, base] : regions) {
+    const auto* bytes = reinterpret_cast<const char*>(base);
+    ASSERT_EQ(s->grains(), (n * 4 + grain - 1) / grain);
+    for (std::uint64_t k = 0; k < s->grains(); ++k) {
+      const std::uint32_t want = kd::crc32::of(bytes + k * grain, std::min(grain, n * 4 - k * grain));
+      ASSERT_EQ(s->grain(k), want) << "grain " << k;
+    }
+    EXPECT_EQ(s->of(bytes + 12, n * 4 - 20), kd::crc32::of(bytes + 12, n * 4 - 20));
+  }
 }
 
 TEST(Clip, TorchRule) {

@@ -22,6 +22,7 @@
 #include "base/errors.h"
 #include "base/file_io.h"
 #include "trainer/checkpoint/manifest.h"
+#include "trainer/util/crc32.h"
 
 namespace kd::ckpt::bytes {
 
@@ -69,13 +70,24 @@ void stream_fence() {
 // from the cache (one pass over memory instead of two); the CRC of all n bytes. The caller
 // fences.
 std::uint32_t copy_with_crc(char* dst, const char* src, std::uint64_t n) {
-  std::uint32_t crc = manifest::crc32_of(nullptr, 0);
+  std::uint32_t crc = crc32::of(nullptr, 0);
   for (std::uint64_t at = 0; at < n; at += kCopyBlock) {
     const std::uint64_t b = std::min(kCopyBlock, n - at);
-    crc = manifest::crc32_continue(crc, src + at, b);
+    crc = crc32::extend(crc, src + at, b);
     stream_copy(dst + at, src + at, b);
   }
   return crc;
+}
+
+// The CRC-32 of a piece read where it lies: from the sums its memory's writer took, when
+// known (its ends read), else from all its bytes.
+std::uint32_t sum_in_place(const Piece& p) { return p.known ? p.known->of(p.src, p.bytes) : crc32::of(p.src, p.bytes); }
+
+// A live piece copied to its `copy` place; its CRC-32 (taken on the way when not known).
+std::uint32_t copy_summed(const Piece& p) {
+  if (!p.known) return copy_with_crc(p.copy, p.src, p.bytes);
+  stream_copy(p.copy, p.src, p.bytes);
+  return p.known->of(p.src, p.bytes);
 }
 
 }  // namespace
@@ -168,7 +180,7 @@ std::uint64_t Handover::take_back(const std::vector<Piece>& pieces) {
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : bytes)
   for (std::int64_t k = 0; k < n; ++k) {
     const std::size_t i = mine[std::size_t(k)];
-    crc_[i] = copy_with_crc(pieces[i].copy, pieces[i].src, pieces[i].bytes);
+    crc_[i] = copy_summed(pieces[i]);
     stream_fence();
     state_[i].store(kCopied, std::memory_order_release);
     notify();
@@ -199,7 +211,7 @@ Result write_pieces(int fd, const std::vector<Piece>& pieces, const WriteOptions
   for (std::size_t i = 0; i < pieces.size() && !handover && !stop.load(std::memory_order_relaxed); ++i) {
     const Piece& p = pieces[i];
     if (!p.copy) continue;
-    r.crc32[i] = copy_with_crc(p.copy, p.src, p.bytes);  // src stays as it is until read_done
+    r.crc32[i] = copy_summed(p);  // src stays as it is until read_done
     summed[i] = true;
     from[i] = p.copy;
   }
@@ -257,11 +269,11 @@ Result write_pieces(int fd, const std::vector<Piece>& pieces, const WriteOptions
         r.crc32[i] = handover->copied(i);
         good = write_piece(i, src, stage);
       } else if (handover && p.copy) {  // the writer's to read in place until released
-        r.crc32[i] = manifest::crc32_of(src, p.bytes);
+        r.crc32[i] = sum_in_place(p);
         good = write_piece(i, src, stage);
         handover->released(i);
       } else {
-        if (!summed[i]) r.crc32[i] = manifest::crc32_of(src, p.bytes);
+        if (!summed[i]) r.crc32[i] = sum_in_place(p);
         good = write_piece(i, src, stage);
       }
       if (!good) {

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "trainer/util/crc32.h"
+
 namespace kd::ckpt::bytes {
 
 // `bytes` bytes at `src` that go to `file_offset`: one CRC block's part at most (the
@@ -28,6 +30,9 @@ struct Piece {
   // modulo the page (snapshot_places), so its whole pages go to O_DIRECT without a staging
   // copy.
   char* copy = nullptr;
+  // The CRC-32s its caller took of the memory a live piece lies in (CheckpointContents::
+  // known_crc32): its CRC-32 then comes from them and its ends, not from reading all of src.
+  const crc32::GrainSums* known = nullptr;
 };
 
 // The places of `pieces` (those `take` says) in one page-aligned snapshot buffer: offsets

@@ -15,6 +15,7 @@
 #include "base/file_io.h"
 #include "trainer/checkpoint/h5_util.h"
 #include "trainer/checkpoint/layout.h"
+#include "trainer/util/crc32.h"
 
 namespace kd::ckpt::checked {
 
@@ -147,7 +148,7 @@ std::optional<std::string> read_checked_blocks(hid_t ds, const manifest::Entry& 
       continue;
     }
     for (std::size_t k = a; k < b; ++k) {
-      const std::uint32_t crc = manifest::crc32_of(dst + (bounds[k] - bounds[a]), bounds[k + 1] - bounds[k]);
+      const std::uint32_t crc = crc32::of(dst + (bounds[k] - bounds[a]), bounds[k + 1] - bounds[k]);
       if (crc == e.block_crc32[k]) continue;
       std::lock_guard lock(m);
       if (k < bad) bad = k, unreadable = false, bad_crc = crc;
@@ -174,7 +175,7 @@ std::string read_block(hid_t ds, const manifest::Entry& e, const std::vector<std
   const std::uint64_t lo = e.bounds[k], hi = e.bounds[k + 1];
   buf.resize(hi - lo);
   if (!read_flat(ds, dims, t, lo / es, hi / es, buf.data())) return kReadFailed;
-  const std::uint32_t crc = manifest::crc32_of(buf.data(), buf.size());
+  const std::uint32_t crc = crc32::of(buf.data(), buf.size());
   return crc == e.block_crc32[k] ? std::string() : mismatch(lo, hi, crc, e.block_crc32[k]);
 }
 
@@ -232,7 +233,7 @@ std::string read_range(hid_t ds, const manifest::Entry& e, const std::vector<std
 #pragma omp parallel for schedule(dynamic, 1) if (n > 1)
     for (std::int64_t i = 0; i < n; ++i) {
       const std::size_t k = inner0 + std::size_t(i);
-      crc[std::size_t(i)] = manifest::crc32_of(dst + (bounds[k] - b0), bounds[k + 1] - bounds[k]);
+      crc[std::size_t(i)] = crc32::of(dst + (bounds[k] - b0), bounds[k + 1] - bounds[k]);
     }
     for (std::size_t k = inner0; k < inner1; ++k) {
       if (crc[k - inner0] != e.block_crc32[k]) return mismatch(bounds[k], bounds[k + 1], crc[k - inner0], e.block_crc32[k]);

@@ -29,6 +29,9 @@
 namespace kd::dist {
 class Comm;
 }
+namespace kd::crc32 {
+class GrainSums;
+}
 
 namespace kd::ckpt {
 
@@ -82,6 +85,11 @@ struct CheckpointContents {
   // Per-rank state, e.g. "data_rng": this rank's row; every rank gives the same keys and
   // lengths, stored as int64 datasets /ranks/<key> of shape [world, n].
   std::map<std::string, std::vector<std::int64_t>> per_rank;
+  // CRC-32s of memory the `live` views lie in, taken by its last writer (the optimizer's
+  // update, AdamW::StateSums) and true of it until the checkpoint is written: the write takes
+  // a live piece's CRC-32 from them (and its ends) instead of reading all its bytes again.
+  // This rank's own; none: every byte is read for its CRC-32.
+  std::vector<const crc32::GrainSums*> known_crc32;
 };
 
 // Cuts the whole tensors of `views` (the same on every rank) into `world` even shares of

@@ -15,6 +15,7 @@
 #include "trainer/checkpoint/manifest.h"
 #include "base/errors.h"
 #include "base/files.h"
+#include "trainer/util/crc32.h"
 
 namespace kd::ckpt {
 
@@ -183,7 +184,7 @@ std::string read_text(const std::string& path, hid_t root, const char* name, boo
 std::string CheckpointReader::text(const char* name, bool required) const {
   std::string t = read_text(path_, file_->id.get(), name, required);
   if (const manifest::Entry* e = entry(name)) {
-    const std::uint32_t crc = manifest::crc32_of(t.data(), t.size());
+    const std::uint32_t crc = crc32::of(t.data(), t.size());
     const std::uint32_t want = manifest::whole_crc32(*e);
     KD_CHECK_INTACT(t.size() == e->bytes && crc == want,
                    "{}: dataset /{} does not match the manifest ({} bytes, CRC-32 {:08x}; the manifest says {} "
@@ -217,7 +218,7 @@ void check_attributes(const std::string& path, hid_t root, const manifest::Entry
   if (!g.valid()) bad(path, fmt::format("group {} listed in the manifest cannot be opened", e.path), kDamagedHint);
   const std::string bytes = attributes_text(path, g.get(), e.path);
   const std::uint32_t want = manifest::whole_crc32(e);
-  KD_CHECK_INTACT(bytes.size() == e.bytes && manifest::crc32_of(bytes.data(), bytes.size()) == want,
+  KD_CHECK_INTACT(bytes.size() == e.bytes && crc32::of(bytes.data(), bytes.size()) == want,
                  "{}: the attributes of {} differ from the manifest's (CRC-32): changed after the file was written, "
                  "or damaged; hint: {}", path, e.path == "/" ? "the root" : "/" + e.path, kDamagedHint);
 }

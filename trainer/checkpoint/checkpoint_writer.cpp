@@ -29,6 +29,7 @@
 #include "trainer/checkpoint/manifest.h"
 #include "trainer/dist/comm.h"
 #include "base/errors.h"
+#include "trainer/util/crc32.h"
 
 namespace kd::ckpt {
 namespace {
@@ -352,14 +353,18 @@ class Writer {
       e.bytes = numel * es;
       const std::vector<std::uint64_t> bounds = manifest::block_bounds(e.dtype, t.shape, e.bytes);
       e.slices = manifest::cut_slices(bounds, begin * es, (end - begin) * es);
-      if (e.slices.empty()) e.slices.push_back({begin * es, 0, manifest::crc32_of(nullptr, 0)});
+      if (e.slices.empty()) e.slices.push_back({begin * es, 0, crc32::of(nullptr, 0)});
       const std::int64_t at = offsets[index++];
       for (std::size_t k = 0; k < e.slices.size(); ++k) {
         const manifest::Slice& s = e.slices[k];
         if (s.bytes == 0) continue;
         if (at < 0) fail(where + " has no place in the file");
-        pieces.push_back({manifest_.size(), k, std::uint64_t(at) + s.offset, s.bytes,
-                          static_cast<const char*>(t.data) + (s.offset - begin * es), t.live});
+        bytes::Piece p{manifest_.size(), k, std::uint64_t(at) + s.offset, s.bytes,
+                       static_cast<const char*>(t.data) + (s.offset - begin * es), t.live};
+        for (const crc32::GrainSums* known : c.known_crc32) {
+          if (p.live && known->covers(p.src, p.bytes)) p.known = known;
+        }
+        pieces.push_back(p);
       }
       manifest_.push_back(std::move(e));
     };
@@ -449,7 +454,7 @@ class Writer {
     e.path = path;
     e.dtype = dtype;
     e.bytes = text.size();
-    e.slices = {{0, text.size(), manifest::crc32_of(text.data(), text.size())}};
+    e.slices = {{0, text.size(), crc32::of(text.data(), text.size())}};
     manifest_.push_back(std::move(e));
   }
   // A scalar string dataset (rank 0 alone writes the file's structure).

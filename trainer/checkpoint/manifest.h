@@ -56,10 +56,5 @@ std::vector<Entry> from_json(const std::string& text, const std::string& where);
 // The CRC-32 of the entry's whole bytes (of no bytes for an empty dataset).
 std::uint32_t whole_crc32(const Entry& e);
 
-std::uint32_t crc32_of(const void* data, std::uint64_t bytes);
-// The CRC-32 of the bytes whose CRC-32 is `crc` followed by `bytes` more at `data`.
-std::uint32_t crc32_continue(std::uint32_t crc, const void* data, std::uint64_t bytes);
-// The CRC-32 of the bytes of `a` followed by `b_bytes` bytes whose CRC-32 is `b`.
-std::uint32_t crc32_combine(std::uint32_t a, std::uint32_t b, std::uint64_t b_bytes);
 
 }  // namespace kd::ckpt::manifest

@@ -11,6 +11,7 @@
 #include "trainer/optim/optim_section.h"
 #include "trainer/model/param_table.h"
 #include "trainer/util/aligned_buffer.h"
+#include "trainer/util/crc32.h"
 
 namespace kd {
 
@@ -23,9 +24,18 @@ class AdamW {
   // that makes the buffer divide into equal shards): those elements are not updated.
   AdamW(const ParamTable& table, const OptimSection& o, double quant_scale_lr_ratio = 1.0,
         std::size_t shard_begin = 0, std::size_t shard_end = 0);
+  // The CRC-32s of what an update leaves in the shard of the weights and in the moments,
+  // per grain of each (trainer/util/crc32.h), taken while the update has the grain in the
+  // cache: a checkpoint of that state then does not read it from memory again for its
+  // checksums (trainer/checkpoint/byte_writer.h). Each region is the whole shard.
+  struct StateSums {
+    crc32::GrainSums params, m, v;
+  };
   // One update with learning rate lr; grad_scale multiplies every gradient (clipping).
   // params and grads hold the shard (element 0 = element shard_begin of the buffer).
-  void step(T* params, const T* grads, double lr, double grad_scale);
+  // `sums` (when not null) gets the CRC-32s of params, m and v as the update leaves them;
+  // the update itself is the same, bit for bit.
+  void step(T* params, const T* grads, double lr, double grad_scale, StateSums* sums = nullptr);
   std::size_t shard_begin() const { return begin_; }
   std::size_t shard_size() const { return m_.size(); }
   std::int64_t steps_taken() const { return t_; }
@@ -41,7 +51,7 @@ class AdamW {
   };
   OptimSection o_;
   std::size_t begin_ = 0;
-  std::vector<Range> ranges_;  // shard-relative; tensors with the same decay and lr ratio merged
+  std::vector<Range> ranges_;  // shard-relative, in order; tensors with the same decay and lr ratio merged
   AlignedBuffer<T> m_, v_;
   std::int64_t t_ = 0;
 };

@@ -44,6 +44,12 @@ void add_trainer_tensors(Trainer& trainer, bool with_teacher, ckpt::CheckpointCo
   for (auto& [group, list] : c.tensors) {
     for (ckpt::TensorView& t : list) t.live = true;
   }
+  add_state_sums(trainer, c);
+}
+
+void add_state_sums(const Trainer& trainer, ckpt::CheckpointContents& c) {
+  c.known_crc32.clear();
+  if (const AdamW<float>::StateSums* sums = trainer.state_sums()) c.known_crc32 = {&sums->params, &sums->m, &sums->v};
 }
 
 ckpt::StateCopy checkpoint_state_copy(CheckpointCopy copy) {

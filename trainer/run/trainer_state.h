@@ -11,6 +11,10 @@ namespace kd {
 // Adds model, adam_m, adam_v (this rank's shard), quant and the pruner's groups and, when
 // `with_teacher`, the teacher (an even share each) to `c`.
 void add_trainer_tensors(Trainer& trainer, bool with_teacher, ckpt::CheckpointContents& c);
+// The CRC-32s the last step's update took of the weights' shard and the moments, when the
+// run asked for them (Trainer::sum_next_update) and the state is still as it left them:
+// c.known_crc32 (cleared otherwise). add_trainer_tensors calls it.
+void add_state_sums(const Trainer& trainer, ckpt::CheckpointContents& c);
 
 // train.checkpoint_copy as the background writer's mode.
 ckpt::StateCopy checkpoint_state_copy(CheckpointCopy copy);

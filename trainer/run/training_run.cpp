@@ -123,6 +123,9 @@ int step_loop(const RunInputs& in, Trainer& trainer, data::BatchSource& source, 
   double slowest = 0;
   double last_save = omp_get_wtime();
   for (std::int64_t s = trainer.steps_done(); s < tr.steps; ++s) {
+    // a checkpoint due after this step (by step count, or the last): its update takes the
+    // CRC-32s the write needs (one on the clock or a signal reads every byte for them)
+    if (s + 1 == tr.steps || (tr.checkpoint_every > 0 && (s + 1) % tr.checkpoint_every == 0)) trainer.sum_next_update();
     const StepReport r = trainer.step(source);
     // the watchdog's limit follows the slowest step (a checkpoint or an evaluation between
     // steps is waited for under the same limit)

@@ -335,7 +335,10 @@ StepReport Trainer::step(data::BatchSource& source) {
     const auto [position, length] = pruner_ ? pruner_->lr_position(step_, tr.steps) : std::pair{step_, tr.steps};
     rep.lr = lr_at(cfg_.optim, length, position);
     if (state_changes_only_in_update()) pass_state_gate();
-    adamw_->step(sparams_.data() + shard_begin_, g, rep.lr, clip_factor(rep.grad_norm, cfg_.optim.grad_clip));
+    const bool sum = sum_next_ && state_changes_only_in_update();
+    adamw_->step(sparams_.data() + shard_begin_, g, rep.lr, clip_factor(rep.grad_norm, cfg_.optim.grad_clip),
+                 sum ? &sums_ : nullptr);
+    if (sum) sums_step_ = step_ + 1;
     if (pruner_) pruner_->after_update(sparams_.data(), *adamw_, adamw_->m(), adamw_->v());
     if (world > 1) {
       float* own = sparams_.data() + shard_ * std::size_t(dp_->rank());
@@ -343,6 +346,7 @@ StepReport Trainer::step(data::BatchSource& source) {
     }
   }
   ++step_;
+  sum_next_ = false;
   // ring reduce-scatter and all-gather each send (W − 1)/W of the buffer
   if (world > 1) rep.comm_bytes = 2.0 * double(world - 1) / world * double(sparams_.size()) * sizeof(float);
   rep.comm_seconds = comm;

@@ -101,6 +101,7 @@ class Trainer {
   std::int64_t steps_done() const { return step_; }
   // Resume: the step counter and skipped-step count of the checkpoint.
   void restore_counters(std::int64_t steps_done, std::int64_t skipped) {
+    sums_step_ = -1;  // the state was read in: no update's sums describe it
     step_ = steps_done;
     skipped_ = skipped;
   }
@@ -137,6 +138,15 @@ class Trainer {
   // background checkpoint overlaps the next step's forward and backward passes; otherwise
   // it sits at the step's start.
   bool state_changes_only_in_update() const { return !qat_ && !pruner_; }
+  // A checkpoint follows the next step: its update takes the CRC-32s of this rank's shard of
+  // the weights and moments as it leaves them (AdamW::StateSums), so that the checkpoint's
+  // writer need not read 12 bytes a parameter from memory again for them. Only where the
+  // update is the state's last change (state_changes_only_in_update()); a skipped step
+  // takes none.
+  void sum_next_update() { sum_next_ = true; }
+  // The CRC-32s the last step's update took, while the state is still as it left them (no
+  // step since); null otherwise.
+  const AdamW<float>::StateSums* state_sums() const { return sums_step_ == step_ ? &sums_ : nullptr; }
 
  private:
   // "" when every gradient of [begin, end) is finite; g holds those elements.
@@ -177,6 +187,9 @@ class Trainer {
   TopKTargets targets_;
   data::BatchSource* dp_inner_ = nullptr;  // what dp_source_ slices
   std::int64_t step_ = 0, skipped_ = 0;
+  bool sum_next_ = false;
+  AdamW<float>::StateSums sums_;
+  std::int64_t sums_step_ = -1;  // the step_ after the update that took sums_
 };
 
 // Applies the thread count: OpenMP and OpenBLAS (one pool). 0 = keep OMP_NUM_THREADS
