@@ -57,7 +57,7 @@ expect 2 "is its input" prepare "$root/tests/data" --out "$tmp/prep" --tokenizer
 cp -r "$tmp/prep" "$tmp/prep2"
 expect 2 "is its input" prepare "$tmp/prep2" --out "$tmp/prep2" --overwrite
 
-# bench --checkpoint-dir writes and deletes step-N.h5 / stall-N.h5 / spare-N.h5: never over files it did not make
+# bench --checkpoint-dir writes and deletes step-N.h5 / stall-N.h5 / spare-N.h5 / floor.bin: never over files it did not make
 cat >"$tmp/b.yaml" <<YAML
 model: {vocab: 64, d_model: 16, n_layers: 1, n_heads: 2, n_kv_heads: 1, d_ff: 32, tie_embeddings: true}
 train: {steps: 4, batch_size: 2, seq_len: 16, seed: 1, threads: 1}
@@ -73,5 +73,10 @@ expect 2 "spare-2.h5 exists" bench --config "$tmp/b.yaml" --student-only --check
   --peak-gflops 1
 [ "$(cat "$tmp/bd2/spare-2.h5" 2>/dev/null)" = mine ] && ok "  bench: a stall file in --checkpoint-dir is untouched" \
   || fail "bench --checkpoint-dir replaced or deleted a stall file it did not make"
+mkdir -p "$tmp/bd3" && echo mine >"$tmp/bd3/floor.bin"
+expect 2 "floor.bin exists" bench --config "$tmp/b.yaml" --student-only --checkpoint --checkpoint-dir "$tmp/bd3" \
+  --peak-gflops 1
+[ "$(cat "$tmp/bd3/floor.bin" 2>/dev/null)" = mine ] && ok "  bench: the disk floor's file in --checkpoint-dir is untouched" \
+  || fail "bench --checkpoint-dir replaced or deleted a floor.bin it did not make"
 
 [ "$fails" -eq 0 ] && echo "all output checks passed" || { echo "$fails failure(s)"; exit 1; }

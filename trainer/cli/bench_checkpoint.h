@@ -11,9 +11,10 @@
 
 namespace kd::cli {
 
-// step-<i>.h5, stall-<i>.h5 and spare-<i>.h5, i < this, are the files bench writes in `dir`
-// (and deletes).
+// step-<i>.h5, stall-<i>.h5 and spare-<i>.h5, i < this, and kBenchFloorFile are the files
+// bench writes in `dir` (and deletes).
 inline constexpr int kBenchCheckpointWrites = 5;
+inline constexpr const char* kBenchFloorFile = "floor.bin";
 // Reads from disk timed (the median kept): more than the rest, as this VM's disk varies by
 // ±40% from one read to the next (scripts/torch_ckpt_ref.py's DISK_REPEATS likewise).
 inline constexpr int kBenchDiskReads = 5;
@@ -23,7 +24,9 @@ inline constexpr int kBenchDiskReads = 5;
 // moment shard that a resume does (from disk and from the page cache) and the manifest
 // verification; then the stall a checkpoint written in the background causes to training
 // (the steps it overlaps, against plain steps timed just before each), with every thread
-// training and, where there are two or more, with one left to the writer. `dir`: "" = a
+// training and, where there are two or more, with one left to the writer; and the stall's
+// floor: the same bytes written by a bare thread (O_DIRECT, no CRC, no HDF5), what the disk
+// costs the training whoever writes. `dir`: "" = a
 // fresh directory under $TMPDIR, removed afterwards. Rank 0 prints to `out`.
 void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& source, const std::string& dir,
                       std::FILE* out);

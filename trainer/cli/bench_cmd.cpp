@@ -58,7 +58,8 @@ int run_bench(const BenchOptions& o) {
   for (int i = 0; o.checkpoint && !o.checkpoint_dir.empty() && i < kBenchCheckpointWrites; ++i) {
     for (const std::string& f : {fmt::format("{}/step-{:08d}.h5", o.checkpoint_dir, i),
                                  fmt::format("{}/stall-{}.h5", o.checkpoint_dir, i),
-                                 fmt::format("{}/spare-{}.h5", o.checkpoint_dir, i)}) {
+                                 fmt::format("{}/spare-{}.h5", o.checkpoint_dir, i),
+                                 fmt::format("{}/{}", o.checkpoint_dir, kBenchFloorFile)}) {
       KD_CHECK_INPUT(!std::filesystem::exists(f), "bench --checkpoint-dir {}: {} exists, and bench would write over "
                      "it and then delete it: give an empty or new directory", o.checkpoint_dir, f);
     }
