@@ -43,6 +43,74 @@ double timed_on_all(dist::Comm& comm, F&& f) {
   return omp_get_wtime() - t0;
 }
 
+// The disk's own share of the stall: the memory the checkpoint writes on this rank (the
+// weights' shard, m and v) written by a bare thread into `path` (sequential 8 MiB O_DIRECT
+// pwrites straight from it, no CRC, no HDF5, each rank at its own offsets, a new file each
+// time, then fdatasync) while the training steps, against as many plain steps: what writing
+// these bytes costs the training here, whoever writes them (on this VM the disk's emulation
+// runs on the cores the training uses: a dd of 2 GB slowed two spinning threads by ~1 s while
+// using 0.3 s of CPU itself). The training changes the memory as it is written: the file is
+// thrown away, only its writing counts.
+class DiskFloor {
+ public:
+  DiskFloor(Trainer& trainer, std::string path) : path_(std::move(path)) {
+    const Trainer::MomentShard ms = trainer.moment_shard();
+    const std::uint64_t n = (ms.end - ms.begin) * sizeof(float);
+    regions_ = {{reinterpret_cast<const char*>(trainer.student_params() + ms.begin), n},
+                {reinterpret_cast<const char*>(ms.m), n},
+                {reinterpret_cast<const char*>(ms.v), n}};
+  }
+  std::uint64_t bytes() const { return 3 * regions_[0].second; }
+
+  // One bare write while the training steps: the time the steps lost.
+  double stall_once(Trainer& trainer, data::BatchSource& source, dist::Comm& comm) {
+    constexpr std::uint64_t kWrite = std::uint64_t{8} << 20, kAlign = 4096;
+    const double p0 = timed_on_all(comm, [&] { trainer.step(source); });
+    const double p1 = timed_on_all(comm, [&] { trainer.step(source); });
+    if (comm.rank() == 0) {  // a new file each time, as each checkpoint is
+      std::error_code ec;
+      std::filesystem::remove(path_, ec);
+    }
+    comm.barrier();
+    bool aligned = true;  // O_DIRECT takes page-aligned memory (a buffer under 1 MiB may not be)
+    for (const auto& [base, n] : regions_) aligned = aligned && reinterpret_cast<std::uintptr_t>(base) % kAlign == 0;
+    int fd = aligned ? ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_DIRECT, 0644) : -1;
+    if (fd < 0) fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);  // no direct I/O here
+    if (fd < 0) throw RuntimeFailure(fmt::format("cannot open {}: {}", path_, std::strerror(errno)));
+    std::atomic<bool> done{false};
+    bool good = true;
+    int err = 0, steps = 0;
+    const std::uint64_t first = std::uint64_t(comm.rank()) * ((bytes() + kWrite - 1) / kWrite * kWrite);
+    const double t = timed_on_all(comm, [&] {
+      std::thread writer([&] {
+        std::uint64_t at = first;
+        for (const auto& [base, n] : regions_) {
+          for (std::uint64_t k = 0; good && k + kAlign <= n; k += kWrite) {  // the last < 4 KiB left out
+            const std::uint64_t len = std::min(kWrite, (n - k) / kAlign * kAlign);
+            good = write_all_at(fd, {base + k, len}, at);
+            at += len;
+          }
+        }
+        good = good && ::fdatasync(fd) == 0;
+        if (!good) err = errno;
+        done = true;
+      });
+      do {
+        trainer.step(source);
+        ++steps;
+      } while (!done.load());
+      writer.join();
+    });
+    ::close(fd);
+    if (!good) throw RuntimeFailure(fmt::format("writing {}: {}", path_, std::strerror(err)));
+    return std::max(0.0, t - steps * (p0 + p1) / 2);
+  }
+
+ private:
+  std::string path_;
+  std::vector<std::pair<const char*, std::uint64_t>> regions_;
+};
+
 // A checkpoint's stall to the training, medians of kBenchCheckpointWrites background writes.
 struct Stall {
   double stall = 0;   // all the time the steps lost against as many plain steps
@@ -50,17 +118,21 @@ struct Stall {
   double start = 0, held = 0, finish = 0, steps = 0, writer_cpu = 0;
   double taken_back_mb = 0;  // copied at the update (StateCopy::at_update): what the disk had not reached
   double plain_step = 0;  // the median of the plain steps timed between the writes
+  double floor = 0;       // the same bytes written by a bare thread (DiskFloor), timed after each write
+  double over_floor = 0;  // each write's stall less its bare write's: what kdtrain adds to the disk's cost
 };
 
 // `contents` gives the state to write (its views read in place). Each write's steps are
 // measured against the two plain steps timed just before it: this VM's step time drifts by a
-// few percent over a minute, as much as the stall of a small checkpoint.
+// few percent over a minute, as much as the stall of a small checkpoint. `floor` (when not
+// null) times a bare write of the same bytes after each checkpoint, so that the two medians
+// come from the same minutes (this VM's disk changes speed within them).
 template <class Contents>
 Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& comm, const std::string& where,
-                    const char* name, ckpt::StateCopy copy, Contents&& contents) {
+                    const char* name, ckpt::StateCopy copy, Contents&& contents, DiskFloor* floor = nullptr) {
   ckpt::BackgroundCheckpoint bg(&comm, copy);
   trainer.set_state_gate([&] { bg.release_state(); });
-  std::vector<double> stall_s, block_s, start_s, wait_s, finish_s, steps_n, cpu_s, plain, taken_mb;
+  std::vector<double> stall_s, block_s, start_s, wait_s, finish_s, steps_n, cpu_s, plain, taken_mb, floor_s, over_s;
   for (int i = 0; i < kBenchCheckpointWrites; ++i) {
     ckpt::CheckpointContents ci = contents();
     const double p0 = timed_on_all(comm, [&] { trainer.step(source); });
@@ -88,61 +160,15 @@ Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& com
     steps_n.push_back(steps);
     cpu_s.push_back(bg.stats().writer_cpu_s);
     taken_mb.push_back(double(bg.stats().taken_back_bytes) / 1e6);
+    if (floor) {
+      floor_s.push_back(floor->stall_once(trainer, source, comm));
+      over_s.push_back(stall_s.back() - floor_s.back());
+    }
   }
   trainer.set_state_gate(nullptr);
   return {median_of(stall_s), median_of(block_s), median_of(start_s), median_of(wait_s),
-          median_of(finish_s), median_of(steps_n), median_of(cpu_s), median_of(taken_mb), median_of(plain)};
-}
-
-// The disk's own share of the stall: this rank's share of the checkpoint's bytes written by
-// a bare thread into `path` (sequential 8 MiB O_DIRECT pwrites from a 64 MiB buffer, no CRC,
-// no HDF5, each rank at its own offsets, then fdatasync) while the training steps, against as many plain steps: what writing these
-// bytes costs the training here whoever writes them (on this VM the disk's emulation runs on
-// the cores the training uses: a dd of 2 GB slows two spinning threads by ~1 s while using
-// 0.3 s of CPU itself). Medians of kBenchCheckpointWrites.
-double measure_disk_floor(Trainer& trainer, data::BatchSource& source, dist::Comm& comm, const std::string& path,
-                          std::uint64_t bytes) {
-  constexpr std::uint64_t kBuffer = std::uint64_t{64} << 20, kWrite = std::uint64_t{8} << 20;
-  AlignedBuffer<char> buffer(kBuffer, "the disk floor's buffer");
-  std::memset(buffer.data(), 0x5a, kBuffer);
-  const std::uint64_t first = std::uint64_t(comm.rank()) * ((bytes + kWrite - 1) / kWrite * kWrite);
-  std::vector<double> floor_s;
-  for (int i = 0; i < kBenchCheckpointWrites; ++i) {
-    const double p0 = timed_on_all(comm, [&] { trainer.step(source); });
-    const double p1 = timed_on_all(comm, [&] { trainer.step(source); });
-    const double plain_step = (p0 + p1) / 2;
-    if (comm.rank() == 0) {  // a new file each time, as each checkpoint is
-      std::error_code ec;
-      std::filesystem::remove(path, ec);
-    }
-    comm.barrier();
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_DIRECT, 0644);
-    if (fd < 0) fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);  // no direct I/O here
-    if (fd < 0) throw RuntimeFailure(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
-    std::atomic<bool> done{false};
-    bool good = true;
-    int err = 0, steps = 0;
-    const double t = timed_on_all(comm, [&] {
-      std::thread writer([&] {
-        for (std::uint64_t at = 0; good && at < bytes; at += kWrite) {
-          const std::uint64_t n = std::min(kWrite, bytes - at);
-          good = write_all_at(fd, {buffer.data() + at % kBuffer, (n + 4095) / 4096 * 4096}, first + at);
-        }
-        good = good && ::fdatasync(fd) == 0;
-        if (!good) err = errno;
-        done = true;
-      });
-      do {
-        trainer.step(source);
-        ++steps;
-      } while (!done.load());
-      writer.join();
-    });
-    ::close(fd);
-    if (!good) throw RuntimeFailure(fmt::format("writing {}: {}", path, std::strerror(err)));
-    floor_s.push_back(std::max(0.0, t - steps * plain_step));
-  }
-  return median_of(floor_s);
+          median_of(finish_s), median_of(steps_n), median_of(cpu_s), median_of(taken_mb), median_of(plain),
+          floor_s.empty() ? 0.0 : median_of(floor_s), over_s.empty() ? 0.0 : median_of(over_s)};
 }
 
 // A directory all ranks see: rank 0 makes it (or takes `dir`), the others get its name.
@@ -228,7 +254,8 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
   // place, the next update's state gate copying what the disk has not reached).
   const ckpt::StateCopy copy = checkpoint_state_copy(cfg.train.checkpoint_copy);
   const int threads = omp_get_max_threads();
-  const Stall all = measure_stall(trainer, source, comm, where, "stall", copy, contents);
+  DiskFloor floor_writer(trainer, fmt::format("{}/{}", where, kBenchFloorFile));
+  const Stall all = measure_stall(trainer, source, comm, where, "stall", copy, contents, &floor_writer);
   // the same with a core left to the writer (the training on one thread fewer), as on a node
   // whose training leaves cores free (a GPU node, or threads set below the cores): what the
   // write costs the training beyond the cores it takes
@@ -239,19 +266,7 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
     spare = measure_stall(trainer, source, comm, where, "spare", copy, contents);
     set_threads(threads);
   }
-  // what any writer of this rank's bytes costs the training here: the floor of the stall
-  const std::uint64_t rank_bytes = [&] {
-    std::uint64_t b = 0;
-    for (const auto& [group, list] : c.tensors) {
-      for (const ckpt::TensorView& t : list) {
-        std::uint64_t numel = 1;
-        for (const std::int64_t d : t.shape) numel *= std::uint64_t(d);
-        b += (t.end < 0 ? numel : std::uint64_t(t.end)) - std::uint64_t(t.begin);
-      }
-    }
-    return b * sizeof(float);
-  }();
-  const double floor = measure_disk_floor(trainer, source, comm, where + "/" + kBenchFloorFile, rank_bytes);
+  const std::uint64_t rank_bytes = floor_writer.bytes();
   const double write = median_of(write_s), stall = all.stall, block = all.block;
   if (out) {
     fmt::print(out, "checkpoint: {:.2f}M values (student + AdamW m, v), file {:.1f} MB, written by {} rank(s){}\n",
@@ -270,9 +285,12 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
                "calls) (medians of {})\n", all.steps, all.plain_step, stall, stall / all.plain_step,
                100.0 * stall / write, block, 100.0 * block / write, all.start, all.held, all.taken_back_mb,
                all.finish, all.writer_cpu, writes);
-    fmt::print(out, "checkpoint stall floor: the same {:.0f} MB written by a bare thread (8 MiB O_DIRECT writes, no "
-               "CRC, no HDF5) while training: {:.3f} s more than the plain steps ({:.1f}% of the write time), what the "
-               "disk costs the training here whoever writes\n", double(rank_bytes) / 1e6, floor, 100.0 * floor / write);
+    fmt::print(out, "checkpoint stall floor: the same {:.0f} MB written by a bare thread (8 MiB O_DIRECT writes from "
+               "the trainer's memory, no CRC, no HDF5; one after each checkpoint above) while training: {:.3f} s more "
+               "than the plain steps ({:.1f}% of the write time), what the disk costs the training here whoever "
+               "writes; each checkpoint's stall less its bare write's: {:.3f} s ({:.1f}%), what kdtrain adds\n",
+               double(rank_bytes) / 1e6, all.floor, 100.0 * all.floor / write, all.over_floor,
+               100.0 * all.over_floor / write);
     if (threads > 1) {
       fmt::print(out, "checkpoint stall with a core left to the writer (training on {} thread(s), steps of {:.3f} s): "
                  "{:.3f} s more than the plain steps ({:.1f}% of the write time), waiting in its calls {:.3f} s\n",
@@ -281,10 +299,11 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
     fmt::print(out, "RESULT impl=kdtrain checkpoint_mb={:.1f} write_s={:.3f} write_mb_s={:.0f} verify_s={:.3f} "
                "read_s={:.3f} read_disk_s={:.3f} stall_s={:.3f} stall_steps={:.2f} stall_frac={:.3f} "
                "block_s={:.3f} block_frac={:.3f} start_s={:.3f} held_s={:.3f} taken_back_mb={:.0f} writer_cpu_s={:.3f} "
-               "spare_stall_frac={} stall_floor_s={:.3f} stall_floor_frac={:.3f} ranks={}\n", bytes / 1e6, write, bytes / 1e6 / write, verify_s, read_s,
+               "spare_stall_frac={} stall_floor_s={:.3f} stall_floor_frac={:.3f} stall_over_floor_frac={:.3f} "
+               "ranks={}\n", bytes / 1e6, write, bytes / 1e6 / write, verify_s, read_s,
                read_disk_s, stall, stall / all.plain_step, stall / write, block, block / write, all.start, all.held,
-               all.taken_back_mb, all.writer_cpu, threads > 1 ? fmt::format("{:.3f}", spare.stall / write) : "none", floor,
-               floor / write, comm.size());
+               all.taken_back_mb, all.writer_cpu, threads > 1 ? fmt::format("{:.3f}", spare.stall / write) : "none", all.floor,
+               all.floor / write, all.over_floor / write, comm.size());
   }
   comm.barrier();
   if (comm.rank() == 0) {
