@@ -124,9 +124,10 @@ struct WriteOptions {
 // a handover, the pieces with a `copy` place are first copied there (one thread, each
 // piece's CRC-32 taken from the copy as it is made), so that `read_done` is called as soon as
 // no `live` piece without a copy is left: before the writes when every live piece has one,
-// else after them. With `direct_fd`, the whole pages of each piece go through it around the
-// page cache (on this machine 3 GB/s against 0.5-2 GB/s buffered, and no cached pages to
-// reclaim or write back later), the ends through the page cache; a file system that refuses
+// else after them. With `direct_fd`, the whole pages of each piece of 1 MiB or more go through
+// it around the page cache (on this machine 3 GB/s against 0.5-2 GB/s buffered, and no cached
+// pages to reclaim or write back later), the ends and smaller pieces through the page cache
+// (a device round trip each would cost more than their copy); a file system that refuses
 // (EINVAL) gets buffered writes. `stop`: when set, the remaining pieces are skipped (an
 // abandoned write: the result's error says so).
 Result write_pieces(int fd, const std::vector<Piece>& pieces, const WriteOptions& options,
