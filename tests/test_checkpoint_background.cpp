@@ -1,7 +1,9 @@
 // Checkpoints written in the background (ckpt::BackgroundCheckpoint) and the byte path under
 // every checkpoint write (trainer/checkpoint/byte_writer.h): what is read in place and what is
 // copied, when the file appears under its name, a write abandoned or failing, the page-cache
-// fallback where direct I/O is refused; and the manifest's CRC-32 (ISA-L) against zlib's.
+// fallback where direct I/O is refused; the CRC-32s the optimizer's update hands the writer
+// (crc32::GrainSums, CheckpointContents::known_crc32); and the manifest's CRC-32 (ISA-L)
+// against zlib's.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>

@@ -6,6 +6,7 @@
 //    lr·m/√v is insensitive to gradient scale but not to the sign of tiny gradients).
 //  * One step in closed form: from m = v = 0 the bias-corrected moments are g and g²,
 //    so the first update is exactly p(1 − lr·wd) − lr·g/(|g| + eps).
+//  * The update that takes a checkpoint's CRC-32s gives the plain update's bits.
 #include <gtest/gtest.h>
 
 #include <cmath>
