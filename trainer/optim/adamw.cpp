@@ -29,6 +29,7 @@ AdamW<T>::AdamW(const ParamTable& table, const OptimSection& o, double quant_sca
     KD_ASSERT(ranges_.back().begin >= (ranges_.size() > 1 ? ranges_[ranges_.size() - 2].end : 0),
               "the parameter table's tensors are not in the buffer's order ({})", t.name);
   }
+  range_steps_.resize(ranges_.size());
 }
 
 template <class T>
@@ -41,8 +42,9 @@ void AdamW<T>::step(T* params, const T* grads, double lr, double grad_scale, Sta
   base.bias_correction1 = 1.0 - std::pow(o_.beta1, double(t_));
   base.bias_correction2 = 1.0 - std::pow(o_.beta2, double(t_));
   base.grad_scale = grad_scale;
-  std::vector<kern::AdamWStep> per_range(ranges_.size(), base);
+  std::vector<kern::AdamWStep>& per_range = range_steps_;  // sized at construction: no allocation a step
   for (std::size_t i = 0; i < ranges_.size(); ++i) {
+    per_range[i] = base;
     per_range[i].weight_decay = ranges_[i].decayed ? o_.weight_decay : 0.0;
     per_range[i].lr = lr * ranges_[i].lr_ratio;
   }

@@ -52,6 +52,7 @@ class AdamW {
   OptimSection o_;
   std::size_t begin_ = 0;
   std::vector<Range> ranges_;  // shard-relative, in order; tensors with the same decay and lr ratio merged
+  std::vector<kern::AdamWStep> range_steps_;  // each range's step settings, refilled by step()
   AlignedBuffer<T> m_, v_;
   std::int64_t t_ = 0;
 };
