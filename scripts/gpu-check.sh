@@ -15,8 +15,8 @@
 # The GPU machine has the CUDA 13 driver and PyTorch's environment (cuBLAS, cuDNN, NCCL as
 # pip packages) but none of MPI, HDF5, yaml-cpp or OpenBLAS, and at most 64 MiB travels with
 # the working tree. So the bundle is one binary built here, the CUDA tests plus kdtrain's
-# command line (`gpu_check_tests kdtrain ...`), with the CUDA runtime and OpenBLAS linked
-# statically, and every shared library it needs but glibc/libstdc++ (MPI, HDF5, yaml-cpp, ...),
+# command line (`gpu_check_tests kdtrain ...`), with the CUDA runtime linked statically, and
+# every shared library it needs but glibc/libstdc++ (OpenBLAS, MPI, HDF5, yaml-cpp, ...),
 # xz-compressed; cuBLAS is taken from PyTorch's environment (or the toolkit) there, never carried.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,11 +28,12 @@ build_bundle() {
   "$root/scripts/deps.sh" >/dev/null
   command -v /usr/local/cuda/bin/nvcc >/dev/null || command -v nvcc >/dev/null \
     || { echo "gpu-check: no CUDA toolkit (nvcc) here: cannot build the bundle" >&2; exit 2; }
-  local bdir=$root/build-gpucheck
-  local blas=/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.a
-  cmake -S "$root" -B "$bdir" -DCMAKE_BUILD_TYPE=Release -DKDTRAIN_CUDA=ON -DKDTRAIN_CUDA_ARCHITECTURES=90 -DKDTRAIN_OPENBLAS_LIB="$blas" \
-    -DCMAKE_EXE_LINKER_FLAGS="-lgfortran" >/dev/null
-  cmake --build "$bdir" --target gpu_check_tests -j "$(nproc)" >/dev/null
+  # the test suite's own build tree (scripts/test.sh configures it the same way): only the
+  # bundle's test files compile and the binary links; a second tree would compile everything again
+  local bdir=$root/build
+  [ -f "$bdir/CMakeCache.txt" ] || cmake -S "$root" -B "$bdir" -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$bdir" --target gpu_check_tests -j "$(nproc)" >/dev/null \
+    || { echo "gpu-check: could not build gpu_check_tests in $bdir (configured without the CUDA backend?)" >&2; exit 2; }
   rm -rf "$bundle"
   mkdir -p "$bundle/bin" "$bundle/lib"
   cp "$bdir/tests/gpu_check_tests" "$bundle/bin/"
@@ -43,11 +44,12 @@ build_bundle() {
   ldd "$bundle/bin/"* | awk '/=> \// { print $3 }' | sort -u \
     | grep -vE '/(libc|libm|libdl|libpthread|librt|libstdc\+\+|libgcc_s|libcublas[A-Za-z]*|libnccl)\.so' \
     | while read -r lib; do cp -L "$lib" "$bundle/lib/"; done
-  if ldd "$bundle/bin/"* | grep -qE 'libopenblas|libcudart'; then
-    echo "gpu-check: the bundle's binary links OpenBLAS or the CUDA runtime dynamically:" >&2
-    ldd "$bundle/bin/"* | grep -E 'libopenblas|libcudart' >&2
+  if ldd "$bundle/bin/"* | grep -qE 'libcudart'; then
+    echo "gpu-check: the bundle's binary links the CUDA runtime dynamically:" >&2
+    ldd "$bundle/bin/"* | grep -E 'libcudart' >&2
     exit 1
   fi
+  [ -f "$bundle/lib/libopenblas.so.0" ] || { echo "gpu-check: OpenBLAS did not go into the bundle" >&2; exit 1; }
   # what travels: the binary and its libraries, compressed
   tar -C "$bundle" -cf - bin lib | xz -T0 -6 > "$root/gpu-bundle.tar.xz.tmp"
   rm -rf "$bundle/bin" "$bundle/lib"

@@ -1,7 +1,7 @@
 // main() of the GPU check's one binary (scripts/gpu-check.sh): the CUDA tests, or with
 // --bench-teacher the teacher-forward timing (tests/gpu_bench_teacher.cpp), or with `kdtrain ARGS`
 // kdtrain's command line (the KD-step benchmark). One binary, so the
-// bundle carries one copy of the statically linked OpenBLAS.
+// bundle carries one copy of OpenBLAS and the other libraries.
 #include <gtest/gtest.h>
 
 #include <string>
