@@ -39,6 +39,10 @@
 #          alternated read for read (each timed from its open on)>
 #          ckpt2g_spare_stall_frac=<the stall / write s with the training on one thread fewer: a core
 #          left to the writer> ckpt2g_writer_cpu_s=<the writer thread's CPU seconds per checkpoint>
+#          ckpt2g_stall_host_frac=<the cores' time the host took during the write (steal, reported or
+#          not: wall x cores less every /proc/stat field, beyond the plain steps'), over the cores,
+#          / write s: the share of the stall no writer in this machine can avoid>
+#          ckpt2g_floor_host_frac=<the same for the bare write>
 #          ckpt2r_write_ratio=.. ckpt2r_read_ratio=.. ckpt2r_stall_frac=.. ckpt2r_block_frac=..
 #          ckpt2r_stall_floor_frac=.. ckpt2r_stall_over_floor_frac=.. (2 ranks)
 #          ckpt2g2r_write_ratio=.. ckpt2g2r_read_ratio=.. ckpt2g2r_stall_frac=.. ckpt2g2r_block_frac=..
@@ -133,6 +137,7 @@ g_frac=$(ckfield "$log/kdtrain-ckpt2g" stall_frac); g_block=$(ckfield "$log/kdtr
 g_spare=$(ckfield "$log/kdtrain-ckpt2g" spare_stall_frac); g_cpu=$(ckfield "$log/kdtrain-ckpt2g" writer_cpu_s)
 g_alt=$(ckfield "$log/torch-ckpt2g" kdtrain_verify_disk_s)
 g_floor=$(ckfield "$log/kdtrain-ckpt2g" stall_floor_frac); g_over=$(ckfield "$log/kdtrain-ckpt2g" stall_over_floor_frac)
+g_host=$(ckfield "$log/kdtrain-ckpt2g" stall_host_frac); g_fhost=$(ckfield "$log/kdtrain-ckpt2g" floor_host_frac)
 r_wk=$(ckfield "$log/kdtrain-ckpt2r" write_s); r_rk=$(ckfield "$log/kdtrain-ckpt2r" read_disk_s)
 r_wt=$(ckfield "$log/torch-ckpt2r" write_s); r_rt=$(ckfield "$log/torch-ckpt2r" read_disk_s)
 r_frac=$(ckfield "$log/kdtrain-ckpt2r" stall_frac); r_block=$(ckfield "$log/kdtrain-ckpt2r" block_frac)
@@ -160,6 +165,8 @@ printf '%-22s %14s %14s %9s\n' "2 GB read s (disk)" "$g_rk" "$g_rt" "$(ratio "$g
 printf '%-22s %14s %14s %9s\n' "2 GB read s (cached)" "$g_ck" "$g_ct" "$(ratio "$g_ck" "$g_ct")"
 printf '%-22s %14s %14s %9s\n' "2 GB disk, alternated" "$g_alt" "$g_rt" "$(ratio "$g_alt" "$g_rt")"
 printf '%-22s %14s\n' "2 GB stall/write" "$g_frac (waiting in its calls: $g_block; a core left to the writer: $g_spare; its CPU: $g_cpu s; a bare writer of the same bytes: $g_floor; kdtrain's excess over it: $g_over)"
+printf '%-22s %14s
+' "2 GB host's take/write" "$g_host (the cores' time the host took, over the cores; for the bare writer: $g_fhost)"
 printf '%-22s %14s %14s %9s\n' "2 ranks write s" "$r_wk" "$r_wt" "$(ratio "$r_wk" "$r_wt")"
 printf '%-22s %14s %14s %9s\n' "2 ranks read s (disk)" "$r_rk" "$r_rt" "$(ratio "$r_rk" "$r_rt")"
 printf '%-22s %14s\n' "2 ranks stall/write" "$r_frac (waiting in its calls: $r_block; a bare writer: $r_floor; excess: $r_over)"
@@ -168,4 +175,4 @@ printf '%-22s %14s %14s %9s\n' "2 GB 2 ranks read s" "$gr_rk" "$gr_rt" "$(ratio 
 printf '%-22s %14s\n' "2 GB 2 ranks stall/w" "$gr_frac (waiting in its calls: $gr_block; a bare writer: $gr_floor; excess: $gr_over)"
 printf '%-22s %14s %14s %9s\n' "" "1 rank" "$threads ranks" ratio
 printf '%-22s %14s %14s %9s\n' "kd tokens/s (DP)" "$one" "$many" "$(ratio "$many" "$one")"
-echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t") dp_ratio=$(ratio "$many" "$one") dp_comm_ms=$dp_comm ckpt_write_ratio=$(ratio "$ck_wk" "$ck_wt") ckpt_read_ratio=$(ratio "$ck_rk" "$ck_rt") ckpt_stall_steps=$ck_stall ckpt_stall_frac=$ck_frac ckpt_block_frac=$ck_block ckpt_stall_floor_frac=$ck_floor ckpt_stall_over_floor_frac=$ck_over ckpt2g_write_ratio=$(ratio "$g_wk" "$g_wt") ckpt2g_read_ratio=$(ratio "$g_rk" "$g_rt") ckpt2g_read_alt_ratio=$(ratio "$g_alt" "$g_rt") ckpt2g_stall_frac=$g_frac ckpt2g_block_frac=$g_block ckpt2g_spare_stall_frac=$g_spare ckpt2g_writer_cpu_s=$g_cpu ckpt2g_stall_floor_frac=$g_floor ckpt2g_stall_over_floor_frac=$g_over ckpt2r_write_ratio=$(ratio "$r_wk" "$r_wt") ckpt2r_read_ratio=$(ratio "$r_rk" "$r_rt") ckpt2r_stall_frac=$r_frac ckpt2r_block_frac=$r_block ckpt2r_stall_floor_frac=$r_floor ckpt2r_stall_over_floor_frac=$r_over ckpt2g2r_write_ratio=$(ratio "$gr_wk" "$gr_wt") ckpt2g2r_read_ratio=$(ratio "$gr_rk" "$gr_rt") ckpt2g2r_stall_frac=$gr_frac ckpt2g2r_block_frac=$gr_block ckpt2g2r_stall_floor_frac=$gr_floor ckpt2g2r_stall_over_floor_frac=$gr_over"
+echo "RESULT kd_speedup=$(ratio "$kd_k" "$kd_t") student_speedup=$(ratio "$so_k" "$so_t") mfu=$mfu rss_ratio=$(ratio "$rss_k" "$rss_t") kdqat_speedup=$(ratio "$qat_k" "$qat_t") kdprune_speedup=$(ratio "$pr_k" "$pr_t") dp_ratio=$(ratio "$many" "$one") dp_comm_ms=$dp_comm ckpt_write_ratio=$(ratio "$ck_wk" "$ck_wt") ckpt_read_ratio=$(ratio "$ck_rk" "$ck_rt") ckpt_stall_steps=$ck_stall ckpt_stall_frac=$ck_frac ckpt_block_frac=$ck_block ckpt_stall_floor_frac=$ck_floor ckpt_stall_over_floor_frac=$ck_over ckpt2g_write_ratio=$(ratio "$g_wk" "$g_wt") ckpt2g_read_ratio=$(ratio "$g_rk" "$g_rt") ckpt2g_read_alt_ratio=$(ratio "$g_alt" "$g_rt") ckpt2g_stall_frac=$g_frac ckpt2g_block_frac=$g_block ckpt2g_spare_stall_frac=$g_spare ckpt2g_writer_cpu_s=$g_cpu ckpt2g_stall_floor_frac=$g_floor ckpt2g_stall_over_floor_frac=$g_over ckpt2g_stall_host_frac=$g_host ckpt2g_floor_host_frac=$g_fhost ckpt2r_write_ratio=$(ratio "$r_wk" "$r_wt") ckpt2r_read_ratio=$(ratio "$r_rk" "$r_rt") ckpt2r_stall_frac=$r_frac ckpt2r_block_frac=$r_block ckpt2r_stall_floor_frac=$r_floor ckpt2r_stall_over_floor_frac=$r_over ckpt2g2r_write_ratio=$(ratio "$gr_wk" "$gr_wt") ckpt2g2r_read_ratio=$(ratio "$gr_rk" "$gr_rt") ckpt2g2r_stall_frac=$gr_frac ckpt2g2r_block_frac=$gr_block ckpt2g2r_stall_floor_frac=$gr_floor ckpt2g2r_stall_over_floor_frac=$gr_over"

@@ -11,6 +11,9 @@
 #                                    (default: $OUT, else gpu-check-out). GPU_CHECK_BENCH=0
 #                                    skips the benchmark, GPU_CHECK_TEACHER=1 adds the teacher
 #                                    forward's timing
+#   scripts/gpu-check.sh --run-checkpoint [OUT]
+#                                    on the lent machine, as a second call: the 2 GB checkpoint
+#                                    benchmark on its CPU cores and disk (issue 26's stall)
 #
 # The GPU machine has the CUDA 13 driver and PyTorch's environment (cuBLAS, cuDNN, NCCL as
 # pip packages) but none of MPI, HDF5, yaml-cpp or OpenBLAS, and at most 64 MiB travels with
@@ -61,18 +64,23 @@ build_bundle() {
   echo "gpu-check: within the ${limit_mib} MiB limit; cuBLAS comes from the GPU machine"
 }
 
-run_bundle() {
-  local out=${1:-${OUT:-gpu-check-out}}
-  mkdir -p "$out"
+# The bundle unpacked under TMPDIR; `bundle` then names it, and the loader finds its libraries
+# and cuBLAS: PyTorch's pip packages (nvidia/*/lib), else the toolkit's.
+unpack_bundle() {
   [ -f "$bundle/bundle.tar.xz" ] || { echo "gpu-check: no bundle at $bundle (build it with --build, carry gpu-bundle)" >&2; exit 2; }
   local unpacked=${TMPDIR:-/tmp}/kdtrain-gpu-bundle
   rm -rf "$unpacked" && mkdir -p "$unpacked"
   python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$bundle/bundle.tar.xz" "$unpacked"
   bundle=$unpacked
-  # cuBLAS: PyTorch's pip packages (nvidia/*/lib), else the toolkit's
   local py_libs
   py_libs=$(python3 -c 'import glob, os, site; print(":".join(sorted(set(d for p in site.getsitepackages() for d in glob.glob(os.path.join(p, "nvidia", "*", "lib"))))))' 2>/dev/null || true)
   export LD_LIBRARY_PATH="$bundle/lib:${py_libs}:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+}
+
+run_bundle() {
+  local out=${1:-${OUT:-gpu-check-out}}
+  mkdir -p "$out"
+  unpack_bundle
   {
     echo "== machine"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
@@ -114,8 +122,39 @@ run_bundle() {
   return "$rc"
 }
 
+# The checkpoint benchmark of issue 26 on the lent machine's cores and disk (the training on
+# the CPU, every core): the stall a 2 GB checkpoint causes, beside a bare write of the same
+# bytes, and where this machine's kernel and host put the write's core time. On the VM of the
+# project's CI the disk's emulation takes the training's cores (docs/checkpoint-format.md);
+# this asks what a machine of the kind users run on does. PyTorch's torch.save/torch.load of
+# the same state follow when PyYAML is there (scripts/torch_ckpt_ref.py reads the config).
+run_checkpoint() {
+  local out=${1:-${OUT:-gpu-check-out}}
+  mkdir -p "$out"
+  unpack_bundle
+  local threads dir
+  threads=$(nproc)
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/kdtrain-ckpt-XXXXXX")
+  echo "== checkpoint at ~2 GB (configs/bench-ckpt2g.yaml, student-only, $threads threads): kdtrain, then PyTorch" \
+    | tee -a "$out/gpu-check.txt"
+  local rc=0
+  timeout 400 "$bundle/bin/gpu_check_tests" kdtrain bench --config "$root/configs/bench-ckpt2g.yaml" --student-only \
+    --checkpoint --checkpoint-dir "$dir/kdtrain" --threads "$threads" 2>&1 | tee "$out/ckpt2g.txt" \
+    | grep -E '^(RESULT|checkpoint)' | tee -a "$out/gpu-check.txt" || rc=1
+  if python3 -c 'import yaml, torch' 2>/dev/null; then
+    OMP_NUM_THREADS=$threads timeout 300 python3 "$root/scripts/torch_ckpt_ref.py" --config "$root/configs/bench-ckpt2g.yaml" \
+      --threads "$threads" --dir "$dir" 2>&1 | grep -v Warning | tee "$out/torch-ckpt2g.txt" | tee -a "$out/gpu-check.txt" || rc=1
+  else
+    echo "gpu-check: no PyYAML or torch in this python3: the PyTorch side of the checkpoint benchmark skipped" | tee -a "$out/gpu-check.txt"
+  fi
+  rm -rf "$dir"
+  echo "gpu-check: checkpoint benchmark exit $rc" | tee -a "$out/gpu-check.txt"
+  return "$rc"
+}
+
 case $mode in
   --dry-run|--build) build_bundle ;;
   --run) shift; run_bundle "$@" ;;
-  *) echo "usage: $0 --dry-run | --build | --run [OUT]" >&2; exit 2 ;;
+  --run-checkpoint) shift; run_checkpoint "$@" ;;
+  *) echo "usage: $0 --dry-run | --build | --run [OUT] | --run-checkpoint [OUT]" >&2; exit 2 ;;
 esac

@@ -78,5 +78,24 @@ expect 2 "floor.bin exists" bench --config "$tmp/b.yaml" --student-only --checkp
   --peak-gflops 1
 [ "$(cat "$tmp/bd3/floor.bin" 2>/dev/null)" = mine ] && ok "  bench: the disk floor's file in --checkpoint-dir is untouched" \
   || fail "bench --checkpoint-dir replaced or deleted a floor.bin it did not make"
+# a run: the directory left as it was found (its own files deleted), and the RESULT line with
+# every measure of the stall (the disk's floor and the machine's core time included)
+mkdir -p "$tmp/bd4" && echo mine >"$tmp/bd4/other.txt"
+if "$bin" bench --config "$tmp/b.yaml" --student-only --checkpoint --checkpoint-dir "$tmp/bd4" --peak-gflops 1 \
+    >"$tmp/bench4.out" 2>&1; then
+  [ "$(ls "$tmp/bd4")" = other.txt ] && ok "  bench: --checkpoint-dir holds only what was there before" \
+    || fail "bench --checkpoint-dir left files behind: $(ls "$tmp/bd4" | tr '\n' ' ')"
+  line=$(grep '^RESULT.*checkpoint_mb=' "$tmp/bench4.out")
+  missing=""
+  for k in write_s read_disk_s stall_frac block_frac stall_floor_frac stall_over_floor_frac stall_host_s \
+      stall_kernel_s stall_host_frac floor_host_s floor_kernel_s floor_host_frac; do
+    echo "$line" | grep -qE "(^| )$k=-?[0-9]+\.[0-9]+( |$)" || missing="$missing $k"
+  done
+  echo "$line" | grep -qE ' cores=[1-9][0-9]* ' || missing="$missing cores"
+  [ -z "$missing" ] && ok "  bench --checkpoint: the RESULT line has every measure of the stall" \
+    || fail "bench --checkpoint's RESULT line lacks:$missing ($line)"
+else
+  fail "bench --checkpoint failed: $(tail -3 "$tmp/bench4.out")"
+fi
 
 [ "$fails" -eq 0 ] && echo "all output checks passed" || { echo "$fails failure(s)"; exit 1; }

@@ -23,6 +23,7 @@
 #include "base/errors.h"
 #include "base/file_io.h"
 #include "trainer/util/aligned_buffer.h"
+#include "trainer/util/core_time.h"
 
 namespace kd::cli {
 
@@ -32,6 +33,30 @@ double median_of(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
+
+// What a window of work added to the machine's core time over the plain steps before it
+// (trainer/util/core_time.h): the time the host took from the cores (steal, reported or not)
+// and the kernel's, core-seconds.
+struct CoreCost {
+  double host = 0, kernel = 0;
+};
+
+// The plain steps' core use, then the window's beyond it.
+class CoreWindow {
+ public:
+  void plain_begin() { a_ = util::read_core_clock(); }
+  void plain_end() { b_ = util::read_core_clock(); }
+  void begin() { c_ = util::read_core_clock(); }
+  CoreCost end() const {
+    const util::CoreClock d = util::read_core_clock();
+    const util::CoreUse extra = util::core_use_beyond(util::core_use(c_, d), d.wall_s - c_.wall_s,
+                                                      util::core_use(a_, b_), b_.wall_s - a_.wall_s);
+    return {extra.taken(), extra.kernel};
+  }
+
+ private:
+  util::CoreClock a_, b_, c_;
+};
 
 // Seconds `f` takes on the slowest rank (barriers around it).
 template <class F>
@@ -62,11 +87,15 @@ class DiskFloor {
   }
   std::uint64_t bytes() const { return 3 * regions_[0].second; }
 
-  // One bare write while the training steps: the time the steps lost.
-  double stall_once(Trainer& trainer, data::BatchSource& source, dist::Comm& comm) {
+  // One bare write while the training steps: the time the steps lost, and what the write
+  // added to the machine's core time.
+  double stall_once(Trainer& trainer, data::BatchSource& source, dist::Comm& comm, CoreCost& cost) {
     constexpr std::uint64_t kWrite = std::uint64_t{8} << 20, kAlign = 4096;
+    CoreWindow cores;
+    cores.plain_begin();
     const double p0 = timed_on_all(comm, [&] { trainer.step(source); });
     const double p1 = timed_on_all(comm, [&] { trainer.step(source); });
+    cores.plain_end();
     if (comm.rank() == 0) {  // a new file each time, as each checkpoint is
       std::error_code ec;
       std::filesystem::remove(path_, ec);
@@ -81,6 +110,7 @@ class DiskFloor {
     bool good = true;
     int err = 0, steps = 0;
     const std::uint64_t first = std::uint64_t(comm.rank()) * ((bytes() + kWrite - 1) / kWrite * kWrite);
+    cores.begin();
     const double t = timed_on_all(comm, [&] {
       std::thread writer([&] {
         std::uint64_t at = first;
@@ -101,6 +131,7 @@ class DiskFloor {
       } while (!done.load());
       writer.join();
     });
+    cost = cores.end();
     ::close(fd);
     if (!good) throw RuntimeFailure(fmt::format("writing {}: {}", path_, std::strerror(err)));
     return std::max(0.0, t - steps * (p0 + p1) / 2);
@@ -120,6 +151,7 @@ struct Stall {
   double plain_step = 0;  // the median of the plain steps timed between the writes
   double floor = 0;       // the same bytes written by a bare thread (DiskFloor), timed after each write
   double over_floor = 0;  // each write's stall less its bare write's: what kdtrain adds to the disk's cost
+  CoreCost cost, floor_cost;  // what the write and the bare write added to the machine's core time
 };
 
 // `contents` gives the state to write (its views read in place). Each write's steps are
@@ -133,13 +165,18 @@ Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& com
   ckpt::BackgroundCheckpoint bg(&comm, copy);
   trainer.set_state_gate([&] { bg.release_state(); });
   std::vector<double> stall_s, block_s, start_s, wait_s, finish_s, steps_n, cpu_s, plain, taken_mb, floor_s, over_s;
+  std::vector<double> host_s, kernel_s, floor_host_s, floor_kernel_s;
   for (int i = 0; i < kBenchCheckpointWrites; ++i) {
     ckpt::CheckpointContents ci = contents();
+    CoreWindow cores;
+    cores.plain_begin();
     const double p0 = timed_on_all(comm, [&] { trainer.step(source); });
     const double p1 = timed_on_all(comm, [&] { trainer.step(source); });
+    cores.plain_end();
     plain.insert(plain.end(), {p0, p1});
     const double plain_step = (p0 + p1) / 2;
     int steps = 0;
+    cores.begin();
     const double t = timed_on_all(comm, [&] {
       // the step before the checkpoint, as a run's: its update takes the CRC-32s of what it
       // leaves (Trainer::sum_next_update), a cost of the checkpoint, so timed with it
@@ -152,6 +189,9 @@ Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& com
         ++steps;
       } while (!bg.poll());
     });
+    const CoreCost cost = cores.end();
+    host_s.push_back(cost.host);
+    kernel_s.push_back(cost.kernel);
     stall_s.push_back(std::max(0.0, t - (steps + 1) * plain_step));
     block_s.push_back(bg.stats().start_s + bg.stats().release_wait_s + bg.stats().finish_s);
     start_s.push_back(bg.stats().start_s);
@@ -161,14 +201,19 @@ Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& com
     cpu_s.push_back(bg.stats().writer_cpu_s);
     taken_mb.push_back(double(bg.stats().taken_back_bytes) / 1e6);
     if (floor) {
-      floor_s.push_back(floor->stall_once(trainer, source, comm));
+      CoreCost floor_cost;
+      floor_s.push_back(floor->stall_once(trainer, source, comm, floor_cost));
       over_s.push_back(stall_s.back() - floor_s.back());
+      floor_host_s.push_back(floor_cost.host);
+      floor_kernel_s.push_back(floor_cost.kernel);
     }
   }
   trainer.set_state_gate(nullptr);
+  auto median_or_0 = [](const std::vector<double>& v) { return v.empty() ? 0.0 : median_of(v); };
   return {median_of(stall_s), median_of(block_s), median_of(start_s), median_of(wait_s),
           median_of(finish_s), median_of(steps_n), median_of(cpu_s), median_of(taken_mb), median_of(plain),
-          floor_s.empty() ? 0.0 : median_of(floor_s), over_s.empty() ? 0.0 : median_of(over_s)};
+          median_or_0(floor_s), median_or_0(over_s), {median_of(host_s), median_of(kernel_s)},
+          {median_or_0(floor_host_s), median_or_0(floor_kernel_s)}};
 }
 
 // A directory all ranks see: rank 0 makes it (or takes `dir`), the others get its name.
@@ -268,6 +313,10 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
   }
   const std::uint64_t rank_bytes = floor_writer.bytes();
   const double write = median_of(write_s), stall = all.stall, block = all.block;
+  const util::CoreClock clock = util::read_core_clock();
+  const int cores = clock.cores;
+  // the host's take as a stall: the cores' time it took, spread over the cores the training uses
+  const double host_frac = all.cost.host / cores / write, floor_host_frac = all.floor_cost.host / cores / write;
   if (out) {
     fmt::print(out, "checkpoint: {:.2f}M values (student + AdamW m, v), file {:.1f} MB, written by {} rank(s){}\n",
                values / 1e6, bytes / 1e6, comm.size(), comm.size() > 1 ? " into one file" : "");
@@ -291,6 +340,13 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
                "writes; each checkpoint's stall less its bare write's: {:.3f} s ({:.1f}%), what kdtrain adds\n",
                double(rank_bytes) / 1e6, all.floor, 100.0 * all.floor / write, all.over_floor,
                100.0 * all.over_floor / write);
+    fmt::print(out, "checkpoint core time: what a write added to the machine's core time over the plain steps "
+               "before it (/proc/stat, {} cores, in ticks of {:.3f} s per core, medians): taken from the cores by the host (steal, reported or "
+               "not: wall time x cores less every field) {:.3f} s, the kernel's {:.3f} s; the bare write: {:.3f} s "
+               "and {:.3f} s. The host's take over the cores is {:.1f}% of the write time ({:.1f}% for the bare "
+               "write): a stall no writer in the machine can avoid\n",
+               cores, clock.tick_s, all.cost.host, all.cost.kernel, all.floor_cost.host, all.floor_cost.kernel, 100.0 * host_frac,
+               100.0 * floor_host_frac);
     if (threads > 1) {
       fmt::print(out, "checkpoint stall with a core left to the writer (training on {} thread(s), steps of {:.3f} s): "
                  "{:.3f} s more than the plain steps ({:.1f}% of the write time), waiting in its calls {:.3f} s\n",
@@ -300,10 +356,12 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
                "read_s={:.3f} read_disk_s={:.3f} stall_s={:.3f} stall_steps={:.2f} stall_frac={:.3f} "
                "block_s={:.3f} block_frac={:.3f} start_s={:.3f} held_s={:.3f} taken_back_mb={:.0f} writer_cpu_s={:.3f} "
                "spare_stall_frac={} stall_floor_s={:.3f} stall_floor_frac={:.3f} stall_over_floor_frac={:.3f} "
-               "ranks={}\n", bytes / 1e6, write, bytes / 1e6 / write, verify_s, read_s,
+               "stall_host_s={:.3f} stall_kernel_s={:.3f} stall_host_frac={:.3f} floor_host_s={:.3f} "
+               "floor_kernel_s={:.3f} floor_host_frac={:.3f} cores={} ranks={}\n", bytes / 1e6, write, bytes / 1e6 / write, verify_s, read_s,
                read_disk_s, stall, stall / all.plain_step, stall / write, block, block / write, all.start, all.held,
                all.taken_back_mb, all.writer_cpu, threads > 1 ? fmt::format("{:.3f}", spare.stall / write) : "none", all.floor,
-               all.floor / write, all.over_floor / write, comm.size());
+               all.floor / write, all.over_floor / write, all.cost.host, all.cost.kernel, host_frac,
+               all.floor_cost.host, all.floor_cost.kernel, floor_host_frac, cores, comm.size());
   }
   comm.barrier();
   if (comm.rank() == 0) {
