@@ -14,6 +14,7 @@
 #include "base/errors.h"
 #include "data/dp_source.h"
 #include "trainer/checkpoint/layout.h"
+#include "trainer/run/checkpoint_clock.h"
 #include "trainer/run/preemption.h"
 #include "trainer/run/run_groups.h"
 #include "trainer/run/run_recorder.h"
@@ -121,11 +122,15 @@ int step_loop(const RunInputs& in, Trainer& trainer, data::BatchSource& source, 
   const double tokens_per_step = double(tr.batch_size) * tr.seq_len * tr.grad_accum;
   const bool kd_terms = cfg.has_teacher && cfg.distill.alpha < 1.0;
   double slowest = 0;
-  double last_save = omp_get_wtime();
+  CheckpointClock clock(tr.checkpoint_minutes, omp_get_wtime());
+  bool clock_due_next = false;  // the ranks judged the period to end with the next step
   for (std::int64_t s = trainer.steps_done(); s < tr.steps; ++s) {
-    // a checkpoint due after this step (by step count, or the last): its update takes the
-    // CRC-32s the write needs (one on the clock or a signal reads every byte for them)
-    if (s + 1 == tr.steps || (tr.checkpoint_every > 0 && (s + 1) % tr.checkpoint_every == 0)) trainer.sum_next_update();
+    // a checkpoint due after this step (by step count, the last, or, as judged a step ahead,
+    // the wall-time period): its update takes the CRC-32s the write needs (one on a signal, or
+    // on the period judged wrongly, reads every byte for them)
+    if (s + 1 == tr.steps || (tr.checkpoint_every > 0 && (s + 1) % tr.checkpoint_every == 0) || clock_due_next) {
+      trainer.sum_next_update();
+    }
     const StepReport r = trainer.step(source);
     // the watchdog's limit follows the slowest step (a checkpoint or an evaluation between
     // steps is waited for under the same limit)
@@ -157,17 +162,16 @@ int step_loop(const RunInputs& in, Trainer& trainer, data::BatchSource& source, 
     rec.poll_checkpoint();  // a background checkpoint completed (or failed: exit 3) at the same step on every rank
     // preemption (SIGTERM, SIGUSR1) and the wall-time period: every student rank acts after
     // the same step (their clocks and signals may differ, so the flags are max-reduced)
-    std::array<double, 2> flags{preemption_requested() ? 1.0 : 0.0,
-                                tr.checkpoint_minutes > 0 && omp_get_wtime() - last_save >= 60 * tr.checkpoint_minutes
-                                    ? 1.0
-                                    : 0.0};
+    const std::array<double, 2> period = clock.flags(omp_get_wtime(), r.seconds);
+    std::array<double, 3> flags{preemption_requested() ? 1.0 : 0.0, period[0], period[1]};
     if (g.dp->size() > 1) g.dp->all_reduce_max(flags);
     if (g.tp_group) g.tp_group->all_reduce_max(flags);
     const bool saved = step != tr.steps && ((tr.checkpoint_every > 0 && step % tr.checkpoint_every == 0) || flags[1] > 0);
     if (saved) {
       rec.save(step, false);  // in the background; the next steps train meanwhile
-      last_save = omp_get_wtime();
+      clock.saved(omp_get_wtime());
     }
+    clock_due_next = !saved && flags[2] > 0;
     if (flags[0] > 0 && step != tr.steps) {
       // the checkpoint of this step complete before exiting (a write in flight first)
       if (saved) rec.finish_checkpoint(); else rec.save(step, true);
