@@ -315,7 +315,8 @@ void bench_checkpoint(Trainer& trainer, const Config& cfg, data::BatchSource& so
   const double write = median_of(write_s), stall = all.stall, block = all.block;
   const util::CoreClock clock = util::read_core_clock();
   const int cores = clock.cores;
-  // the host's take as a stall: the cores' time it took, spread over the cores the training uses
+  // the host's take as a stall: the cores' time it took, spread over the machine's cores (a
+  // training on every core, as bench.sh's, loses that much wall time to it at least)
   const double host_frac = all.cost.host / cores / write, floor_host_frac = all.floor_cost.host / cores / write;
   if (out) {
     fmt::print(out, "checkpoint: {:.2f}M values (student + AdamW m, v), file {:.1f} MB, written by {} rank(s){}\n",
