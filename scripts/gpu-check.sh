@@ -134,9 +134,13 @@ run_checkpoint() {
   unpack_bundle
   local threads dir
   threads=$(nproc)
-  dir=$(mktemp -d "${TMPDIR:-/tmp}/kdtrain-ckpt-XXXXXX")
-  echo "== checkpoint at ~2 GB (configs/bench-ckpt2g.yaml, student-only, $threads threads): kdtrain, then PyTorch" \
-    | tee -a "$out/gpu-check.txt"
+  # beside the working tree, on the machine's disk (/tmp may be memory: tmpfs takes no O_DIRECT
+  # and would time RAM); the file system named in the output
+  dir=$(mktemp -d "$root/.gpu-check-ckpt-XXXXXX")
+  {
+    echo "== checkpoint at ~2 GB (configs/bench-ckpt2g.yaml, student-only, $threads threads): kdtrain, then PyTorch"
+    echo "written to $dir: $(df -hT "$dir" | tail -1)"
+  } | tee -a "$out/gpu-check.txt"
   local rc=0
   timeout 400 "$bundle/bin/gpu_check_tests" kdtrain bench --config "$root/configs/bench-ckpt2g.yaml" --student-only \
     --checkpoint --checkpoint-dir "$dir/kdtrain" --threads "$threads" 2>&1 | tee "$out/ckpt2g.txt" \
