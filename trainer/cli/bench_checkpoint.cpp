@@ -41,23 +41,6 @@ struct CoreCost {
   double host = 0, kernel = 0;
 };
 
-// The plain steps' core use, then the window's beyond it.
-class CoreWindow {
- public:
-  void plain_begin() { a_ = util::read_core_clock(); }
-  void plain_end() { b_ = util::read_core_clock(); }
-  void begin() { c_ = util::read_core_clock(); }
-  CoreCost end() const {
-    const util::CoreClock d = util::read_core_clock();
-    const util::CoreUse extra = util::core_use_beyond(util::core_use(c_, d), d.wall_s - c_.wall_s,
-                                                      util::core_use(a_, b_), b_.wall_s - a_.wall_s);
-    return {extra.taken(), extra.kernel};
-  }
-
- private:
-  util::CoreClock a_, b_, c_;
-};
-
 // Seconds `f` takes on the slowest rank (barriers around it).
 template <class F>
 double timed_on_all(dist::Comm& comm, F&& f) {
@@ -67,6 +50,32 @@ double timed_on_all(dist::Comm& comm, F&& f) {
   comm.barrier();
   return omp_get_wtime() - t0;
 }
+
+// The reference a write is measured against: two plain steps, timed, with the machine's core
+// clock read around them; then the write's window (begin() … cost()), whose core time is taken
+// beyond the plain steps' rates.
+class PlainSteps {
+ public:
+  PlainSteps(Trainer& trainer, data::BatchSource& source, dist::Comm& comm) {
+    a_ = util::read_core_clock();
+    p0 = timed_on_all(comm, [&] { trainer.step(source); });
+    p1 = timed_on_all(comm, [&] { trainer.step(source); });
+    b_ = util::read_core_clock();
+  }
+  double step_s() const { return (p0 + p1) / 2; }
+  void begin() { c_ = util::read_core_clock(); }
+  CoreCost cost() const {
+    const util::CoreClock d = util::read_core_clock();
+    const util::CoreUse extra = util::core_use_beyond(util::core_use(c_, d), d.wall_s - c_.wall_s,
+                                                      util::core_use(a_, b_), b_.wall_s - a_.wall_s);
+    return {extra.taken(), extra.kernel};
+  }
+
+  double p0 = 0, p1 = 0;
+
+ private:
+  util::CoreClock a_, b_, c_;
+};
 
 // The disk's own share of the stall: the memory the checkpoint writes on this rank (the
 // weights' shard, m and v) written by a bare thread into `path` (sequential 8 MiB O_DIRECT
@@ -91,11 +100,7 @@ class DiskFloor {
   // added to the machine's core time.
   double stall_once(Trainer& trainer, data::BatchSource& source, dist::Comm& comm, CoreCost& cost) {
     constexpr std::uint64_t kWrite = std::uint64_t{8} << 20, kAlign = 4096;
-    CoreWindow cores;
-    cores.plain_begin();
-    const double p0 = timed_on_all(comm, [&] { trainer.step(source); });
-    const double p1 = timed_on_all(comm, [&] { trainer.step(source); });
-    cores.plain_end();
+    PlainSteps plain(trainer, source, comm);
     if (comm.rank() == 0) {  // a new file each time, as each checkpoint is
       std::error_code ec;
       std::filesystem::remove(path_, ec);
@@ -110,7 +115,7 @@ class DiskFloor {
     bool good = true;
     int err = 0, steps = 0;
     const std::uint64_t first = std::uint64_t(comm.rank()) * ((bytes() + kWrite - 1) / kWrite * kWrite);
-    cores.begin();
+    plain.begin();
     const double t = timed_on_all(comm, [&] {
       std::thread writer([&] {
         std::uint64_t at = first;
@@ -131,10 +136,10 @@ class DiskFloor {
       } while (!done.load());
       writer.join();
     });
-    cost = cores.end();
+    cost = plain.cost();
     ::close(fd);
     if (!good) throw RuntimeFailure(fmt::format("writing {}: {}", path_, std::strerror(err)));
-    return std::max(0.0, t - steps * (p0 + p1) / 2);
+    return std::max(0.0, t - steps * plain.step_s());
   }
 
  private:
@@ -164,19 +169,14 @@ Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& com
                     const char* name, ckpt::StateCopy copy, Contents&& contents, DiskFloor* floor = nullptr) {
   ckpt::BackgroundCheckpoint bg(&comm, copy);
   trainer.set_state_gate([&] { bg.release_state(); });
-  std::vector<double> stall_s, block_s, start_s, wait_s, finish_s, steps_n, cpu_s, plain, taken_mb, floor_s, over_s;
+  std::vector<double> stall_s, block_s, start_s, wait_s, finish_s, steps_n, cpu_s, plain_s, taken_mb, floor_s, over_s;
   std::vector<double> host_s, kernel_s, floor_host_s, floor_kernel_s;
   for (int i = 0; i < kBenchCheckpointWrites; ++i) {
     ckpt::CheckpointContents ci = contents();
-    CoreWindow cores;
-    cores.plain_begin();
-    const double p0 = timed_on_all(comm, [&] { trainer.step(source); });
-    const double p1 = timed_on_all(comm, [&] { trainer.step(source); });
-    cores.plain_end();
-    plain.insert(plain.end(), {p0, p1});
-    const double plain_step = (p0 + p1) / 2;
+    PlainSteps plain(trainer, source, comm);
+    plain_s.insert(plain_s.end(), {plain.p0, plain.p1});
     int steps = 0;
-    cores.begin();
+    plain.begin();
     const double t = timed_on_all(comm, [&] {
       // the step before the checkpoint, as a run's: its update takes the CRC-32s of what it
       // leaves (Trainer::sum_next_update), a cost of the checkpoint, so timed with it
@@ -189,10 +189,10 @@ Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& com
         ++steps;
       } while (!bg.poll());
     });
-    const CoreCost cost = cores.end();
+    const CoreCost cost = plain.cost();
     host_s.push_back(cost.host);
     kernel_s.push_back(cost.kernel);
-    stall_s.push_back(std::max(0.0, t - (steps + 1) * plain_step));
+    stall_s.push_back(std::max(0.0, t - (steps + 1) * plain.step_s()));
     block_s.push_back(bg.stats().start_s + bg.stats().release_wait_s + bg.stats().finish_s);
     start_s.push_back(bg.stats().start_s);
     wait_s.push_back(bg.stats().release_wait_s);
@@ -211,7 +211,7 @@ Stall measure_stall(Trainer& trainer, data::BatchSource& source, dist::Comm& com
   trainer.set_state_gate(nullptr);
   auto median_or_0 = [](const std::vector<double>& v) { return v.empty() ? 0.0 : median_of(v); };
   return {median_of(stall_s), median_of(block_s), median_of(start_s), median_of(wait_s),
-          median_of(finish_s), median_of(steps_n), median_of(cpu_s), median_of(taken_mb), median_of(plain),
+          median_of(finish_s), median_of(steps_n), median_of(cpu_s), median_of(taken_mb), median_of(plain_s),
           median_or_0(floor_s), median_or_0(over_s), {median_of(host_s), median_of(kernel_s)},
           {median_or_0(floor_host_s), median_or_0(floor_kernel_s)}};
 }

@@ -122,13 +122,14 @@ int step_loop(const RunInputs& in, Trainer& trainer, data::BatchSource& source, 
   const double tokens_per_step = double(tr.batch_size) * tr.seq_len * tr.grad_accum;
   const bool kd_terms = cfg.has_teacher && cfg.distill.alpha < 1.0;
   double slowest = 0;
+  auto due_by_count = [&](std::int64_t step) { return tr.checkpoint_every > 0 && step % tr.checkpoint_every == 0; };
   CheckpointClock clock(tr.checkpoint_minutes, omp_get_wtime());
   bool clock_due_next = false;  // the ranks judged the period to end with the next step
   for (std::int64_t s = trainer.steps_done(); s < tr.steps; ++s) {
     // a checkpoint due after this step (by step count, the last, or, as judged a step ahead,
     // the wall-time period): its update takes the CRC-32s the write needs (one on a signal, or
     // on the period judged wrongly, reads every byte for them)
-    if (s + 1 == tr.steps || (tr.checkpoint_every > 0 && (s + 1) % tr.checkpoint_every == 0) || clock_due_next) {
+    if (s + 1 == tr.steps || due_by_count(s + 1) || clock_due_next) {
       trainer.sum_next_update();
     }
     const StepReport r = trainer.step(source);
@@ -166,7 +167,7 @@ int step_loop(const RunInputs& in, Trainer& trainer, data::BatchSource& source, 
     std::array<double, 3> flags{preemption_requested() ? 1.0 : 0.0, period[0], period[1]};
     if (g.dp->size() > 1) g.dp->all_reduce_max(flags);
     if (g.tp_group) g.tp_group->all_reduce_max(flags);
-    const bool saved = step != tr.steps && ((tr.checkpoint_every > 0 && step % tr.checkpoint_every == 0) || flags[1] > 0);
+    const bool saved = step != tr.steps && (due_by_count(step) || flags[1] > 0);
     if (saved) {
       rec.save(step, false);  // in the background; the next steps train meanwhile
       clock.saved(omp_get_wtime());
